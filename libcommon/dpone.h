@@ -1,0 +1,185 @@
+/*
+ * dpone.h: the one public header of libcommon, shared by every dpone command.
+ *
+ * Ownership rule used throughout: a function returning `char *` or a struct
+ * pointer hands the caller ownership (free with the matching _free or _close function);
+ * a `const` return or a json_t documented as "borrowed" stays owned by its
+ * parent and lives as long as it does.
+ */
+#ifndef DPONE_H
+#define DPONE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#define DPONE_VERSION "0.1.0"
+
+/* ---- exit codes (exit_codes.def is the single table) ---- */
+enum dp_exit {
+#define X(name, num, label, text) DP_EXIT_##name = num,
+#include "exit_codes.def"
+#undef X
+};
+/* Short label of an exit code ("sink"), or "unknown". */
+const char *dp_exit_label(int code);
+
+/* ---- errors and memory (err.c), in the style of sbase's eprintf ---- */
+extern const char *dp_progname;
+void dp_setprogname(const char *argv0);
+void dp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void dp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void *dp_xmalloc(size_t n);
+void *dp_xcalloc(size_t nmemb, size_t n);
+void *dp_xrealloc(void *p, size_t n);
+char *dp_xstrdup(const char *s);
+char *dp_xstrndup(const char *s, size_t n);
+/* printf into a new string; the caller frees it. */
+char *dp_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Flush and close a stream, reporting any write error; 0 when all went out. */
+int dp_fshut(FILE *fp, const char *name);
+
+/* ---- small helpers (util.c) ---- */
+size_t dp_edit_distance(const char *a, const char *b);
+/* The candidate closest to word (NULL-terminated list), or NULL if none is close. */
+const char *dp_did_you_mean(const char *word, const char *const *candidates);
+/* Parse a whole decimal integer; 0 on success. */
+int dp_parse_ll(const char *s, long long *out);
+
+/* ---- strict JSON validation for the row hot path (json_check.c) ---- */
+struct dp_json_error {
+	size_t offset;    /* byte offset of the first offending byte */
+	const char *what; /* static message */
+};
+/* 0 if buf[0..len) is exactly one RFC 8259 JSON value in valid UTF-8
+ * (no lone surrogates), as jansson would accept it; -1 otherwise. */
+int dp_json_validate(const char *buf, size_t len, struct dp_json_error *err);
+
+/* ---- the dpone stream (stream.c); documented in dpone-stream(7) ---- */
+#define DP_STREAM_PROTOCOL 1
+#define DP_MAX_LINE_DEFAULT (64u << 20)
+
+enum dp_line_kind { DP_LINE_ROW, DP_LINE_CONTROL };
+enum dp_reader_flags {
+	DP_READ_VALIDATE_ROWS = 1 /* check every row is valid JSON (else only its framing) */
+};
+
+struct dp_reader;
+/* Reads the stream on fd (plain or zstd, detected by magic). name is used in
+ * messages ("stdin"). The fd is not closed by dp_reader_close. */
+struct dp_reader *dp_reader_open(int fd, const char *name, int flags);
+/* 1: a line is ready (header, row, delete, end, any control message);
+ * 0: the stream ended properly and was consumed to EOF;
+ * -1: error, see dp_reader_error/dp_reader_error_code. */
+int dp_reader_next(struct dp_reader *r);
+/* The current line without its newline; borrowed until the next call. */
+const char *dp_reader_line(const struct dp_reader *r, size_t *len);
+enum dp_line_kind dp_reader_kind(const struct dp_reader *r);
+unsigned long long dp_reader_lineno(const struct dp_reader *r);
+/* For a control line: its name and the parsed array (borrowed). */
+const char *dp_reader_control_name(const struct dp_reader *r);
+json_t *dp_reader_control(const struct dp_reader *r);
+/* The header's body object once seen (borrowed), else NULL. */
+json_t *dp_reader_header(const struct dp_reader *r);
+unsigned long long dp_reader_rows(const struct dp_reader *r);
+unsigned long long dp_reader_deletes(const struct dp_reader *r);
+unsigned long long dp_reader_bytes(const struct dp_reader *r);
+const char *dp_reader_error(const struct dp_reader *r);
+int dp_reader_error_code(const struct dp_reader *r);
+void dp_reader_close(struct dp_reader *r);
+
+struct dp_writer;
+/* Buffered writer on fd; zstd_level > 0 compresses. The fd is not closed. */
+struct dp_writer *dp_writer_open(int fd, const char *name, int zstd_level);
+/* Write len bytes and a newline; 0 or -1 (see dp_writer_error). */
+int dp_writer_line(struct dp_writer *w, const char *buf, size_t len);
+/* Write ["name", body]; body is stolen (may be NULL for {}). */
+int dp_writer_control(struct dp_writer *w, const char *name, json_t *body);
+/* Write any JSON value compactly on one line (not stolen). */
+int dp_writer_json(struct dp_writer *w, const json_t *value);
+int dp_writer_flush(struct dp_writer *w);
+const char *dp_writer_error(const struct dp_writer *w);
+/* Flush, end the zstd frame, free. 0 if everything was written. */
+int dp_writer_close(struct dp_writer *w);
+
+/* ---- manifest (manifest.c, manifest_schema.c); see dpone-manifest(5) ---- */
+struct dp_manifest {
+	char *path;
+	json_t *root;  /* resolved: defaults applied, key lists normalized */
+	json_t *marks; /* "a.b[0].c" -> [line, column] of the value in the file */
+};
+/* Load and check a manifest. On error returns NULL and writes one line
+ * "FILE:LINE:COL: key.path: message" into err. Warnings go to stderr. */
+struct dp_manifest *dp_manifest_load(const char *path, char *err, size_t errlen);
+void dp_manifest_free(struct dp_manifest *m);
+/* Borrowed value at a dotted path ("sink.strategy.mode"), or NULL. */
+json_t *dp_manifest_get(const struct dp_manifest *m, const char *path);
+const char *dp_manifest_str(const struct dp_manifest *m, const char *path);
+long long dp_manifest_int(const struct dp_manifest *m, const char *path, long long dflt);
+/* Format "FILE:LINE:COL: path: " for messages about a key, into buf. */
+const char *dp_manifest_where(const struct dp_manifest *m, const char *path, char *buf, size_t len);
+
+/* Generic YAML loading shared by the manifest and the connection registry.
+ * Scalars are typed by the YAML 1.2 core schema (plain true/false, null,
+ * integers, floats; quoted scalars stay strings). marks may be NULL. */
+json_t *dp_yaml_load_file(const char *path, json_t *marks, char *err, size_t errlen);
+
+/* ---- connection registry (registry.c, vault.c); see dpone-manifest(5) ---- */
+struct dp_conn {
+	char *id;
+	char *kind;     /* "mssql", "kafka" or "postgres" */
+	char *host;     /* first host (mssql, postgres) */
+	int port;
+	char *user;
+	char *password; /* secret: never printed */
+	char *database;
+	char *brokers;  /* kafka: "host:port,host:port" */
+	json_t *params; /* other settings, string -> string; may hold secrets */
+	char *origin;   /* where it came from, safe to print: "env DPONE_CONN_X" */
+};
+/* Resolve connection id through connection_type env|file|vault. kind is the
+ * expected kind or NULL. Returns 0, or an exit code with a one-line message
+ * (never containing a secret) in err. */
+int dp_conn_resolve(const char *id, const char *connection_type, const char *kind,
+                    struct dp_conn *out, char *err, size_t errlen);
+void dp_conn_free(struct dp_conn *c);
+/* A JSON description with every secret replaced by "***"; the caller owns it. */
+json_t *dp_conn_redacted(const struct dp_conn *c);
+/* Nonzero if a setting of that name holds a secret (password, token, ...). */
+int dp_is_secret_key(const char *key);
+/* Name of the environment variable holding connection id; the caller frees it. */
+char *dp_conn_env_name(const char *id);
+/* Path of the registry file to use (option, DPONE_REGISTRY, defaults), or NULL. */
+void dp_registry_set_path(const char *path);
+
+/* Vault / OpenBao KV v2 read: GET $VAULT_ADDR/v1/<mount>/data/<path>.
+ * Returns the secret's data object (owned), or NULL with err set. */
+json_t *dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t errlen);
+
+/* ---- shared command-line handling (cli.c) ---- */
+struct dp_cli {
+	const char *manifest_path; /* the first operand */
+	char **more;               /* operands after it (borrowed from argv) */
+	int nmore;
+	int quiet;
+	int print_manifest;
+};
+/* Parse the options every command shares (-h, -V, -q, --registry FILE,
+ * --print-manifest), a MANIFEST operand and at most max_more operands after
+ * it. usage_text is printed by --help on stdout (exit 0) and after a usage
+ * error on stderr (exit 2). */
+void dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct dp_cli *cli);
+/* Load the manifest or die with DP_EXIT_USAGE and its one-line error. */
+struct dp_manifest *dp_cli_load_manifest(const char *path);
+/* Resolve the connection at section ("source", "sink", "state") of the
+ * manifest, or die with the resolver's exit code. */
+void dp_cli_resolve(const struct dp_manifest *m, const char *section, const char *kind, struct dp_conn *out);
+/* --print-manifest: the resolved manifest with its connections resolved and
+ * redacted, as indented JSON on stdout; exits. */
+_Noreturn void dp_cli_print_manifest(const struct dp_manifest *m);
+/* Close stdout, turning a failed write into DP_EXIT_FAILURE, and exit. */
+_Noreturn void dp_exit_flushing_stdout(int code);
+
+#endif

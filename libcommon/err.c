@@ -1,0 +1,151 @@
+/* err.c: one-line diagnostics and checked allocation, after sbase's eprintf. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dpone.h"
+
+const char *dp_progname = "dpone";
+
+static const struct {
+	int code;
+	const char *label;
+} exit_labels[] = {
+#define X(name, num, label, text) {num, label},
+#include "exit_codes.def"
+#undef X
+};
+
+const char *
+dp_exit_label(int code)
+{
+	for (size_t i = 0; i < sizeof(exit_labels) / sizeof(exit_labels[0]); i++)
+		if (exit_labels[i].code == code)
+			return exit_labels[i].label;
+	return "unknown";
+}
+
+void
+dp_setprogname(const char *argv0)
+{
+	const char *slash = strrchr(argv0, '/');
+	dp_progname = slash ? slash + 1 : argv0;
+}
+
+static void
+vwarn(const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s: ", dp_progname);
+	vfprintf(stderr, fmt, ap);
+	if (fmt[0] && fmt[strlen(fmt) - 1] == ':') {
+		fputc(' ', stderr);
+		perror(NULL);
+	} else {
+		fputc('\n', stderr);
+	}
+}
+
+void
+dp_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+}
+
+void
+dp_die(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+	exit(code);
+}
+
+void *
+dp_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		dp_die(DP_EXIT_FAILURE, "malloc:");
+	return p;
+}
+
+void *
+dp_xcalloc(size_t nmemb, size_t n)
+{
+	void *p = calloc(nmemb ? nmemb : 1, n ? n : 1);
+	if (!p)
+		dp_die(DP_EXIT_FAILURE, "calloc:");
+	return p;
+}
+
+void *
+dp_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		dp_die(DP_EXIT_FAILURE, "realloc:");
+	return p;
+}
+
+char *
+dp_xstrdup(const char *s)
+{
+	return dp_xstrndup(s, strlen(s));
+}
+
+char *
+dp_xstrndup(const char *s, size_t n)
+{
+	char *p = dp_xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+dp_strfmt(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		dp_die(DP_EXIT_FAILURE, "vsnprintf:");
+	char *s = dp_xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return s;
+}
+
+int
+dp_fshut(FILE *fp, const char *name)
+{
+	int ret = 0;
+	/* fflush before ferror: buffered data may fail to go out only now. */
+	if (fflush(fp) && !ret) {
+		dp_warn("%s: write error: %s", name, strerror(errno));
+		ret = -1;
+	}
+	if (ferror(fp) && !ret) {
+		dp_warn("%s: write error", name);
+		ret = -1;
+	}
+	if (fclose(fp) && !ret) {
+		dp_warn("%s: close error: %s", name, strerror(errno));
+		ret = -1;
+	}
+	return ret;
+}
+
+void
+dp_exit_flushing_stdout(int code)
+{
+	if (dp_fshut(stdout, "stdout") && code == DP_EXIT_OK)
+		code = DP_EXIT_FAILURE;
+	exit(code);
+}

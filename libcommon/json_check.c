@@ -1,0 +1,286 @@
+/*
+ * json_check.c: a strict, allocation-free JSON validator.
+ *
+ * Stages that pass rows through untouched still must not pass garbage on;
+ * parsing every row with jansson would cost ten times the copy. This checks
+ * RFC 8259 grammar and UTF-8 (as jansson does: no overlongs, no surrogates
+ * in UTF-8, no lone \u surrogates) with an explicit stack, so a hostile row
+ * cannot overflow the C stack.
+ */
+#include <string.h>
+
+#include "dpone.h"
+
+#define MAX_DEPTH 512
+
+struct scan {
+	const unsigned char *p, *end, *start;
+	const char *what;
+};
+
+static int
+fail(struct scan *s, const char *what)
+{
+	if (!s->what)
+		s->what = what;
+	return -1;
+}
+
+static void
+skip_ws(struct scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static int
+hex4(struct scan *s, unsigned *out)
+{
+	unsigned v = 0;
+	if (s->end - s->p < 4)
+		return fail(s, "truncated \\u escape");
+	for (int i = 0; i < 4; i++) {
+		unsigned c = *s->p++, d;
+		if (c >= '0' && c <= '9')
+			d = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			d = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			d = c - 'A' + 10;
+		else
+			return fail(s, "invalid \\u escape");
+		v = v << 4 | d;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+escape(struct scan *s)
+{
+	unsigned u, lo;
+	if (s->p >= s->end)
+		return fail(s, "unterminated string");
+	switch (*s->p++) {
+	case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+		return 0;
+	case 'u':
+		if (hex4(s, &u))
+			return -1;
+		if (u >= 0xDC00 && u <= 0xDFFF)
+			return fail(s, "lone low surrogate in \\u escape");
+		if (u < 0xD800 || u > 0xDBFF)
+			return 0;
+		if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u')
+			return fail(s, "lone high surrogate in \\u escape");
+		s->p += 2;
+		if (hex4(s, &lo))
+			return -1;
+		if (lo < 0xDC00 || lo > 0xDFFF)
+			return fail(s, "invalid surrogate pair in \\u escape");
+		return 0;
+	default:
+		return fail(s, "invalid escape in string");
+	}
+}
+
+/* One UTF-8 sequence starting with a byte >= 0x80. */
+static int
+utf8(struct scan *s)
+{
+	const unsigned char *p = s->p;
+	unsigned c = *p, need, min, cp;
+	if (c >= 0xC2 && c <= 0xDF) {
+		need = 1; min = 0x80; cp = c & 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		need = 2; min = 0x800; cp = c & 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		need = 3; min = 0x10000; cp = c & 0x07;
+	} else {
+		return fail(s, "invalid UTF-8");
+	}
+	if ((size_t)(s->end - p) <= need)
+		return fail(s, "truncated UTF-8 sequence");
+	for (unsigned i = 1; i <= need; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return fail(s, "invalid UTF-8");
+		cp = cp << 6 | (p[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return fail(s, "invalid UTF-8");
+	s->p += need + 1;
+	return 0;
+}
+
+static int
+string(struct scan *s)
+{
+	s->p++; /* opening quote */
+	for (;;) {
+		/* Fast path over plain ASCII. */
+		while (s->p < s->end && *s->p >= 0x20 && *s->p < 0x80 && *s->p != '"' && *s->p != '\\')
+			s->p++;
+		if (s->p >= s->end)
+			return fail(s, "unterminated string");
+		unsigned c = *s->p;
+		if (c == '"') {
+			s->p++;
+			return 0;
+		}
+		if (c == '\\') {
+			s->p++;
+			if (escape(s))
+				return -1;
+		} else if (c < 0x20) {
+			return fail(s, "control character in string");
+		} else if (utf8(s)) {
+			return -1;
+		}
+	}
+}
+
+static int
+digits(struct scan *s)
+{
+	const unsigned char *from = s->p;
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+		s->p++;
+	return s->p > from ? 0 : fail(s, "invalid number");
+}
+
+static int
+number(struct scan *s)
+{
+	if (*s->p == '-')
+		s->p++;
+	if (s->p < s->end && *s->p == '0') {
+		s->p++;
+	} else if (digits(s)) {
+		return -1;
+	}
+	if (s->p < s->end && *s->p == '.') {
+		s->p++;
+		if (digits(s))
+			return -1;
+	}
+	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+		s->p++;
+		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+			s->p++;
+		if (digits(s))
+			return -1;
+	}
+	return 0;
+}
+
+static int
+literal(struct scan *s, const char *word)
+{
+	size_t n = strlen(word);
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n))
+		return fail(s, "invalid literal");
+	s->p += n;
+	return 0;
+}
+
+/* A scalar, or the opening of a container (pushed by the caller). */
+static int
+scalar(struct scan *s)
+{
+	switch (*s->p) {
+	case '"': return string(s);
+	case 't': return literal(s, "true");
+	case 'f': return literal(s, "false");
+	case 'n': return literal(s, "null");
+	default:
+		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+			return number(s);
+		return fail(s, "unexpected character");
+	}
+}
+
+int
+dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
+{
+	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len,
+	                 (const unsigned char *)buf, NULL};
+	char stack[MAX_DEPTH]; /* '{' or '[' per open container */
+	int depth = 0;
+	int rc = 0;
+
+	skip_ws(&s);
+	for (;;) {
+		/* Expect a value. */
+		if (s.p >= s.end) {
+			rc = fail(&s, "unexpected end of input");
+			break;
+		}
+		if (*s.p == '{' || *s.p == '[') {
+			if (depth == MAX_DEPTH) {
+				rc = fail(&s, "nesting too deep");
+				break;
+			}
+			char open = (char)*s.p++;
+			stack[depth++] = open;
+			skip_ws(&s);
+			if (s.p < s.end && *s.p == (open == '{' ? '}' : ']')) {
+				s.p++;
+				depth--;
+				goto after_value;
+			}
+			if (open == '{')
+				goto object_key;
+			continue;
+		}
+		if (scalar(&s)) {
+			rc = -1;
+			break;
+		}
+	after_value:
+		skip_ws(&s);
+		if (depth == 0) {
+			if (s.p != s.end)
+				rc = fail(&s, "trailing data after value");
+			break;
+		}
+		if (s.p >= s.end) {
+			rc = fail(&s, "unexpected end of input");
+			break;
+		}
+		if (*s.p == ',') {
+			s.p++;
+			skip_ws(&s);
+			if (stack[depth - 1] == '{')
+				goto object_key;
+			continue;
+		}
+		if (*s.p == (stack[depth - 1] == '{' ? '}' : ']')) {
+			s.p++;
+			depth--;
+			goto after_value;
+		}
+		rc = fail(&s, stack[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+		break;
+	object_key:
+		if (s.p >= s.end || *s.p != '"') {
+			rc = fail(&s, "expected a string key");
+			break;
+		}
+		if (string(&s)) {
+			rc = -1;
+			break;
+		}
+		skip_ws(&s);
+		if (s.p >= s.end || *s.p != ':') {
+			rc = fail(&s, "expected ':' after key");
+			break;
+		}
+		s.p++;
+		skip_ws(&s);
+	}
+	if (rc && err) {
+		err->offset = (size_t)(s.p - s.start);
+		err->what = s.what;
+	}
+	return rc;
+}

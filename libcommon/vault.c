@@ -1,0 +1,177 @@
+/*
+ * vault.c: read one KV version 2 secret from HashiCorp Vault or OpenBao.
+ *
+ * GET $VAULT_ADDR/v1/<mount>/data/<path> with the token in X-Vault-Token;
+ * the answer is {"data": {"data": {...}, "metadata": {...}}}. The token is
+ * read from VAULT_TOKEN, VAULT_TOKEN_FILE or ~/.vault-token and only ever
+ * sent in that header.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "dpone.h"
+
+#define MAX_ANSWER (1u << 20)
+
+struct answer {
+	char *buf;
+	size_t len;
+	int too_big;
+};
+
+static size_t
+collect(char *p, size_t size, size_t n, void *arg)
+{
+	struct answer *a = arg;
+	size_t add = size * n;
+	if (a->len + add > MAX_ANSWER) {
+		a->too_big = 1;
+		return 0;
+	}
+	a->buf = dp_xrealloc(a->buf, a->len + add + 1);
+	memcpy(a->buf + a->len, p, add);
+	a->len += add;
+	a->buf[a->len] = '\0';
+	return add;
+}
+
+/* The token, trimmed; the caller frees it. NULL if there is none. */
+static char *
+read_token(void)
+{
+	const char *env = getenv("VAULT_TOKEN");
+	if (env && *env)
+		return dp_xstrdup(env);
+	const char *file = getenv("VAULT_TOKEN_FILE");
+	char *path = file && *file ? dp_xstrdup(file) : getenv("HOME") ? dp_strfmt("%s/.vault-token", getenv("HOME")) : NULL;
+	if (!path)
+		return NULL;
+	FILE *fp = fopen(path, "r");
+	free(path);
+	if (!fp)
+		return NULL;
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return *buf ? dp_xstrdup(buf) : NULL;
+}
+
+static char *
+escape_path(CURL *curl, const char *path)
+{
+	/* Escape each segment but keep the slashes between them. */
+	char *out = dp_xstrdup("");
+	const char *p = path;
+	while (*p) {
+		size_t n = strcspn(p, "/");
+		char *seg = curl_easy_escape(curl, p, (int)n);
+		char *next = dp_strfmt("%s%s%s", out, *out ? "/" : "", seg ? seg : "");
+		curl_free(seg);
+		free(out);
+		out = next;
+		p += n;
+		while (*p == '/')
+			p++;
+	}
+	return out;
+}
+
+static json_t *
+parse_answer(struct answer *a, const char *url_path, int *code, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *doc = json_loadb(a->buf ? a->buf : "", a->len, 0, &jerr);
+	json_t *data = json_object_get(json_object_get(doc, "data"), "data");
+	if (!json_is_object(data)) {
+		snprintf(err, errlen, "vault %s: answer is not a KV v2 secret (no data.data object)", url_path);
+		json_decref(doc);
+		*code = DP_EXIT_CONNECTION;
+		return NULL;
+	}
+	json_incref(data);
+	json_decref(doc);
+	return data;
+}
+
+json_t *
+dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t errlen)
+{
+	*code = DP_EXIT_CONNECTION;
+	const char *addr = getenv("VAULT_ADDR");
+	if (!addr || !*addr) {
+		snprintf(err, errlen, "vault: VAULT_ADDR is not set");
+		return NULL;
+	}
+	char *token = read_token();
+	if (!token) {
+		snprintf(err, errlen, "vault: no token (set VAULT_TOKEN, VAULT_TOKEN_FILE or ~/.vault-token)");
+		return NULL;
+	}
+	static int curl_ready;
+	if (!curl_ready++)
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+	CURL *curl = curl_easy_init();
+	if (!curl)
+		dp_die(DP_EXIT_FAILURE, "vault: cannot start libcurl");
+	char *epath = escape_path(curl, path);
+	char *emount = escape_path(curl, mount);
+	size_t alen = strlen(addr);
+	char *url = dp_strfmt("%.*s/v1/%s/data/%s", (int)(alen && addr[alen - 1] == '/' ? alen - 1 : alen), addr,
+	                      emount, epath);
+	char *url_path = dp_strfmt("%s/data/%s", mount, path);
+	char *token_header = dp_strfmt("X-Vault-Token: %s", token);
+	struct curl_slist *headers = curl_slist_append(NULL, token_header);
+	const char *ns = getenv("VAULT_NAMESPACE");
+	char *ns_header = ns && *ns ? dp_strfmt("X-Vault-Namespace: %s", ns) : NULL;
+	if (ns_header)
+		headers = curl_slist_append(headers, ns_header);
+	struct answer a = {0};
+	char curl_err[CURL_ERROR_SIZE] = "";
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
+	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	const char *cacert = getenv("VAULT_CACERT");
+	if (cacert && *cacert)
+		curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
+	CURLcode rc = curl_easy_perform(curl);
+	long status = 0;
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	json_t *data = NULL;
+	if (a.too_big)
+		snprintf(err, errlen, "vault %s: answer larger than %u bytes", url_path, MAX_ANSWER);
+	else if (rc != CURLE_OK)
+		snprintf(err, errlen, "vault: cannot reach VAULT_ADDR: %s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
+	else if (status == 404)
+		snprintf(err, errlen, "vault %s: no such secret (HTTP 404)", url_path);
+	else if (status == 403)
+		snprintf(err, errlen, "vault %s: permission denied (HTTP 403): check the token and its policy", url_path);
+	else if (status != 200)
+		snprintf(err, errlen, "vault %s: HTTP %ld", url_path, status);
+	else
+		data = parse_answer(&a, url_path, code, err, errlen);
+	/* Wipe what held the token before freeing it. */
+	memset(token_header, 0, strlen(token_header));
+	memset(token, 0, strlen(token));
+	curl_slist_free_all(headers);
+	curl_easy_cleanup(curl);
+	free(token_header);
+	free(token);
+	free(ns_header);
+	free(url);
+	free(url_path);
+	free(epath);
+	free(emount);
+	free(a.buf);
+	return data;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bats
+# The Makefile: user flags are added to ours, install and uninstall honour
+# PREFIX and DESTDIR, and the installed wrapper finds its stages.
+
+load test_helper
+
+build_vars() {
+	echo "O=$(dirname "$DPONE_TEST_BIN") BIN=$DPONE_BIN"
+}
+
+@test "user CFLAGS and LDFLAGS are added to the project's flags" {
+	run make -s -n -B -C "$SRCDIR" $(build_vars) CFLAGS=-DUSER_CFLAG LDFLAGS=-Wl,--user-ldflag "$DPONE_BIN/dpone-plan"
+	assert_success
+	assert_output_contains "-Wall -Wextra"
+	assert_output_contains "-DUSER_CFLAG"
+	assert_output_contains "-Wl,--user-ldflag"
+}
+
+@test "warnings are errors by default" {
+	run make -s -n -B -C "$SRCDIR" $(build_vars) "$DPONE_BIN/dpone-plan"
+	assert_output_contains "-Werror"
+}
+
+@test "install and uninstall honour PREFIX and DESTDIR" {
+	run make -s -C "$SRCDIR" $(build_vars) DESTDIR="$TEST_TMP/root" PREFIX=/opt/dp install
+	assert_success
+	for f in bin/dpone bin/dpone-extract bin/dpone-produce bin/dpone-state bin/dpone-check bin/dpone-plan \
+		share/man/man1/dpone.1 share/man/man1/dpone-extract.1 share/man/man5/dpone-manifest.5 \
+		share/man/man7/dpone-stream.7; do
+		[ -f "root/opt/dp/$f" ] || flunk "not installed: $f"
+	done
+	write_manifest
+	use_env_connections
+	run env PATH=/usr/bin:/bin root/opt/dp/bin/dpone plan --print-manifest m.yaml
+	assert_success
+	run env -u DPONE_MANDIR MANPAGER=cat root/opt/dp/bin/dpone help produce
+	assert_success
+	assert_output_contains "dpone-produce - publish a dpone stream"
+	run make -s -C "$SRCDIR" $(build_vars) DESTDIR="$TEST_TMP/root" PREFIX=/opt/dp uninstall
+	assert_success
+	[ -z "$(find root -type f)" ] || flunk "left behind: $(find root -type f)"
+}
+
+@test "scripts/deps --check knows every package is there" {
+	run sh "$SRCDIR/scripts/deps" --check
+	assert_success
+	assert_output "deps: everything is installed"
+}

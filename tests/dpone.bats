@@ -1,0 +1,213 @@
+#!/usr/bin/env bats
+# The dpone wrapper: dispatch, help, and `batch run` supervision. The
+# supervision tests put the real wrapper beside fake stage programs
+# (tests/fixtures/fake-stages) whose exit codes the test chooses.
+
+load test_helper
+
+# fake_bin: a directory with the real wrapper and the fake stages.
+fake_bin() {
+	mkdir -p fakebin
+	cp "$DPONE_BIN/dpone" fakebin/
+	cp "$FIXTURES"/fake-stages/dpone-* fakebin/
+	export FAKE_LOG="$PWD/log"
+	: > "$FAKE_LOG"
+	write_manifest
+}
+
+@test "--help and --version" {
+	run dpone --help
+	assert_success
+	assert_output_contains "usage: dpone [-hV] [--registry FILE] COMMAND [ARG...]"
+	run dpone --version
+	assert_success
+	assert_output_contains "dpone 0."
+}
+
+@test "no command is a usage error" {
+	run dpone
+	assert_failure 2
+	assert_output_contains "usage: dpone"
+}
+
+@test "an unknown command or option is a usage error" {
+	run dpone frobnicate
+	assert_failure 2
+	assert_output "dpone: unknown command 'frobnicate' (see dpone --help)"
+	run dpone ../../bin/sh
+	assert_failure 2
+	run dpone --bogus
+	assert_failure 2
+	assert_output_contains "unknown option --bogus"
+}
+
+@test "dpone CMD runs dpone-CMD from the wrapper's own directory" {
+	write_manifest
+	use_env_connections
+	run dpone plan --print-manifest m.yaml
+	assert_success
+	[ "$(echo "$output" | jq -r .name)" = orders_job ]
+}
+
+@test "dpone finds its stages through a symlink to it" {
+	write_manifest
+	use_env_connections
+	mkdir elsewhere
+	ln -s "$DPONE_BIN/dpone" elsewhere/dpone
+	run env PATH=/usr/bin:/bin elsewhere/dpone plan --print-manifest m.yaml
+	assert_success
+}
+
+@test "--registry is passed to the stages through the environment" {
+	write_manifest
+	sed -i "s/^  connection_id: \(.*\)/  connection_id: \1\n  connection_type: file/" m.yaml
+	printf 'connections:\n  mssql_dwh: {url: "mssql://a@h7/d"}\n  kafka_cluster: {url: "kafka://k:1"}\n' > reg.yaml
+	chmod 600 reg.yaml
+	run dpone --registry reg.yaml plan --print-manifest m.yaml
+	assert_success
+	[ "$(echo "$output" | jq -r .connections.source.host)" = h7 ]
+}
+
+@test "dpone help CMD shows the manual page" {
+	run env MANPAGER=cat dpone help extract
+	assert_success
+	assert_output_contains "EXIT STATUS"
+	assert_output_contains "dpone-extract"
+	run env MANPAGER=cat dpone help
+	assert_success
+	assert_output_contains "batch run"
+}
+
+@test "batch run with this build's stages says what is missing and commits nothing" {
+	write_manifest
+	use_env_connections
+	run dpone batch run m.yaml
+	assert_failure 9
+	assert_output_contains "dpone-extract: reading from SQL Server is not available in this build yet"
+	assert_output_contains "dpone: batch run: dpone-extract exited 9 (unavailable)"
+	assert_output_contains "state not advanced"
+}
+
+@test "batch run: a bad manifest fails before any stage starts" {
+	write_manifest
+	sed -i 's/mode: full_refresh/mode: nope/' m.yaml
+	run dpone batch run m.yaml
+	assert_failure 2
+	assert_output_contains "sink.strategy.mode: 'nope' is not one of"
+}
+
+@test "batch run: all stages succeed, then state is committed with the summary" {
+	fake_bin
+	run fakebin/dpone batch run m.yaml
+	assert_success
+	assert_file_contains log "extract m.yaml"
+	assert_file_contains log "produce m.yaml"
+	assert_file_contains log "state m.yaml commit"
+	assert_file_contains log.commit-input '["end",{"rows":1}]'
+}
+
+@test "batch run: extract fails -> its exit code, no commit" {
+	fake_bin
+	FAKE_EXTRACT_RC=4 run fakebin/dpone batch run m.yaml
+	assert_failure 4
+	assert_output_contains "dpone-extract exited 4 (source)"
+	assert_output_contains "state not advanced"
+	refute_file_contains log "state m.yaml"
+}
+
+@test "batch run: produce fails -> its exit code, no commit" {
+	fake_bin
+	FAKE_PRODUCE_RC=5 run fakebin/dpone batch run m.yaml
+	assert_failure 5
+	assert_output_contains "dpone-produce exited 5 (sink)"
+	refute_file_contains log "state m.yaml"
+}
+
+@test "batch run: both fail -> the first stage's code is the run's" {
+	fake_bin
+	FAKE_EXTRACT_RC=4 FAKE_PRODUCE_RC=3 run fakebin/dpone batch run m.yaml
+	assert_failure 4
+	assert_output_contains "dpone-extract exited 4 (source)"
+	assert_output_contains "dpone-produce exited 3 (stream)"
+}
+
+@test "batch run: stages exit 0 but the stream has no end -> exit 3, no commit" {
+	fake_bin
+	FAKE_PRODUCE_NO_END=1 run fakebin/dpone batch run m.yaml
+	assert_failure 3
+	assert_output_contains "the stream did not reach its end message; state not advanced"
+	refute_file_contains log "state m.yaml"
+}
+
+@test "batch run: a stage killed by a signal is reported, no commit" {
+	fake_bin
+	FAKE_EXTRACT_KILL=1 run fakebin/dpone batch run m.yaml
+	assert_failure 1
+	assert_output_contains "dpone-extract was killed by signal 9"
+	refute_file_contains log "state m.yaml"
+}
+
+@test "batch run: a failed commit is reported with its code" {
+	fake_bin
+	FAKE_STATE_RC=7 run fakebin/dpone batch run m.yaml
+	assert_failure 7
+	assert_output_contains "dpone-state commit exited 7 (conflict)"
+}
+
+@test "batch run: a missing stage program is named" {
+	fake_bin
+	rm fakebin/dpone-produce
+	run env PATH=/usr/bin:/bin fakebin/dpone batch run m.yaml
+	assert_failure 2
+	assert_output_contains "missing programs: dpone-produce"
+}
+
+@test "batch run --dry-run shows the pipeline and runs nothing" {
+	fake_bin
+	run fakebin/dpone batch run --dry-run m.yaml
+	assert_success
+	assert_output_contains "dpone-extract m.yaml | "
+	assert_output_contains "dpone-state m.yaml commit"
+	refute_file_contains log "extract"
+}
+
+@test "batch run: SIGTERM stops the stages, exit 130, no commit" {
+	fake_bin
+	FAKE_EXTRACT_SLEEP=30 fakebin/dpone batch run m.yaml 2> err &
+	pid=$!
+	for _ in $(seq 1 100); do
+		grep -q "produce" log && break
+		sleep 0.05
+	done
+	sleep 0.2
+	kill -TERM "$pid"
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" -eq 130 ] || flunk "exit status $status: $(cat err)"
+	assert_file_contains err "interrupted; state not advanced"
+	refute_file_contains log "state m.yaml"
+	# No stage is left running.
+	! pgrep -f "sleep 30" >/dev/null || { pkill -f "sleep 30"; flunk "a stage was left running"; }
+}
+
+@test "batch run: no secret appears in any process's arguments" {
+	fake_bin
+	export DPONE_CONN_MSSQL_DWH="mssql://sa:Pl4nted-argv-$$@h/d"
+	FAKE_PS="$PWD/ps.txt" run fakebin/dpone batch run m.yaml
+	assert_success
+	assert_file_contains ps.txt "dpone-extract m.yaml"
+	refute_file_contains ps.txt "Pl4nted-argv-$$"
+}
+
+@test "batch run: usage errors" {
+	run dpone batch
+	assert_failure 2
+	run dpone batch walk m.yaml
+	assert_failure 2
+	assert_output_contains "unknown subcommand 'walk'"
+	run dpone batch run
+	assert_failure 2
+	assert_output_contains "missing MANIFEST"
+	run dpone batch run --fast m.yaml
+	assert_failure 2
+}
