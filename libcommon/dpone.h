@@ -166,6 +166,13 @@ struct dp_cli {
 	int quiet;
 	int print_manifest;
 };
+/* The --help lines of the options dp_cli_parse handles, for usage texts. */
+#define DP_CLI_COMMON_HELP \
+	"  -h, --help          show this help and exit\n" \
+	"  -V, --version       show the version and exit\n" \
+	"  -q, --quiet         no progress on stderr\n" \
+	"      --registry FILE connection registry for connection_type: file\n" \
+	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n"
 /* Parse the options every command shares (-h, -V, -q, --registry FILE,
  * --print-manifest), a MANIFEST operand and at most max_more operands after
  * it. usage_text is printed by --help on stdout (exit 0) and after a usage

@@ -10,11 +10,7 @@
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
-	"  -h, --help          show this help and exit\n"
-	"  -V, --version       show the version and exit\n"
-	"  -q, --quiet         no progress on stderr\n"
-	"      --registry FILE connection registry for connection_type: file\n"
-	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n"
+	DP_CLI_COMMON_HELP
 	"See dpone-extract(1); exit codes are listed there.\n";
 
 int

@@ -10,11 +10,7 @@
 static const char usage_text[] =
 	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
-	"  -h, --help          show this help and exit\n"
-	"  -V, --version       show the version and exit\n"
-	"  -q, --quiet         no progress on stderr\n"
-	"      --registry FILE connection registry for connection_type: file\n"
-	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n"
+	DP_CLI_COMMON_HELP
 	"See dpone-produce(1); exit codes are listed there.\n";
 
 int

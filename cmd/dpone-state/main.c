@@ -12,11 +12,7 @@ static const char usage_text[] =
 	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] MANIFEST COMMAND\n"
 	"Read and advance the watermark of the manifest's job.\n"
 	"Commands: get, commit, history, reset, lock, unlock\n"
-	"  -h, --help          show this help and exit\n"
-	"  -V, --version       show the version and exit\n"
-	"  -q, --quiet         no progress on stderr\n"
-	"      --registry FILE connection registry for connection_type: file\n"
-	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n"
+	DP_CLI_COMMON_HELP
 	"See dpone-state(1); exit codes are listed there.\n";
 
 int
