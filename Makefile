@@ -65,11 +65,26 @@ $(BIN)/dpone: cmd/dpone/dpone.in libcommon/exit_codes.def scripts/exit-codes
 	chmod 755 $@.tmp
 	mv $@.tmp $@
 
-testtools: $(TESTTOOLS:%=$(O)/test-bin/%)
+testtools: $(TESTTOOLS:%=$(O)/test-bin/%) $(O)/test-bin/kafkad $(O)/test-bin/mssqld
 
 $(O)/test-bin/%: $(O)/tests/tools/%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(COMMON_LIBS) $(LDLIBS)
+
+# The SQL Server stand-in: TDS 7.4 over SQLite.
+MSSQLD_SRC = $(wildcard tests/mssqld/*.c)
+$(O)/test-bin/mssqld: $(MSSQLD_SRC:%.c=$(O)/%.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpthread $(LDLIBS)
+
+$(O)/tests/mssqld/%.o: tests/mssqld/%.c tests/mssqld/mssqld.h
+	@mkdir -p $(dir $@)
+	$(CC) $(DP_CPPFLAGS) $(CPPFLAGS) $(DP_CFLAGS) -Wno-missing-prototypes $(CFLAGS) -c -o $@ $<
+
+# The Kafka stand-in: librdkafka's mock cluster behind a control port.
+$(O)/test-bin/kafkad: $(O)/tests/kafkad/kafkad.o
+	@mkdir -p $(dir $@)
+	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs rdkafka) $(LDLIBS)
 
 deps:
 	@sh scripts/deps --ensure
