@@ -605,9 +605,9 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		sqlerr_set(e, 4902, 16, "Cannot find the object \"%s\" because it does not exist or you do not have permissions.", s->from.name);
 		return -1;
 	}
-	int n = t.ncols;
-	struct column_info *cols = calloc((size_t)(n + s->ndefs + 1), sizeof *cols);
-	char **exprs = calloc((size_t)(n + s->ndefs + 1), sizeof *exprs);
+	int n = t.ncols, slots = t.ncols + s->ndefs + 1;
+	struct column_info *cols = calloc((size_t)slots, sizeof *cols);
+	char **exprs = calloc((size_t)slots, sizeof *exprs);
 	memcpy(cols, t.cols, (size_t)n * sizeof *cols);
 	for (int i = 0; i < n; i++)
 		exprs[i] = sqlite3_mprintf("\"%w\"", cols[i].name);
@@ -703,6 +703,7 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 			memmove(cols + k, cols + k + 1, (size_t)(n - k - 1) * sizeof *cols);
 			memmove(exprs + k, exprs + k + 1, (size_t)(n - k - 1) * sizeof *exprs);
 			n--;
+			exprs[n] = NULL; /* moved down, not to be freed twice */
 		}
 	}
 	exec_sql(db, "SAVEPOINT tds_ddl", NULL);
@@ -720,7 +721,7 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 	}
 	exec_sql(db, rc ? "ROLLBACK TO tds_ddl; RELEASE tds_ddl" : "RELEASE tds_ddl", NULL);
 out:
-	for (int i = 0; i < n + s->ndefs; i++)
+	for (int i = 0; i < slots; i++)
 		sqlite3_free(exprs[i]);
 	free(exprs);
 	free(cols);

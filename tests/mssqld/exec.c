@@ -556,8 +556,11 @@ translate_binary(struct xlate *x, struct expr *ex, struct frag *f)
 		char *sa = emit(x, &a), *sb = emit(x, &b);
 		memset(f, 0, sizeof *f);
 		f->sql = strfmt("(%s || %s)", sa, sb);
-		f->t = type_is_unicode(a.t.base) || type_is_unicode(b.t.base) ? (struct stype){T_NVARCHAR, -1, 0, 0}
-		                                                              : (struct stype){T_VARCHAR, -1, 0, 0};
+		/* varchar(a) + char(b) is varchar(a + b), up to the type's limit. */
+		int unicode = type_is_unicode(a.t.base) || type_is_unicode(b.t.base);
+		int limit = unicode ? 4000 : 8000;
+		int len = a.t.len < 0 || b.t.len < 0 || a.t.len + b.t.len > limit ? -1 : a.t.len + b.t.len;
+		f->t = (struct stype){unicode ? T_NVARCHAR : T_VARCHAR, len, 0, 0};
 		f->nullable = 1;
 		free(sa);
 		free(sb);
@@ -1557,7 +1560,7 @@ exec_batch(struct conn *c, const char *sql)
 {
 	struct batch b;
 	struct sqlerr e = {0};
-	int failed = 0;
+	int failed = 0, cancelled = 0;
 	pending.valid = 0;
 	if (parse_batch(sql, &b, &e)) {
 		tok_error(c, &e);
@@ -1573,8 +1576,10 @@ exec_batch(struct conn *c, const char *sql)
 		int rc = exec_statement(c, &b.stmts[i], &e);
 		if (rc == -2 || c->out_broken)
 			break; /* connection dropped on purpose, or lost */
-		if (rc == 1)
-			break; /* attention acknowledged */
+		if (rc == 1) {
+			cancelled = 1; /* attention acknowledged: that DONE ends the batch */
+			break;
+		}
 		if (rc < 0) {
 			failed = 1;
 			flush_pending(c, 1);
@@ -1589,7 +1594,9 @@ exec_batch(struct conn *c, const char *sql)
 	drop_variables(c);
 	if (c->out_broken)
 		return -1;
-	if (c->in_rpc) {
+	if (cancelled) {
+		/* nothing more: the client discards up to the DONE with ATTN */
+	} else if (c->in_rpc) {
 		flush_pending(c, 1);
 		tok_rpc_end(c, failed);
 	} else if (pending.valid) {

@@ -156,6 +156,9 @@ do_login(struct conn *c)
 	if (type != TDS_PKT_LOGIN7 || len < 94)
 		return -1;
 	uint32_t packet = (uint32_t)(d[8] | d[9] << 8 | d[10] << 16 | (uint32_t)d[11] << 24);
+	/* Answer in the client's version, up to 7.4 (0x74000004 little-endian on the wire). */
+	uint32_t version = (uint32_t)(d[4] | d[5] << 8 | d[6] << 16 | (uint32_t)d[7] << 24);
+	c->tds_version = version >= 0x72000000 && version <= 0x74000004 ? version : 0x74000004;
 	char *user = login_string(d, len, 40, 0), *password = login_string(d, len, 44, 1);
 	char *database = login_string(d, len, 68, 0);
 	int ok = 0;

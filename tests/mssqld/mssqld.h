@@ -299,6 +299,7 @@ struct conn {
 	char database[129];
 	char user[129];
 	size_t packet_size;
+	uint32_t tds_version; /* as the client sent it in LOGIN7 */
 	/* output packet being filled */
 	unsigned char *out;
 	size_t out_len;      /* bytes of whole packets in out */

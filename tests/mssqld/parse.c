@@ -4,6 +4,7 @@
  * SQL Server reports it: the stand-in never guesses at a statement.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,8 +248,9 @@ literal_from(struct parser *p, struct token *t)
 		break;
 	case TK_INT: {
 		char *end;
+		errno = 0;
 		long long v = strtoll(t->text, &end, 10);
-		if (strlen(t->text) > 18) {
+		if (errno == ERANGE) {
 			/* Too large for bigint: a numeric literal. */
 			struct value dv = {.kind = V_TEXT, .text = t->text, .len = strlen(t->text)};
 			struct stype to = {.base = T_NUMERIC, .prec = 38, .scale = 0};
@@ -703,7 +705,8 @@ parse_insert(struct parser *p, struct stmt *s)
 			APPEND(row, n, parse_expr(p));
 		while (accept_op(p, ","));
 		expect_op(p, ")");
-		if (s->nrows && n != s->ncols && s->ncols) {
+		int expected = s->ncols < 0 ? -s->ncols : s->ncols;
+		if (s->nrows && n != expected) {
 			sqlerr_set(p->e, 110, 15, "There are fewer columns in the INSERT statement than values specified in the VALUES clause.");
 			longjmp(p->fail, 1);
 		}
@@ -885,7 +888,10 @@ parse_set(struct parser *p, struct stmt *s)
 		return;
 	}
 	s->kind = S_SET_OPTION;
-	s->name = ident(p);
+	/* Option names may be keywords: SET TRANSACTION ISOLATION LEVEL ... */
+	if (peek(p)->kind != TK_IDENT)
+		syntax_error(p);
+	s->name = strdup(next(p)->text);
 	/* The option's words up to the next statement: ON, OFF, 4096, mdy, ... */
 	char value[256] = "";
 	while (peek(p)->kind != TK_EOF && !is_op(peek(p), ";") && !stmt_start(peek(p))) {

@@ -305,8 +305,11 @@ void
 tok_loginack(struct conn *c)
 {
 	struct outbuf body = {0}, b = {0};
+	/* LOGIN7 carries the version little-endian, LOGINACK big-endian:
+	 * 7.4 is 74 00 00 04 here. ob_u32 writes little-endian, so swap. */
+	uint32_t version_be = __builtin_bswap32(c->tds_version);
 	ob_byte(&body, 1);                              /* interface: SQL */
-	ob_bytes(&body, "\x74\x00\x00\x04", 4);          /* TDS 7.4 */
+	ob_u32(&body, version_be);
 	ob_bvarchar(&body, "Microsoft SQL Server");
 	ob_bytes(&body, "\x0f\x00\x0f\xa0", 4);          /* 15.0.4000 */
 	ob_byte(&b, 0xAD);

@@ -590,8 +590,15 @@ value_from_storage(sqlite3_value *sv, const struct stype *t, struct value *v, st
 			return 0;
 		break;
 	case T_DATE: case T_TIME: case T_SMALLDATETIME: case T_DATETIME: case T_DATETIME2: case T_DATETIMEOFFSET:
-		if (parse_datetime_text(text, v) == 0)
+		if (parse_datetime_text(text, v) == 0) {
+			if (v->has_offset) {
+				/* Stored datetimeoffset text is already UTC: undo the shift. */
+				long long utc = (long long)v->days * TICKS_PER_DAY + v->ticks + (long long)v->offset * 600000000LL;
+				v->days = (int)(utc / TICKS_PER_DAY);
+				v->ticks = utc % TICKS_PER_DAY;
+			}
 			return 0;
+		}
 		break;
 	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: case T_NULL:
 		set_text(v, text, n);
@@ -678,9 +685,9 @@ to_integer(struct value *v, const struct stype *from, const struct stype *to, st
 		break;
 	case V_DEC: {
 		unsigned __int128 q = v->mag / pow10_128(v->scale);
-		if (q > (unsigned __int128)9223372036854775807LL)
+		if (q > (unsigned __int128)9223372036854775807LL + (v->neg ? 1 : 0))
 			return overflow(e, "numeric", to);
-		x = v->neg ? -(long long)q : (long long)q;
+		x = v->neg ? (long long)(0 - (unsigned long long)q) : (long long)q;
 		break;
 	}
 	case V_TEXT: {
@@ -706,7 +713,7 @@ to_integer(struct value *v, const struct stype *from, const struct stype *to, st
 	if (to->base == T_BIT)
 		x = x != 0;
 	if (!int_range(to->base, x))
-		return overflow(e, from && from->base != T_NULL ? (type_is_char(from->base) ? "expression" : "expression") : "expression", to);
+		return overflow(e, "expression", to);
 	value_clear(v);
 	v->kind = V_INT;
 	v->i = x;

@@ -1,0 +1,54 @@
+# Helpers for suites that talk to the stand-ins (or real servers, see
+# tests/README.md). Load after test_helper. Each .bats file starts the
+# servers it needs once (setup_file) and stops them at the end.
+
+# start_stand_ins SERVICE...: tests/env up into the file's temp dir.
+start_stand_ins() {
+	export ENV_DIR="$BATS_FILE_TMPDIR/env"
+	DPONE_TEST_BIN="$DPONE_TEST_BIN" "$BATS_TEST_DIRNAME/env" up "$ENV_DIR" "$@"
+}
+
+stop_stand_ins() {
+	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/env"
+}
+
+load_env() {
+	# shellcheck disable=SC1091
+	. "$BATS_FILE_TMPDIR/env/env"
+	# Faults are one test's business: none carries over to the next.
+	if [ -n "${MSSQLD_CONTROL:-}" ]; then
+		control "$MSSQLD_CONTROL" "fault clear" > /dev/null
+	fi
+}
+
+# sql [DB]: run T-SQL from stdin with bsqldb; rows as a|b|c lines.
+sql() {
+	bsqldb -q -t '|' -S mssql -U "$DPONE_TEST_MSSQL_USER" -P "$DPONE_TEST_MSSQL_PASSWORD" \
+		-D "${1:-$DPONE_TEST_MSSQL_DATABASE}"
+}
+
+# py CODE: python with `conn` open through pymssql (TDS 7.3, its newest).
+py() {
+	/usr/bin/python3 - "$@" <<PY
+import pymssql, decimal, datetime, sys
+conn = pymssql.connect(server="$DPONE_TEST_MSSQL_HOST", port=int("$DPONE_TEST_MSSQL_PORT"),
+                       user="$DPONE_TEST_MSSQL_USER", password="$DPONE_TEST_MSSQL_PASSWORD",
+                       database="$DPONE_TEST_MSSQL_DATABASE", tds_version="7.3", autocommit=True)
+cur = conn.cursor()
+$(cat)
+PY
+}
+
+# control HOST:PORT COMMAND: one line to a stand-in's control port.
+control() {
+	local host=${1%:*} port=${1##*:} reply
+	exec 9<>"/dev/tcp/$host/$port"
+	printf '%s\n' "$2" >&9
+	read -r reply <&9
+	exec 9<&-
+	[ "$reply" = ok ] || [ "${reply#ok }" != "$reply" ] || { echo "control: $reply" >&2; return 1; }
+	echo "$reply"
+}
+
+# For `run bash -c "... | sql"`.
+export -f sql py control
