@@ -13,6 +13,8 @@ stop_stand_ins() {
 }
 
 load_env() {
+	# Control ports exist only for stand-ins this file started.
+	unset MSSQLD_CONTROL KAFKAD_CONTROL
 	# shellcheck disable=SC1091
 	. "$BATS_FILE_TMPDIR/env/env"
 	# Faults are one test's business: none carries over to the next.

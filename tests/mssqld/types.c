@@ -263,6 +263,53 @@ civil_from_days(long z, int *y, int *m, int *d)
 #define TICKS_PER_DAY 864000000000LL
 static const long long pow10_ll[] = {1LL, 10LL, 100LL, 1000LL, 10000LL, 100000LL, 1000000LL, 10000000LL};
 
+/* n decimal digits at s, or -1. */
+static long
+digits_at(const char *s, int n)
+{
+	long v = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* The storage forms ('YYYY-MM-DD', 'HH:MM:SS.fffffff', both with a space)
+ * have fixed positions: read them without sscanf, which is most of the
+ * cost of streaming a table. Returns 1 if s was one of them. */
+static int
+parse_storage_fast(const char *s, size_t n, struct value *v)
+{
+	memset(v, 0, sizeof *v);
+	v->kind = V_TIME;
+	const char *t = NULL;
+	if (n >= 10 && s[4] == '-' && s[7] == '-') {
+		long y = digits_at(s, 4), m = digits_at(s + 5, 2), d = digits_at(s + 8, 2);
+		if (y < 1 || m < 1 || m > 12 || d < 1 || d > 31)
+			return 0;
+		v->has_date = 1;
+		v->days = (int)days_from_civil(y, (unsigned)m, (unsigned)d);
+		if (n == 10)
+			return 1;
+		if (s[10] != ' ')
+			return 0;
+		t = s + 11;
+		n -= 11;
+	} else {
+		t = s;
+	}
+	if (n != 16 || t[2] != ':' || t[5] != ':' || t[8] != '.')
+		return 0;
+	long h = digits_at(t, 2), mi = digits_at(t + 3, 2), sec = digits_at(t + 6, 2), frac = digits_at(t + 9, 7);
+	if (h < 0 || mi < 0 || sec < 0 || frac < 0)
+		return 0;
+	v->has_time = 1;
+	v->ticks = ((long long)h * 3600 + mi * 60 + sec) * 10000000LL + frac;
+	return 1;
+}
+
 /* Parse 'YYYY-MM-DD', 'YYYYMMDD', times, 'T' or ' ', offsets, 'Z'. */
 static int
 parse_datetime_text(const char *s, struct value *v)
@@ -574,8 +621,17 @@ value_from_storage(sqlite3_value *sv, const struct stype *t, struct value *v, st
 	int st = sqlite3_value_type(sv);
 	if (st == SQLITE_NULL)
 		return 0;
-	const char *text = (const char *)sqlite3_value_text(sv);
-	size_t n = (size_t)sqlite3_value_bytes(sv);
+	const char *text = NULL;
+	size_t n = 0;
+	/* Only text-stored types need the text (asking converts numbers). */
+	if (st == SQLITE_TEXT) {
+		text = (const char *)sqlite3_value_text(sv);
+		n = (size_t)sqlite3_value_bytes(sv);
+	} else if (t->base != T_BIT && t->base != T_TINYINT && t->base != T_SMALLINT && t->base != T_INT &&
+	           t->base != T_BIGINT && t->base != T_REAL && t->base != T_FLOAT && !type_is_binary(t->base)) {
+		text = (const char *)sqlite3_value_text(sv);
+		n = (size_t)sqlite3_value_bytes(sv);
+	}
 	switch (t->base) {
 	case T_BIT: case T_TINYINT: case T_SMALLINT: case T_INT: case T_BIGINT:
 		v->kind = V_INT;
@@ -590,6 +646,8 @@ value_from_storage(sqlite3_value *sv, const struct stype *t, struct value *v, st
 			return 0;
 		break;
 	case T_DATE: case T_TIME: case T_SMALLDATETIME: case T_DATETIME: case T_DATETIME2: case T_DATETIMEOFFSET:
+		if (t->base != T_DATETIMEOFFSET && parse_storage_fast(text, n, v))
+			return 0;
 		if (parse_datetime_text(text, v) == 0) {
 			if (v->has_offset) {
 				/* Stored datetimeoffset text is already UTC: undo the shift. */
@@ -603,9 +661,11 @@ value_from_storage(sqlite3_value *sv, const struct stype *t, struct value *v, st
 	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: case T_NULL:
 		set_text(v, text, n);
 		return 0;
-	case T_BINARY: case T_VARBINARY: case T_ROWVERSION:
-		set_blob(v, sqlite3_value_blob(sv), n);
+	case T_BINARY: case T_VARBINARY: case T_ROWVERSION: {
+		const void *blob = sqlite3_value_blob(sv);
+		set_blob(v, blob, (size_t)sqlite3_value_bytes(sv));
 		return 0;
+	}
 	case T_UNIQUEIDENTIFIER: {
 		unsigned char g[16];
 		if (guid_parse(text, g) == 0) {
