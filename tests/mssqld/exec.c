@@ -1621,7 +1621,7 @@ exec_use_database(struct conn *c, const char *name, struct sqlerr *e)
 		sqlerr_set(e, 911, 16, "Database '%s' does not exist. Make sure that the name is entered correctly.", name);
 		return -1;
 	}
-	snprintf(path, sizeof path, "%s/%s.sqlite", server.dir, name);
+	snprintf(path, sizeof path, "%.4000s/%.128s.sqlite", server.dir, name);
 	sqlite3 *db;
 	if (sqlite3_open(path, &db) != SQLITE_OK) {
 		sqlerr_set(e, 4060, 11, "Cannot open database \"%s\" requested by the login.", name);
@@ -1635,6 +1635,6 @@ exec_use_database(struct conn *c, const char *name, struct sqlerr *e)
 	if (c->db)
 		sqlite3_close(c->db);
 	c->db = db;
-	snprintf(c->database, sizeof c->database, "%s", name);
+	snprintf(c->database, sizeof c->database, "%.128s", name);
 	return 0;
 }

@@ -247,6 +247,7 @@ connection_main(void *arg)
 	table_info_free(&c->bulk_table);
 	free(c->out);
 	free(c->in);
+	free(c->rowbuf.p);
 	free(c);
 	return NULL;
 }

@@ -325,6 +325,7 @@ struct conn {
 	int in_rpc;
 	struct table_info bulk_table;
 	int bulk_ready;
+	struct outbuf rowbuf; /* one ROW token at a time */
 };
 
 int exec_batch(struct conn *c, const char *sql);

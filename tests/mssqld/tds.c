@@ -555,7 +555,7 @@ put_value(struct outbuf *b, const struct stype *t, const struct value *v)
 int
 tok_row(struct conn *c, const struct rcol *cols, int ncols, sqlite3_stmt *st, int first_col, struct sqlerr *e)
 {
-	static __thread struct outbuf b;
+	struct outbuf b = c->rowbuf; /* reused row after row; freed with the connection */
 	int nulls = 0;
 	b.len = 0;
 	for (int i = 0; i < ncols; i++)
@@ -578,12 +578,15 @@ tok_row(struct conn *c, const struct rcol *cols, int ncols, sqlite3_stmt *st, in
 			continue;
 		}
 		struct value v;
-		if (value_from_storage(sv, &cols[i].type, &v, e))
+		if (value_from_storage(sv, &cols[i].type, &v, e)) {
+			c->rowbuf = b;
 			return -1;
+		}
 		put_value(&b, &cols[i].type, &v);
 		value_clear(&v);
 	}
 	tds_put(c, b.p, b.len);
+	c->rowbuf = b;
 	return 0;
 }
 
