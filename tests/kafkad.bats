@@ -15,9 +15,7 @@ teardown_file() {
 }
 
 setup() {
-	TEST_TMP="$(mktemp -d "${BATS_TMPDIR:-/tmp}/dpone-test.XXXXXX")"
-	cd "$TEST_TMP" || return 1
-	PATH="$DPONE_BIN:$DPONE_TEST_BIN:$PATH"
+	common_setup
 	load_env
 	TOPIC="topic$BATS_TEST_NUMBER"
 	control "$KAFKAD_CONTROL" "errors clear 0" > /dev/null

@@ -14,8 +14,7 @@ teardown_file() {
 }
 
 setup() {
-	TEST_TMP="$(mktemp -d "${BATS_TMPDIR:-/tmp}/dpone-test.XXXXXX")"
-	cd "$TEST_TMP" || return 1
+	common_setup
 	load_env
 }
 

@@ -7,7 +7,9 @@
 FIXTURES="$BATS_TEST_DIRNAME/fixtures"
 SRCDIR="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 
-setup() {
+# A private temporary directory as cwd and HOME, the programs on PATH,
+# and no connection settings inherited from the caller.
+common_setup() {
 	TEST_TMP="$(mktemp -d "${BATS_TMPDIR:-/tmp}/dpone-test.XXXXXX")"
 	cd "$TEST_TMP" || return 1
 	export HOME="$TEST_TMP/home"
@@ -16,6 +18,10 @@ setup() {
 	# No connection settings leak in from the caller's environment.
 	unset DPONE_REGISTRY VAULT_ADDR VAULT_TOKEN VAULT_TOKEN_FILE DPONE_VAULT_MOUNT DPONE_VAULT_PREFIX
 	for var in $(env | sed -n 's/^\(DPONE_CONN_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$var"; done
+}
+
+setup() {
+	common_setup
 }
 
 # A .bats file that needs more cleanup defines its own teardown and calls this.
