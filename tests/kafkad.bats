@@ -56,6 +56,11 @@ setup() {
 b"
 	run kcat -P -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -X transactional.id=t$BATS_TEST_NUMBER <<< "c"
 	assert_success
+	assert_output_contains "Transaction successfully committed"
+	run kcat -C -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -X isolation.level=read_committed
+	assert_output "a
+b
+c"
 }
 
 @test "injected produce errors are retried by the client, then delivered" {
