@@ -33,7 +33,7 @@ LIBCOMMON_SRC = $(wildcard libcommon/*.c)
 LIBCOMMON_OBJ = $(LIBCOMMON_SRC:%.c=$(O)/%.o)
 LIBCOMMON = $(O)/libcommon.a
 TESTTOOLS = stream-relay json-agree
-HEADERS = libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h
+HEADERS = libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h $(wildcard cmd/*/*.h)
 
 MANPAGES = $(wildcard man/*.[0-9])
 
@@ -52,9 +52,13 @@ $(O)/%.o: %.c $(HEADERS)
 $(LIBCOMMON): $(LIBCOMMON_OBJ)
 	$(AR) rcs $@ $^
 
-$(BIN)/dpone-%: $(O)/cmd/dpone-%/main.o $(LIBCOMMON)
+# Each program is every .c file in its cmd/ directory, linked with libcommon.
+define program_rule
+$(BIN)/$(1): $$(patsubst %.c,$(O)/%.o,$$(wildcard cmd/$(1)/*.c)) $(LIBCOMMON)
 	@mkdir -p $(BIN)
-	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(COMMON_LIBS) $($*_LIBS) $(LDLIBS)
+	$$(CC) $$(DP_CFLAGS) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(COMMON_LIBS) $$($(patsubst dpone-%,%,$(1))_LIBS) $$(LDLIBS)
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 # The wrapper is generated so that its exit-code table is exit_codes.def.
 $(BIN)/dpone: cmd/dpone/dpone.in libcommon/exit_codes.def scripts/exit-codes

@@ -8,20 +8,27 @@
 enum { OPT_REGISTRY = 256, OPT_PRINT_MANIFEST };
 
 void
-dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct dp_cli *cli)
+dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, const struct option *extra,
+                int (*handle)(int id, const char *arg, void *ctx), void *ctx, struct dp_cli *cli)
 {
-	static const struct option longopts[] = {
+	static const struct option common[] = {
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"registry", required_argument, NULL, OPT_REGISTRY},
-		{"print-manifest", no_argument, NULL, OPT_PRINT_MANIFEST},
-		{NULL, 0, NULL, 0}};
+		{"print-manifest", no_argument, NULL, OPT_PRINT_MANIFEST}};
+	size_t nextra = 0;
+	while (extra && extra[nextra].name)
+		nextra++;
+	struct option *longopts = dp_xcalloc(5 + nextra + 1, sizeof *longopts);
+	memcpy(longopts, common, sizeof common);
+	if (nextra)
+		memcpy(longopts + 5, extra, nextra * sizeof *longopts);
 	int ch;
 	memset(cli, 0, sizeof *cli);
 	dp_setprogname(argv[0]);
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "hVq", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":hVq", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'h':
 			fputs(usage_text, stdout);
@@ -38,7 +45,17 @@ dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct
 		case OPT_PRINT_MANIFEST:
 			cli->print_manifest = 1;
 			break;
+		case ':':
+			dp_warn("option %s needs a value", argv[optind - 1]);
+			fputs(usage_text, stderr);
+			exit(DP_EXIT_USAGE);
 		default:
+			if (ch >= OPT_EXTRA && handle) {
+				if (handle(ch, optarg, ctx) == 0)
+					break;
+				fputs(usage_text, stderr);
+				exit(DP_EXIT_USAGE);
+			}
 			if (optopt)
 				dp_warn("unknown option -%c", optopt);
 			else
@@ -47,6 +64,7 @@ dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct
 			exit(DP_EXIT_USAGE);
 		}
 	}
+	free(longopts);
 	if (argc == optind || argc - optind - 1 > max_more) {
 		dp_warn(argc == optind ? "missing MANIFEST" : "too many operands");
 		fputs(usage_text, stderr);
@@ -55,6 +73,12 @@ dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct
 	cli->manifest_path = argv[optind];
 	cli->more = argv + optind + 1;
 	cli->nmore = argc - optind - 1;
+}
+
+void
+dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct dp_cli *cli)
+{
+	dp_cli_parse_ex(argc, argv, usage_text, max_more, NULL, NULL, NULL, cli);
 }
 
 struct dp_manifest *

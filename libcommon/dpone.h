@@ -178,6 +178,13 @@ struct dp_cli {
  * it. usage_text is printed by --help on stdout (exit 0) and after a usage
  * error on stderr (exit 2). */
 void dp_cli_parse(int argc, char **argv, const char *usage_text, int max_more, struct dp_cli *cli);
+/* The same with a command's own long options (NULL-terminated; their val
+ * must be OPT_EXTRA or more): handle(val, optarg, ctx) returns 0, or -1
+ * after printing why the value is wrong (then: usage, exit 2). */
+#define OPT_EXTRA 512
+struct option;
+void dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, const struct option *extra,
+                     int (*handle)(int id, const char *arg, void *ctx), void *ctx, struct dp_cli *cli);
 /* Load the manifest or die with DP_EXIT_USAGE and its one-line error. */
 struct dp_manifest *dp_cli_load_manifest(const char *path);
 /* Resolve the connection at section ("source", "sink", "state") of the

@@ -1,29 +1,447 @@
 /*
- * dpone-extract: read the manifest's SQL Server table and write the dpone
- * stream on stdout. This build loads and checks the manifest and resolves
- * the source connection; reading from SQL Server is not in it yet.
+ * dpone-extract: read the manifest's SQL Server table through FreeTDS
+ * db-lib and write it as a dpone stream on stdout: a header with the
+ * columns and the planned boundary, one JSON object per row, and an end
+ * message with the row count and the watermark actually seen. A failed or
+ * interrupted extract writes no end message, so nothing downstream commits.
  */
+#include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "dpone.h"
+#include "extract.h"
 
 static const char usage_text[] =
-	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] MANIFEST\n"
+	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
+	"                     [--chunk I/N] [--count] [--run-id ID] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
+	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
+	"      --to VALUE      inclusive high watermark (else: the column's maximum, read once)\n"
+	"      --chunk I/N     only the I-th of N disjoint ranges of the boundary\n"
+	"      --count         print the number of rows in the boundary and exit\n"
+	"      --run-id ID     the run id written into the stream header\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
+
+enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_RUN_ID };
+
+struct options {
+	const char *from, *to, *run_id;
+	int chunk_i, chunk_n;
+	int count;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static int
+handle_option(int id, const char *arg, void *ctx)
+{
+	struct options *o = ctx;
+	switch (id) {
+	case OPT_FROM: o->from = arg; return 0;
+	case OPT_TO: o->to = arg; return 0;
+	case OPT_RUN_ID: o->run_id = arg; return 0;
+	case OPT_COUNT: o->count = 1; return 0;
+	case OPT_CHUNK:
+		if (sscanf(arg, "%d/%d", &o->chunk_i, &o->chunk_n) != 2 || o->chunk_n < 1 || o->chunk_i < 1 ||
+		    o->chunk_i > o->chunk_n) {
+			dp_warn("--chunk %s: expected I/N with 1 <= I <= N", arg);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* A watermark given on the command line, as JSON for the column's type. */
+static char *
+option_json(const struct column *c, const char *text)
+{
+	if (!strcmp(c->logical, "integer") || !strcmp(c->logical, "boolean") || text[0] == '"')
+		return dp_xstrdup(text);
+	json_t *s = json_string(text);
+	if (!s)
+		dp_die(DP_EXIT_USAGE, "watermark %s is not valid UTF-8", text);
+	char *out = json_dumps(s, JSON_ENCODE_ANY);
+	json_decref(s);
+	return out;
+}
+
+struct plan {
+	char *where;       /* the boundary predicate, or NULL for the whole table */
+	char *order;       /* ORDER BY list */
+	json_t *boundary;  /* the header's boundary object */
+};
+
+static char *
+and_join(char *a, const char *b)
+{
+	if (!a)
+		return dp_strfmt("(%s)", b);
+	char *out = dp_strfmt("%s AND (%s)", a, b);
+	free(a);
+	return out;
+}
+
+static char *
+literal_or_die(const struct column *c, const char *json, const char *what)
+{
+	char *lit = sql_literal(c, json);
+	if (!lit)
+		dp_die(DP_EXIT_USAGE, "%s %s is not a value of column %s (%s)", what, json, c->name, c->sql_type);
+	return lit;
+}
+
+/* The extract boundary: incremental (low, high], a window, or everything. */
+static void
+plan_boundary(struct source *s, const struct dp_manifest *m, const struct options *o, const struct encoding *enc,
+              struct plan *p)
+{
+	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
+	const char *predicate = dp_manifest_str(m, "source.options.source_custom_predicate");
+	char *table = dp_strfmt("%s.%s", quote_name(s->schema), quote_name(s->table));
+	p->boundary = json_object();
+	p->where = predicate ? dp_strfmt("(%s)", predicate) : NULL;
+	if (predicate)
+		json_object_set_new(p->boundary, "predicate", json_string(predicate));
+	int incremental = s->inc >= 0 && (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge"));
+	json_t *window = dp_manifest_get(m, "sink.strategy.window");
+	if (incremental) {
+		const struct column *c = &s->cols[s->inc];
+		char *col = quote_name(c->name);
+		char *high;
+		if (o->to) {
+			high = option_json(c, o->to);
+		} else {
+			/* The high watermark is read once, before the rows: rows
+			 * committed while the run reads are left for the next run. */
+			char *sql = dp_strfmt("SELECT MAX(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "",
+			                      p->where ? p->where : "");
+			high = source_scalar_json(s, sql, c, enc);
+			free(sql);
+		}
+		json_object_set_new(p->boundary, "kind", json_string("incremental"));
+		json_object_set_new(p->boundary, "column", json_string(c->name));
+		if (o->from) {
+			char *low = option_json(c, o->from);
+			char *lit = literal_or_die(c, low, "--from");
+			char *cond = dp_strfmt("%s > %s", col, lit);
+			p->where = and_join(p->where, cond);
+			json_object_set_new(p->boundary, "low", json_loads(low, JSON_DECODE_ANY, NULL));
+			free(cond);
+			free(lit);
+			free(low);
+		}
+		if (!strcmp(high, "null")) {
+			/* An empty table: nothing is below a maximum that does not exist. */
+			p->where = and_join(p->where, "1 = 0");
+		} else {
+			char *lit = literal_or_die(c, high, "--to");
+			char *cond = dp_strfmt("%s <= %s", col, lit);
+			p->where = and_join(p->where, cond);
+			free(cond);
+			free(lit);
+		}
+		json_object_set_new(p->boundary, "high", json_loads(high, JSON_DECODE_ANY, NULL));
+		free(high);
+		p->order = dp_xstrdup(col);
+		free(col);
+	} else if (!strcmp(mode, "replace") && window) {
+		const char *name = json_string_value(json_object_get(window, "column"));
+		int k = -1;
+		for (int i = 0; i < s->ncols; i++)
+			if (!strcasecmp(s->cols[i].name, name))
+				k = i;
+		char where[1024];
+		if (k < 0)
+			dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
+			       dp_manifest_where(m, "sink.strategy.window.column", where, sizeof where), name, s->schema, s->table);
+		char *col = quote_name(s->cols[k].name);
+		json_object_set_new(p->boundary, "kind", json_string("window"));
+		json_object_set_new(p->boundary, "column", json_string(s->cols[k].name));
+		const char *ends[2] = {"from", "to"};
+		for (int e = 0; e < 2; e++) {
+			const char *v = json_string_value(json_object_get(window, ends[e]));
+			if (!v)
+				continue;
+			char *js = option_json(&s->cols[k], v);
+			char *lit = literal_or_die(&s->cols[k], js, ends[e]);
+			char *cond = dp_strfmt("%s %s %s", col, e ? "<" : ">=", lit);
+			p->where = and_join(p->where, cond);
+			json_object_set_new(p->boundary, e ? "high" : "low", json_loads(js, JSON_DECODE_ANY, NULL));
+			free(cond);
+			free(lit);
+			free(js);
+		}
+		p->order = col;
+	} else {
+		json_object_set_new(p->boundary, "kind", json_string("full"));
+	}
+	/* Then the key, so that the order (and with it the stream) is stable. */
+	for (int k = 0; k < s->nkey; k++) {
+		char *kc = quote_name(s->cols[s->key[k]].name);
+		char *order = p->order ? dp_strfmt("%s, %s", p->order, kc) : dp_xstrdup(kc);
+		free(p->order);
+		free(kc);
+		p->order = order;
+	}
+	free(table);
+}
+
+/* --chunk I/N: split the range of an integer key (or incremental column)
+ * into N disjoint parts; NULLs go to the first. */
+static void
+plan_chunk(struct source *s, const struct options *o, const struct encoding *enc, struct plan *p)
+{
+	if (!o->chunk_n)
+		return;
+	int k = -1;
+	if (s->nkey > 0 && !strcmp(s->cols[s->key[0]].logical, "integer"))
+		k = s->key[0];
+	else if (s->inc >= 0 && !strcmp(s->cols[s->inc].logical, "integer"))
+		k = s->inc;
+	if (k < 0)
+		dp_die(DP_EXIT_USAGE, "--chunk needs an integer key or incremental column to split on");
+	char *col = quote_name(s->cols[k].name), *table = dp_strfmt("%s.%s", quote_name(s->schema), quote_name(s->table));
+	char *sql_min = dp_strfmt("SELECT MIN(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "", p->where ? p->where : "");
+	char *sql_max = dp_strfmt("SELECT MAX(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "", p->where ? p->where : "");
+	struct encoding as_numbers = *enc;
+	as_numbers.bigint_as_string = 0;
+	char *lo = source_scalar_json(s, sql_min, &s->cols[k], &as_numbers);
+	char *hi = source_scalar_json(s, sql_max, &s->cols[k], &as_numbers);
+	char chunk[32];
+	snprintf(chunk, sizeof chunk, "%d/%d", o->chunk_i, o->chunk_n);
+	json_object_set_new(p->boundary, "chunk", json_string(chunk));
+	if (!strcmp(lo, "null")) {
+		char *cond = o->chunk_i == 1 ? dp_strfmt("%s IS NULL", col) : dp_xstrdup("1 = 0");
+		p->where = and_join(p->where, cond);
+		free(cond);
+	} else {
+		__int128 min = strtoll(lo, NULL, 10), max = strtoll(hi, NULL, 10);
+		__int128 width = (max - min) / o->chunk_n + 1;
+		long long from = (long long)(min + width * (o->chunk_i - 1));
+		long long to = (long long)(min + width * o->chunk_i);
+		char *cond;
+		if (o->chunk_i == o->chunk_n)
+			cond = dp_strfmt("%s >= %lld", col, from);
+		else
+			cond = dp_strfmt("%s >= %lld AND %s < %lld", col, from, col, to);
+		if (o->chunk_i == 1) {
+			char *with_null = dp_strfmt("(%s) OR %s IS NULL", cond, col);
+			free(cond);
+			cond = with_null;
+		}
+		p->where = and_join(p->where, cond);
+		free(cond);
+	}
+	free(lo);
+	free(hi);
+	free(sql_min);
+	free(sql_max);
+	free(col);
+	free(table);
+}
+
+static json_t *
+header_columns(const struct source *s)
+{
+	json_t *cols = json_array();
+	for (int i = 0; i < s->ncols; i++) {
+		const struct column *c = &s->cols[i];
+		json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "name", c->name, "sql_type", c->sql_type, "logical_type",
+		                      c->logical, "nullable", c->nullable);
+		if (c->precision >= 0)
+			json_object_set_new(o, "precision", json_integer(c->precision));
+		if (c->scale >= 0)
+			json_object_set_new(o, "scale", json_integer(c->scale));
+		if (c->max_length != -1 || strstr(c->sql_type, "(max)"))
+			json_object_set_new(o, "max_length", json_integer(c->max_length));
+		json_array_append_new(cols, o);
+	}
+	return cols;
+}
+
+static char *
+new_run_id(void)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	char stamp[32];
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+	return dp_strfmt("%s-%04x", stamp, (unsigned)(getpid() ^ (unsigned)clock()) & 0xFFFF);
+}
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Stream the rows; returns the count. Exits on errors and signals. */
+static unsigned long long
+stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress, char **wm_low,
+            char **wm_high)
+{
+	struct buf row = {0};
+	unsigned long long rows = 0;
+	double start = now_seconds(), last = start;
+	RETCODE rc;
+	int *types = dp_xcalloc((size_t)s->ncols, sizeof *types);
+	for (int i = 0; i < s->ncols; i++)
+		types[i] = dbcoltype(s->db, i + 1);
+	while ((rc = dbnextrow(s->db)) == REG_ROW) {
+		row.len = 0;
+		buf_char(&row, '{');
+		size_t inc_at = 0, inc_len = 0;
+		for (int i = 0; i < s->ncols; i++) {
+			if (i)
+				buf_char(&row, ',');
+			buf_str(&row, s->cols[i].json_key);
+			size_t at = row.len;
+			encode_value(&row, &s->cols[i], types[i], dbdata(s->db, i + 1), dbdatlen(s->db, i + 1), enc);
+			if (i == s->inc) {
+				inc_at = at;
+				inc_len = row.len - at;
+			}
+		}
+		buf_char(&row, '}');
+		if (dp_writer_line(w, row.p, row.len))
+			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+		if (s->inc >= 0 && inc_len && strncmp(row.p + inc_at, "null", 4)) {
+			if (!*wm_low)
+				*wm_low = dp_xstrndup(row.p + inc_at, inc_len);
+			free(*wm_high);
+			*wm_high = dp_xstrndup(row.p + inc_at, inc_len);
+		}
+		rows++;
+		if (interrupted) {
+			dbcancel(s->db);
+			dp_writer_flush(w);
+			dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu rows; the stream has no end message", rows);
+		}
+		if (progress && (rows & 4095) == 0 && now_seconds() - last >= 1) {
+			last = now_seconds();
+			fprintf(stderr, "\r%s: %llu rows, %.0f rows/s   ", dp_progname, rows, rows / (last - start));
+		}
+	}
+	if (progress)
+		fprintf(stderr, "\r%s: %llu rows in %.1f s         \n", dp_progname, rows, now_seconds() - start);
+	free(types);
+	free(row.p);
+	if (rc != NO_MORE_ROWS || source_failed()) {
+		dp_writer_flush(w);
+		dp_die(interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SOURCE,
+		       "reading failed after %llu rows: %s; the stream has no end message", rows,
+		       source_error()[0] ? source_error() : "the connection was lost");
+	}
+	return rows;
+}
 
 int
 main(int argc, char **argv)
 {
+	static const struct option extra[] = {
+		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
+		{"chunk", required_argument, NULL, OPT_CHUNK}, {"count", no_argument, NULL, OPT_COUNT},
+		{"run-id", required_argument, NULL, OPT_RUN_ID}, {NULL, 0, NULL, 0}};
+	struct options o = {0};
 	struct dp_cli cli;
-	dp_cli_parse(argc, argv, usage_text, 0, &cli);
+	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
-	struct dp_conn src;
-	dp_cli_resolve(m, "source", "mssql", &src);
-	dp_conn_free(&src);
+	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
+	if (!strcmp(mode, "cdc"))
+		dp_die(DP_EXIT_UNAVAILABLE, "strategy cdc is not available in this build yet; nothing was read");
+	if (!strcmp(dp_manifest_str(m, "source.options.export_mode"), "bcp"))
+		dp_die(DP_EXIT_UNAVAILABLE, "export_mode: bcp is not available in this build yet; use export_mode: stream");
+
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	struct encoding enc = {
+		.bigint_as_string = !strcmp(dp_manifest_str(m, "source.options.bigint_as"), "string"),
+		.binary_as_hex = !strcmp(dp_manifest_str(m, "source.options.binary_as"), "hex")};
+	struct dp_conn conn;
+	dp_cli_resolve(m, "source", "mssql", &conn);
+	struct source s = {0};
+	source_connect(&s, &conn, dp_manifest_str(m, "source.table.database"));
+	dp_conn_free(&conn);
+	source_discover(&s, m);
+	struct plan p = {0};
+	plan_boundary(&s, m, &o, &enc, &p);
+	plan_chunk(&s, &o, &enc, &p);
+
+	char *table = dp_strfmt("%s.%s", quote_name(s.schema), quote_name(s.table));
+	if (o.count) {
+		char *sql = dp_strfmt("SELECT COUNT_BIG(*) FROM %s%s%s", table, p.where ? " WHERE " : "", p.where ? p.where : "");
+		struct column as = {.logical = "integer"};
+		char *n = source_scalar_json(&s, sql, &as, &enc);
+		printf("%s\n", n);
+		free(n);
+		free(sql);
+		dp_exit_flushing_stdout(DP_EXIT_OK);
+	}
+	char *list = dp_xstrdup("");
+	for (int i = 0; i < s.ncols; i++) {
+		char *q = quote_name(s.cols[i].name);
+		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
+		free(q);
+		free(list);
+		list = next;
+	}
+	char *sql = dp_strfmt("SELECT %s FROM %s%s%s%s%s", list, table, p.where ? " WHERE " : "", p.where ? p.where : "",
+	                      p.order ? " ORDER BY " : "", p.order ? p.order : "");
+	free(list);
+	if (source_query(&s, sql))
+		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());
+	free(sql);
+
+	char *run_id = o.run_id ? dp_xstrdup(o.run_id) : new_run_id();
+	json_t *keys = json_array();
+	for (int k = 0; k < s.nkey; k++)
+		json_array_append_new(keys, json_string(s.cols[s.key[k]].name));
+	json_t *header = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol",
+	                           DP_STREAM_PROTOCOL, "run_id", run_id, "job", dp_manifest_str(m, "name"), "source",
+	                           "type", "mssql", "schema", s.schema, "table", s.table, "columns", header_columns(&s),
+	                           "key", keys, "boundary", p.boundary, "encoding", "bigint",
+	                           enc.bigint_as_string ? "string" : "number", "binary", enc.binary_as_hex ? "hex" : "base64");
+	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
+	dp_writer_control(w, "header", header);
+	double start = now_seconds();
+	char *wm_low = NULL, *wm_high = NULL;
+	unsigned long long rows = stream_rows(&s, w, &enc, isatty(2) && !cli.quiet, &wm_low, &wm_high);
+	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
+	                        (json_int_t)((now_seconds() - start) * 1000));
+	if (s.inc >= 0 && wm_high)
+		json_object_set_new(end, "watermark", json_pack("{s:s, s:o, s:o}", "column", s.cols[s.inc].name, "low",
+		                                                json_loads(wm_low, JSON_DECODE_ANY, NULL), "high",
+		                                                json_loads(wm_high, JSON_DECODE_ANY, NULL)));
+	dp_writer_control(w, "end", end);
+	int code = dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;
+	dbclose(s.db);
+	dbexit();
+	free(wm_low);
+	free(wm_high);
+	free(run_id);
+	free(table);
+	free(p.where);
+	free(p.order);
 	dp_manifest_free(m);
-	dp_die(DP_EXIT_UNAVAILABLE, "reading from SQL Server is not available in this build yet; no stream was written");
+	return code;
 }

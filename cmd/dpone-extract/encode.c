@@ -1,0 +1,434 @@
+/*
+ * encode.c: SQL Server values as JSON, written straight into the row
+ * buffer (jansson's encoder would cost ten times more on this path). The
+ * type matrix is documented in dpone-extract(1):
+ *   bit → true/false; tinyint..int → number; bigint → number (or string);
+ *   decimal, numeric, money, smallmoney → string with exactly the scale;
+ *   real, float → the shortest number that reads back to the same value;
+ *   char family → UTF-8 string (char keeps its blanks);
+ *   date → "YYYY-MM-DD"; time(n), datetime2(n) → n fractional digits;
+ *   datetime → 3 digits as SQL Server rounds them; smalldatetime → ":00";
+ *   datetimeoffset(n) → local time with ±HH:MM; uniqueidentifier →
+ *   lowercase canonical; binary family → base64 (or hex); NULL → null.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "extract.h"
+
+void
+buf_grow(struct buf *b, size_t n)
+{
+	if (b->len + n <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + n)
+		cap *= 2;
+	b->p = dp_xrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+void
+buf_add(struct buf *b, const char *s, size_t n)
+{
+	buf_grow(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+void buf_char(struct buf *b, char c) { buf_grow(b, 1); b->p[b->len++] = c; }
+
+static const struct {
+	const char *type, *logical;
+} logical_types[] = {
+	{"bit", "boolean"}, {"tinyint", "integer"}, {"smallint", "integer"}, {"int", "integer"},
+	{"bigint", "integer"}, {"decimal", "decimal"}, {"numeric", "decimal"}, {"money", "decimal"},
+	{"smallmoney", "decimal"}, {"real", "float"}, {"float", "float"}, {"char", "string"},
+	{"varchar", "string"}, {"nchar", "string"}, {"nvarchar", "string"}, {"text", "string"},
+	{"ntext", "string"}, {"sysname", "string"}, {"date", "date"}, {"time", "time"},
+	{"datetime", "timestamp"}, {"smalldatetime", "timestamp"}, {"datetime2", "timestamp"},
+	{"datetimeoffset", "timestamp_tz"}, {"uniqueidentifier", "uuid"}, {"binary", "binary"},
+	{"varbinary", "binary"}, {"image", "binary"}, {"timestamp", "binary"}, {"rowversion", "binary"},
+};
+
+const char *
+logical_type(const char *data_type)
+{
+	for (size_t i = 0; i < sizeof logical_types / sizeof logical_types[0]; i++)
+		if (!strcmp(logical_types[i].type, data_type))
+			return logical_types[i].logical;
+	return NULL;
+}
+
+/* ---- strings ---- */
+
+/* Length of a valid UTF-8 sequence at p, or 0. */
+static size_t
+utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	unsigned c = p[0];
+	size_t need;
+	unsigned min, cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		need = 1; min = 0x80; cp = c & 0x1F;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		need = 2; min = 0x800; cp = c & 0x0F;
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		need = 3; min = 0x10000; cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if ((size_t)(end - p) <= need)
+		return 0;
+	for (size_t i = 1; i <= need; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return need + 1;
+}
+
+void
+encode_string(struct buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	buf_grow(b, n + 2);
+	b->p[b->len++] = '"';
+	while (p < end) {
+		/* Copy the run that needs no escaping in one go. */
+		const unsigned char *run = p;
+		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+			p++;
+		if (p > run)
+			buf_add(b, (const char *)run, (size_t)(p - run));
+		if (p >= end)
+			break;
+		unsigned c = *p;
+		if (c == '"' || c == '\\') {
+			char esc[2] = {'\\', (char)c};
+			buf_add(b, esc, 2);
+			p++;
+		} else if (c < 0x20) {
+			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+			if (c == '\n')
+				buf_add(b, "\\n", 2);
+			else if (c == '\t')
+				buf_add(b, "\\t", 2);
+			else if (c == '\r')
+				buf_add(b, "\\r", 2);
+			else
+				buf_add(b, esc, 6);
+			p++;
+		} else {
+			size_t k = utf8_len(p, end);
+			if (k) {
+				buf_add(b, (const char *)p, k);
+				p += k;
+			} else {
+				buf_add(b, "\xEF\xBF\xBD", 3); /* invalid UTF-8 from the server: U+FFFD */
+				p++;
+			}
+		}
+	}
+	buf_char(b, '"');
+}
+
+/* ---- numbers ---- */
+
+static void
+encode_int(struct buf *b, long long v, int quoted)
+{
+	char tmp[32];
+	int n = snprintf(tmp, sizeof tmp, quoted ? "\"%lld\"" : "%lld", v);
+	buf_add(b, tmp, (size_t)n);
+}
+
+/* The shortest decimal text that reads back to exactly the same value. */
+static void
+encode_float(struct buf *b, double v, int single)
+{
+	char tmp[40];
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+		double back = strtod(tmp, NULL);
+		if (single ? (float)back == (float)v : back == v)
+			break;
+	}
+	/* "1e+20" is JSON; "inf" and "nan" cannot come from SQL Server. */
+	buf_str(b, tmp);
+}
+
+/* Digits of an unsigned 128-bit magnitude with exactly scale decimals. */
+static void
+encode_scaled(struct buf *b, int negative, unsigned __int128 mag, int scale)
+{
+	char digits[64];
+	int n = 0;
+	do {
+		digits[n++] = (char)('0' + (int)(mag % 10));
+		mag /= 10;
+	} while (mag);
+	while (n <= scale)
+		digits[n++] = '0';
+	buf_char(b, '"');
+	if (negative)
+		buf_char(b, '-');
+	for (int i = n - 1; i >= 0; i--) {
+		buf_char(b, digits[i]);
+		if (i == scale && scale > 0)
+			buf_char(b, '.');
+	}
+	buf_char(b, '"');
+}
+
+/* Bytes of a DBNUMERIC's array for a precision (sign byte included). */
+static int
+numeric_bytes(int precision)
+{
+	static const int bytes[] = {1, 2, 2, 3, 3, 4, 4, 4, 5, 5, 6, 6, 6, 7, 7, 8, 8, 9, 9, 9, 10,
+	                            10, 11, 11, 11, 12, 12, 13, 13, 14, 14, 14, 15, 15, 16, 16, 16, 17, 17};
+	return precision >= 0 && precision <= 38 ? bytes[precision] : 17;
+}
+
+static void
+encode_numeric(struct buf *b, const DBNUMERIC *num)
+{
+	unsigned __int128 mag = 0;
+	int n = numeric_bytes(num->precision);
+	for (int i = 1; i < n; i++)
+		mag = mag << 8 | num->array[i];
+	encode_scaled(b, num->array[0] != 0 && mag != 0, mag, num->scale);
+}
+
+/* ---- dates ---- */
+
+static void
+civil_from_days(long z, int *y, int *m, int *d)
+{
+	z += 719468;
+	long era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	long yy = (long)yoe + era * 400;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
+	*y = (int)(yy + (*m <= 2));
+}
+
+/* days counted from 1900-01-01, as db-lib gives them */
+#define DAYS_1900_FROM_1970 (-25567L)
+
+static void
+put_date(struct buf *b, long days_since_1900)
+{
+	int y, m, d;
+	char tmp[40];
+	civil_from_days(days_since_1900 + DAYS_1900_FROM_1970, &y, &m, &d);
+	snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", y, m, d);
+	buf_str(b, tmp);
+}
+
+/* HH:MM:SS and `digits` fractional digits of a time in 100 ns units. */
+static void
+put_time(struct buf *b, unsigned long long ticks, int digits)
+{
+	char tmp[32];
+	unsigned long long secs = ticks / 10000000ULL, frac = ticks % 10000000ULL;
+	int n = snprintf(tmp, sizeof tmp, "%02llu:%02llu:%02llu", secs / 3600, secs / 60 % 60, secs % 60);
+	if (digits > 0) {
+		char f[16];
+		snprintf(f, sizeof f, "%07llu", frac);
+		tmp[n++] = '.';
+		memcpy(tmp + n, f, (size_t)digits);
+		n += digits;
+	}
+	buf_add(b, tmp, (size_t)n);
+}
+
+static void
+encode_datetimeall(struct buf *b, const struct column *c, int dbtype, const DBDATETIMEALL *dt)
+{
+	int digits = c->scale >= 0 && c->scale <= 7 ? c->scale : (int)dt->time_prec;
+	long long days = dt->date;
+	unsigned long long ticks = dt->time;
+	if (dbtype == SYBMSDATETIMEOFFSET) {
+		/* db-lib holds UTC and the offset; the text is the local time. */
+		long long t = days * 864000000000LL + (long long)ticks + (long long)dt->offset * 600000000LL;
+		days = t / 864000000000LL;
+		ticks = (unsigned long long)(t - days * 864000000000LL);
+		if ((long long)ticks < 0) {
+			ticks += 864000000000ULL;
+			days--;
+		}
+	}
+	buf_char(b, '"');
+	if (dbtype != SYBMSTIME)
+		put_date(b, (long)days);
+	if (dbtype == SYBMSDATETIME2 || dbtype == SYBMSDATETIMEOFFSET)
+		buf_char(b, 'T');
+	if (dbtype != SYBMSDATE)
+		put_time(b, ticks, digits);
+	if (dbtype == SYBMSDATETIMEOFFSET) {
+		char tmp[16];
+		int off = dt->offset;
+		snprintf(tmp, sizeof tmp, "%c%02d:%02d", off < 0 ? '-' : '+', abs(off) / 60, abs(off) % 60);
+		buf_str(b, tmp);
+	}
+	buf_char(b, '"');
+}
+
+static void
+encode_datetime(struct buf *b, const DBDATETIME *dt)
+{
+	/* 1/300 s ticks shown as SQL Server shows them: .000, .003, .007 */
+	long long ms = ((long long)dt->dttime * 10 + 1) / 3;
+	long days = dt->dtdays;
+	if (ms >= 86400000LL) {
+		ms -= 86400000LL;
+		days++;
+	}
+	buf_char(b, '"');
+	put_date(b, days);
+	buf_char(b, 'T');
+	put_time(b, (unsigned long long)ms * 10000ULL, 3);
+	buf_char(b, '"');
+}
+
+static void
+encode_smalldatetime(struct buf *b, const DBDATETIME4 *dt)
+{
+	buf_char(b, '"');
+	put_date(b, dt->days);
+	buf_char(b, 'T');
+	put_time(b, (unsigned long long)dt->minutes * 600000000ULL, 0);
+	buf_char(b, '"');
+}
+
+/* ---- binary ---- */
+
+static void
+encode_binary(struct buf *b, const BYTE *p, DBINT n, int hex)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char hx[] = "0123456789abcdef";
+	size_t len = (size_t)n;
+	buf_grow(b, len * 2 + 4);
+	b->p[b->len++] = '"';
+	if (hex) {
+		for (size_t i = 0; i < len; i++) {
+			b->p[b->len++] = hx[p[i] >> 4];
+			b->p[b->len++] = hx[p[i] & 15];
+		}
+	} else {
+		size_t i = 0;
+		for (; i + 2 < len; i += 3) {
+			unsigned v = (unsigned)p[i] << 16 | (unsigned)p[i + 1] << 8 | p[i + 2];
+			char q[4] = {b64[v >> 18], b64[v >> 12 & 63], b64[v >> 6 & 63], b64[v & 63]};
+			memcpy(b->p + b->len, q, 4);
+			b->len += 4;
+		}
+		if (i < len) {
+			unsigned v = (unsigned)p[i] << 16 | (i + 1 < len ? (unsigned)p[i + 1] << 8 : 0);
+			char q[4] = {b64[v >> 18], b64[v >> 12 & 63], i + 1 < len ? b64[v >> 6 & 63] : '=', '='};
+			memcpy(b->p + b->len, q, 4);
+			b->len += 4;
+		}
+	}
+	b->p[b->len++] = '"';
+}
+
+static void
+encode_guid(struct buf *b, const BYTE *g)
+{
+	/* The first three groups are little-endian on the wire. */
+	char tmp[48];
+	snprintf(tmp, sizeof tmp, "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\"", g[3], g[2],
+	         g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+	buf_str(b, tmp);
+}
+
+static long long
+le_int(const BYTE *p, DBINT n)
+{
+	switch (n) {
+	case 1: return p[0];
+	case 2: { int16_t v; memcpy(&v, p, 2); return v; }
+	case 4: { int32_t v; memcpy(&v, p, 4); return v; }
+	default: { int64_t v; memcpy(&v, p, 8); return v; }
+	}
+}
+
+void
+encode_value(struct buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
+             const struct encoding *enc)
+{
+	if (!data) {
+		buf_add(b, "null", 4);
+		return;
+	}
+	switch (dbtype) {
+	case SYBBIT: case SYBBITN:
+		buf_str(b, data[0] ? "true" : "false");
+		break;
+	case SYBINT1: case SYBINT2: case SYBINT4: case SYBINT8: case SYBINTN:
+		encode_int(b, le_int(data, len), len == 8 && enc->bigint_as_string);
+		break;
+	case SYBFLT8: case SYBREAL: case SYBFLTN:
+		if (len == 4) {
+			float f;
+			memcpy(&f, data, 4);
+			encode_float(b, f, 1);
+		} else {
+			double d;
+			memcpy(&d, data, 8);
+			encode_float(b, d, 0);
+		}
+		break;
+	case SYBDECIMAL: case SYBNUMERIC:
+		encode_numeric(b, (const DBNUMERIC *)data);
+		break;
+	case SYBMONEY: case SYBMONEY4: case SYBMONEYN: {
+		long long v;
+		if (len == 4) {
+			DBMONEY4 m4;
+			memcpy(&m4, data, 4);
+			v = m4.mny4;
+		} else {
+			DBMONEY m;
+			memcpy(&m, data, sizeof m);
+			v = (long long)((unsigned long long)(unsigned)m.mnyhigh << 32 | m.mnylow);
+		}
+		encode_scaled(b, v < 0, v < 0 ? (unsigned __int128)(0 - (unsigned long long)v) : (unsigned __int128)v, 4);
+		break;
+	}
+	case SYBDATETIME: case SYBDATETIMN: case SYBDATETIME4:
+		if (len == 4)
+			encode_smalldatetime(b, (const DBDATETIME4 *)data);
+		else
+			encode_datetime(b, (const DBDATETIME *)data);
+		break;
+	case SYBMSDATE: case SYBMSTIME: case SYBMSDATETIME2: case SYBMSDATETIMEOFFSET:
+		encode_datetimeall(b, c, dbtype, (const DBDATETIMEALL *)data);
+		break;
+	case DP_SYBUNIQUE:
+		encode_guid(b, data);
+		break;
+	case SYBBINARY: case SYBVARBINARY: case SYBIMAGE:
+		encode_binary(b, data, len, enc->binary_as_hex);
+		break;
+	default:
+		/* The character types, already UTF-8 (the login asks db-lib for it). */
+		encode_string(b, (const char *)data, (size_t)len);
+		break;
+	}
+}

@@ -1,0 +1,77 @@
+/* extract.h: the parts of dpone-extract, private to it. */
+#ifndef EXTRACT_H
+#define EXTRACT_H
+
+#include <stddef.h>
+
+#include <sybdb.h>
+
+#include "dpone.h"
+
+/* db-lib reports uniqueidentifier as type 36, which sybdb.h does not name. */
+#define DP_SYBUNIQUE 36
+
+/* A growable byte buffer; the row encoder writes into one. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+void buf_grow(struct buf *b, size_t n);
+void buf_add(struct buf *b, const char *s, size_t n);
+void buf_str(struct buf *b, const char *s);
+void buf_char(struct buf *b, char c);
+
+struct encoding {
+	int bigint_as_string; /* source.options.bigint_as: string */
+	int binary_as_hex;    /* source.options.binary_as: hex */
+};
+
+/* One column of the extracted table, from the catalog. */
+struct column {
+	char name[260];
+	char data_type[64];  /* INFORMATION_SCHEMA.DATA_TYPE: "decimal", "datetime2" */
+	char sql_type[80];   /* with its sizes: "decimal(18,2)", "nvarchar(max)" */
+	const char *logical; /* boolean, integer, decimal, float, string, date, time, timestamp, timestamp_tz, uuid, binary */
+	int nullable;
+	int precision, scale, max_length; /* -1 where the type has none; max_length -1 = (max) */
+	char *json_key;      /* "name": pre-escaped, owned */
+};
+
+/* Append the JSON of one value (db-lib type and raw data) to b. */
+void encode_value(struct buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
+                  const struct encoding *enc);
+/* Append a JSON string (escaped; invalid UTF-8 becomes U+FFFD). */
+void encode_string(struct buf *b, const char *s, size_t n);
+/* The logical type of a SQL Server DATA_TYPE, or NULL if unsupported. */
+const char *logical_type(const char *data_type);
+
+/* ---- source.c ---- */
+struct source {
+	DBPROCESS *db;
+	char schema[260], table[260];
+	struct column *cols;
+	int ncols;
+	int *key;            /* indexes into cols: the unique or primary key */
+	int nkey;
+	int inc;             /* index of the incremental column, or -1 */
+};
+
+/* Connect with db-lib; exits with DP_EXIT_SOURCE and a one-line error. */
+void source_connect(struct source *s, const struct dp_conn *conn, const char *database);
+/* Read columns and key from the catalog; exits on a missing table/column. */
+void source_discover(struct source *s, const struct dp_manifest *m);
+/* Run a query whose one row and column is wanted as JSON (NULL → "null");
+ * the caller frees it. */
+char *source_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc);
+/* A typed T-SQL literal for a watermark value given as JSON text. */
+char *sql_literal(const struct column *c, const char *json_value);
+/* [name] with ] doubled; the caller frees it. */
+char *quote_name(const char *name);
+/* The last error db-lib or the server reported, for messages. */
+const char *source_error(void);
+int source_failed(void);
+void source_clear_error(void);
+/* Execute SQL and leave its results ready for dbnextrow; 0 or -1. */
+int source_query(struct source *s, const char *sql);
+
+#endif

@@ -1,0 +1,393 @@
+/*
+ * source.c: SQL Server through FreeTDS db-lib. Connecting, reading the
+ * catalog, and turning watermark values into typed T-SQL literals: values
+ * never reach the SQL text except as CAST(N'...' AS type) with quotes
+ * doubled, or as validated numbers and 0x... binary literals.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "extract.h"
+
+static char last_error[1024];
+static int failed;
+
+const char *source_error(void) { return last_error; }
+int source_failed(void) { return failed; }
+void source_clear_error(void) { failed = 0; last_error[0] = '\0'; }
+
+static int
+on_error(DBPROCESS *db, int severity, int dberr, int oserr, char *dberrstr, char *oserrstr)
+{
+	(void)db;
+	(void)severity;
+	/* Keep the first cause; later errors are usually its consequences. */
+	if (!failed) {
+		if (oserr && oserr != DBNOERR && oserrstr)
+			snprintf(last_error, sizeof last_error, "%s (%s)", dberrstr ? dberrstr : "db-lib error", oserrstr);
+		else
+			snprintf(last_error, sizeof last_error, "%s (db-lib %d)", dberrstr ? dberrstr : "db-lib error", dberr);
+	}
+	failed = 1;
+	return INT_CANCEL;
+}
+
+static int
+on_message(DBPROCESS *db, DBINT number, int state, int severity, char *text, char *server, char *proc, int line)
+{
+	(void)db;
+	(void)state;
+	(void)server;
+	(void)proc;
+	(void)line;
+	if (severity <= 10)
+		return 0; /* informational: "Changed database context to ..." */
+	if (!failed || !strncmp(last_error, "General SQL Server error", 24) || strstr(last_error, "(db-lib 20018)"))
+		snprintf(last_error, sizeof last_error, "SQL Server error %d: %s", (int)number, text ? text : "");
+	failed = 1;
+	return 0;
+}
+
+char *
+quote_name(const char *name)
+{
+	size_t n = strlen(name);
+	char *out = dp_xmalloc(n * 2 + 3), *o = out;
+	*o++ = '[';
+	for (const char *p = name; *p; p++) {
+		if (*p == ']')
+			*o++ = ']';
+		*o++ = *p;
+	}
+	*o++ = ']';
+	*o = '\0';
+	return out;
+}
+
+/* N'text' with quotes doubled; the caller frees it. */
+static char *
+nstring(const char *s)
+{
+	size_t n = strlen(s);
+	char *out = dp_xmalloc(n * 2 + 4), *o = out;
+	*o++ = 'N';
+	*o++ = '\'';
+	for (const char *p = s; *p; p++) {
+		if (*p == '\'')
+			*o++ = '\'';
+		*o++ = *p;
+	}
+	*o++ = '\'';
+	*o = '\0';
+	return out;
+}
+
+void
+source_connect(struct source *s, const struct dp_conn *conn, const char *database)
+{
+	if (dbinit() == FAIL)
+		dp_die(DP_EXIT_SOURCE, "db-lib: cannot initialise");
+	dberrhandle(on_error);
+	dbmsghandle(on_message);
+	LOGINREC *login = dblogin();
+	DBSETLUSER(login, conn->user ? conn->user : "");
+	DBSETLPWD(login, conn->password ? conn->password : "");
+	DBSETLAPP(login, "dpone-extract");
+	DBSETLCHARSET(login, "UTF-8");
+	DBSETLVERSION(login, DBVERSION_74);
+	const char *db = database ? database : conn->database;
+	if (db && *db)
+		DBSETLDBNAME(login, db);
+	char server[600];
+	snprintf(server, sizeof server, "%s:%d", conn->host, conn->port);
+	s->db = dbopen(login, server);
+	dbloginfree(login);
+	if (!s->db)
+		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s", conn->id, server,
+		       last_error[0] ? last_error : "login failed");
+	/* (max) values would be cut at db-lib's default text size otherwise. */
+	if (source_query(s, "SET TEXTSIZE 2147483647") == 0)
+		while (dbnextrow(s->db) != NO_MORE_ROWS)
+			;
+	dbcanquery(s->db);
+	if (failed)
+		dp_die(DP_EXIT_SOURCE, "%s", last_error);
+}
+
+int
+source_query(struct source *s, const char *sql)
+{
+	source_clear_error();
+	if (dbcmd(s->db, sql) == FAIL || dbsqlexec(s->db) == FAIL)
+		return -1;
+	RETCODE rc;
+	/* Skip results without columns (SET ..., DECLARE) up to the rows. */
+	while ((rc = dbresults(s->db)) == SUCCEED)
+		if (dbnumcols(s->db) > 0)
+			return 0;
+	return rc == NO_MORE_RESULTS && !failed ? 0 : -1;
+}
+
+/* The value of column i of the current row as text (db-lib conversion). */
+static char *
+column_text(DBPROCESS *db, int i)
+{
+	BYTE *data = dbdata(db, i);
+	DBINT len = dbdatlen(db, i);
+	if (!data)
+		return NULL;
+	int type = dbcoltype(db, i);
+	if (type == SYBCHAR || type == SYBVARCHAR || type == SYBTEXT || type == SYBNVARCHAR || type == SYBNTEXT)
+		return dp_xstrndup((const char *)data, (size_t)len);
+	char tmp[256];
+	DBINT n = dbconvert(db, type, data, len, SYBCHAR, (BYTE *)tmp, sizeof tmp - 1);
+	if (n < 0)
+		return NULL;
+	tmp[n] = '\0';
+	return dp_xstrdup(tmp);
+}
+
+static int
+int_or(const char *s, int dflt)
+{
+	return s ? atoi(s) : dflt;
+}
+
+static void
+describe(struct column *c, const char *type, const char *nullable, const char *chars, const char *prec,
+         const char *scale, const char *dtprec)
+{
+	snprintf(c->data_type, sizeof c->data_type, "%s", type);
+	for (char *p = c->data_type; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	c->nullable = nullable && !strcmp(nullable, "YES");
+	c->precision = c->scale = c->max_length = -1;
+	const char *t = c->data_type;
+	if (!strcmp(t, "decimal") || !strcmp(t, "numeric")) {
+		c->precision = int_or(prec, 18);
+		c->scale = int_or(scale, 0);
+		snprintf(c->sql_type, sizeof c->sql_type, "%s(%d,%d)", t, c->precision, c->scale);
+	} else if (!strcmp(t, "money") || !strcmp(t, "smallmoney")) {
+		c->precision = int_or(prec, 19);
+		c->scale = 4;
+		snprintf(c->sql_type, sizeof c->sql_type, "%s", t);
+	} else if (!strcmp(t, "time") || !strcmp(t, "datetime2") || !strcmp(t, "datetimeoffset")) {
+		c->scale = int_or(dtprec, 7);
+		snprintf(c->sql_type, sizeof c->sql_type, "%s(%d)", t, c->scale);
+	} else if (!strcmp(t, "datetime")) {
+		c->scale = 3;
+		snprintf(c->sql_type, sizeof c->sql_type, "%s", t);
+	} else if (chars && (strstr(t, "char") || strstr(t, "binary"))) {
+		c->max_length = atoi(chars);
+		if (c->max_length < 0)
+			snprintf(c->sql_type, sizeof c->sql_type, "%s(max)", t);
+		else
+			snprintf(c->sql_type, sizeof c->sql_type, "%s(%d)", t, c->max_length);
+	} else {
+		snprintf(c->sql_type, sizeof c->sql_type, "%s", t);
+	}
+	c->logical = logical_type(t);
+}
+
+static int
+find_column(const struct source *s, const char *name)
+{
+	for (int i = 0; i < s->ncols; i++)
+		if (!strcasecmp(s->cols[i].name, name))
+			return i;
+	return -1;
+}
+
+static void
+read_columns(struct source *s, const struct dp_manifest *m)
+{
+	char *sch = nstring(s->schema), *tab = nstring(s->table);
+	char *sql = dp_strfmt("SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION,"
+	                      " NUMERIC_SCALE, DATETIME_PRECISION FROM INFORMATION_SCHEMA.COLUMNS"
+	                      " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", sch, tab);
+	free(sch);
+	free(tab);
+	if (source_query(s, sql))
+		dp_die(DP_EXIT_SOURCE, "reading the columns of %s.%s: %s", s->schema, s->table, source_error());
+	free(sql);
+	while (dbnextrow(s->db) == REG_ROW) {
+		char *f[7];
+		for (int i = 0; i < 7; i++)
+			f[i] = column_text(s->db, i + 1);
+		s->cols = dp_xrealloc(s->cols, (size_t)(s->ncols + 1) * sizeof *s->cols);
+		struct column *c = &s->cols[s->ncols++];
+		memset(c, 0, sizeof *c);
+		snprintf(c->name, sizeof c->name, "%s", f[0] ? f[0] : "");
+		describe(c, f[1] ? f[1] : "", f[2], f[3], f[4], f[5], f[6]);
+		for (int i = 0; i < 7; i++)
+			free(f[i]);
+	}
+	if (source_failed())
+		dp_die(DP_EXIT_SOURCE, "reading the columns of %s.%s: %s", s->schema, s->table, source_error());
+	char where[1024];
+	if (s->ncols == 0)
+		dp_die(DP_EXIT_SOURCE, "%stable %s.%s does not exist (or has no columns visible to this login)",
+		       dp_manifest_where(m, "source.table.name", where, sizeof where), s->schema, s->table);
+	for (int i = 0; i < s->ncols; i++)
+		if (!s->cols[i].logical)
+			dp_die(DP_EXIT_SOURCE, "column %s has type %s, which dpone does not read", s->cols[i].name,
+			       s->cols[i].data_type);
+}
+
+/* Keep only the manifest's allow-list of columns, in its order. */
+static void
+apply_allow_list(struct source *s, const struct dp_manifest *m)
+{
+	json_t *list = dp_manifest_get(m, "source.options.columns");
+	if (!list)
+		return;
+	struct column *kept = dp_xcalloc(json_array_size(list), sizeof *kept);
+	size_t i;
+	json_t *v;
+	char where[1024];
+	json_array_foreach(list, i, v) {
+		int k = find_column(s, json_string_value(v));
+		if (k < 0) {
+			snprintf(where, sizeof where, "source.options.columns[%zu]", i);
+			dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s", dp_manifest_where(m, where, where, sizeof where),
+			       json_string_value(v), s->schema, s->table);
+		}
+		kept[i] = s->cols[k];
+	}
+	free(s->cols);
+	s->cols = kept;
+	s->ncols = (int)json_array_size(list);
+}
+
+static void
+read_primary_key(struct source *s, char ***names, int *n)
+{
+	char *sch = nstring(s->schema), *tab = nstring(s->table);
+	char *sql = dp_strfmt("SELECT CONSTRAINT_NAME FROM INFORMATION_SCHEMA.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = %s"
+	                      " AND TABLE_NAME = %s AND CONSTRAINT_TYPE = 'PRIMARY KEY'", sch, tab);
+	char *pk = NULL;
+	if (source_query(s, sql) == 0)
+		while (dbnextrow(s->db) == REG_ROW)
+			if (!pk)
+				pk = column_text(s->db, 1);
+	free(sql);
+	*n = 0;
+	*names = NULL;
+	if (pk) {
+		char *pkq = nstring(pk);
+		sql = dp_strfmt("SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s AND"
+		                " TABLE_NAME = %s AND CONSTRAINT_NAME = %s ORDER BY ORDINAL_POSITION", sch, tab, pkq);
+		if (source_query(s, sql) == 0)
+			while (dbnextrow(s->db) == REG_ROW) {
+				*names = dp_xrealloc(*names, (size_t)(*n + 1) * sizeof **names);
+				(*names)[(*n)++] = column_text(s->db, 1);
+			}
+		free(sql);
+		free(pkq);
+		free(pk);
+	}
+	free(sch);
+	free(tab);
+	if (source_failed())
+		dp_die(DP_EXIT_SOURCE, "reading the primary key of %s.%s: %s", s->schema, s->table, source_error());
+}
+
+void
+source_discover(struct source *s, const struct dp_manifest *m)
+{
+	snprintf(s->schema, sizeof s->schema, "%s", dp_manifest_str(m, "source.table.schema"));
+	snprintf(s->table, sizeof s->table, "%s", dp_manifest_str(m, "source.table.name"));
+	read_columns(s, m);
+	apply_allow_list(s, m);
+	char where[1024];
+	const char *inc = dp_manifest_str(m, "source.options.incremental_column");
+	s->inc = -1;
+	if (inc && (s->inc = find_column(s, inc)) < 0)
+		dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
+		       dp_manifest_where(m, "source.options.incremental_column", where, sizeof where), inc, s->schema, s->table);
+	json_t *ukey = dp_manifest_get(m, "sink.strategy.unique_key");
+	size_t i;
+	json_t *v;
+	if (ukey) {
+		json_array_foreach(ukey, i, v) {
+			int k = find_column(s, json_string_value(v));
+			if (k < 0)
+				dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
+				       dp_manifest_where(m, "sink.strategy.unique_key", where, sizeof where), json_string_value(v),
+				       s->schema, s->table);
+			s->key = dp_xrealloc(s->key, (size_t)(s->nkey + 1) * sizeof *s->key);
+			s->key[s->nkey++] = k;
+		}
+	} else {
+		char **names;
+		int n;
+		read_primary_key(s, &names, &n);
+		for (int k = 0; k < n; k++) {
+			int idx = find_column(s, names[k]);
+			if (idx >= 0) {
+				s->key = dp_xrealloc(s->key, (size_t)(s->nkey + 1) * sizeof *s->key);
+				s->key[s->nkey++] = idx;
+			}
+			free(names[k]);
+		}
+		free(names);
+	}
+	for (int k = 0; k < s->ncols; k++) {
+		struct buf b = {0};
+		encode_string(&b, s->cols[k].name, strlen(s->cols[k].name));
+		buf_char(&b, ':');
+		buf_char(&b, '\0');
+		s->cols[k].json_key = b.p;
+	}
+}
+
+char *
+source_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc)
+{
+	if (source_query(s, sql))
+		dp_die(DP_EXIT_SOURCE, "%s", source_error());
+	struct buf b = {0};
+	while (dbnextrow(s->db) == REG_ROW) {
+		if (b.len)
+			continue;
+		encode_value(&b, as, dbcoltype(s->db, 1), dbdata(s->db, 1), dbdatlen(s->db, 1), enc);
+	}
+	if (source_failed())
+		dp_die(DP_EXIT_SOURCE, "%s", source_error());
+	if (!b.len)
+		buf_str(&b, "null");
+	buf_char(&b, '\0');
+	return b.p;
+}
+
+char *
+sql_literal(const struct column *c, const char *json_value)
+{
+	json_error_t jerr;
+	json_t *v = json_loads(json_value, JSON_DECODE_ANY, &jerr);
+	char *out = NULL;
+	const char *lt = c->logical;
+	if (!v)
+		return NULL;
+	if (json_is_integer(v) && (!strcmp(lt, "integer"))) {
+		out = dp_strfmt("%lld", (long long)json_integer_value(v));
+	} else if (json_is_boolean(v) && !strcmp(lt, "boolean")) {
+		out = dp_xstrdup(json_is_true(v) ? "1" : "0");
+	} else if (json_is_string(v) && !strcmp(lt, "binary")) {
+		/* Binary watermarks (rowversion) are given as 0x... hex. */
+		const char *h = json_string_value(v);
+		if ((h[0] == '0' && (h[1] == 'x' || h[1] == 'X')) && strspn(h + 2, "0123456789abcdefABCDEF") == strlen(h + 2))
+			out = dp_xstrdup(h);
+	} else if (json_is_string(v) || json_is_number(v)) {
+		char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v))
+		                               : json_dumps(v, JSON_ENCODE_ANY);
+		char *q = nstring(text);
+		out = dp_strfmt("CAST(%s AS %s)", q, c->sql_type);
+		free(q);
+		free(text);
+	}
+	json_decref(v);
+	return out;
+}
