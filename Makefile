@@ -106,7 +106,7 @@ check-asan: deps
 		$(BATS) tests
 
 demo: deps
-	$(MAKE) all
+	$(MAKE) all testtools
 	sh scripts/demo
 
 bench: deps

@@ -2,6 +2,57 @@
 # dpone-extract: options, manifest handling and exit codes.
 
 load test_helper
+load stand_ins
+
+setup_file() {
+	# The main server: a real one when DPONE_TEST_MSSQL_URL names it.
+	start_stand_ins mssql
+	# Faults need the stand-in's control port: always a private stand-in.
+	DPONE_TEST_MSSQL_URL= DPONE_TEST_BIN="$DPONE_TEST_BIN" "$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" mssql
+}
+
+teardown_file() {
+	stop_stand_ins
+	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
+}
+
+setup() {
+	common_setup
+	load_env
+	T="x$BATS_TEST_NUMBER"
+	export DPONE_CONN_KAFKA_CLUSTER=kafka://127.0.0.1:9
+}
+
+# extract_manifest TABLE MODE [OPTIONS-YAML]: ./m.yaml reading TABLE.
+extract_manifest() {
+	cat > m.yaml <<YAML
+name: extract_test
+source:
+  type: mssql
+  connection_id: mssql_dwh
+  table: {name: "$1"}
+  options: {${3:-}}
+sink:
+  type: kafka
+  connection_id: kafka_cluster
+  topic: t
+  strategy: {mode: $2${4:+, unique_key: $4}}
+YAML
+}
+
+orders_table() {
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, v nvarchar(20), updated_at datetime2(7) NOT NULL, rv rowversion)
+INSERT INTO $T (id, v, updated_at) VALUES (1, N'a', '2026-01-01 00:00:00.0000001'), (2, N'b', '2026-01-01 00:00:00.0000002'),
+  (3, N'c', '2026-01-02 00:00:00'), (4, N'd', '2026-01-03 00:00:00'), (5, N'e', '2026-01-03 00:00:00.9999999')
+SQL
+}
+
+ids() {
+	grep -o '"id":[0-9]*' | cut -d: -f2 | tr '\n' ' '
+}
+export -f ids
 
 @test "dpone-extract --help prints the usage on stdout and exits 0" {
 	run dpone-extract --help
@@ -45,18 +96,278 @@ load test_helper
 	refute_output_contains "Pl4nted-extract-$$"
 }
 
-@test "dpone-extract: reading is not available in this build; nothing is written" {
-	write_manifest
-	use_env_connections
-	run sh -c 'dpone-extract m.yaml 2>err; echo "status=$?"; cat err'
-	assert_output "status=9
-dpone-extract: reading from SQL Server is not available in this build yet; no stream was written"
+
+@test "every type is encoded as the type matrix says" {
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, b bit, ti tinyint, si smallint, i int, bi bigint,
+  d decimal(38,10), n numeric(5,2), m money, sm smallmoney, r real, f float, dt date, tm time(3),
+  sdt smalldatetime, dtm datetime, dt2 datetime2(7), dto datetimeoffset(2), c char(5), vc varchar(20),
+  nvc nvarchar(30), vcm varchar(max), bn binary(4), vb varbinary(8), g uniqueidentifier)
+INSERT INTO $T VALUES
+ (1, 1, 255, -32768, -2147483648, -9223372036854775808, -9999999999999999999999999999.9999999999, 999.99,
+  -922337203685477.5808, 214748.3647, 0.1, 0.1, '0001-01-01', '23:59:59.999', '2079-06-06 23:59', '1753-01-01 00:00:00.003',
+  '9999-12-31 23:59:59.9999999', '2026-11-26 01:02:03.45 -13:45', 'a', 'x"y\z', N'😀𝄞 é	tab', '', 0x00FF, 0x, 'F3A9AB4F-1234-4E5A-9ABC-0123456789AB'),
+ (2, 0, 0, 0, 0, 9223372036854775807, 0.0000000001, -0.01, 0, 0, 3.4e38, 1.7976931348623157e308, '9999-12-31', '00:00:00', '1900-01-01 00:00', '9999-12-31 23:59:59.997',
+  '0001-01-01 00:00:00', '2026-11-26 10:00:00 +14:00', 'abcde', '', N'', 'xy', 0xDEADBEEF, 0x0102, '00000000-0000-0000-0000-000000000000')
+INSERT INTO $T (id) VALUES (3)
+SQL
+	extract_manifest "$T" full_refresh
+	run dpone-extract m.yaml
+	assert_success
+	[ "${lines[1]}" = '{"id":1,"b":true,"ti":255,"si":-32768,"i":-2147483648,"bi":-9223372036854775808,"d":"-9999999999999999999999999999.9999999999","n":"999.99","m":"-922337203685477.5808","sm":"214748.3647","r":0.1,"f":0.1,"dt":"0001-01-01","tm":"23:59:59.999","sdt":"2079-06-06T23:59:00","dtm":"1753-01-01T00:00:00.003","dt2":"9999-12-31T23:59:59.9999999","dto":"2026-11-26T01:02:03.45-13:45","c":"a    ","vc":"x\"y\\z","nvc":"😀𝄞 é\ttab","vcm":"","bn":"AP8AAA==","vb":"","g":"f3a9ab4f-1234-4e5a-9abc-0123456789ab"}' ] || flunk "row 1: ${lines[1]}"
+	[ "${lines[2]}" = '{"id":2,"b":false,"ti":0,"si":0,"i":0,"bi":9223372036854775807,"d":"0.0000000001","n":"-0.01","m":"0.0000","sm":"0.0000","r":3.4e+38,"f":1.7976931348623157e+308,"dt":"9999-12-31","tm":"00:00:00.000","sdt":"1900-01-01T00:00:00","dtm":"9999-12-31T23:59:59.997","dt2":"0001-01-01T00:00:00.0000000","dto":"2026-11-26T10:00:00.00+14:00","c":"abcde","vc":"","nvc":"","vcm":"xy","bn":"3q2+7w==","vb":"AQI=","g":"00000000-0000-0000-0000-000000000000"}' ] || flunk "row 2: ${lines[2]}"
+	[ "${lines[3]}" = '{"id":3,"b":null,"ti":null,"si":null,"i":null,"bi":null,"d":null,"n":null,"m":null,"sm":null,"r":null,"f":null,"dt":null,"tm":null,"sdt":null,"dtm":null,"dt2":null,"dto":null,"c":null,"vc":null,"nvc":null,"vcm":null,"bn":null,"vb":null,"g":null}' ] || flunk "row 3: ${lines[3]}"
+	# Every line is strict JSON (the reader's validator agrees with jansson) ...
+	dpone-extract m.yaml | stream-relay > /dev/null
+	# ... and decodes to the values that were stored.
+	dpone-extract m.yaml > out.ndjson
+	run /usr/bin/python3 -c '
+import json, sys, decimal
+rows = [json.loads(l) for l in open("out.ndjson") if l.startswith("{")]
+r = rows[0]
+assert decimal.Decimal(r["d"]) == decimal.Decimal("-9999999999999999999999999999.9999999999")
+assert r["bi"] == -9223372036854775808 and rows[1]["bi"] == 2**63 - 1
+assert r["r"] == 0.1 and rows[1]["f"] == 1.7976931348623157e308
+assert r["nvc"] == "\U0001F600\U0001D11E \u00e9\ttab" and r["vc"] == "x\"y\\z"
+print("ok")'
+	assert_output "ok"
 }
 
-@test "dpone-extract: the source connection is resolved before anything else" {
-	write_manifest
-	export DPONE_CONN_KAFKA_CLUSTER=kafka://k:1
+@test "the header describes the columns, key and boundary" {
+	orders_table
+	extract_manifest "$T" full_refresh
+	run bash -c 'dpone-extract m.yaml | head -n 1 | jq -c ".[1] | {protocol, job, source, key, boundary, cols: [.columns[] | [.name, .sql_type, .logical_type, .nullable]]}"'
+	assert_output '{"protocol":1,"job":"extract_test","source":{"type":"mssql","schema":"dbo","table":"'$T'"},"key":["id"],"boundary":{"kind":"full"},"cols":[["id","int","integer",false],["v","nvarchar(20)","string",true],["updated_at","datetime2(7)","timestamp",false],["rv","timestamp","binary",false]]}'
+}
+
+@test "bigint as string and binary as hex when the manifest asks" {
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id bigint NOT NULL PRIMARY KEY, b varbinary(4))
+INSERT INTO $T VALUES (9007199254740993, 0x0AFF)
+SQL
+	extract_manifest "$T" full_refresh "bigint_as: string, binary_as: hex"
+	run bash -c 'dpone-extract m.yaml | sed -n 2p'
+	assert_output '{"id":"9007199254740993","b":"0aff"}'
+}
+
+@test "a 5 MB varbinary(max) comes through whole" {
+	sql <<< "DROP TABLE IF EXISTS $T; CREATE TABLE $T (id int NOT NULL PRIMARY KEY, blob varbinary(max))"
+	py "$T" <<'PY'
+cur.execute("INSERT INTO " + sys.argv[1] + " VALUES (1, %s)", (bytes(range(256)) * 20480,))
+PY
+	extract_manifest "$T" full_refresh
+	run bash -c "dpone-extract m.yaml | sed -n 2p | jq -r .blob | base64 -d | md5sum"
+	[ "$output" = "$(/usr/bin/python3 -c 'import hashlib,sys; sys.stdout.write(hashlib.md5(bytes(range(256))*20480).hexdigest())')  -" ] || flunk "$output"
+}
+
+@test "incremental: (low, high] with high read once, ordered by the column and key" {
+	orders_table
+	extract_manifest "$T" incremental_append "incremental_column: updated_at"
+	run bash -c 'dpone-extract m.yaml | ids'
+	assert_output "1 2 3 4 5 "
+	run bash -c 'dpone-extract --from 2026-01-01T00:00:00.0000001 m.yaml | ids'
+	assert_output "2 3 4 5 "
+	run bash -c 'dpone-extract --from 2026-01-01T00:00:00.0000001 --to 2026-01-03T00:00:00 m.yaml | ids'
+	assert_output "2 3 4 "
+	run bash -c 'dpone-extract --from 2026-01-03T00:00:00.9999999 m.yaml | tail -n 1'
+	assert_output '["end",{"rows":0,"source":{"elapsed_ms":0}}]'
+	run bash -c 'dpone-extract --from 2026-01-01T00:00:00 m.yaml | tail -n 1 | jq -c ".[1].watermark"'
+	assert_output '{"column":"updated_at","low":"2026-01-01T00:00:00.0000001","high":"2026-01-03T00:00:00.9999999"}'
+}
+
+@test "incremental: rows committed during the run wait for the next run" {
+	orders_table
+	extract_manifest "$T" incremental_append "incremental_column: updated_at"
+	cp "$BATS_FILE_TMPDIR/faults/env" faults.env
+	. ./faults.env
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, updated_at datetime2(7) NOT NULL)
+INSERT INTO $T VALUES (1, '2026-01-01'), (2, '2026-01-02')
+SQL
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 1 1500 dbo.$T"
+	dpone-extract -q m.yaml > out.ndjson &
+	sleep 0.5
+	sql <<< "INSERT INTO $T VALUES (3, '2026-01-03')"
+	wait $!
+	run ids < out.ndjson
+	assert_output "1 2 "
+	run bash -c 'dpone-extract --from 2026-01-02T00:00:00.0000000 m.yaml | ids'
+	assert_output "3 "
+}
+
+@test "lookback re-reads a window before the watermark" {
+	orders_table
+	extract_manifest "$T" incremental_append "incremental_column: updated_at, lookback: 25h"
+	run bash -c 'dpone-extract --from 2026-01-03T00:00:00 m.yaml | ids'
+	assert_output "3 4 5 "
+	extract_manifest "$T" incremental_append "incremental_column: id, lookback: 2"
+	run bash -c 'dpone-extract --from 4 m.yaml | ids'
+	assert_output "3 4 5 "
+	extract_manifest "$T" incremental_append "incremental_column: updated_at, lookback: 3"
+	run dpone-extract --from 2026-01-03T00:00:00 m.yaml
+	assert_failure 2
+	assert_output_contains "source.options.lookback: '3' does not apply to updated_at"
+}
+
+@test "a rowversion watermark round-trips from the end message to --from" {
+	orders_table
+	extract_manifest "$T" incremental_append "incremental_column: rv"
+	mid=$(dpone-extract m.yaml | sed -n 3p | jq -r .rv)
+	run bash -c "dpone-extract --from '$mid' m.yaml | ids"
+	assert_output "3 4 5 "
+	hex=0x$(printf '%s' "$mid" | base64 -d | od -An -tx1 | tr -d ' \n')
+	run bash -c "dpone-extract --from '$hex' m.yaml | ids"
+	assert_output "3 4 5 "
+}
+
+@test "replace reads the strategy's window" {
+	orders_table
+	cat > m.yaml <<YAML
+name: extract_test
+source: {type: mssql, connection_id: mssql_dwh, table: {name: $T}}
+sink:
+  type: kafka
+  connection_id: kafka_cluster
+  topic: t
+  strategy: {mode: replace, window: {column: updated_at, from: "2026-01-01T00:00:00.0000002", to: "2026-01-03T00:00:00.9999999"}}
+YAML
+	run bash -c 'dpone-extract m.yaml | ids'
+	assert_output "2 3 4 "
+}
+
+@test "columns allow-list and source_custom_predicate" {
+	orders_table
+	extract_manifest "$T" full_refresh "columns: [v, id], source_custom_predicate: \"[v] <> N'c'\""
+	run bash -c 'dpone-extract m.yaml | sed -n "2p;\$p"'
+	assert_output '{"v":"a","id":1}
+["end",{"rows":4,"source":{"elapsed_ms":0}}]'
+	run bash -c 'dpone-extract m.yaml | head -n 1 | jq -c .[1].boundary'
+	assert_output '{"predicate":"[v] <> N'"'"'c'"'"'","kind":"full"}'
+}
+
+@test "--count gives the rows of the same boundary" {
+	orders_table
+	extract_manifest "$T" incremental_append "incremental_column: updated_at"
+	run dpone-extract --count --from 2026-01-01T00:00:00.0000001 m.yaml
+	assert_success
+	assert_output "4"
+}
+
+@test "--chunk I/N: disjoint chunks whose union is the whole, skewed keys and empty chunks too" {
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id bigint NOT NULL PRIMARY KEY, v int)
+INSERT INTO $T VALUES (1, 1), (2, 2), (3, 3), (1000000, 4), (1000001, 5), (-5, 6), (9000000000, 7)
+SQL
+	extract_manifest "$T" full_refresh
+	dpone-extract m.yaml | ids | tr ' ' '\n' | sed '/^$/d' | sort -n > whole
+	for n in 1 2 3 7 20; do
+		: > union
+		for i in $(seq 1 $n); do
+			dpone-extract --chunk "$i/$n" m.yaml > chunk.ndjson
+			tail -n 1 chunk.ndjson | grep -q '^\["end",' || flunk "chunk $i/$n has no end"
+			ids < chunk.ndjson | tr ' ' '\n' | sed '/^$/d' >> union
+		done
+		sort -n union > union.sorted
+		cmp whole union.sorted || flunk "chunks of $n differ from the whole"
+		[ "$(sort -n union | uniq -d)" = "" ] || flunk "a row in two chunks of $n"
+	done
+	run dpone-extract --chunk 3/2 m.yaml
+	assert_failure 2
+}
+
+@test "identifiers are quoted: a table named a]b; DROP TABLE x-- is read and harms nothing" {
+	sql <<'SQL'
+DROP TABLE IF EXISTS [a]]b; DROP TABLE x--]
+CREATE TABLE [a]]b; DROP TABLE x--] (id int NOT NULL PRIMARY KEY, [we]]ird col] nvarchar(5))
+INSERT INTO [a]]b; DROP TABLE x--] VALUES (1, N'ok')
+SQL
+	sql <<< "DROP TABLE IF EXISTS x; CREATE TABLE x (id int)"
+	extract_manifest 'a]b; DROP TABLE x--' full_refresh
+	run bash -c 'dpone-extract m.yaml | sed -n 2p'
+	assert_output '{"id":1,"we]ird col":"ok"}'
+	run bash -c "echo \"SELECT COUNT(*) FROM x\" | sql"
+	assert_output "0"
+}
+
+@test "a missing table, column or key column is a clear error" {
+	orders_table
+	extract_manifest nosuch_table full_refresh
 	run dpone-extract m.yaml
-	assert_failure 10
-	assert_output_contains "DPONE_CONN_MSSQL_DWH is not set"
+	assert_failure 4
+	assert_output_contains "m.yaml:5:17: source.table.name: table dbo.nosuch_table does not exist"
+	extract_manifest "$T" incremental_append "incremental_column: nope"
+	run dpone-extract m.yaml
+	assert_failure 4
+	assert_output_contains "source.options.incremental_column: column 'nope' is not in dbo.$T"
+	extract_manifest "$T" incremental_merge "incremental_column: updated_at" "[id, nope]"
+	run dpone-extract m.yaml
+	assert_failure 4
+	assert_output_contains "sink.strategy.unique_key: column 'nope' is not in dbo.$T"
+}
+
+@test "a failed login exits 4 and writes nothing" {
+	orders_table
+	extract_manifest "$T" full_refresh
+	export DPONE_CONN_MSSQL_DWH="mssql://$DPONE_TEST_MSSQL_USER:wrong@$DPONE_TEST_MSSQL_HOST:$DPONE_TEST_MSSQL_PORT/$DPONE_TEST_MSSQL_DATABASE"
+	run bash -c 'dpone-extract m.yaml 2>err; echo "status=$?"; cat err'
+	assert_output_contains "status=4"
+	assert_output_contains "Login failed"
+	refute_output_contains "wrong"
+}
+
+@test "the connection dropping mid-stream: exit 4, no end message" {
+	. "$BATS_FILE_TMPDIR/faults/env"
+	orders_table
+	extract_manifest "$T" full_refresh
+	control "$MSSQLD_CONTROL" "fault drop-after-rows 2 dbo.$T"
+	run bash -c 'dpone-extract m.yaml > out.ndjson'
+	assert_failure 4
+	assert_output_contains "reading failed after 2 rows"
+	assert_output_contains "the stream has no end message"
+	! grep -q '^\["end"' out.ndjson
+	run stream-relay < out.ndjson
+	assert_failure 3
+}
+
+@test "a server error mid-result: exit 4, no end message" {
+	. "$BATS_FILE_TMPDIR/faults/env"
+	orders_table
+	extract_manifest "$T" full_refresh
+	control "$MSSQLD_CONTROL" "fault error-after-rows 3 dbo.$T"
+	run bash -c 'dpone-extract m.yaml > out.ndjson'
+	assert_failure 4
+	assert_output_contains "SQL Server error 1205"
+	[ "$(wc -l < out.ndjson)" -eq 4 ] || flunk "$(cat out.ndjson)"
+}
+
+@test "SIGTERM mid-stream: exit 130, no end message" {
+	. "$BATS_FILE_TMPDIR/faults/env"
+	orders_table
+	extract_manifest "$T" full_refresh
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 3000 dbo.$T"
+	dpone-extract m.yaml > out.ndjson 2> err &
+	pid=$!
+	sleep 0.7
+	kill -TERM "$pid"
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" -eq 130 ] || flunk "exit $status: $(cat err)"
+	assert_file_contains err "interrupted"
+	! grep -q '^\["end"' out.ndjson
+}
+
+@test "export_mode bcp and strategy cdc say they are not available yet" {
+	orders_table
+	extract_manifest "$T" full_refresh "export_mode: bcp"
+	run dpone-extract m.yaml
+	assert_failure 9
+	assert_output_contains "export_mode: bcp is not available in this build yet"
+	extract_manifest "$T" cdc
+	run dpone-extract m.yaml
+	assert_failure 9
+	assert_output_contains "strategy cdc is not available in this build yet"
 }

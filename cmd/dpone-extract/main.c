@@ -78,6 +78,36 @@ option_json(const struct column *c, const char *text)
 	return out;
 }
 
+/* low minus a lookback, as JSON of the column's type; NULL if the lookback
+ * does not fit the type. Temporal values are moved in the text itself,
+ * keeping every fractional digit. */
+static char *
+apply_lookback(const struct column *c, const char *low_json, const char *lookback)
+{
+	char *end;
+	long long amount = strtoll(lookback, &end, 10);
+	if (end == lookback || amount < 0)
+		return NULL;
+	if (!strcmp(c->logical, "integer"))
+		return *end ? NULL : dp_strfmt("%lld", strtoll(low_json, NULL, 10) - amount);
+	long long unit = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
+	if (!unit || strcmp(c->logical, "timestamp") || strlen(low_json) < 21)
+		return NULL;
+	struct tm tm = {0};
+	const char *t = low_json + 1; /* past the quote: YYYY-MM-DDTHH:MM:SS[.fff...] */
+	if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+	           &tm.tm_sec) != 6)
+		return NULL;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	time_t secs = timegm(&tm) - (time_t)(amount * unit);
+	gmtime_r(&secs, &tm);
+	const char *frac = strchr(t + 19, '.');
+	size_t fraclen = frac ? strcspn(frac, "\"") : 0;
+	return dp_strfmt("\"%04d-%02d-%02dT%02d:%02d:%02d%.*s\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	                 tm.tm_min, tm.tm_sec, (int)fraclen, frac ? frac : "");
+}
+
 struct plan {
 	char *where;       /* the boundary predicate, or NULL for the whole table */
 	char *order;       /* ORDER BY list */
@@ -135,6 +165,21 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 		json_object_set_new(p->boundary, "column", json_string(c->name));
 		if (o->from) {
 			char *low = option_json(c, o->from);
+			const char *lookback = dp_manifest_str(m, "source.options.lookback");
+			if (lookback) {
+				/* Re-read a late-arriving window before the watermark. */
+				char *earlier = apply_lookback(c, low, lookback);
+				if (!earlier) {
+					char where[1024];
+					dp_die(DP_EXIT_USAGE, "%s'%s' does not apply to %s (%s): use a number for integer columns, "
+					       "or 30s, 15m, 2h, 1d for date and time columns",
+					       dp_manifest_where(m, "source.options.lookback", where, sizeof where), lookback, c->name,
+					       c->sql_type);
+				}
+				json_object_set_new(p->boundary, "lookback", json_string(lookback));
+				free(low);
+				low = earlier;
+			}
 			char *lit = literal_or_die(c, low, "--from");
 			char *cond = dp_strfmt("%s > %s", col, lit);
 			p->where = and_join(p->where, cond);

@@ -362,6 +362,39 @@ source_scalar_json(struct source *s, const char *sql, const struct column *as, c
 	return b.p;
 }
 
+/* "AAAAAAAAB9E=" -> "0x00000000000007D1", or NULL if it is not base64. */
+static char *
+base64_to_hex_literal(const char *s)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(s);
+	if (n == 0 || n % 4)
+		return NULL;
+	char *out = dp_xmalloc(n / 4 * 6 + 3), *o = out;
+	*o++ = '0';
+	*o++ = 'x';
+	for (size_t i = 0; i < n; i += 4) {
+		unsigned v = 0;
+		int pad = 0;
+		for (int k = 0; k < 4; k++) {
+			const char *p = s[i + k] ? strchr(alphabet, s[i + k]) : NULL;
+			if (s[i + k] == '=' && i + 4 == n && k >= 2) {
+				pad++;
+				v <<= 6;
+			} else if (!p || pad) {
+				free(out);
+				return NULL;
+			} else {
+				v = v << 6 | (unsigned)(p - alphabet);
+			}
+		}
+		for (int k = 0; k < 3 - pad; k++)
+			o += sprintf(o, "%02X", (v >> (16 - 8 * k)) & 0xFF);
+	}
+	*o = '\0';
+	return out;
+}
+
 char *
 sql_literal(const struct column *c, const char *json_value)
 {
@@ -376,10 +409,12 @@ sql_literal(const struct column *c, const char *json_value)
 	} else if (json_is_boolean(v) && !strcmp(lt, "boolean")) {
 		out = dp_xstrdup(json_is_true(v) ? "1" : "0");
 	} else if (json_is_string(v) && !strcmp(lt, "binary")) {
-		/* Binary watermarks (rowversion) are given as 0x... hex. */
+		/* Binary watermarks (rowversion): 0x... hex, or base64 as the stream writes them. */
 		const char *h = json_string_value(v);
 		if ((h[0] == '0' && (h[1] == 'x' || h[1] == 'X')) && strspn(h + 2, "0123456789abcdefABCDEF") == strlen(h + 2))
 			out = dp_xstrdup(h);
+		else
+			out = base64_to_hex_literal(h);
 	} else if (json_is_string(v) || json_is_number(v)) {
 		char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v))
 		                               : json_dumps(v, JSON_ENCODE_ANY);

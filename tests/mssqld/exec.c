@@ -985,23 +985,23 @@ stream_rows(struct conn *c, sqlite3_stmt *st, struct select_plan *plan, struct s
 {
 	long drop_after, error_after, stall_after;
 	int stall_ms;
-	int faulted = fault_take(&drop_after, &error_after, &stall_after, &stall_ms);
+	int faulted = fault_peek(sqlite3_sql(st), &drop_after, &error_after, &stall_after, &stall_ms);
 	int step;
 	*rows = 0;
 	*attn = 0;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		if (faulted) {
-			if (drop_after >= 0 && (long)*rows == drop_after) {
+			if (drop_after >= 0 && (long)*rows == drop_after && fault_fire()) {
 				tds_flush(c, 0);
 				shutdown(c->fd, SHUT_RDWR);
 				c->out_broken = 1;
 				return -2;
 			}
-			if (error_after >= 0 && (long)*rows == error_after) {
+			if (error_after >= 0 && (long)*rows == error_after && fault_fire()) {
 				sqlerr_set(e, 1205, 13, "Transaction (Process ID %d) was deadlocked on lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction.", c->spid);
 				return -1;
 			}
-			if (stall_after >= 0 && (long)*rows == stall_after) {
+			if (stall_after >= 0 && (long)*rows == stall_after && fault_fire()) {
 				tds_flush(c, 0);
 				usleep((useconds_t)stall_ms * 1000);
 			}

@@ -11,9 +11,10 @@
  * The control port takes one command per line and answers "ok" or
  * "error: ...":
  *   ping
- *   fault drop-after-rows N       the next result set: drop the connection after N rows
- *   fault error-after-rows N      the next result set: an error (1205) after N rows
- *   fault stall-after-rows N MS   the next result set: stop MS milliseconds after N rows
+ *   fault drop-after-rows N [TEXT]       drop the connection after N rows
+ *   fault error-after-rows N [TEXT]      an error (1205) after N rows
+ *   fault stall-after-rows N MS [TEXT]   stop MS milliseconds after N rows
+ *     each applies once, to the next result set (whose SQL contains TEXT)
  *   fault refuse-logins on|off    logins fail with error 18456 while on
  *   fault clear
  *   shutdown
@@ -43,7 +44,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t rowversion_counter = 0x7D0;
 static uint64_t lsn_counter;
 static int spid_counter = 51;
-static struct faults faults = {-1, -1, -1, 0, 0};
+static struct faults faults = {-1, -1, -1, 0, 0, ""};
 static volatile sig_atomic_t stopping;
 
 uint64_t
@@ -73,17 +74,31 @@ next_spid(void)
 	return v;
 }
 
+/* The faults armed for a query with this SQL (-1 where none); they stay
+ * armed until fault_fire says one went off. */
 int
-fault_take(long *drop, long *error, long *stall, int *stall_ms)
+fault_peek(const char *sql, long *drop, long *error, long *stall, int *stall_ms)
 {
 	pthread_mutex_lock(&lock);
-	*drop = faults.drop_after_rows;
-	*error = faults.error_after_rows;
-	*stall = faults.stall_after_rows;
+	int applies = !faults.match[0] || strstr(sql, faults.match) != NULL;
+	*drop = applies ? faults.drop_after_rows : -1;
+	*error = applies ? faults.error_after_rows : -1;
+	*stall = applies ? faults.stall_after_rows : -1;
 	*stall_ms = faults.stall_ms;
-	faults.drop_after_rows = faults.error_after_rows = faults.stall_after_rows = -1;
 	pthread_mutex_unlock(&lock);
 	return *drop >= 0 || *error >= 0 || *stall >= 0;
+}
+
+/* Disarm the faults when one fires; 0 if another connection was first. */
+int
+fault_fire(void)
+{
+	pthread_mutex_lock(&lock);
+	int armed = faults.drop_after_rows >= 0 || faults.error_after_rows >= 0 || faults.stall_after_rows >= 0;
+	faults.drop_after_rows = faults.error_after_rows = faults.stall_after_rows = -1;
+	faults.match[0] = '\0';
+	pthread_mutex_unlock(&lock);
+	return armed;
 }
 
 int
@@ -271,15 +286,42 @@ listen_on(int port, int *bound)
 
 /* ---- control port ---- */
 
+/* The text after the first `skip` words of line, or "". */
+static const char *
+rest_after(const char *line, int skip)
+{
+	const char *p = line;
+	for (int i = 0; i < skip; i++) {
+		p += strspn(p, " \t");
+		p += strcspn(p, " \t");
+	}
+	p += strspn(p, " \t");
+	return p;
+}
+
 static void
 control_command(char *line, char *reply, size_t len)
 {
 	char *w[6];
 	int n = 0;
-	for (char *save = NULL, *tok = strtok_r(line, " \t\r\n", &save); tok && n < 6; tok = strtok_r(NULL, " \t\r\n", &save))
+	line[strcspn(line, "\r\n")] = '\0';
+	char copy[1024];
+	snprintf(copy, sizeof copy, "%s", line);
+	for (char *save = NULL, *tok = strtok_r(line, " \t", &save); tok && n < 6; tok = strtok_r(NULL, " \t", &save))
 		w[n++] = tok;
+	/* drop/error-after-rows N [TEXT], stall-after-rows N MS [TEXT]: the
+	 * fault waits for a query whose SQL contains TEXT. */
+	int has_match = n >= 4 && !strcmp(w[0], "fault") && (!strcmp(w[1], "drop-after-rows") || !strcmp(w[1], "error-after-rows"));
+	has_match |= n >= 5 && !strcmp(w[0], "fault") && !strcmp(w[1], "stall-after-rows");
+	char match[256] = "";
+	if (has_match) {
+		snprintf(match, sizeof match, "%s", rest_after(copy, !strcmp(w[1], "stall-after-rows") ? 4 : 3));
+		n = !strcmp(w[1], "stall-after-rows") ? 4 : 3;
+	}
 	snprintf(reply, len, "ok");
 	pthread_mutex_lock(&lock);
+	if (n >= 3 && !strcmp(w[0], "fault") && strcmp(w[1], "refuse-logins"))
+		snprintf(faults.match, sizeof faults.match, "%s", match);
 	if (n == 1 && !strcmp(w[0], "ping")) {
 	} else if (n == 1 && !strcmp(w[0], "shutdown")) {
 		stopping = 1;
@@ -293,7 +335,7 @@ control_command(char *line, char *reply, size_t len)
 	} else if (n == 3 && !strcmp(w[0], "fault") && !strcmp(w[1], "refuse-logins")) {
 		faults.refuse_logins = !strcmp(w[2], "on");
 	} else if (n == 2 && !strcmp(w[0], "fault") && !strcmp(w[1], "clear")) {
-		faults = (struct faults){-1, -1, -1, 0, 0};
+		faults = (struct faults){-1, -1, -1, 0, 0, ""};
 	} else {
 		snprintf(reply, len, "error: unknown command (see tests/mssqld/main.c)");
 	}

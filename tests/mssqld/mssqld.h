@@ -378,8 +378,10 @@ struct faults {
 	long stall_after_rows;
 	int stall_ms;
 	int refuse_logins;
+	char match[256];         /* only a query whose SQL contains this */
 };
-int fault_take(long *rows_drop, long *rows_error, long *rows_stall, int *stall_ms);
+int fault_peek(const char *sql, long *rows_drop, long *rows_error, long *rows_stall, int *stall_ms);
+int fault_fire(void);
 int fault_refuse_logins(void);
 uint64_t next_rowversion(void);
 uint64_t next_lsn(void);
