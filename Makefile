@@ -113,6 +113,7 @@ bench: deps
 	$(MAKE) all testtools
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/stream
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/mssqld
+	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/extract
 
 # Rewrite every man page's EXIT STATUS from exit_codes.def.
 man-sync:

@@ -143,12 +143,44 @@ encode_string(struct buf *b, const char *s, size_t n)
 
 /* ---- numbers ---- */
 
+/* Decimal digits without printf: this runs for every number of every row. */
+static size_t
+format_u64(char *out, unsigned long long v)
+{
+	char tmp[24];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* width digits, zero-padded */
+static void
+put_digits(char *out, unsigned long v, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		out[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
 static void
 encode_int(struct buf *b, long long v, int quoted)
 {
 	char tmp[32];
-	int n = snprintf(tmp, sizeof tmp, quoted ? "\"%lld\"" : "%lld", v);
-	buf_add(b, tmp, (size_t)n);
+	size_t n = 0;
+	if (quoted)
+		tmp[n++] = '"';
+	if (v < 0)
+		tmp[n++] = '-';
+	n += format_u64(tmp + n, v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v);
+	if (quoted)
+		tmp[n++] = '"';
+	buf_add(b, tmp, n);
 }
 
 /* The shortest decimal text that reads back to exactly the same value. */
@@ -170,23 +202,25 @@ encode_float(struct buf *b, double v, int single)
 static void
 encode_scaled(struct buf *b, int negative, unsigned __int128 mag, int scale)
 {
-	char digits[64];
+	char digits[64], out[72];
 	int n = 0;
+	size_t o = 0;
 	do {
 		digits[n++] = (char)('0' + (int)(mag % 10));
 		mag /= 10;
 	} while (mag);
 	while (n <= scale)
 		digits[n++] = '0';
-	buf_char(b, '"');
+	out[o++] = '"';
 	if (negative)
-		buf_char(b, '-');
+		out[o++] = '-';
 	for (int i = n - 1; i >= 0; i--) {
-		buf_char(b, digits[i]);
+		out[o++] = digits[i];
 		if (i == scale && scale > 0)
-			buf_char(b, '.');
+			out[o++] = '.';
 	}
-	buf_char(b, '"');
+	out[o++] = '"';
+	buf_add(b, out, o);
 }
 
 /* Bytes of a DBNUMERIC's array for a precision (sign byte included). */
@@ -232,27 +266,36 @@ static void
 put_date(struct buf *b, long days_since_1900)
 {
 	int y, m, d;
-	char tmp[40];
+	char tmp[10];
 	civil_from_days(days_since_1900 + DAYS_1900_FROM_1970, &y, &m, &d);
-	snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", y, m, d);
-	buf_str(b, tmp);
+	put_digits(tmp, (unsigned long)y, 4);
+	tmp[4] = '-';
+	put_digits(tmp + 5, (unsigned long)m, 2);
+	tmp[7] = '-';
+	put_digits(tmp + 8, (unsigned long)d, 2);
+	buf_add(b, tmp, 10);
 }
 
 /* HH:MM:SS and `digits` fractional digits of a time in 100 ns units. */
 static void
 put_time(struct buf *b, unsigned long long ticks, int digits)
 {
-	char tmp[32];
+	char tmp[20];
 	unsigned long long secs = ticks / 10000000ULL, frac = ticks % 10000000ULL;
-	int n = snprintf(tmp, sizeof tmp, "%02llu:%02llu:%02llu", secs / 3600, secs / 60 % 60, secs % 60);
+	put_digits(tmp, (unsigned long)(secs / 3600 % 100), 2);
+	tmp[2] = ':';
+	put_digits(tmp + 3, (unsigned long)(secs / 60 % 60), 2);
+	tmp[5] = ':';
+	put_digits(tmp + 6, (unsigned long)(secs % 60), 2);
+	size_t n = 8;
 	if (digits > 0) {
-		char f[16];
-		snprintf(f, sizeof f, "%07llu", frac);
+		char f[7];
+		put_digits(f, (unsigned long)frac, 7);
 		tmp[n++] = '.';
 		memcpy(tmp + n, f, (size_t)digits);
-		n += digits;
+		n += (size_t)digits;
 	}
-	buf_add(b, tmp, (size_t)n);
+	buf_add(b, tmp, n);
 }
 
 static void
