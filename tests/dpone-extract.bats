@@ -371,3 +371,28 @@ SQL
 	assert_failure 9
 	assert_output_contains "strategy cdc is not available in this build yet"
 }
+
+@test "batch_size rows reach the reader before the extract ends" {
+	. "$BATS_FILE_TMPDIR/faults/env"
+	orders_table
+	extract_manifest "$T" full_refresh "batch_size: 2"
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 4 2000 dbo.$T"
+	dpone-extract m.yaml > out.ndjson &
+	pid=$!
+	sleep 1
+	# Stalled after 4 rows: the header and two batches of 2 are out already.
+	[ "$(wc -l < out.ndjson)" -eq 5 ] || flunk "$(wc -l < out.ndjson) lines while stalled"
+	wait "$pid"
+	[ "$(wc -l < out.ndjson)" -eq 7 ]
+}
+
+@test "progress goes to a terminal's stderr, not into the stream; --quiet stops it" {
+	orders_table
+	extract_manifest "$T" full_refresh
+	run script -qec "dpone-extract m.yaml > out.ndjson" /dev/null
+	assert_success
+	assert_output_contains "dpone-extract: 5 rows in"
+	[ "$(wc -l < out.ndjson)" -eq 7 ]
+	run script -qec "dpone-extract --quiet m.yaml > out.ndjson" /dev/null
+	refute_output_contains "rows in"
+}

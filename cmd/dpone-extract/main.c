@@ -336,10 +336,12 @@ now_seconds(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Stream the rows; returns the count. Exits on errors and signals. */
+/* Stream the rows; returns the count. Exits on errors and signals. Every
+ * batch_size rows the output is flushed, so a reader downstream sees the
+ * rows in batches of that size at most. */
 static unsigned long long
-stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress, char **wm_low,
-            char **wm_high)
+stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress, long long batch_size,
+            char **wm_low, char **wm_high)
 {
 	struct buf row = {0};
 	unsigned long long rows = 0;
@@ -373,6 +375,8 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 			*wm_high = dp_xstrndup(row.p + inc_at, inc_len);
 		}
 		rows++;
+		if (batch_size > 0 && rows % (unsigned long long)batch_size == 0 && dp_writer_flush(w))
+			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
 		if (interrupted) {
 			dbcancel(s->db);
 			dp_writer_flush(w);
@@ -470,7 +474,8 @@ main(int argc, char **argv)
 	dp_writer_control(w, "header", header);
 	double start = now_seconds();
 	char *wm_low = NULL, *wm_high = NULL;
-	unsigned long long rows = stream_rows(&s, w, &enc, isatty(2) && !cli.quiet, &wm_low, &wm_high);
+	unsigned long long rows = stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
+	                                      dp_manifest_int(m, "source.options.batch_size", 50000), &wm_low, &wm_high);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((now_seconds() - start) * 1000));
 	if (s.inc >= 0 && wm_high)
