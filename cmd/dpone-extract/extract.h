@@ -65,6 +65,10 @@ void source_discover(struct source *s, const struct dp_manifest *m);
 char *source_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc);
 /* A typed T-SQL literal for a watermark value given as JSON text. */
 char *sql_literal(const struct column *c, const char *json_value);
+/* [schema].[table], quoted; the caller frees it. */
+char *source_table_name(const struct source *s);
+/* Close the connection and free what discovery read. */
+void source_free(struct source *s);
 /* [name] with ] doubled; the caller frees it. */
 char *quote_name(const char *name);
 /* The last error db-lib or the server reported, for messages. */

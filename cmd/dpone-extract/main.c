@@ -140,7 +140,7 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 {
 	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
 	const char *predicate = dp_manifest_str(m, "source.options.source_custom_predicate");
-	char *table = dp_strfmt("%s.%s", quote_name(s->schema), quote_name(s->table));
+	char *table = source_table_name(s);
 	p->boundary = json_object();
 	p->where = predicate ? dp_strfmt("(%s)", predicate) : NULL;
 	if (predicate)
@@ -258,7 +258,7 @@ plan_chunk(struct source *s, const struct options *o, const struct encoding *enc
 		k = s->inc;
 	if (k < 0)
 		dp_die(DP_EXIT_USAGE, "--chunk needs an integer key or incremental column to split on");
-	char *col = quote_name(s->cols[k].name), *table = dp_strfmt("%s.%s", quote_name(s->schema), quote_name(s->table));
+	char *col = quote_name(s->cols[k].name), *table = source_table_name(s);
 	char *sql_min = dp_strfmt("SELECT MIN(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "", p->where ? p->where : "");
 	char *sql_max = dp_strfmt("SELECT MAX(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "", p->where ? p->where : "");
 	struct encoding as_numbers = *enc;
@@ -436,7 +436,7 @@ main(int argc, char **argv)
 	plan_boundary(&s, m, &o, &enc, &p);
 	plan_chunk(&s, &o, &enc, &p);
 
-	char *table = dp_strfmt("%s.%s", quote_name(s.schema), quote_name(s.table));
+	char *table = source_table_name(&s);
 	if (o.count) {
 		char *sql = dp_strfmt("SELECT COUNT_BIG(*) FROM %s%s%s", table, p.where ? " WHERE " : "", p.where ? p.where : "");
 		struct column as = {.logical = "integer"};
@@ -444,6 +444,13 @@ main(int argc, char **argv)
 		printf("%s\n", n);
 		free(n);
 		free(sql);
+		free(table);
+		free(p.where);
+		free(p.order);
+		json_decref(p.boundary);
+		source_free(&s);
+		dbexit();
+		dp_manifest_free(m);
 		dp_exit_flushing_stdout(DP_EXIT_OK);
 	}
 	char *list = dp_xstrdup("");
@@ -484,7 +491,7 @@ main(int argc, char **argv)
 		                                                json_loads(wm_high, JSON_DECODE_ANY, NULL)));
 	dp_writer_control(w, "end", end);
 	int code = dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;
-	dbclose(s.db);
+	source_free(&s);
 	dbexit();
 	free(wm_low);
 	free(wm_high);

@@ -51,6 +51,28 @@ on_message(DBPROCESS *db, DBINT number, int state, int severity, char *text, cha
 }
 
 char *
+source_table_name(const struct source *s)
+{
+	char *schema = quote_name(s->schema), *table = quote_name(s->table);
+	char *both = dp_strfmt("%s.%s", schema, table);
+	free(schema);
+	free(table);
+	return both;
+}
+
+void
+source_free(struct source *s)
+{
+	if (s->db)
+		dbclose(s->db);
+	for (int i = 0; i < s->ncols; i++)
+		free(s->cols[i].json_key);
+	free(s->cols);
+	free(s->key);
+	memset(s, 0, sizeof *s);
+}
+
+char *
 quote_name(const char *name)
 {
 	size_t n = strlen(name);
