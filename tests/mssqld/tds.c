@@ -474,7 +474,7 @@ put_value(struct outbuf *b, const struct stype *t, const struct value *v)
 		break;
 	}
 	case T_MONEY: case T_SMALLMONEY: {
-		long long x = v->neg ? -(long long)v->mag : (long long)v->mag;
+		long long x = (long long)(v->neg ? 0 - (unsigned long long)v->mag : (unsigned long long)v->mag); /* -2^63 too */
 		if (t->base == T_MONEY) {
 			ob_byte(b, 8);
 			put_le(b, (uint64_t)((unsigned long long)x >> 32), 4);
