@@ -53,6 +53,8 @@ struct dp_json_error {
 	size_t offset;    /* byte offset of the first offending byte */
 	const char *what; /* static message */
 };
+/* Length (1..4) of the valid UTF-8 sequence at p, or 0 if it is not one. */
+size_t dp_utf8_len(const unsigned char *p, const unsigned char *end);
 /* 0 if buf[0..len) is exactly one RFC 8259 JSON value in valid UTF-8
  * (no lone surrogates), as jansson would accept it; -1 otherwise. */
 int dp_json_validate(const char *buf, size_t len, struct dp_json_error *err);

@@ -84,12 +84,14 @@ escape(struct scan *s)
 	}
 }
 
-/* One UTF-8 sequence starting with a byte >= 0x80. */
-static int
-utf8(struct scan *s)
+size_t
+dp_utf8_len(const unsigned char *p, const unsigned char *end)
 {
-	const unsigned char *p = s->p;
-	unsigned c = *p, need, min, cp;
+	unsigned c = p[0], cp;
+	size_t need;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
 	if (c >= 0xC2 && c <= 0xDF) {
 		need = 1; min = 0x80; cp = c & 0x1F;
 	} else if (c >= 0xE0 && c <= 0xEF) {
@@ -97,18 +99,29 @@ utf8(struct scan *s)
 	} else if (c >= 0xF0 && c <= 0xF4) {
 		need = 3; min = 0x10000; cp = c & 0x07;
 	} else {
-		return fail(s, "invalid UTF-8");
+		return 0;
 	}
-	if ((size_t)(s->end - p) <= need)
-		return fail(s, "truncated UTF-8 sequence");
-	for (unsigned i = 1; i <= need; i++) {
+	if ((size_t)(end - p) <= need)
+		return 0;
+	for (size_t i = 1; i <= need; i++) {
 		if ((p[i] & 0xC0) != 0x80)
-			return fail(s, "invalid UTF-8");
+			return 0;
 		cp = cp << 6 | (p[i] & 0x3F);
 	}
+	/* No overlong forms, nothing past U+10FFFF, no surrogates: as jansson. */
 	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return need + 1;
+}
+
+/* One UTF-8 sequence starting with a byte >= 0x80. */
+static int
+utf8(struct scan *s)
+{
+	size_t k = dp_utf8_len(s->p, s->end);
+	if (!k)
 		return fail(s, "invalid UTF-8");
-	s->p += need + 1;
+	s->p += k;
 	return 0;
 }
 

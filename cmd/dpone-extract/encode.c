@@ -65,36 +65,6 @@ logical_type(const char *data_type)
 
 /* ---- strings ---- */
 
-/* Length of a valid UTF-8 sequence at p, or 0. */
-static size_t
-utf8_len(const unsigned char *p, const unsigned char *end)
-{
-	unsigned c = p[0];
-	size_t need;
-	unsigned min, cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		need = 1; min = 0x80; cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		need = 2; min = 0x800; cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		need = 3; min = 0x10000; cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if ((size_t)(end - p) <= need)
-		return 0;
-	for (size_t i = 1; i <= need; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return need + 1;
-}
-
 void
 encode_string(struct buf *b, const char *s, size_t n)
 {
@@ -128,7 +98,7 @@ encode_string(struct buf *b, const char *s, size_t n)
 				buf_add(b, esc, 6);
 			p++;
 		} else {
-			size_t k = utf8_len(p, end);
+			size_t k = dp_utf8_len(p, end);
 			if (k) {
 				buf_add(b, (const char *)p, k);
 				p += k;
