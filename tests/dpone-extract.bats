@@ -360,16 +360,80 @@ SQL
 	! grep -q '^\["end"' out.ndjson
 }
 
-@test "export_mode bcp and strategy cdc say they are not available yet" {
+@test "strategy cdc says it is not available yet" {
 	orders_table
-	extract_manifest "$T" full_refresh "export_mode: bcp"
-	run dpone-extract m.yaml
-	assert_failure 9
-	assert_output_contains "export_mode: bcp is not available in this build yet"
 	extract_manifest "$T" cdc
 	run dpone-extract m.yaml
 	assert_failure 9
 	assert_output_contains "strategy cdc is not available in this build yet"
+}
+
+# types_table: every type, extremes, NULLs and empty values, in table $T.
+types_table() {
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, b bit, ti tinyint, si smallint, i int, bi bigint,
+  d decimal(38,10), n numeric(5,2), m money, sm smallmoney, r real, f float, dt date, tm time(3),
+  sdt smalldatetime, dtm datetime, dt2 datetime2(7), dto datetimeoffset(2), c char(5), vc varchar(20),
+  nvc nvarchar(30), vcm varchar(max), bn binary(4), vb varbinary(8), g uniqueidentifier, rv rowversion)
+INSERT INTO $T (id, b, ti, si, i, bi, d, n, m, sm, r, f, dt, tm, sdt, dtm, dt2, dto, c, vc, nvc, vcm, bn, vb, g) VALUES
+ (1, 1, 255, -32768, -2147483648, -9223372036854775808, -9999999999999999999999999999.9999999999, 999.99,
+  -922337203685477.5808, 214748.3647, 0.1, 0.1, '0001-01-01', '23:59:59.999', '2079-06-06 23:59', '1753-01-01 00:00:00.003',
+  '9999-12-31 23:59:59.9999999', '2026-11-26 01:02:03.45 -13:45', 'a', 'x"y\z', N'😀𝄞 é	tab', '', 0x00FF, 0x, 'F3A9AB4F-1234-4E5A-9ABC-0123456789AB'),
+ (2, 0, 0, 0, 0, 9223372036854775807, 0.0000000001, -0.01, 0, 0, 3.4e38, 1.7976931348623157e308, '9999-12-31', '00:00:00', '1900-01-01 00:00', '9999-12-31 23:59:59.997',
+  '0001-01-01 00:00:00', '2026-11-26 10:00:00 +14:00', 'abcde', '', N'', 'xy', 0xDEADBEEF, 0x0102, '00000000-0000-0000-0000-000000000000')
+INSERT INTO $T (id) VALUES (3)
+SQL
+}
+
+@test "bcp and stream modes give identical rows for every type" {
+	types_table
+	extract_manifest "$T" full_refresh
+	dpone-extract m.yaml | grep '^{' > stream.rows
+	extract_manifest "$T" full_refresh "export_mode: bcp"
+	dpone-extract m.yaml > bcp.ndjson
+	grep '^{' bcp.ndjson > bcp.rows
+	[ "$(wc -l < stream.rows)" -eq 3 ] || flunk "stream: $(cat stream.rows)"
+	cmp stream.rows bcp.rows
+	tail -n 1 bcp.ndjson | grep -q '^\["end",{"rows":3'
+}
+
+@test "bcp mode stages a zstd artifact in the run's directory that replays on its own" {
+	orders_table
+	extract_manifest "$T" incremental_append "export_mode: bcp, incremental_column: updated_at"
+	printf 'observability:\n  artifacts: {path: runs}\n' >> m.yaml
+	run dpone-extract --run-id r42 --from 2026-01-02T00:00:00 m.yaml
+	assert_success
+	[ -f runs/r42/extract.ndjson.zst ] || flunk "no artifact: $(find runs)"
+	[ ! -e runs/r42/extract.bcp ] || flunk "the host file was left behind"
+	zstd -dc runs/r42/extract.ndjson.zst > replay.ndjson
+	printf '%s\n' "$output" | cmp - replay.ndjson
+	run stream-relay -s < runs/r42/extract.ndjson.zst
+	assert_success
+	run ids < replay.ndjson
+	assert_output "4 5 "
+}
+
+@test "bcp mode with artifacts off leaves no staged file" {
+	orders_table
+	extract_manifest "$T" full_refresh "export_mode: bcp"
+	printf 'observability:\n  artifacts: {enabled: false}\n' >> m.yaml
+	before=$(ls /tmp | grep -c '^dpone-extract\.' || true)
+	run bash -c 'dpone-extract m.yaml | ids'
+	assert_output "1 2 3 4 5 "
+	[ ! -d .dpone ] || flunk "artifacts were written: $(find .dpone)"
+	[ "$(ls /tmp | grep -c '^dpone-extract\.' || true)" = "$before" ] || flunk "a staging directory was left in /tmp"
+}
+
+@test "bcp mode: a failure while copying out writes nothing on stdout" {
+	. "$BATS_FILE_TMPDIR/faults/env"
+	orders_table
+	extract_manifest "$T" full_refresh "export_mode: bcp"
+	control "$MSSQLD_CONTROL" "fault drop-after-rows 2 dbo.$T"
+	run sh -c 'dpone-extract m.yaml > out.ndjson'
+	assert_failure 4
+	assert_output_contains "bulk copy out failed"
+	[ ! -s out.ndjson ] || flunk "stdout got: $(cat out.ndjson)"
 }
 
 @test "batch_size rows reach the reader before the extract ends" {

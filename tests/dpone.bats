@@ -150,6 +150,29 @@ fake_bin() {
 	refute_file_contains log "state m.yaml"
 }
 
+@test "batch run: a stage that dies of SIGPIPE because the next one failed is not the cause" {
+	fake_bin
+	cat > fakebin/dpone-extract <<'SH'
+#!/bin/sh
+echo "extract $*" >> "$FAKE_LOG"
+echo '["header",{"protocol":1,"columns":[]}]'
+sleep 1
+# the producer is gone: this write raises SIGPIPE
+yes '{"id":1}'
+SH
+	cat > fakebin/dpone-produce <<'SH'
+#!/bin/sh
+echo "produce $*" >> "$FAKE_LOG"
+exit 5
+SH
+	chmod 755 fakebin/dpone-extract fakebin/dpone-produce
+	run fakebin/dpone batch run m.yaml
+	assert_failure 5
+	assert_output_contains "dpone-extract stopped because dpone-produce stopped reading"
+	assert_output_contains "dpone-produce exited 5 (sink)"
+	refute_output_contains "killed by signal"
+}
+
 @test "batch run: a failed commit is reported with its code" {
 	fake_bin
 	FAKE_STATE_RC=7 run fakebin/dpone batch run m.yaml

@@ -56,8 +56,9 @@ struct source {
 	int inc;             /* index of the incremental column, or -1 */
 };
 
-/* Connect with db-lib; exits with DP_EXIT_SOURCE and a one-line error. */
-void source_connect(struct source *s, const struct dp_conn *conn, const char *database);
+/* Connect with db-lib (bulk copy enabled when bcp); exits with
+ * DP_EXIT_SOURCE and a one-line error. */
+void source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp);
 /* Read columns and key from the catalog; exits on a missing table/column. */
 void source_discover(struct source *s, const struct dp_manifest *m);
 /* Run a query whose one row and column is wanted as JSON (NULL → "null");
@@ -77,5 +78,12 @@ int source_failed(void);
 void source_clear_error(void);
 /* Execute SQL and leave its results ready for dbnextrow; 0 or -1. */
 int source_query(struct source *s, const char *sql);
+
+/* ---- bcp.c ---- */
+/* The select-list item that copies column c out as exact text. */
+char *bcp_select_item(const struct column *c);
+/* Bulk-copy sql out into host_path, then write its rows on w. */
+unsigned long long bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w,
+                               const struct encoding *enc, char **wm_low, char **wm_high);
 
 #endif

@@ -5,8 +5,11 @@
  * message with the row count and the watermark actually seen. A failed or
  * interrupted extract writes no end message, so nothing downstream commits.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -328,6 +331,60 @@ new_run_id(void)
 	return dp_strfmt("%s-%04x", stamp, (unsigned)(getpid() ^ (unsigned)clock()) & 0xFFFF);
 }
 
+/* Where a bcp run is staged: the run's artifact directory, or a private
+ * temporary one when artifacts are off. The caller frees the path. */
+static char *
+stage_directory(const struct dp_manifest *m, const char *run_id)
+{
+	if (!json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"))) {
+		char tmpl[] = "/tmp/dpone-extract.XXXXXX";
+		if (!mkdtemp(tmpl))
+			dp_die(DP_EXIT_FAILURE, "cannot create a staging directory: %s", strerror(errno));
+		return dp_xstrdup(tmpl);
+	}
+	char *dir = dp_strfmt("%s/%s", dp_manifest_str(m, "observability.artifacts.path"), run_id);
+	/* mkdir -p, one component at a time */
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			dp_die(DP_EXIT_FAILURE, "%s: %s", dir, strerror(errno));
+		*p = '/';
+	}
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		dp_die(DP_EXIT_FAILURE, "%s: %s", dir, strerror(errno));
+	return dir;
+}
+
+/* Stream a staged artifact to stdout, line by line, checked as any reader does. */
+static int
+replay_artifact(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		dp_die(DP_EXIT_FAILURE, "%s: %s", path, strerror(errno));
+	struct dp_reader *r = dp_reader_open(fd, path, 0);
+	struct dp_writer *out = dp_writer_open(1, "stdout", 0);
+	int got;
+	while ((got = dp_reader_next(r)) == 1) {
+		size_t len;
+		const char *line = dp_reader_line(r, &len);
+		if (dp_writer_line(out, line, len))
+			break;
+	}
+	int code = DP_EXIT_OK;
+	if (got < 0) {
+		dp_warn("%s", dp_reader_error(r));
+		code = dp_reader_error_code(r);
+	}
+	if (dp_writer_close(out) && code == DP_EXIT_OK)
+		code = DP_EXIT_FAILURE;
+	dp_reader_close(r);
+	close(fd);
+	return code;
+}
+
 static double
 now_seconds(void)
 {
@@ -416,8 +473,7 @@ main(int argc, char **argv)
 	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
 	if (!strcmp(mode, "cdc"))
 		dp_die(DP_EXIT_UNAVAILABLE, "strategy cdc is not available in this build yet; nothing was read");
-	if (!strcmp(dp_manifest_str(m, "source.options.export_mode"), "bcp"))
-		dp_die(DP_EXIT_UNAVAILABLE, "export_mode: bcp is not available in this build yet; use export_mode: stream");
+	int bcp = !strcmp(dp_manifest_str(m, "source.options.export_mode"), "bcp");
 
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigaction(SIGINT, &sa, NULL);
@@ -429,7 +485,7 @@ main(int argc, char **argv)
 	struct dp_conn conn;
 	dp_cli_resolve(m, "source", "mssql", &conn);
 	struct source s = {0};
-	source_connect(&s, &conn, dp_manifest_str(m, "source.table.database"));
+	source_connect(&s, &conn, dp_manifest_str(m, "source.table.database"), bcp);
 	dp_conn_free(&conn);
 	source_discover(&s, m);
 	struct plan p = {0};
@@ -455,7 +511,7 @@ main(int argc, char **argv)
 	}
 	char *list = dp_xstrdup("");
 	for (int i = 0; i < s.ncols; i++) {
-		char *q = quote_name(s.cols[i].name);
+		char *q = bcp ? bcp_select_item(&s.cols[i]) : quote_name(s.cols[i].name);
 		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
 		free(q);
 		free(list);
@@ -464,10 +520,8 @@ main(int argc, char **argv)
 	char *sql = dp_strfmt("SELECT %s FROM %s%s%s%s%s", list, table, p.where ? " WHERE " : "", p.where ? p.where : "",
 	                      p.order ? " ORDER BY " : "", p.order ? p.order : "");
 	free(list);
-	if (source_query(&s, sql))
+	if (!bcp && source_query(&s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());
-	free(sql);
-
 	char *run_id = o.run_id ? dp_xstrdup(o.run_id) : new_run_id();
 	json_t *keys = json_array();
 	for (int k = 0; k < s.nkey; k++)
@@ -477,12 +531,25 @@ main(int argc, char **argv)
 	                           "type", "mssql", "schema", s.schema, "table", s.table, "columns", header_columns(&s),
 	                           "key", keys, "boundary", p.boundary, "encoding", "bigint",
 	                           enc.bigint_as_string ? "string" : "number", "binary", enc.binary_as_hex ? "hex" : "base64");
-	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
+	/* bcp mode stages the run in an artifact first, then streams it. */
+	char *stage_dir = NULL, *artifact = NULL, *host = NULL;
+	int stage_fd = 1;
+	if (bcp) {
+		stage_dir = stage_directory(m, run_id);
+		artifact = dp_strfmt("%s/extract.ndjson.zst", stage_dir);
+		host = dp_strfmt("%s/extract.bcp", stage_dir);
+		stage_fd = open(artifact, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (stage_fd < 0)
+			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
+	}
+	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 3 : 0);
 	dp_writer_control(w, "header", header);
 	double start = now_seconds();
 	char *wm_low = NULL, *wm_high = NULL;
-	unsigned long long rows = stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
-	                                      dp_manifest_int(m, "source.options.batch_size", 50000), &wm_low, &wm_high);
+	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, &enc, &wm_low, &wm_high)
+	                              : stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
+	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm_low, &wm_high);
+	free(sql);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((now_seconds() - start) * 1000));
 	if (s.inc >= 0 && wm_high)
@@ -491,6 +558,20 @@ main(int argc, char **argv)
 		                                                json_loads(wm_high, JSON_DECODE_ANY, NULL)));
 	dp_writer_control(w, "end", end);
 	int code = dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;
+	if (bcp) {
+		if (close(stage_fd))
+			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
+		unlink(host);
+		if (code == DP_EXIT_OK)
+			code = replay_artifact(artifact);
+		if (!json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"))) {
+			unlink(artifact);
+			rmdir(stage_dir);
+		}
+		free(stage_dir);
+		free(artifact);
+		free(host);
+	}
 	source_free(&s);
 	dbexit();
 	free(wm_low);

@@ -107,7 +107,7 @@ nstring(const char *s)
 }
 
 void
-source_connect(struct source *s, const struct dp_conn *conn, const char *database)
+source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp)
 {
 	if (dbinit() == FAIL)
 		dp_die(DP_EXIT_SOURCE, "db-lib: cannot initialise");
@@ -119,6 +119,8 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 	DBSETLAPP(login, "dpone-extract");
 	DBSETLCHARSET(login, "UTF-8");
 	DBSETLVERSION(login, DBVERSION_74);
+	if (bcp)
+		BCP_SETL(login, TRUE);
 	const char *db = database ? database : conn->database;
 	if (db && *db)
 		DBSETLDBNAME(login, db);

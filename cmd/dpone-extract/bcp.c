@@ -1,0 +1,266 @@
+/*
+ * bcp.c: export_mode: bcp. db-lib bulk copy out (DB_QUERYOUT) writes the
+ * boundary's rows into a staged host file, in character form with a 4-byte
+ * length before every value (no terminators, so any text is safe; length 0
+ * is NULL, a single NUL byte is the empty string, as bcp writes them).
+ * Temporal columns are converted on the server with style 121, which keeps
+ * all seven fractional digits (db-lib's own conversion stops at
+ * milliseconds). The host file then becomes a zstd NDJSON artifact with
+ * the same rows dpone-extract writes in stream mode; the artifact is what
+ * gets streamed, and it can be replayed into dpone-produce later.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "extract.h"
+
+/* The select-list item that copies column c out as exact text. */
+char *
+bcp_select_item(const struct column *c)
+{
+	char *q = quote_name(c->name), *item;
+	if (!strcmp(c->logical, "date") || !strcmp(c->logical, "time") || !strcmp(c->logical, "timestamp") ||
+	    !strcmp(c->logical, "timestamp_tz"))
+		item = dp_strfmt("CONVERT(varchar(40), %s, 121)", q);
+	else
+		item = dp_xstrdup(q);
+	free(q);
+	return item;
+}
+
+static int
+hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* "-12.3" at scale 2 -> "-12.30": the stream's exact-scale form. */
+static int
+text_decimal(struct buf *b, const char *t, int scale)
+{
+	const char *dot = strchr(t, '.');
+	size_t intlen = dot ? (size_t)(dot - t) : strlen(t);
+	size_t fraclen = dot ? strlen(dot + 1) : 0;
+	if (strspn(t, "-0123456789.") != strlen(t) || fraclen > (size_t)scale)
+		return -1;
+	buf_char(b, '"');
+	buf_add(b, t, intlen);
+	if (scale > 0) {
+		buf_char(b, '.');
+		if (fraclen)
+			buf_add(b, dot + 1, fraclen);
+		for (size_t i = fraclen; i < (size_t)scale; i++)
+			buf_char(b, '0');
+	}
+	buf_char(b, '"');
+	return 0;
+}
+
+/* "2026-11-26 10:00:00.1234567 +05:30" -> the stream's form for the type. */
+static int
+text_temporal(struct buf *b, const struct column *c, const char *t)
+{
+	char date[11] = "", clock[9] = "", frac[8] = "0000000", offset[7] = "";
+	const char *p = t;
+	if (strcmp(c->logical, "time")) {
+		if (strlen(p) < 10 || p[4] != '-' || p[7] != '-')
+			return -1;
+		memcpy(date, p, 10);
+		p += 10;
+		if (*p == ' ' || *p == 'T')
+			p++;
+	}
+	if (strcmp(c->logical, "date")) {
+		if (strlen(p) < 8 || p[2] != ':' || p[5] != ':')
+			return -1;
+		memcpy(clock, p, 8);
+		p += 8;
+		if (*p == '.') {
+			size_t n = strspn(p + 1, "0123456789");
+			memcpy(frac, p + 1, n > 7 ? 7 : n);
+			p += 1 + n;
+		}
+		if (*p == ' ')
+			p++;
+		if (*p == '+' || *p == '-') {
+			if (strlen(p) != 6)
+				return -1;
+			memcpy(offset, p, 6);
+			p += 6;
+		}
+	}
+	if (*p)
+		return -1;
+	int digits = !strcmp(c->data_type, "smalldatetime") ? 0 : c->scale >= 0 ? c->scale : 0;
+	buf_char(b, '"');
+	buf_str(b, date);
+	if (*date && *clock)
+		buf_char(b, 'T');
+	if (*clock) {
+		if (!strcmp(c->data_type, "smalldatetime"))
+			clock[6] = clock[7] = '0';
+		buf_str(b, clock);
+		if (digits > 0) {
+			buf_char(b, '.');
+			buf_add(b, frac, (size_t)digits);
+		}
+	}
+	buf_str(b, offset);
+	buf_char(b, '"');
+	return 0;
+}
+
+/* One bcp text value as the stream's JSON for column c. */
+static int
+text_value(struct buf *b, const struct column *c, const char *t, size_t n, const struct encoding *enc)
+{
+	const char *lt = c->logical;
+	if (!strcmp(lt, "string")) {
+		encode_string(b, t, n);
+		return 0;
+	}
+	if (!strcmp(lt, "boolean")) {
+		buf_str(b, strcmp(t, "0") ? "true" : "false");
+		return 0;
+	}
+	if (!strcmp(lt, "integer")) {
+		char *end;
+		errno = 0;
+		long long v = strtoll(t, &end, 10);
+		if (errno || *end)
+			return -1;
+		int quoted = enc->bigint_as_string && !strcmp(c->data_type, "bigint");
+		char tmp[32];
+		snprintf(tmp, sizeof tmp, quoted ? "\"%lld\"" : "%lld", v);
+		buf_str(b, tmp);
+		return 0;
+	}
+	if (!strcmp(lt, "decimal"))
+		return text_decimal(b, t, c->scale >= 0 ? c->scale : 4);
+	if (!strcmp(lt, "float")) {
+		char *end;
+		double d = strtod(t, &end);
+		if (*end)
+			return -1;
+		struct column as = *c;
+		if (!strcmp(c->data_type, "real")) {
+			float f = (float)d;
+			encode_value(b, &as, SYBREAL, (const BYTE *)&f, 4, enc);
+		} else {
+			encode_value(b, &as, SYBFLT8, (const BYTE *)&d, 8, enc);
+		}
+		return 0;
+	}
+	if (!strcmp(lt, "uuid")) {
+		char lower[40];
+		snprintf(lower, sizeof lower, "%s", t);
+		for (char *p = lower; *p; p++)
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		encode_string(b, lower, strlen(lower));
+		return 0;
+	}
+	if (!strcmp(lt, "binary")) {
+		if (n % 2)
+			return -1;
+		BYTE *bytes = dp_xmalloc(n / 2 + 1);
+		for (size_t i = 0; i < n / 2; i++) {
+			int hi = hexval((unsigned char)t[2 * i]), lo = hexval((unsigned char)t[2 * i + 1]);
+			if (hi < 0 || lo < 0) {
+				free(bytes);
+				return -1;
+			}
+			bytes[i] = (BYTE)(hi << 4 | lo);
+		}
+		encode_value(b, c, SYBVARBINARY, bytes, (DBINT)(n / 2), enc);
+		free(bytes);
+		return 0;
+	}
+	return text_temporal(b, c, t);
+}
+
+static int
+read_exact(FILE *fp, void *p, size_t n)
+{
+	return fread(p, 1, n, fp) == n ? 0 : -1;
+}
+
+/*
+ * Copy the query out into host_path, then convert it into rows on w.
+ * Returns the row count; watermark values of column inc are kept like
+ * stream mode keeps them. Exits on errors.
+ */
+unsigned long long
+bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w, const struct encoding *enc,
+            char **wm_low, char **wm_high)
+{
+	source_clear_error();
+	if (bcp_init(s->db, sql, host_path, NULL, DB_QUERYOUT) == FAIL || bcp_columns(s->db, s->ncols) == FAIL)
+		dp_die(DP_EXIT_SOURCE, "bulk copy out could not start: %s", source_error());
+	for (int i = 1; i <= s->ncols; i++)
+		if (bcp_colfmt(s->db, i, SYBCHAR, 4, -1, NULL, 0, i) == FAIL)
+			dp_die(DP_EXIT_SOURCE, "bulk copy out: column %d: %s", i, source_error());
+	DBINT copied = 0;
+	if (bcp_exec(s->db, &copied) == FAIL || source_failed())
+		dp_die(DP_EXIT_SOURCE, "bulk copy out failed after %d rows: %s", (int)copied,
+		       source_error()[0] ? source_error() : "the connection was lost");
+	FILE *fp = fopen(host_path, "rb");
+	if (!fp)
+		dp_die(DP_EXIT_FAILURE, "%s: %s", host_path, strerror(errno));
+	struct buf row = {0}, val = {0};
+	unsigned long long rows = 0;
+	int32_t len;
+	while (read_exact(fp, &len, 4) == 0) {
+		row.len = 0;
+		buf_char(&row, '{');
+		size_t inc_at = 0, inc_len = 0;
+		for (int i = 0; i < s->ncols; i++) {
+			if (i && read_exact(fp, &len, 4))
+				dp_die(DP_EXIT_SOURCE, "%s: row %llu is cut short", host_path, rows + 1);
+			if (len < 0 || len > (1 << 30))
+				dp_die(DP_EXIT_SOURCE, "%s: row %llu: bad value length %d", host_path, rows + 1, (int)len);
+			val.len = 0;
+			buf_grow(&val, (size_t)len + 1);
+			if (read_exact(fp, val.p, (size_t)len))
+				dp_die(DP_EXIT_SOURCE, "%s: row %llu is cut short", host_path, rows + 1);
+			val.p[len] = '\0';
+			if (i)
+				buf_char(&row, ',');
+			buf_str(&row, s->cols[i].json_key);
+			size_t at = row.len;
+			if (len == 0)
+				buf_add(&row, "null", 4);
+			else if (text_value(&row, &s->cols[i], val.p, len == 1 && val.p[0] == '\0' ? 0 : (size_t)len, enc))
+				dp_die(DP_EXIT_SOURCE, "%s: row %llu, column %s: '%.40s' is not a %s value", host_path, rows + 1,
+				       s->cols[i].name, val.p, s->cols[i].sql_type);
+			if (i == s->inc) {
+				inc_at = at;
+				inc_len = row.len - at;
+			}
+		}
+		buf_char(&row, '}');
+		if (dp_writer_line(w, row.p, row.len))
+			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+		if (s->inc >= 0 && inc_len && strncmp(row.p + inc_at, "null", 4)) {
+			if (!*wm_low)
+				*wm_low = dp_xstrndup(row.p + inc_at, inc_len);
+			free(*wm_high);
+			*wm_high = dp_xstrndup(row.p + inc_at, inc_len);
+		}
+		rows++;
+	}
+	fclose(fp);
+	free(row.p);
+	free(val.p);
+	if (rows != (unsigned long long)copied)
+		dp_die(DP_EXIT_SOURCE, "bulk copy out reported %d rows but %llu were staged", (int)copied, rows);
+	return rows;
+}
