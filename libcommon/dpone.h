@@ -30,7 +30,9 @@ const char *dp_exit_label(int code);
 extern const char *dp_progname;
 void dp_setprogname(const char *argv0);
 void dp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "prog: message" and _exit(code), after the cleanup set by dp_on_die. */
 _Noreturn void dp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dp_on_die(void (*cleanup)(void));
 void *dp_xmalloc(size_t n);
 void *dp_xcalloc(size_t nmemb, size_t n);
 void *dp_xrealloc(void *p, size_t n);

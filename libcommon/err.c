@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dpone.h"
 
@@ -54,6 +55,17 @@ dp_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+static void (*die_cleanup)(void);
+
+void
+dp_on_die(void (*cleanup)(void))
+{
+	die_cleanup = cleanup;
+}
+
+/* An error exit: say why, undo what was staged, and leave at once. _exit,
+ * not exit: nothing half-written on stdout may be flushed after the
+ * message, and a process dying on purpose has no leaks worth reporting. */
 void
 dp_die(int code, const char *fmt, ...)
 {
@@ -61,7 +73,10 @@ dp_die(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vwarn(fmt, ap);
 	va_end(ap);
-	exit(code);
+	if (die_cleanup)
+		die_cleanup();
+	fflush(stderr);
+	_exit(code);
 }
 
 void *

@@ -430,10 +430,13 @@ SQL
 	orders_table
 	extract_manifest "$T" full_refresh "export_mode: bcp"
 	control "$MSSQLD_CONTROL" "fault drop-after-rows 2 dbo.$T"
+	printf 'observability:\n  artifacts: {enabled: false}\n' >> m.yaml
+	before=$(ls /tmp | grep -c '^dpone-extract\.' || true)
 	run sh -c 'dpone-extract m.yaml > out.ndjson'
 	assert_failure 4
 	assert_output_contains "bulk copy out failed"
 	[ ! -s out.ndjson ] || flunk "stdout got: $(cat out.ndjson)"
+	[ "$(ls /tmp | grep -c '^dpone-extract\.' || true)" = "$before" ] || flunk "a failed run left its staging directory"
 }
 
 @test "batch_size rows reach the reader before the extract ends" {

@@ -331,6 +331,25 @@ new_run_id(void)
 	return dp_strfmt("%s-%04x", stamp, (unsigned)(getpid() ^ (unsigned)clock()) & 0xFFFF);
 }
 
+/* What a failed bcp run must not leave behind. */
+static struct {
+	char *host, *artifact, *dir;
+	int temporary; /* dir is a private temporary directory */
+} staged;
+
+static void
+remove_staged(void)
+{
+	if (staged.host)
+		unlink(staged.host);
+	if (staged.temporary) {
+		if (staged.artifact)
+			unlink(staged.artifact);
+		if (staged.dir)
+			rmdir(staged.dir);
+	}
+}
+
 /* Where a bcp run is staged: the run's artifact directory, or a private
  * temporary one when artifacts are off. The caller frees the path. */
 static char *
@@ -538,6 +557,11 @@ main(int argc, char **argv)
 		stage_dir = stage_directory(m, run_id);
 		artifact = dp_strfmt("%s/extract.ndjson.zst", stage_dir);
 		host = dp_strfmt("%s/extract.bcp", stage_dir);
+		staged.host = host;
+		staged.artifact = artifact;
+		staged.dir = stage_dir;
+		staged.temporary = !json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"));
+		dp_on_die(remove_staged);
 		stage_fd = open(artifact, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (stage_fd < 0)
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
@@ -564,10 +588,8 @@ main(int argc, char **argv)
 		unlink(host);
 		if (code == DP_EXIT_OK)
 			code = replay_artifact(artifact);
-		if (!json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"))) {
-			unlink(artifact);
-			rmdir(stage_dir);
-		}
+		remove_staged();
+		dp_on_die(NULL);
 		free(stage_dir);
 		free(artifact);
 		free(host);

@@ -1038,7 +1038,11 @@ to_char(struct value *v, const struct stype *from, const struct stype *to)
 	else
 		text = value_to_text(v, from, -1);
 	size_t n = strlen(text);
-	if (!type_is_unicode(to->base)) {
+	size_t ascii = 0;
+	while (ascii < n && (unsigned char)text[ascii] < 0x80)
+		ascii++;
+	if (!type_is_unicode(to->base) && ascii < n) {
+		/* Only non-ASCII text can change on its way through CP1252. */
 		size_t fitted;
 		char *f = utf8_fit_cp1252(text, n, &fitted);
 		free(text);
@@ -1414,18 +1418,40 @@ tsql_collate(void *arg, int n1, const void *s1, int n2, const void *s2)
 	return (a < ae) - (b < be);
 }
 
-/* Type text cached per call site: tds_conv(value, 'from', 'to'). */
+/* The type named by a constant argument, parsed once per statement. */
+static const struct stype *
+arg_type(sqlite3_context *ctx, sqlite3_value **argv, int i)
+{
+	struct stype *t = sqlite3_get_auxdata(ctx, i);
+	if (t)
+		return t;
+	t = malloc(sizeof *t);
+	if (!t || type_parse_text((const char *)sqlite3_value_text(argv[i]), t)) {
+		free(t);
+		return NULL;
+	}
+	sqlite3_set_auxdata(ctx, i, t, free);
+	/* set_auxdata may free at once (argument not constant): ask again. */
+	struct stype *kept = sqlite3_get_auxdata(ctx, i);
+	if (kept)
+		return kept;
+	static __thread struct stype scratch[3];
+	type_parse_text((const char *)sqlite3_value_text(argv[i]), &scratch[i]);
+	return &scratch[i];
+}
+
+/* tds_conv(value, 'from', 'to') */
 static void
 fn_conv(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	(void)argc;
-	struct stype from, to;
 	struct sqlerr e;
-	if (type_parse_text((const char *)sqlite3_value_text(argv[1]), &from) ||
-	    type_parse_text((const char *)sqlite3_value_text(argv[2]), &to)) {
+	const struct stype *fromp = arg_type(ctx, argv, 1), *top = arg_type(ctx, argv, 2);
+	if (!fromp || !top) {
 		sqlite3_result_error(ctx, "50000|bad type in tds_conv", -1);
 		return;
 	}
+	struct stype from = *fromp, to = *top;
 	struct value v;
 	if (value_from_storage(argv[0], &from, &v, &e) || value_convert(&v, &from, &to, &e)) {
 		char msg[600];
@@ -1443,10 +1469,14 @@ static void
 fn_text(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
 	(void)argc;
-	struct stype t;
 	struct sqlerr e;
 	struct value v;
-	type_parse_text((const char *)sqlite3_value_text(argv[1]), &t);
+	const struct stype *tp = arg_type(ctx, argv, 1);
+	if (!tp) {
+		sqlite3_result_error(ctx, "50000|bad type in tds_text", -1);
+		return;
+	}
+	struct stype t = *tp;
 	if (value_from_storage(argv[0], &t, &v, &e)) {
 		sqlite3_result_error(ctx, "50000|corrupt value", -1);
 		return;
