@@ -6,8 +6,9 @@
  * Temporal columns are converted on the server with style 121, which keeps
  * all seven fractional digits (db-lib's own conversion stops at
  * milliseconds). The host file then becomes a zstd NDJSON artifact with
- * the same rows dpone-extract writes in stream mode; the artifact is what
- * gets streamed, and it can be replayed into dpone-produce later.
+ * the same rows dpone-extract writes in stream mode, and the same lines go
+ * to stdout as they are written; the artifact can be replayed into
+ * dpone-produce later without touching the source.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -199,8 +200,8 @@ read_exact(FILE *fp, void *p, size_t n)
  * stream mode keeps them. Exits on errors.
  */
 unsigned long long
-bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w, const struct encoding *enc,
-            char **wm_low, char **wm_high)
+bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w, struct dp_writer *out,
+            const char *header, const struct encoding *enc, char **wm_low, char **wm_high)
 {
 	source_clear_error();
 	if (bcp_init(s->db, sql, host_path, NULL, DB_QUERYOUT) == FAIL || bcp_columns(s->db, s->ncols) == FAIL)
@@ -215,6 +216,10 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 	FILE *fp = fopen(host_path, "rb");
 	if (!fp)
 		dp_die(DP_EXIT_FAILURE, "%s: %s", host_path, strerror(errno));
+	/* The copy is complete: from here on the rows go to the artifact and
+	 * to stdout together (a failed copy wrote nothing on stdout). */
+	if (dp_writer_line(out, header, strlen(header)))
+		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(out));
 	struct buf row = {0}, val = {0};
 	unsigned long long rows = 0;
 	int32_t len;
@@ -249,6 +254,8 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 		buf_char(&row, '}');
 		if (dp_writer_line(w, row.p, row.len))
 			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+		if (dp_writer_line(out, row.p, row.len))
+			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(out));
 		if (s->inc >= 0 && inc_len && strncmp(row.p + inc_at, "null", 4)) {
 			if (!*wm_low)
 				*wm_low = dp_xstrndup(row.p + inc_at, inc_len);

@@ -82,8 +82,10 @@ int source_query(struct source *s, const char *sql);
 /* ---- bcp.c ---- */
 /* The select-list item that copies column c out as exact text. */
 char *bcp_select_item(const struct column *c);
-/* Bulk-copy sql out into host_path, then write its rows on w. */
+/* Bulk-copy sql out into host_path; once that succeeded, write header and
+ * the rows to both the artifact w and the output out. */
 unsigned long long bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w,
-                               const struct encoding *enc, char **wm_low, char **wm_high);
+                               struct dp_writer *out, const char *header, const struct encoding *enc,
+                               char **wm_low, char **wm_high);
 
 #endif

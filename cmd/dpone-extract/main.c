@@ -376,34 +376,6 @@ stage_directory(const struct dp_manifest *m, const char *run_id)
 	return dir;
 }
 
-/* Stream a staged artifact to stdout, line by line, checked as any reader does. */
-static int
-replay_artifact(const char *path)
-{
-	int fd = open(path, O_RDONLY);
-	if (fd < 0)
-		dp_die(DP_EXIT_FAILURE, "%s: %s", path, strerror(errno));
-	struct dp_reader *r = dp_reader_open(fd, path, 0);
-	struct dp_writer *out = dp_writer_open(1, "stdout", 0);
-	int got;
-	while ((got = dp_reader_next(r)) == 1) {
-		size_t len;
-		const char *line = dp_reader_line(r, &len);
-		if (dp_writer_line(out, line, len))
-			break;
-	}
-	int code = DP_EXIT_OK;
-	if (got < 0) {
-		dp_warn("%s", dp_reader_error(r));
-		code = dp_reader_error_code(r);
-	}
-	if (dp_writer_close(out) && code == DP_EXIT_OK)
-		code = DP_EXIT_FAILURE;
-	dp_reader_close(r);
-	close(fd);
-	return code;
-}
-
 static double
 now_seconds(void)
 {
@@ -566,13 +538,18 @@ main(int argc, char **argv)
 		if (stage_fd < 0)
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
 	}
-	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 3 : 0);
+	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 1 : 0);
+	struct dp_writer *out = bcp ? dp_writer_open(1, "stdout", 0) : NULL;
+	json_t *header_msg = json_pack("[sO]", "header", header);
+	char *header_line = json_dumps(header_msg, JSON_COMPACT);
+	json_decref(header_msg);
 	dp_writer_control(w, "header", header);
 	double start = now_seconds();
 	char *wm_low = NULL, *wm_high = NULL;
-	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, &enc, &wm_low, &wm_high)
+	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header_line, &enc, &wm_low, &wm_high)
 	                              : stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
 	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm_low, &wm_high);
+	free(header_line);
 	free(sql);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((now_seconds() - start) * 1000));
@@ -580,14 +557,16 @@ main(int argc, char **argv)
 		json_object_set_new(end, "watermark", json_pack("{s:s, s:o, s:o}", "column", s.cols[s.inc].name, "low",
 		                                                json_loads(wm_low, JSON_DECODE_ANY, NULL), "high",
 		                                                json_loads(wm_high, JSON_DECODE_ANY, NULL)));
+	if (out)
+		dp_writer_control(out, "end", json_incref(end));
 	dp_writer_control(w, "end", end);
 	int code = dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;
+	if (out && dp_writer_close(out))
+		code = DP_EXIT_FAILURE;
 	if (bcp) {
 		if (close(stage_fd))
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
 		unlink(host);
-		if (code == DP_EXIT_OK)
-			code = replay_artifact(artifact);
 		remove_staged();
 		dp_on_die(NULL);
 		free(stage_dir);
