@@ -201,7 +201,7 @@ read_exact(FILE *fp, void *p, size_t n)
  */
 unsigned long long
 bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w, struct dp_writer *out,
-            const char *header, const struct encoding *enc, char **wm_low, char **wm_high)
+            const char *header, const struct encoding *enc, struct watermark *wm)
 {
 	source_clear_error();
 	if (bcp_init(s->db, sql, host_path, NULL, DB_QUERYOUT) == FAIL || bcp_columns(s->db, s->ncols) == FAIL)
@@ -252,16 +252,7 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 			}
 		}
 		buf_char(&row, '}');
-		if (dp_writer_line(w, row.p, row.len))
-			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
-		if (dp_writer_line(out, row.p, row.len))
-			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(out));
-		if (s->inc >= 0 && inc_len && strncmp(row.p + inc_at, "null", 4)) {
-			if (!*wm_low)
-				*wm_low = dp_xstrndup(row.p + inc_at, inc_len);
-			free(*wm_high);
-			*wm_high = dp_xstrndup(row.p + inc_at, inc_len);
-		}
+		emit_row(w, out, &row, inc_at, inc_len, wm);
 		rows++;
 	}
 	fclose(fp);

@@ -41,6 +41,22 @@ buf_add(struct buf *b, const char *s, size_t n)
 void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
 void buf_char(struct buf *b, char c) { buf_grow(b, 1); b->p[b->len++] = c; }
 
+void
+emit_row(struct dp_writer *w, struct dp_writer *also, const struct buf *row, size_t inc_at, size_t inc_len,
+         struct watermark *wm)
+{
+	if (dp_writer_line(w, row->p, row->len))
+		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+	if (also && dp_writer_line(also, row->p, row->len))
+		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(also));
+	if (inc_len && strncmp(row->p + inc_at, "null", 4)) {
+		if (!wm->low)
+			wm->low = dp_xstrndup(row->p + inc_at, inc_len);
+		free(wm->high);
+		wm->high = dp_xstrndup(row->p + inc_at, inc_len);
+	}
+}
+
 static const struct {
 	const char *type, *logical;
 } logical_types[] = {

@@ -37,6 +37,16 @@ struct column {
 	char *json_key;      /* "name": pre-escaped, owned */
 };
 
+/* The watermark seen so far: the JSON of the incremental column's first
+ * and last non-null values (rows come ordered by it); owned strings. */
+struct watermark {
+	char *low, *high;
+};
+/* Write a finished row to w (and to also, if not NULL) and remember the
+ * incremental column's value, inc_len bytes at row->p + inc_at (0: none). */
+void emit_row(struct dp_writer *w, struct dp_writer *also, const struct buf *row, size_t inc_at, size_t inc_len,
+              struct watermark *wm);
+
 /* Append the JSON of one value (db-lib type and raw data) to b. */
 void encode_value(struct buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
                   const struct encoding *enc);
@@ -86,6 +96,6 @@ char *bcp_select_item(const struct column *c);
  * the rows to both the artifact w and the output out. */
 unsigned long long bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w,
                                struct dp_writer *out, const char *header, const struct encoding *enc,
-                               char **wm_low, char **wm_high);
+                               struct watermark *wm);
 
 #endif

@@ -356,10 +356,14 @@ static char *
 stage_directory(const struct dp_manifest *m, const char *run_id)
 {
 	if (!json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"))) {
-		char tmpl[] = "/tmp/dpone-extract.XXXXXX";
+		const char *tmp = getenv("TMPDIR");
+		char *tmpl = dp_strfmt("%s/dpone-extract.123456", tmp && *tmp ? tmp : "/tmp");
+		/* mkdtemp wants the template to end in six X. */
+		memset(tmpl + strlen(tmpl) - 6, 'X', 6);
 		if (!mkdtemp(tmpl))
-			dp_die(DP_EXIT_FAILURE, "cannot create a staging directory: %s", strerror(errno));
-		return dp_xstrdup(tmpl);
+			dp_die(DP_EXIT_FAILURE, "cannot create a staging directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
+			       strerror(errno));
+		return tmpl;
 	}
 	char *dir = dp_strfmt("%s/%s", dp_manifest_str(m, "observability.artifacts.path"), run_id);
 	/* mkdir -p, one component at a time */
@@ -389,7 +393,7 @@ now_seconds(void)
  * rows in batches of that size at most. */
 static unsigned long long
 stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress, long long batch_size,
-            char **wm_low, char **wm_high)
+            struct watermark *wm)
 {
 	struct buf row = {0};
 	unsigned long long rows = 0;
@@ -414,14 +418,7 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 			}
 		}
 		buf_char(&row, '}');
-		if (dp_writer_line(w, row.p, row.len))
-			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
-		if (s->inc >= 0 && inc_len && strncmp(row.p + inc_at, "null", 4)) {
-			if (!*wm_low)
-				*wm_low = dp_xstrndup(row.p + inc_at, inc_len);
-			free(*wm_high);
-			*wm_high = dp_xstrndup(row.p + inc_at, inc_len);
-		}
+		emit_row(w, NULL, &row, inc_at, inc_len, wm);
 		rows++;
 		if (batch_size > 0 && rows % (unsigned long long)batch_size == 0 && dp_writer_flush(w))
 			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
@@ -545,18 +542,18 @@ main(int argc, char **argv)
 	json_decref(header_msg);
 	dp_writer_control(w, "header", header);
 	double start = now_seconds();
-	char *wm_low = NULL, *wm_high = NULL;
-	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header_line, &enc, &wm_low, &wm_high)
+	struct watermark wm = {0};
+	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header_line, &enc, &wm)
 	                              : stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
-	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm_low, &wm_high);
+	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm);
 	free(header_line);
 	free(sql);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((now_seconds() - start) * 1000));
-	if (s.inc >= 0 && wm_high)
+	if (s.inc >= 0 && wm.high)
 		json_object_set_new(end, "watermark", json_pack("{s:s, s:o, s:o}", "column", s.cols[s.inc].name, "low",
-		                                                json_loads(wm_low, JSON_DECODE_ANY, NULL), "high",
-		                                                json_loads(wm_high, JSON_DECODE_ANY, NULL)));
+		                                                json_loads(wm.low, JSON_DECODE_ANY, NULL), "high",
+		                                                json_loads(wm.high, JSON_DECODE_ANY, NULL)));
 	if (out)
 		dp_writer_control(out, "end", json_incref(end));
 	dp_writer_control(w, "end", end);
@@ -575,8 +572,8 @@ main(int argc, char **argv)
 	}
 	source_free(&s);
 	dbexit();
-	free(wm_low);
-	free(wm_high);
+	free(wm.low);
+	free(wm.high);
 	free(run_id);
 	free(table);
 	free(p.where);
