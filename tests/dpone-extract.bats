@@ -235,6 +235,14 @@ YAML
 	assert_output '{"predicate":"[v] <> N'"'"'c'"'"'","kind":"full"}'
 }
 
+@test "--from and --to are refused where there is no incremental boundary" {
+	orders_table
+	extract_manifest "$T" full_refresh
+	run dpone-extract --from 2026-01-01T00:00:00 m.yaml
+	assert_failure 2
+	assert_output_contains "--from and --to bound an incremental run: strategy full_refresh without source.options.incremental_column reads no incremental boundary"
+}
+
 @test "--count gives the rows of the same boundary" {
 	orders_table
 	extract_manifest "$T" incremental_append "incremental_column: updated_at"

@@ -150,6 +150,9 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 		json_object_set_new(p->boundary, "predicate", json_string(predicate));
 	int incremental = s->inc >= 0 && (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge"));
 	json_t *window = dp_manifest_get(m, "sink.strategy.window");
+	if ((o->from || o->to) && !incremental)
+		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s%s reads no incremental boundary",
+		       mode, s->inc >= 0 ? "" : " without source.options.incremental_column");
 	if (incremental) {
 		const struct column *c = &s->cols[s->inc];
 		char *col = quote_name(c->name);
