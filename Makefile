@@ -77,16 +77,20 @@ $(O)/test-bin/%: $(O)/tests/tools/%.o $(LIBCOMMON)
 
 # The SQL Server stand-in: TDS 7.4 over SQLite.
 MSSQLD_SRC = $(wildcard tests/mssqld/*.c)
-$(O)/test-bin/mssqld: $(MSSQLD_SRC:%.c=$(O)/%.o)
+$(O)/test-bin/mssqld: $(MSSQLD_SRC:%.c=$(O)/%.o) $(O)/tests/common/control.o
 	@mkdir -p $(dir $@)
 	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpthread $(LDLIBS)
 
-$(O)/tests/mssqld/%.o: tests/mssqld/%.c tests/mssqld/mssqld.h
+$(O)/tests/mssqld/%.o: tests/mssqld/%.c tests/mssqld/mssqld.h tests/common/control.h
 	@mkdir -p $(dir $@)
-	$(CC) $(DP_CPPFLAGS) $(CPPFLAGS) $(DP_CFLAGS) -Wno-missing-prototypes $(CFLAGS) -c -o $@ $<
+	$(CC) $(DP_CPPFLAGS) -Itests/common $(CPPFLAGS) $(DP_CFLAGS) -Wno-missing-prototypes $(CFLAGS) -c -o $@ $<
+
+# What the stand-ins share: the control port.
+$(O)/tests/common/%.o $(O)/tests/kafkad/%.o: CPPFLAGS += -Itests/common
+$(O)/tests/kafkad/kafkad.o $(O)/tests/common/control.o: tests/common/control.h
 
 # The Kafka stand-in: librdkafka's mock cluster behind a control port.
-$(O)/test-bin/kafkad: $(O)/tests/kafkad/kafkad.o
+$(O)/test-bin/kafkad: $(O)/tests/kafkad/kafkad.o $(O)/tests/common/control.o
 	@mkdir -p $(dir $@)
 	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs rdkafka) $(LDLIBS)
 

@@ -312,15 +312,22 @@ check_map(struct check *c, json_t *obj, const struct key *schema, const char *pa
 
 /* ---- the guide's rules, checked once the shape is right ---- */
 
-static const char *
-sget(json_t *root, const char *path)
+/* The value at a dotted path ("sink.strategy.mode") below root (borrowed). */
+static json_t *
+json_at(json_t *root, const char *path)
 {
 	json_t *v = root;
 	char *p = dp_xstrdup(path), *save = NULL;
 	for (char *tok = strtok_r(p, ".", &save); tok && v; tok = strtok_r(NULL, ".", &save))
 		v = json_object_get(v, tok);
 	free(p);
-	return json_string_value(v);
+	return v;
+}
+
+static const char *
+sget(json_t *root, const char *path)
+{
+	return json_string_value(json_at(root, path));
 }
 
 static int
@@ -372,7 +379,7 @@ rule_topic(struct check *c, json_t *root)
 static int
 rule_strategy(struct check *c, json_t *root)
 {
-	json_t *strategy = json_object_get(json_object_get(root, "sink"), "strategy");
+	json_t *strategy = json_at(root, "sink.strategy");
 	const char *mode = sget(root, "sink.strategy.mode");
 	json_t *ukey = json_object_get(strategy, "unique_key");
 	if (!strcmp(mode, "partition_replace"))
@@ -395,10 +402,10 @@ rule_strategy(struct check *c, json_t *root)
 static int
 rule_columns(struct check *c, json_t *root)
 {
-	json_t *columns = json_object_get(json_object_get(json_object_get(root, "source"), "options"), "columns");
+	json_t *columns = json_at(root, "source.options.columns");
 	if (!columns)
 		return 0;
-	json_t *ukey = json_object_get(json_object_get(json_object_get(root, "sink"), "strategy"), "unique_key");
+	json_t *ukey = json_at(root, "sink.strategy.unique_key");
 	size_t i;
 	json_t *v;
 	json_array_foreach(ukey, i, v)
@@ -415,8 +422,8 @@ rule_columns(struct check *c, json_t *root)
 static int
 rule_key(struct check *c, json_t *root)
 {
-	json_t *key = json_object_get(json_object_get(json_object_get(root, "sink"), "options"), "key");
-	json_t *ukey = json_object_get(json_object_get(json_object_get(root, "sink"), "strategy"), "unique_key");
+	json_t *key = json_at(root, "sink.options.key");
+	json_t *ukey = json_at(root, "sink.strategy.unique_key");
 	json_t *field = json_object_get(key, "field");
 	if (field) {
 		/* `field:` is the single-column spelling of `fields:`. */
@@ -435,12 +442,12 @@ rule_key(struct check *c, json_t *root)
 		             "unique_key needs sink.strategy.unique_key (or use fields, hash_row or null)");
 	if (!strcmp(mode, "fields") && !json_array_size(json_object_get(key, "fields")))
 		return cfail(c, "sink.options.key", "sink.options.key.fields", "key mode fields needs the list of columns");
-	json_t *deletes = json_object_get(json_object_get(json_object_get(root, "sink"), "options"), "deletes");
+	json_t *deletes = json_at(root, "sink.options.deletes");
 	if (json_is_true(json_object_get(deletes, "enabled")) && json_is_true(json_object_get(deletes, "tombstone")) &&
 	    !strcmp(mode, "null"))
 		return cfail(c, "sink.options.deletes.tombstone", "sink.options.deletes.tombstone",
 		             "a tombstone deletes a key, so key.mode must not be null");
-	json_t *registry = json_object_get(json_object_get(json_object_get(root, "sink"), "options"), "schema_registry");
+	json_t *registry = json_at(root, "sink.options.schema_registry");
 	if (json_is_true(json_object_get(registry, "enabled")))
 		return cfail(c, "sink.options.schema_registry.enabled", "sink.options.schema_registry.enabled",
 		             "a schema registry is not supported; dpone writes JSON with the schema in its stream header");
@@ -458,7 +465,7 @@ rule_state(struct check *c, json_t *root)
 		json_object_set_new(state, "path", json_string(p));
 		free(p);
 	}
-	json_t *artifacts = json_object_get(json_object_get(root, "observability"), "artifacts");
+	json_t *artifacts = json_at(root, "observability.artifacts");
 	if (!json_object_get(artifacts, "path")) {
 		char *p = dp_strfmt(".dpone/runs/%s", sget(root, "name"));
 		json_object_set_new(artifacts, "path", json_string(p));
@@ -470,7 +477,7 @@ rule_state(struct check *c, json_t *root)
 static int
 rule_checks(struct check *c, json_t *root)
 {
-	json_t *checks = json_object_get(json_object_get(root, "quality"), "checks");
+	json_t *checks = json_at(root, "quality.checks");
 	size_t i;
 	json_t *chk;
 	json_array_foreach(checks, i, chk) {
@@ -549,12 +556,7 @@ dp_manifest_free(struct dp_manifest *m)
 json_t *
 dp_manifest_get(const struct dp_manifest *m, const char *path)
 {
-	json_t *v = m->root;
-	char *p = dp_xstrdup(path), *save = NULL;
-	for (char *tok = strtok_r(p, ".", &save); tok && v; tok = strtok_r(NULL, ".", &save))
-		v = json_object_get(v, tok);
-	free(p);
-	return v;
+	return json_at(m->root, path);
 }
 
 const char *

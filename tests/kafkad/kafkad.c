@@ -39,6 +39,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "control.h"
+
 #define MAX_CLIENTS 32
 #define MAX_WORDS 40
 
@@ -153,51 +155,11 @@ run_command(rd_kafka_mock_cluster_t *mc, char *line, char *reply, size_t len)
 		snprintf(reply, len, "error: %s", rd_kafka_err2str(err));
 }
 
-static int
-listen_loopback(int *port)
+/* control_serve's callback: ctx is the mock cluster. */
+static void
+command_for_cluster(char *line, char *reply, size_t len, void *ctx)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t slen = sizeof sa;
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 16) ||
-	    getsockname(fd, (struct sockaddr *)&sa, &slen))
-		die("control socket: %s", strerror(errno));
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
-
-struct client {
-	int fd;
-	char buf[4096];
-	size_t len;
-};
-
-/* Read from a control client and answer each complete line; -1 when closed. */
-static int
-serve_client(rd_kafka_mock_cluster_t *mc, struct client *c)
-{
-	ssize_t got = read(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len);
-	if (got <= 0)
-		return -1;
-	c->len += (size_t)got;
-	char *nl;
-	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
-		*nl = '\0';
-		char reply[1024];
-		run_command(mc, c->buf, reply, sizeof reply);
-		size_t rlen = strlen(reply);
-		reply[rlen++] = '\n';
-		if (write(c->fd, reply, rlen) != (ssize_t)rlen)
-			return -1;
-		size_t used = (size_t)(nl - c->buf) + 1;
-		memmove(c->buf, c->buf + used, c->len - used);
-		c->len -= used;
-	}
-	if (c->len == sizeof c->buf - 1)
-		return -1; /* a line too long to be a command */
-	return 0;
+	run_command(ctx, line, reply, len);
 }
 
 int
@@ -243,7 +205,7 @@ main(int argc, char **argv)
 	}
 
 	int port;
-	int lfd = listen_loopback(&port);
+	int lfd = control_listen("kafkad", 0, &port);
 	printf("bootstrap=%s\ncontrol=127.0.0.1:%d\n", rd_kafka_mock_cluster_bootstraps(mc), port);
 	if (fflush(stdout))
 		die("stdout: %s", strerror(errno));
@@ -253,7 +215,7 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct client clients[MAX_CLIENTS];
+	struct control_client clients[MAX_CLIENTS];
 	int nclients = 0;
 	while (!stopping) {
 		struct pollfd pfd[MAX_CLIENTS + 1];
@@ -264,7 +226,7 @@ main(int argc, char **argv)
 		if (ready <= 0)
 			continue;
 		for (int i = nclients - 1; i >= 0; i--) {
-			if (pfd[i + 1].revents && serve_client(mc, &clients[i])) {
+			if (pfd[i + 1].revents && control_serve(&clients[i], command_for_cluster, mc)) {
 				close(clients[i].fd);
 				clients[i] = clients[--nclients];
 			}
@@ -272,7 +234,7 @@ main(int argc, char **argv)
 		if (pfd[0].revents & POLLIN) {
 			int cfd = accept(lfd, NULL, NULL);
 			if (cfd >= 0 && nclients < MAX_CLIENTS)
-				clients[nclients++] = (struct client){.fd = cfd, .len = 0};
+				clients[nclients++] = (struct control_client){.fd = cfd, .len = 0};
 			else if (cfd >= 0)
 				close(cfd);
 		}

@@ -6,6 +6,7 @@
  * clients query (INFORMATION_SCHEMA.*, sys.*) are SQLite views over these,
  * registered in the catalog like tables so that they can be selected from.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,19 @@ void
 storage_name(const char *schema, const char *name, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s.%s", schema, name);
+}
+
+void
+list_add(char **list, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *item = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+	char *joined = sqlite3_mprintf("%s%s%s", *list ? *list : "", *list && **list ? ", " : "", item);
+	sqlite3_free(*list);
+	sqlite3_free(item);
+	*list = joined;
 }
 
 static int
@@ -472,10 +486,8 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		const struct coldef *d = &s->defs[i];
 		int pkpos = d->primary_key ? 1 : pk_position(s, d->name);
 		char *cdef = storage_column(d->name, &d->type);
-		char *next_cols = sqlite3_mprintf("%s%s%s", cols, i ? ", " : "", cdef);
-		sqlite3_free(cols);
+		list_add(&cols, "%s", cdef);
 		sqlite3_free(cdef);
-		cols = next_cols;
 		if (d->identity) {
 			seed = d->seed;
 			step = d->step;
@@ -487,9 +499,7 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		add_column(db, id, i + 1, d->name, &d->type, nullable, d->identity, pkpos, dflt);
 	}
 	for (int i = 0; i < s->npk; i++) {
-		char *next = sqlite3_mprintf("%s%s\"%w\"", pkcols, i ? ", " : "", s->pk[i]);
-		sqlite3_free(pkcols);
-		pkcols = next;
+		list_add(&pkcols, "\"%w\"", s->pk[i]);
 		has_pk = 1;
 	}
 	for (int i = 0; i < s->ndefs; i++)
@@ -553,24 +563,15 @@ rebuild(sqlite3 *db, const struct table_info *t, struct column_info *cols, int n
 	char *defs = sqlite3_mprintf(""), *names = sqlite3_mprintf(""), *sel = sqlite3_mprintf(""), *pk = sqlite3_mprintf("");
 	for (int i = 0; i < ncols; i++) {
 		char *cdef = storage_column(cols[i].name, &cols[i].type);
-		char *d2 = sqlite3_mprintf("%s%s%s", defs, i ? ", " : "", cdef);
-		char *n2 = sqlite3_mprintf("%s%s\"%w\"", names, i ? ", " : "", cols[i].name);
-		char *s2 = sqlite3_mprintf("%s%s%s", sel, i ? ", " : "", exprs[i]);
+		list_add(&defs, "%s", cdef);
+		list_add(&names, "\"%w\"", cols[i].name);
+		list_add(&sel, "%s", exprs[i]);
 		sqlite3_free(cdef);
-		sqlite3_free(defs);
-		sqlite3_free(names);
-		sqlite3_free(sel);
-		defs = d2;
-		names = n2;
-		sel = s2;
 	}
 	for (int k = 1; k <= ncols; k++)
 		for (int i = 0; i < ncols; i++)
-			if (cols[i].pk_ordinal == k) {
-				char *p2 = sqlite3_mprintf("%s%s\"%w\"", pk, *pk ? ", " : "", cols[i].name);
-				sqlite3_free(pk);
-				pk = p2;
-			}
+			if (cols[i].pk_ordinal == k)
+				list_add(&pk, "\"%w\"", cols[i].name);
 	char *sql = sqlite3_mprintf("CREATE TABLE \"tds_rebuild\" (%s%s%s%s);"
 	                            "INSERT INTO \"tds_rebuild\" (%s) SELECT %s FROM \"%w\";"
 	                            "DROP TABLE \"%w\"; ALTER TABLE \"tds_rebuild\" RENAME TO \"%w\"",

@@ -277,7 +277,6 @@ create_instance_triggers(sqlite3 *db, const struct table_info *t, const char *ci
 	sqlite3_bind_text(st, 1, ci, -1, SQLITE_TRANSIENT);
 	char *newv = sqlite3_mprintf(""), *oldv = sqlite3_mprintf(""), *changed = sqlite3_mprintf(""),
 	     *all = sqlite3_mprintf("");
-	int n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		struct stype captured;
@@ -286,34 +285,26 @@ create_instance_triggers(sqlite3 *db, const struct table_info *t, const char *ci
 		for (int i = 0; i < t->ncols; i++)
 			if (!strcasecmp(t->cols[i].name, name))
 				now = &t->cols[i];
-		char *nv, *ov, *ch;
+		list_add(&all, "1");
 		if (!now) {
-			nv = sqlite3_mprintf("NULL");
-			ov = sqlite3_mprintf("NULL");
-			ch = sqlite3_mprintf("0");
-		} else {
-			char from[64], to[64];
-			type_format(&now->type, from, sizeof from);
-			type_format(&captured, to, sizeof to);
-			int same = !strcmp(from, to);
-			nv = same ? sqlite3_mprintf("NEW.\"%w\"", name) : sqlite3_mprintf("tds_conv(NEW.\"%w\", '%s', '%s')", name, from, to);
-			ov = same ? sqlite3_mprintf("OLD.\"%w\"", name) : sqlite3_mprintf("tds_conv(OLD.\"%w\", '%s', '%s')", name, from, to);
-			ch = sqlite3_mprintf("OLD.\"%w\" IS NOT NEW.\"%w\"", name, name);
+			/* A captured column dropped since: NULL, never changed. */
+			list_add(&newv, "NULL");
+			list_add(&oldv, "NULL");
+			list_add(&changed, "0");
+			continue;
 		}
-		char *n2 = sqlite3_mprintf("%s, %s", newv, nv), *o2 = sqlite3_mprintf("%s, %s", oldv, ov),
-		     *c2 = sqlite3_mprintf("%s%s%s", changed, n ? ", " : "", ch), *a2 = sqlite3_mprintf("%s%s1", all, n ? ", " : "");
-		sqlite3_free(newv);
-		sqlite3_free(oldv);
-		sqlite3_free(changed);
-		sqlite3_free(all);
-		sqlite3_free(nv);
-		sqlite3_free(ov);
-		sqlite3_free(ch);
-		newv = n2;
-		oldv = o2;
-		changed = c2;
-		all = a2;
-		n++;
+		char from[64], to[64];
+		type_format(&now->type, from, sizeof from);
+		type_format(&captured, to, sizeof to);
+		if (!strcmp(from, to)) {
+			list_add(&newv, "NEW.\"%w\"", name);
+			list_add(&oldv, "OLD.\"%w\"", name);
+		} else {
+			/* A type changed since: the change table keeps the captured type. */
+			list_add(&newv, "tds_conv(NEW.\"%w\", '%s', '%s')", name, from, to);
+			list_add(&oldv, "tds_conv(OLD.\"%w\", '%s', '%s')", name, from, to);
+		}
+		list_add(&changed, "OLD.\"%w\" IS NOT NEW.\"%w\"", name, name);
 	}
 	sqlite3_finalize(st);
 	char src[300], ct[300];
@@ -321,12 +312,12 @@ create_instance_triggers(sqlite3 *db, const struct table_info *t, const char *ci
 	snprintf(ct, sizeof ct, "cdc.%s_CT", ci);
 	char *sql = sqlite3_mprintf(
 		"CREATE TRIGGER \"cdc_%w_ins\" AFTER INSERT ON \"%w\" BEGIN INSERT INTO \"%w\" VALUES"
-		" (tds_cdc_lsn(), NULL, tds_cdc_seq(0), 2, tds_cdc_mask(%s)%s, 1); END;"
+		" (tds_cdc_lsn(), NULL, tds_cdc_seq(0), 2, tds_cdc_mask(%s), %s, 1); END;"
 		"CREATE TRIGGER \"cdc_%w_del\" AFTER DELETE ON \"%w\" BEGIN INSERT INTO \"%w\" VALUES"
-		" (tds_cdc_lsn(), NULL, tds_cdc_seq(0), 1, tds_cdc_mask(%s)%s, 1); END;"
+		" (tds_cdc_lsn(), NULL, tds_cdc_seq(0), 1, tds_cdc_mask(%s), %s, 1); END;"
 		"CREATE TRIGGER \"cdc_%w_upd\" AFTER UPDATE ON \"%w\" BEGIN"
-		" INSERT INTO \"%w\" VALUES (tds_cdc_lsn(), NULL, tds_cdc_seq(0), 3, tds_cdc_mask(%s)%s, 1);"
-		" INSERT INTO \"%w\" VALUES (tds_cdc_lsn(), NULL, tds_cdc_seq(1), 4, tds_cdc_mask(%s)%s, 1); END;",
+		" INSERT INTO \"%w\" VALUES (tds_cdc_lsn(), NULL, tds_cdc_seq(0), 3, tds_cdc_mask(%s), %s, 1);"
+		" INSERT INTO \"%w\" VALUES (tds_cdc_lsn(), NULL, tds_cdc_seq(1), 4, tds_cdc_mask(%s), %s, 1); END;",
 		ci, src, ct, all, newv, ci, src, ct, all, oldv, ci, src, ct, changed, oldv, ct, changed, newv);
 	int rc = run(db, sql, e);
 	sqlite3_free(sql);
@@ -698,9 +689,7 @@ cdc_table_function(struct conn *c, const struct tableref *from, char *sql, size_
 		t->cols[t->ncols] = ct.cols[i];
 		t->cols[t->ncols].nullable = strncmp(ct.cols[i].name, "__$", 3) != 0 || !strcmp(ct.cols[i].name, "__$update_mask");
 		t->ncols++;
-		char *l2 = sqlite3_mprintf("%s%s\"%w\"", list, *list ? ", " : "", ct.cols[i].name);
-		sqlite3_free(list);
-		list = l2;
+		list_add(&list, "\"%w\"", ct.cols[i].name);
 	}
 	unsigned char lb[10], hb[10];
 	lsn_bytes(l, lb);

@@ -475,29 +475,18 @@ translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 		frag_free(&b);
 		return 0;
 	}
-	if (!strcmp(base, "len") && ex->nargs == 1) {
-		int rc = simple_function(x, ex, f, "length", &t_int);
-		if (!rc) {
-			char *s = strfmt("length(rtrim(%s))", f->sql + 7);
-			s[strlen(s) - 1] = '\0';
-			char *fixed = strfmt("%s)", s);
-			free(s);
-			free(f->sql);
-			f->sql = fixed;
-		}
-		return rc;
-	}
-	if ((!strcmp(base, "upper") || !strcmp(base, "lower") || !strcmp(base, "ltrim") || !strcmp(base, "rtrim")) &&
-	    ex->nargs == 1) {
+	if (ex->nargs == 1 && (!strcmp(base, "len") || !strcmp(base, "upper") || !strcmp(base, "lower") ||
+	                       !strcmp(base, "ltrim") || !strcmp(base, "rtrim"))) {
 		struct frag a;
 		if (translate(x, ex->args[0], &a))
 			return -1;
-		char *s = emit(x, &a);
+		char *arg = emit(x, &a);
 		memset(f, 0, sizeof *f);
-		f->sql = strfmt("%s(%s)", base, s);
-		f->t = a.t;
+		/* LEN ignores trailing blanks; the others keep the argument's type. */
+		f->sql = !strcmp(base, "len") ? strfmt("length(rtrim(%s))", arg) : strfmt("%s(%s)", base, arg);
+		f->t = !strcmp(base, "len") ? t_int : a.t;
 		f->nullable = 1;
-		free(s);
+		free(arg);
 		frag_free(&a);
 		return 0;
 	}
@@ -771,20 +760,14 @@ sqlite_error(struct conn *c, struct sqlerr *e, const struct table_info *t)
 
 /* ---- DONE bookkeeping: the last DONE of a batch has no MORE bit ---- */
 
-static __thread struct {
-	int valid;
-	unsigned status, curcmd;
-	uint64_t rows;
-} pending;
-
 static void
 flush_pending(struct conn *c, int more)
 {
-	if (!pending.valid)
+	if (!c->pending.valid)
 		return;
 	/* Inside an RPC, statements end with DONEINPROC. */
-	tok_done(c, c->in_rpc ? 0xFF : 0xFD, pending.status | (more ? DONE_MORE : 0), pending.curcmd, pending.rows);
-	pending.valid = 0;
+	tok_done(c, c->in_rpc ? 0xFF : 0xFD, c->pending.status | (more ? DONE_MORE : 0), c->pending.curcmd, c->pending.rows);
+	c->pending.valid = 0;
 }
 
 static void
@@ -793,10 +776,10 @@ done(struct conn *c, unsigned status, unsigned curcmd, uint64_t rows)
 	flush_pending(c, 1);
 	if (c->nocount)
 		status &= ~(unsigned)DONE_COUNT;
-	pending.valid = 1;
-	pending.status = status;
-	pending.curcmd = curcmd;
-	pending.rows = rows;
+	c->pending.valid = 1;
+	c->pending.status = status;
+	c->pending.curcmd = curcmd;
+	c->pending.rows = rows;
 }
 
 /* ---- SELECT ---- */
@@ -1561,7 +1544,7 @@ exec_batch(struct conn *c, const char *sql)
 	struct batch b;
 	struct sqlerr e = {0};
 	int failed = 0, cancelled = 0;
-	pending.valid = 0;
+	c->pending.valid = 0;
 	if (parse_batch(sql, &b, &e)) {
 		tok_error(c, &e);
 		if (c->in_rpc)
@@ -1599,7 +1582,7 @@ exec_batch(struct conn *c, const char *sql)
 	} else if (c->in_rpc) {
 		flush_pending(c, 1);
 		tok_rpc_end(c, failed);
-	} else if (pending.valid) {
+	} else if (c->pending.valid) {
 		flush_pending(c, 0);
 	} else if (!c->attention) {
 		tok_done(c, 0xFD, failed ? DONE_ERROR : 0, 0, 0);

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "mssqld.h"
 
 struct server_config server;
@@ -43,36 +44,23 @@ struct server_config server;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t rowversion_counter = 0x7D0;
 static uint64_t lsn_counter;
-static int spid_counter = 51;
+static uint64_t spid_counter = 50;
 static struct faults faults = {-1, -1, -1, 0, 0, ""};
 static volatile sig_atomic_t stopping;
 
-uint64_t
-next_rowversion(void)
+/* The next value of a server-wide counter. */
+static uint64_t
+counter_next(uint64_t *counter)
 {
 	pthread_mutex_lock(&lock);
-	uint64_t v = ++rowversion_counter;
+	uint64_t v = ++*counter;
 	pthread_mutex_unlock(&lock);
 	return v;
 }
 
-uint64_t
-next_lsn(void)
-{
-	pthread_mutex_lock(&lock);
-	uint64_t v = ++lsn_counter;
-	pthread_mutex_unlock(&lock);
-	return v;
-}
-
-int
-next_spid(void)
-{
-	pthread_mutex_lock(&lock);
-	int v = spid_counter++;
-	pthread_mutex_unlock(&lock);
-	return v;
-}
+uint64_t next_rowversion(void) { return counter_next(&rowversion_counter); }
+uint64_t next_lsn(void) { return counter_next(&lsn_counter); }
+int next_spid(void) { return (int)counter_next(&spid_counter); }
 
 /* The faults armed for a query with this SQL (-1 where none); they stay
  * armed until fault_fire says one went off. */
@@ -267,23 +255,6 @@ connection_main(void *arg)
 	return NULL;
 }
 
-static int
-listen_on(int port, int *bound)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t slen = sizeof sa;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) || listen(fd, 64) ||
-	    getsockname(fd, (struct sockaddr *)&sa, &slen)) {
-		fprintf(stderr, "mssqld: cannot listen on 127.0.0.1:%d: %s\n", port, strerror(errno));
-		exit(1);
-	}
-	*bound = ntohs(sa.sin_port);
-	return fd;
-}
-
 /* ---- control port ---- */
 
 /* The text after the first `skip` words of line, or "". */
@@ -300,8 +271,9 @@ rest_after(const char *line, int skip)
 }
 
 static void
-control_command(char *line, char *reply, size_t len)
+control_command(char *line, char *reply, size_t len, void *ctx)
 {
+	(void)ctx;
 	char *w[6];
 	int n = 0;
 	line[strcspn(line, "\r\n")] = '\0';
@@ -340,34 +312,6 @@ control_command(char *line, char *reply, size_t len)
 		snprintf(reply, len, "error: unknown command (see tests/mssqld/main.c)");
 	}
 	pthread_mutex_unlock(&lock);
-}
-
-struct ctl_client {
-	int fd;
-	char buf[1024];
-	size_t len;
-};
-
-static int
-serve_control(struct ctl_client *c)
-{
-	ssize_t got = read(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len);
-	if (got <= 0)
-		return -1;
-	c->len += (size_t)got;
-	char *nl;
-	while ((nl = memchr(c->buf, '\n', c->len)) != NULL) {
-		*nl = '\0';
-		char reply[256];
-		control_command(c->buf, reply, sizeof reply);
-		strcat(reply, "\n");
-		if (write(c->fd, reply, strlen(reply)) < 0)
-			return -1;
-		size_t used = (size_t)(nl - c->buf) + 1;
-		memmove(c->buf, c->buf + used, c->len - used);
-		c->len -= used;
-	}
-	return c->len == sizeof c->buf - 1 ? -1 : 0;
 }
 
 /* ---- start ---- */
@@ -456,8 +400,8 @@ main(int argc, char **argv)
 	lsn_counter = (uint64_t)time(NULL) << 20;
 
 	int bound, cport;
-	int lfd = listen_on(port, &bound);
-	int cfd = listen_on(0, &cport);
+	int lfd = control_listen("mssqld", port, &bound);
+	int cfd = control_listen("mssqld", 0, &cport);
 	printf("port=%d\ncontrol=127.0.0.1:%d\n", bound, cport);
 	fflush(stdout);
 
@@ -469,7 +413,7 @@ main(int argc, char **argv)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 
-	struct ctl_client ctl[16];
+	struct control_client ctl[16];
 	int nctl = 0;
 	while (!stopping) {
 		struct pollfd pfd[18];
@@ -480,14 +424,14 @@ main(int argc, char **argv)
 		if (poll(pfd, (nfds_t)(2 + nctl), 200) <= 0)
 			continue;
 		for (int i = nctl - 1; i >= 0; i--)
-			if (pfd[2 + i].revents && serve_control(&ctl[i])) {
+			if (pfd[2 + i].revents && control_serve(&ctl[i], control_command, NULL)) {
 				close(ctl[i].fd);
 				ctl[i] = ctl[--nctl];
 			}
 		if (pfd[1].revents & POLLIN) {
 			int fd = accept(cfd, NULL, NULL);
 			if (fd >= 0 && nctl < 16)
-				ctl[nctl++] = (struct ctl_client){.fd = fd};
+				ctl[nctl++] = (struct control_client){.fd = fd};
 			else if (fd >= 0)
 				close(fd);
 		}

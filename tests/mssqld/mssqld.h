@@ -326,6 +326,13 @@ struct conn {
 	struct table_info bulk_table;
 	int bulk_ready;
 	struct outbuf rowbuf; /* one ROW token at a time */
+	/* The DONE of the last statement, held back: only the batch's last
+	 * DONE goes out without the MORE bit. */
+	struct {
+		int valid;
+		unsigned status, curcmd;
+		uint64_t rows;
+	} pending;
 };
 
 int exec_batch(struct conn *c, const char *sql);
@@ -347,6 +354,9 @@ int catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e);
 int catalog_create_schema(sqlite3 *db, const char *name, struct sqlerr *e);
 /* The SQLite table name for schema.name: "schema.name" (quoted by caller). */
 void storage_name(const char *schema, const char *name, char *buf, size_t len);
+/* Append ", " (unless *list is empty) and a formatted item (sqlite3_mprintf
+ * formats: %w, %Q) to a list in SQLite memory; *list may start as NULL. */
+void list_add(char **list, const char *fmt, ...);
 long long catalog_next_identity(sqlite3 *db, struct table_info *t);
 
 /* ---- CDC (cdc.c) ---- */

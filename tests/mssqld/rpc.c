@@ -265,12 +265,8 @@ exec_bulk(struct conn *c, const unsigned char *data, size_t len)
 	}
 	char *names = sqlite3_mprintf(""), *marks = sqlite3_mprintf("");
 	for (int i = 0; i < ncols; i++) {
-		char *n2 = sqlite3_mprintf("%s%s\"%w\"", names, i ? ", " : "", t->cols[target[i]].name);
-		char *m2 = sqlite3_mprintf("%s%s?%d", marks, i ? ", " : "", i + 1);
-		sqlite3_free(names);
-		sqlite3_free(marks);
-		names = n2;
-		marks = m2;
+		list_add(&names, "\"%w\"", t->cols[target[i]].name);
+		list_add(&marks, "?%d", i + 1);
 	}
 	char sname[300];
 	storage_name(t->schema, t->name, sname, sizeof sname);
