@@ -20,10 +20,11 @@ dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, con
 	size_t nextra = 0;
 	while (extra && extra[nextra].name)
 		nextra++;
-	struct option *longopts = dp_xcalloc(5 + nextra + 1, sizeof *longopts);
+	size_t ncommon = sizeof common / sizeof common[0];
+	struct option *longopts = dp_xcalloc(ncommon + nextra + 1, sizeof *longopts);
 	memcpy(longopts, common, sizeof common);
 	if (nextra)
-		memcpy(longopts + 5, extra, nextra * sizeof *longopts);
+		memcpy(longopts + ncommon, extra, nextra * sizeof *longopts);
 	int ch;
 	memset(cli, 0, sizeof *cli);
 	dp_setprogname(argv[0]);

@@ -40,6 +40,7 @@ char *dp_xstrdup(const char *s);
 char *dp_xstrndup(const char *s, size_t n);
 /* printf into a new string; the caller frees it. */
 char *dp_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *dp_vstrfmt(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* Flush and close a stream, reporting any write error; 0 when all went out. */
 int dp_fshut(FILE *fp, const char *name);
 

@@ -122,17 +122,25 @@ dp_xstrndup(const char *s, size_t n)
 }
 
 char *
+dp_vstrfmt(const char *fmt, va_list ap)
+{
+	va_list again;
+	va_copy(again, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	if (n < 0)
+		dp_die(DP_EXIT_FAILURE, "vsnprintf:");
+	char *s = dp_xmalloc((size_t)n + 1);
+	vsnprintf(s, (size_t)n + 1, fmt, again);
+	va_end(again);
+	return s;
+}
+
+char *
 dp_strfmt(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		dp_die(DP_EXIT_FAILURE, "vsnprintf:");
-	char *s = dp_xmalloc((size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(s, (size_t)n + 1, fmt, ap);
+	char *s = dp_vstrfmt(fmt, ap);
 	va_end(ap);
 	return s;
 }

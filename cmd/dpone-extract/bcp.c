@@ -120,48 +120,78 @@ text_temporal(struct buf *b, const struct column *c, const char *t)
 	return 0;
 }
 
-/* One bcp text value as the stream's JSON for column c. */
-static int
-text_value(struct buf *b, const struct column *c, const char *t, size_t n, const struct encoding *enc)
+/* How a column's bcp text becomes JSON: picked once a column, before the
+ * first row, so no value pays for comparing type names. */
+enum text_kind { TEXT_STRING, TEXT_BOOLEAN, TEXT_INTEGER, TEXT_DECIMAL, TEXT_FLOAT, TEXT_UUID, TEXT_BINARY, TEXT_TEMPORAL };
+
+static enum text_kind
+text_kind(const struct column *c)
 {
-	const char *lt = c->logical;
-	if (!strcmp(lt, "string")) {
+	static const char *const logical[] = {
+		[TEXT_STRING] = "string", [TEXT_BOOLEAN] = "boolean", [TEXT_INTEGER] = "integer", [TEXT_DECIMAL] = "decimal",
+		[TEXT_FLOAT] = "float", [TEXT_UUID] = "uuid", [TEXT_BINARY] = "binary"};
+	for (int k = TEXT_STRING; k < TEXT_TEMPORAL; k++)
+		if (!strcmp(c->logical, logical[k]))
+			return (enum text_kind)k;
+	return TEXT_TEMPORAL; /* date, time, timestamp, timestamp_tz */
+}
+
+static int
+text_binary(struct buf *b, const struct column *c, const char *t, size_t n, const struct encoding *enc)
+{
+	if (n % 2)
+		return -1;
+	BYTE *bytes = dp_xmalloc(n / 2 + 1);
+	for (size_t i = 0; i < n / 2; i++) {
+		int hi = hexval((unsigned char)t[2 * i]), lo = hexval((unsigned char)t[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			free(bytes);
+			return -1;
+		}
+		bytes[i] = (BYTE)(hi << 4 | lo);
+	}
+	encode_value(b, c, SYBVARBINARY, bytes, (DBINT)(n / 2), enc);
+	free(bytes);
+	return 0;
+}
+
+/* One bcp text value as the stream's JSON for column c; -1 if it is not
+ * a value of the column. */
+static int
+text_value(struct buf *b, const struct column *c, enum text_kind kind, const char *t, size_t n,
+           const struct encoding *enc)
+{
+	char *end;
+	switch (kind) {
+	case TEXT_STRING:
 		encode_string(b, t, n);
 		return 0;
-	}
-	if (!strcmp(lt, "boolean")) {
+	case TEXT_BOOLEAN:
 		buf_str(b, strcmp(t, "0") ? "true" : "false");
 		return 0;
-	}
-	if (!strcmp(lt, "integer")) {
-		char *end;
+	case TEXT_INTEGER: {
 		errno = 0;
 		long long v = strtoll(t, &end, 10);
 		if (errno || *end)
 			return -1;
-		int quoted = enc->bigint_as_string && !strcmp(c->data_type, "bigint");
-		char tmp[32];
-		snprintf(tmp, sizeof tmp, quoted ? "\"%lld\"" : "%lld", v);
-		buf_str(b, tmp);
+		encode_int(b, v, enc->bigint_as_string && !strcmp(c->data_type, "bigint"));
 		return 0;
 	}
-	if (!strcmp(lt, "decimal"))
+	case TEXT_DECIMAL:
 		return text_decimal(b, t, c->scale >= 0 ? c->scale : 4);
-	if (!strcmp(lt, "float")) {
-		char *end;
+	case TEXT_FLOAT: {
 		double d = strtod(t, &end);
 		if (*end)
 			return -1;
-		struct column as = *c;
-		if (!strcmp(c->data_type, "real")) {
-			float f = (float)d;
-			encode_value(b, &as, SYBREAL, (const BYTE *)&f, 4, enc);
+		if (strcmp(c->data_type, "real")) {
+			encode_value(b, c, SYBFLT8, (const BYTE *)&d, 8, enc);
 		} else {
-			encode_value(b, &as, SYBFLT8, (const BYTE *)&d, 8, enc);
+			float f = (float)d;
+			encode_value(b, c, SYBREAL, (const BYTE *)&f, 4, enc);
 		}
 		return 0;
 	}
-	if (!strcmp(lt, "uuid")) {
+	case TEXT_UUID: {
 		char lower[40];
 		snprintf(lower, sizeof lower, "%s", t);
 		for (char *p = lower; *p; p++)
@@ -169,21 +199,10 @@ text_value(struct buf *b, const struct column *c, const char *t, size_t n, const
 		encode_string(b, lower, strlen(lower));
 		return 0;
 	}
-	if (!strcmp(lt, "binary")) {
-		if (n % 2)
-			return -1;
-		BYTE *bytes = dp_xmalloc(n / 2 + 1);
-		for (size_t i = 0; i < n / 2; i++) {
-			int hi = hexval((unsigned char)t[2 * i]), lo = hexval((unsigned char)t[2 * i + 1]);
-			if (hi < 0 || lo < 0) {
-				free(bytes);
-				return -1;
-			}
-			bytes[i] = (BYTE)(hi << 4 | lo);
-		}
-		encode_value(b, c, SYBVARBINARY, bytes, (DBINT)(n / 2), enc);
-		free(bytes);
-		return 0;
+	case TEXT_BINARY:
+		return text_binary(b, c, t, n, enc);
+	case TEXT_TEMPORAL:
+		break;
 	}
 	return text_temporal(b, c, t);
 }
@@ -201,7 +220,7 @@ read_exact(FILE *fp, void *p, size_t n)
  */
 unsigned long long
 bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w, struct dp_writer *out,
-            const char *header, const struct encoding *enc, struct watermark *wm)
+            json_t *header, const struct encoding *enc, struct watermark *wm)
 {
 	source_clear_error();
 	if (bcp_init(s->db, sql, host_path, NULL, DB_QUERYOUT) == FAIL || bcp_columns(s->db, s->ncols) == FAIL)
@@ -218,8 +237,11 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 		dp_die(DP_EXIT_FAILURE, "%s: %s", host_path, strerror(errno));
 	/* The copy is complete: from here on the rows go to the artifact and
 	 * to stdout together (a failed copy wrote nothing on stdout). */
-	if (dp_writer_line(out, header, strlen(header)))
+	if (dp_writer_control(out, "header", json_incref(header)))
 		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(out));
+	enum text_kind *kinds = dp_xcalloc((size_t)s->ncols, sizeof *kinds);
+	for (int i = 0; i < s->ncols; i++)
+		kinds[i] = text_kind(&s->cols[i]);
 	struct buf row = {0}, val = {0};
 	unsigned long long rows = 0;
 	int32_t len;
@@ -243,7 +265,7 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 			size_t at = row.len;
 			if (len == 0)
 				buf_add(&row, "null", 4);
-			else if (text_value(&row, &s->cols[i], val.p, len == 1 && val.p[0] == '\0' ? 0 : (size_t)len, enc))
+			else if (text_value(&row, &s->cols[i], kinds[i], val.p, len == 1 && val.p[0] == '\0' ? 0 : (size_t)len, enc))
 				dp_die(DP_EXIT_SOURCE, "%s: row %llu, column %s: '%.40s' is not a %s value", host_path, rows + 1,
 				       s->cols[i].name, val.p, s->cols[i].sql_type);
 			if (i == s->inc) {
@@ -256,6 +278,7 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 		rows++;
 	}
 	fclose(fp);
+	free(kinds);
 	free(row.p);
 	free(val.p);
 	if (rows != (unsigned long long)copied)

@@ -154,7 +154,7 @@ put_digits(char *out, unsigned long v, int width)
 	}
 }
 
-static void
+void
 encode_int(struct buf *b, long long v, int quoted)
 {
 	char tmp[32];

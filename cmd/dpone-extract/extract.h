@@ -50,6 +50,8 @@ void emit_row(struct dp_writer *w, struct dp_writer *also, const struct buf *row
 /* Append the JSON of one value (db-lib type and raw data) to b. */
 void encode_value(struct buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
                   const struct encoding *enc);
+/* Append an integer, in quotes when quoted (bigint_as: string). */
+void encode_int(struct buf *b, long long v, int quoted);
 /* Append a JSON string (escaped; invalid UTF-8 becomes U+FFFD). */
 void encode_string(struct buf *b, const char *s, size_t n);
 /* The logical type of a SQL Server DATA_TYPE, or NULL if unsupported. */
@@ -78,6 +80,8 @@ char *source_scalar_json(struct source *s, const char *sql, const struct column 
 char *sql_literal(const struct column *c, const char *json_value);
 /* [schema].[table], quoted; the caller frees it. */
 char *source_table_name(const struct source *s);
+/* The index of the column named name (case-insensitive), or -1. */
+int source_column(const struct source *s, const char *name);
 /* Close the connection and free what discovery read. */
 void source_free(struct source *s);
 /* [name] with ] doubled; the caller frees it. */
@@ -92,10 +96,10 @@ int source_query(struct source *s, const char *sql);
 /* ---- bcp.c ---- */
 /* The select-list item that copies column c out as exact text. */
 char *bcp_select_item(const struct column *c);
-/* Bulk-copy sql out into host_path; once that succeeded, write header and
- * the rows to both the artifact w and the output out. */
+/* Bulk-copy sql out into host_path; once that succeeded, write the header
+ * (borrowed) to out and the rows to both the artifact w and out. */
 unsigned long long bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w,
-                               struct dp_writer *out, const char *header, const struct encoding *enc,
+                               struct dp_writer *out, json_t *header, const struct encoding *enc,
                                struct watermark *wm);
 
 #endif

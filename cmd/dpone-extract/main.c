@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,14 +118,42 @@ struct plan {
 	json_t *boundary;  /* the header's boundary object */
 };
 
-static char *
-and_join(char *a, const char *b)
+/* Narrow the plan's predicate by one more condition, printf-style. */
+static void __attribute__((format(printf, 2, 3)))
+plan_and(struct plan *p, const char *fmt, ...)
 {
-	if (!a)
-		return dp_strfmt("(%s)", b);
-	char *out = dp_strfmt("%s AND (%s)", a, b);
-	free(a);
-	return out;
+	va_list ap;
+	va_start(ap, fmt);
+	char *cond = dp_vstrfmt(fmt, ap);
+	va_end(ap);
+	char *where = p->where ? dp_strfmt("%s AND (%s)", p->where, cond) : dp_strfmt("(%s)", cond);
+	free(cond);
+	free(p->where);
+	p->where = where;
+}
+
+/* SELECT what FROM table [WHERE where] [ORDER BY order]; the caller frees it. */
+static char *
+select_sql(const char *what, const char *table, const char *where, const char *order)
+{
+	return dp_strfmt("SELECT %s FROM %s%s%s%s%s", what, table, where ? " WHERE " : "", where ? where : "",
+	                 order ? " ORDER BY " : "", order ? order : "");
+}
+
+/* fn(c) over the planned rows (MIN, MAX), as JSON; the caller frees it. */
+static char *
+plan_aggregate(struct source *s, const struct plan *p, const char *fn, const struct column *c,
+               const struct encoding *enc)
+{
+	char *col = quote_name(c->name), *table = source_table_name(s);
+	char *what = dp_strfmt("%s(%s)", fn, col);
+	char *sql = select_sql(what, table, p->where, NULL);
+	char *json = source_scalar_json(s, sql, c, enc);
+	free(sql);
+	free(what);
+	free(table);
+	free(col);
+	return json;
 }
 
 static char *
@@ -143,7 +172,6 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 {
 	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
 	const char *predicate = dp_manifest_str(m, "source.options.source_custom_predicate");
-	char *table = source_table_name(s);
 	p->boundary = json_object();
 	p->where = predicate ? dp_strfmt("(%s)", predicate) : NULL;
 	if (predicate)
@@ -162,10 +190,7 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 		} else {
 			/* The high watermark is read once, before the rows: rows
 			 * committed while the run reads are left for the next run. */
-			char *sql = dp_strfmt("SELECT MAX(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "",
-			                      p->where ? p->where : "");
-			high = source_scalar_json(s, sql, c, enc);
-			free(sql);
+			high = plan_aggregate(s, p, "MAX", c, enc);
 		}
 		json_object_set_new(p->boundary, "kind", json_string("incremental"));
 		json_object_set_new(p->boundary, "column", json_string(c->name));
@@ -187,21 +212,17 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 				low = earlier;
 			}
 			char *lit = literal_or_die(c, low, "--from");
-			char *cond = dp_strfmt("%s > %s", col, lit);
-			p->where = and_join(p->where, cond);
+			plan_and(p, "%s > %s", col, lit);
 			json_object_set_new(p->boundary, "low", json_loads(low, JSON_DECODE_ANY, NULL));
-			free(cond);
 			free(lit);
 			free(low);
 		}
 		if (!strcmp(high, "null")) {
 			/* An empty table: nothing is below a maximum that does not exist. */
-			p->where = and_join(p->where, "1 = 0");
+			plan_and(p, "1 = 0");
 		} else {
 			char *lit = literal_or_die(c, high, "--to");
-			char *cond = dp_strfmt("%s <= %s", col, lit);
-			p->where = and_join(p->where, cond);
-			free(cond);
+			plan_and(p, "%s <= %s", col, lit);
 			free(lit);
 		}
 		json_object_set_new(p->boundary, "high", json_loads(high, JSON_DECODE_ANY, NULL));
@@ -210,10 +231,7 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 		free(col);
 	} else if (!strcmp(mode, "replace") && window) {
 		const char *name = json_string_value(json_object_get(window, "column"));
-		int k = -1;
-		for (int i = 0; i < s->ncols; i++)
-			if (!strcasecmp(s->cols[i].name, name))
-				k = i;
+		int k = source_column(s, name);
 		char where[1024];
 		if (k < 0)
 			dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
@@ -228,10 +246,8 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 				continue;
 			char *js = option_json(&s->cols[k], v);
 			char *lit = literal_or_die(&s->cols[k], js, ends[e]);
-			char *cond = dp_strfmt("%s %s %s", col, e ? "<" : ">=", lit);
-			p->where = and_join(p->where, cond);
+			plan_and(p, "%s %s %s", col, e ? "<" : ">=", lit);
 			json_object_set_new(p->boundary, e ? "high" : "low", json_loads(js, JSON_DECODE_ANY, NULL));
-			free(cond);
 			free(lit);
 			free(js);
 		}
@@ -247,7 +263,6 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 		free(kc);
 		p->order = order;
 	}
-	free(table);
 }
 
 /* --chunk I/N: split the range of an integer key (or incremental column)
@@ -264,44 +279,35 @@ plan_chunk(struct source *s, const struct options *o, const struct encoding *enc
 		k = s->inc;
 	if (k < 0)
 		dp_die(DP_EXIT_USAGE, "--chunk needs an integer key or incremental column to split on");
-	char *col = quote_name(s->cols[k].name), *table = source_table_name(s);
-	char *sql_min = dp_strfmt("SELECT MIN(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "", p->where ? p->where : "");
-	char *sql_max = dp_strfmt("SELECT MAX(%s) FROM %s%s%s", col, table, p->where ? " WHERE " : "", p->where ? p->where : "");
+	char *col = quote_name(s->cols[k].name);
 	struct encoding as_numbers = *enc;
 	as_numbers.bigint_as_string = 0;
-	char *lo = source_scalar_json(s, sql_min, &s->cols[k], &as_numbers);
-	char *hi = source_scalar_json(s, sql_max, &s->cols[k], &as_numbers);
+	char *lo = plan_aggregate(s, p, "MIN", &s->cols[k], &as_numbers);
+	char *hi = plan_aggregate(s, p, "MAX", &s->cols[k], &as_numbers);
 	char chunk[32];
 	snprintf(chunk, sizeof chunk, "%d/%d", o->chunk_i, o->chunk_n);
 	json_object_set_new(p->boundary, "chunk", json_string(chunk));
 	if (!strcmp(lo, "null")) {
-		char *cond = o->chunk_i == 1 ? dp_strfmt("%s IS NULL", col) : dp_xstrdup("1 = 0");
-		p->where = and_join(p->where, cond);
-		free(cond);
+		if (o->chunk_i == 1)
+			plan_and(p, "%s IS NULL", col);
+		else
+			plan_and(p, "1 = 0");
 	} else {
 		__int128 min = strtoll(lo, NULL, 10), max = strtoll(hi, NULL, 10);
 		__int128 width = (max - min) / o->chunk_n + 1;
 		long long from = (long long)(min + width * (o->chunk_i - 1));
 		long long to = (long long)(min + width * o->chunk_i);
-		char *cond;
-		if (o->chunk_i == o->chunk_n)
-			cond = dp_strfmt("%s >= %lld", col, from);
+		char *range = o->chunk_i == o->chunk_n ? dp_strfmt("%s >= %lld", col, from)
+		                                       : dp_strfmt("%s >= %lld AND %s < %lld", col, from, col, to);
+		if (o->chunk_i == 1)
+			plan_and(p, "(%s) OR %s IS NULL", range, col);
 		else
-			cond = dp_strfmt("%s >= %lld AND %s < %lld", col, from, col, to);
-		if (o->chunk_i == 1) {
-			char *with_null = dp_strfmt("(%s) OR %s IS NULL", cond, col);
-			free(cond);
-			cond = with_null;
-		}
-		p->where = and_join(p->where, cond);
-		free(cond);
+			plan_and(p, "%s", range);
+		free(range);
 	}
 	free(lo);
 	free(hi);
-	free(sql_min);
-	free(sql_max);
 	free(col);
-	free(table);
 }
 
 static json_t *
@@ -354,11 +360,13 @@ remove_staged(void)
 }
 
 /* Where a bcp run is staged: the run's artifact directory, or a private
- * temporary one when artifacts are off. The caller frees the path. */
+ * temporary one (staged.temporary) when artifacts are off. The caller
+ * frees the path. */
 static char *
 stage_directory(const struct dp_manifest *m, const char *run_id)
 {
-	if (!json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"))) {
+	staged.temporary = !json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"));
+	if (staged.temporary) {
 		const char *tmp = getenv("TMPDIR");
 		char *tmpl = dp_strfmt("%s/dpone-extract.123456", tmp && *tmp ? tmp : "/tmp");
 		/* mkdtemp wants the template to end in six X. */
@@ -485,7 +493,7 @@ main(int argc, char **argv)
 
 	char *table = source_table_name(&s);
 	if (o.count) {
-		char *sql = dp_strfmt("SELECT COUNT_BIG(*) FROM %s%s%s", table, p.where ? " WHERE " : "", p.where ? p.where : "");
+		char *sql = select_sql("COUNT_BIG(*)", table, p.where, NULL);
 		struct column as = {.logical = "integer"};
 		char *n = source_scalar_json(&s, sql, &as, &enc);
 		printf("%s\n", n);
@@ -508,8 +516,7 @@ main(int argc, char **argv)
 		free(list);
 		list = next;
 	}
-	char *sql = dp_strfmt("SELECT %s FROM %s%s%s%s%s", list, table, p.where ? " WHERE " : "", p.where ? p.where : "",
-	                      p.order ? " ORDER BY " : "", p.order ? p.order : "");
+	char *sql = select_sql(list, table, p.where, p.order);
 	free(list);
 	if (!bcp && source_query(&s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());
@@ -532,7 +539,6 @@ main(int argc, char **argv)
 		staged.host = host;
 		staged.artifact = artifact;
 		staged.dir = stage_dir;
-		staged.temporary = !json_is_true(dp_manifest_get(m, "observability.artifacts.enabled"));
 		dp_on_die(remove_staged);
 		stage_fd = open(artifact, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (stage_fd < 0)
@@ -540,16 +546,13 @@ main(int argc, char **argv)
 	}
 	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 1 : 0);
 	struct dp_writer *out = bcp ? dp_writer_open(1, "stdout", 0) : NULL;
-	json_t *header_msg = json_pack("[sO]", "header", header);
-	char *header_line = json_dumps(header_msg, JSON_COMPACT);
-	json_decref(header_msg);
-	dp_writer_control(w, "header", header);
+	dp_writer_control(w, "header", json_incref(header));
 	double start = now_seconds();
 	struct watermark wm = {0};
-	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header_line, &enc, &wm)
+	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header, &enc, &wm)
 	                              : stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
 	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm);
-	free(header_line);
+	json_decref(header);
 	free(sql);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((now_seconds() - start) * 1000));
@@ -566,7 +569,6 @@ main(int argc, char **argv)
 	if (bcp) {
 		if (close(stage_fd))
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
-		unlink(host);
 		remove_staged();
 		dp_on_die(NULL);
 		free(stage_dir);

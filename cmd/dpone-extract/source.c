@@ -72,39 +72,28 @@ source_free(struct source *s)
 	memset(s, 0, sizeof *s);
 }
 
-char *
-quote_name(const char *name)
+/* open + s with every `close` doubled + close; the caller frees it. */
+static char *
+enclose(const char *open, const char *s, char close)
 {
-	size_t n = strlen(name);
-	char *out = dp_xmalloc(n * 2 + 3), *o = out;
-	*o++ = '[';
-	for (const char *p = name; *p; p++) {
-		if (*p == ']')
-			*o++ = ']';
+	size_t n = strlen(open);
+	char *out = dp_xmalloc(n + strlen(s) * 2 + 2), *o = out;
+	memcpy(o, open, n);
+	o += n;
+	for (const char *p = s; *p; p++) {
+		if (*p == close)
+			*o++ = close;
 		*o++ = *p;
 	}
-	*o++ = ']';
+	*o++ = close;
 	*o = '\0';
 	return out;
 }
 
+char *quote_name(const char *name) { return enclose("[", name, ']'); }
+
 /* N'text' with quotes doubled; the caller frees it. */
-static char *
-nstring(const char *s)
-{
-	size_t n = strlen(s);
-	char *out = dp_xmalloc(n * 2 + 4), *o = out;
-	*o++ = 'N';
-	*o++ = '\'';
-	for (const char *p = s; *p; p++) {
-		if (*p == '\'')
-			*o++ = '\'';
-		*o++ = *p;
-	}
-	*o++ = '\'';
-	*o = '\0';
-	return out;
-}
+static char *nstring(const char *s) { return enclose("N'", s, '\''); }
 
 void
 source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp)
@@ -215,8 +204,8 @@ describe(struct column *c, const char *type, const char *nullable, const char *c
 	c->logical = logical_type(t);
 }
 
-static int
-find_column(const struct source *s, const char *name)
+int
+source_column(const struct source *s, const char *name)
 {
 	for (int i = 0; i < s->ncols; i++)
 		if (!strcasecmp(s->cols[i].name, name))
@@ -272,7 +261,7 @@ apply_allow_list(struct source *s, const struct dp_manifest *m)
 	json_t *v;
 	char where[1024];
 	json_array_foreach(list, i, v) {
-		int k = find_column(s, json_string_value(v));
+		int k = source_column(s, json_string_value(v));
 		if (k < 0) {
 			snprintf(where, sizeof where, "source.options.columns[%zu]", i);
 			dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s", dp_manifest_where(m, where, where, sizeof where),
@@ -283,6 +272,13 @@ apply_allow_list(struct source *s, const struct dp_manifest *m)
 	free(s->cols);
 	s->cols = kept;
 	s->ncols = (int)json_array_size(list);
+}
+
+static void
+add_key(struct source *s, int column)
+{
+	s->key = dp_xrealloc(s->key, (size_t)(s->nkey + 1) * sizeof *s->key);
+	s->key[s->nkey++] = column;
 }
 
 static void
@@ -328,7 +324,7 @@ source_discover(struct source *s, const struct dp_manifest *m)
 	char where[1024];
 	const char *inc = dp_manifest_str(m, "source.options.incremental_column");
 	s->inc = -1;
-	if (inc && (s->inc = find_column(s, inc)) < 0)
+	if (inc && (s->inc = source_column(s, inc)) < 0)
 		dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
 		       dp_manifest_where(m, "source.options.incremental_column", where, sizeof where), inc, s->schema, s->table);
 	json_t *ukey = dp_manifest_get(m, "sink.strategy.unique_key");
@@ -336,24 +332,21 @@ source_discover(struct source *s, const struct dp_manifest *m)
 	json_t *v;
 	if (ukey) {
 		json_array_foreach(ukey, i, v) {
-			int k = find_column(s, json_string_value(v));
+			int k = source_column(s, json_string_value(v));
 			if (k < 0)
 				dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
 				       dp_manifest_where(m, "sink.strategy.unique_key", where, sizeof where), json_string_value(v),
 				       s->schema, s->table);
-			s->key = dp_xrealloc(s->key, (size_t)(s->nkey + 1) * sizeof *s->key);
-			s->key[s->nkey++] = k;
+			add_key(s, k);
 		}
 	} else {
 		char **names;
 		int n;
 		read_primary_key(s, &names, &n);
 		for (int k = 0; k < n; k++) {
-			int idx = find_column(s, names[k]);
-			if (idx >= 0) {
-				s->key = dp_xrealloc(s->key, (size_t)(s->nkey + 1) * sizeof *s->key);
-				s->key[s->nkey++] = idx;
-			}
+			int idx = source_column(s, names[k]);
+			if (idx >= 0)
+				add_key(s, idx);
 			free(names[k]);
 		}
 		free(names);
