@@ -9,8 +9,10 @@
 #ifndef DPONE_H
 #define DPONE_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -50,6 +52,27 @@ size_t dp_edit_distance(const char *a, const char *b);
 const char *dp_did_you_mean(const char *word, const char *const *candidates);
 /* Parse a whole decimal integer; 0 on success. */
 int dp_parse_ll(const char *s, long long *out);
+
+/* ---- signals and time (signals.c) ---- */
+/* Set to the signal number by SIGINT/SIGTERM once dp_catch_interrupts ran.
+ * A stream reader blocked on its input then fails with DP_EXIT_INTERRUPTED. */
+extern volatile sig_atomic_t dp_interrupted;
+void dp_catch_interrupts(void);
+/* Seconds on the monotonic clock, for elapsed times and progress. */
+double dp_now(void);
+
+/* ---- SHA-256 (sha256.c): for hashes others must be able to recompute ---- */
+struct dp_sha256 {
+	uint32_t h[8];
+	uint64_t len;
+	unsigned char block[64];
+	size_t used;
+};
+void dp_sha256_init(struct dp_sha256 *s);
+void dp_sha256_update(struct dp_sha256 *s, const void *data, size_t n);
+void dp_sha256_final(struct dp_sha256 *s, unsigned char out[32]);
+/* Lowercase hex digest of data, NUL-terminated. */
+void dp_sha256_hex(const void *data, size_t n, char out[65]);
 
 /* ---- strict JSON validation for the row hot path (json_check.c) ---- */
 struct dp_json_error {

@@ -7,6 +7,7 @@
  * in UTF-8, no lone \u surrogates) with an explicit stack, so a hostile row
  * cannot overflow the C stack.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "dpone.h"
@@ -130,7 +131,19 @@ string(struct scan *s)
 {
 	s->p++; /* opening quote */
 	for (;;) {
-		/* Fast path over plain ASCII. */
+		/* Fast path over plain ASCII, eight bytes at a time while no byte
+		 * is a quote, a backslash, a control character or non-ASCII. */
+		while (s->end - s->p >= 8) {
+			uint64_t v;
+			memcpy(&v, s->p, 8);
+			const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+			uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
+			uint64_t special = (v | ((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) |
+			                    ((backslash - ones) & ~backslash)) & high;
+			if (special)
+				break;
+			s->p += 8;
+		}
 		while (s->p < s->end && *s->p >= 0x20 && *s->p < 0x80 && *s->p != '"' && *s->p != '\\')
 			s->p++;
 		if (s->p >= s->end)

@@ -99,15 +99,24 @@ dp_reader_close(struct dp_reader *r)
 	free(r);
 }
 
-/* read(2) that retries on EINTR; -1 on error. */
+/* read(2) that retries on EINTR unless the stage was told to stop; -1 on
+ * error (errno EINTR: interrupted by SIGINT/SIGTERM). */
 static ssize_t
 read_some(int fd, void *p, size_t n)
 {
 	ssize_t got;
 	do
 		got = read(fd, p, n);
-	while (got < 0 && errno == EINTR);
+	while (got < 0 && errno == EINTR && !dp_interrupted);
 	return got;
+}
+
+static int
+read_failed(struct dp_reader *r)
+{
+	if (errno == EINTR)
+		return rfail(r, DP_EXIT_INTERRUPTED, "interrupted by a signal while reading");
+	return rfail(r, DP_EXIT_FAILURE, "read error: %s", strerror(errno));
 }
 
 /* Move the first bytes read into the zstd input buffer and switch to it. */
@@ -135,7 +144,7 @@ fill_raw(struct dp_reader *r, size_t room)
 {
 	ssize_t got = read_some(r->fd, r->buf + r->end, room);
 	if (got < 0)
-		return rfail(r, DP_EXIT_FAILURE, "read error: %s", strerror(errno));
+		return read_failed(r);
 	if (got == 0)
 		r->eof = 1;
 	r->end += (size_t)got;
@@ -151,7 +160,7 @@ fill_zstd(struct dp_reader *r, size_t room)
 		if (r->zin_pos == r->zin_len && !r->zin_eof) {
 			ssize_t got = read_some(r->fd, r->zin, ZSTD_DStreamInSize());
 			if (got < 0)
-				return rfail(r, DP_EXIT_FAILURE, "read error: %s", strerror(errno));
+				return read_failed(r);
 			r->zin_len = (size_t)got;
 			r->zin_pos = 0;
 			if (got == 0)

@@ -1,7 +1,88 @@
 #!/usr/bin/env bats
-# dpone-produce: options, manifest handling and exit codes.
+# dpone-produce: options, manifest handling, and publishing to Kafka
+# (the mock cluster, or a real one named by DPONE_TEST_KAFKA_BOOTSTRAP;
+# fault tests always use a private mock cluster), checked by consuming
+# with kcat.
 
 load test_helper
+load stand_ins
+
+setup_file() {
+	start_stand_ins kafka
+	DPONE_TEST_KAFKA_BOOTSTRAP= DPONE_TEST_BIN="$DPONE_TEST_BIN" "$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" kafka
+}
+
+teardown_file() {
+	stop_stand_ins
+	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
+}
+
+setup() {
+	common_setup
+	load_env
+	TOPIC="produce$BATS_TEST_NUMBER-$$"
+	export DPONE_CONN_MSSQL_DWH="mssql://u:p@127.0.0.1:9/d"
+}
+
+# use_fault_cluster: point this test at the private mock cluster.
+use_fault_cluster() {
+	# shellcheck disable=SC1091
+	. "$BATS_FILE_TMPDIR/faults/env"
+	control "$KAFKAD_CONTROL" "errors clear 0" > /dev/null
+	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
+}
+
+# make_topic NAME PARTITIONS: through the stand-in's control port, or on a
+# real cluster through dpone-produce's own topic_config.auto_create.
+make_topic() {
+	if [ -n "${KAFKAD_CONTROL:-}" ]; then
+		control "$KAFKAD_CONTROL" "topic create $1 $2 1" > /dev/null
+		return
+	fi
+	produce_manifest full_refresh "topic_config: {auto_create: true, partitions: $2}" > /dev/null
+	sed -i "s/topic: .*/topic: $1/" m.yaml
+	stream 0 | dpone-produce -q m.yaml > /dev/null
+}
+
+# produce_manifest STRATEGY-MODE [SINK-OPTIONS-YAML] [STRATEGY-EXTRA]: ./m.yaml
+# publishing to $TOPIC, keyed on id.
+produce_manifest() {
+	cat > m.yaml <<YAML
+name: produce_test
+source:
+  type: mssql
+  connection_id: mssql_dwh
+  table: {name: orders}
+  options: {incremental_column: updated_at}
+sink:
+  type: kafka
+  connection_id: kafka_cluster
+  topic: $TOPIC
+  strategy: {mode: $1, unique_key: [id]${3:+, $3}}
+  options: {${2:-}}
+YAML
+}
+
+# stream N [FIRST]: a dpone stream of N rows with ids FIRST.. (default 1).
+stream() {
+	awk -v n="$1" -v first="${2:-1}" 'BEGIN {
+		print "[\"header\",{\"protocol\":1,\"run_id\":\"run-7\",\"job\":\"produce_test\"," \
+		      "\"source\":{\"type\":\"mssql\",\"database\":\"dwh\",\"schema\":\"dbo\",\"table\":\"orders\"}," \
+		      "\"columns\":[{\"name\":\"id\",\"sql_type\":\"int\",\"logical_type\":\"integer\",\"nullable\":false}," \
+		      "{\"name\":\"name\",\"sql_type\":\"nvarchar(20)\",\"logical_type\":\"string\",\"nullable\":true}," \
+		      "{\"name\":\"updated_at\",\"sql_type\":\"datetime2(7)\",\"logical_type\":\"timestamp\",\"nullable\":false}]," \
+		      "\"key\":[\"id\"],\"boundary\":{\"kind\":\"incremental\",\"column\":\"updated_at\"}," \
+		      "\"encoding\":{\"bigint\":\"number\",\"binary\":\"base64\"}}]"
+		for (i = first; i < first + n; i++)
+			printf "{\"id\":%d,\"name\":\"n%d\",\"updated_at\":\"2026-11-26T08:00:%02d.123456%d\"}\n", i, i, i % 60, i % 10
+		printf "[\"end\",{\"rows\":%d}]\n", n
+	}'
+}
+
+# consume [KCAT-ARGS...]: every message of $TOPIC, one line each.
+consume() {
+	kcat -C -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q "$@"
+}
 
 @test "dpone-produce --help prints the usage on stdout and exits 0" {
 	run dpone-produce --help
@@ -45,16 +126,6 @@ load test_helper
 	refute_output_contains "Pl4nted-produce-$$"
 }
 
-@test "dpone-produce: publishing is not available in this build; stdin is not read" {
-	write_manifest
-	use_env_connections
-	mkfifo never-written
-	# If it read stdin it would block on the FIFO; timeout turns that into 124.
-	run timeout 10 sh -c 'exec 3<>never-written; dpone-produce m.yaml <never-written'
-	assert_failure 9
-	assert_output_contains "publishing to Kafka is not available in this build yet"
-}
-
 @test "dpone-produce: the sink connection must be a kafka one" {
 	write_manifest
 	use_env_connections
@@ -62,4 +133,364 @@ load test_helper
 	run dpone-produce m.yaml < /dev/null
 	assert_failure 2
 	assert_output_contains "is a mssql connection, but a kafka one is needed here"
+}
+
+@test "flat: every row is published byte for byte, keyed on the unique key, summary on stdout" {
+	make_topic "$TOPIC" 3
+	produce_manifest full_refresh
+	stream 50 > in.ndjson
+	run dpone-produce -q m.yaml < in.ndjson
+	assert_success
+	assert_line_count 3
+	[ "$(sed -n 1p <<< "$output")" = "$(head -n 1 in.ndjson)" ] || flunk "header not passed through"
+	[ "$(sed -n 3p <<< "$output")" = "$(tail -n 1 in.ndjson)" ] || flunk "end not passed through last"
+	sed -n 2p <<< "$output" | jq -e '.[0] == "delivery" and .[1].delivered == 50 and .[1].failed == 0
+		and .[1].rows == 50 and .[1].messages == 50 and ([.[1].partitions[].messages] | add) == 50' > /dev/null \
+		|| flunk "summary: $(sed -n 2p <<< "$output")"
+	consume -f '%s\n' | sort > got.txt
+	sed '1d;$d' in.ndjson | sort | cmp - got.txt
+	consume -f '%k\n' | sort -u > keys.txt
+	grep -qx '{"id":1}' keys.txt || flunk "keys: $(head -n 3 keys.txt)"
+	[ "$(wc -l < keys.txt)" -eq 50 ]
+}
+
+@test "headers: run id, source table, the row's watermark and the manifest's static headers" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'headers: {team: dwh, version: 3}'
+	stream 2 | dpone-produce -q m.yaml > /dev/null
+	run consume -f '%h\n'
+	assert_success
+	assert_output "dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermark=2026-11-26T08:00:01.1234561
+dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermark=2026-11-26T08:00:02.1234562"
+}
+
+@test "keys: bare value of a one-column key, key.fields, hash_row (SHA-256 of the row line) and null" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'key: {format: value}'
+	stream 2 | dpone-produce -q m.yaml > /dev/null
+	run consume -f '%k\n'
+	assert_output "1
+2"
+	produce_manifest full_refresh 'key: {fields: [name, id]}'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -o 2 -f '%k\n'
+	assert_output '{"name":"n1","id":1}'
+	produce_manifest full_refresh 'key: {mode: hash_row}'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	row=$(stream 1 | sed -n 2p)
+	run consume -o 3 -f '%k\n'
+	assert_output "$(printf '%s' "$row" | sha256sum | cut -d' ' -f1)"
+	produce_manifest full_refresh 'key: {mode: "null"}'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -o 4 -f '%K\n'
+	assert_output "-1"
+}
+
+@test "keys land on the partition Java clients compute (murmur2, toPositive, modulo)" {
+	make_topic "$TOPIC" 7
+	produce_manifest full_refresh 'key: {format: value}'
+	stream 300 | dpone-produce -q m.yaml > /dev/null
+	consume -f '%k %p\n' | sort > got.txt
+	seq 1 300 | python3 "$BATS_TEST_DIRNAME/fixtures/murmur2.py" 7 | sort > want.txt
+	cmp want.txt got.txt || flunk "$(diff want.txt got.txt | head)"
+	[ "$(cut -d' ' -f2 got.txt | sort -u | wc -l)" -eq 7 ]
+	python3 "$BATS_TEST_DIRNAME/fixtures/murmur2.py" --self-test
+}
+
+@test "debezium envelope: before/after/op/source/ts_ms, deletes as op d plus a tombstone" {
+	make_topic "$TOPIC" 1
+	produce_manifest incremental_merge 'envelope: debezium, deletes: {enabled: true, tombstone: true}'
+	{ stream 1 | sed '$d'; echo '["delete",{"id":9},{"before":{"id":9,"name":"gone","updated_at":"2026-01-01T00:00:00.0000000"}}]'
+	  echo '["end",{"rows":1,"deletes":1}]'; } | dpone-produce -q m.yaml > /dev/null
+	consume -Z -f '%k\t%s\n' > got.txt
+	[ "$(wc -l < got.txt)" -eq 3 ] || flunk "$(cat got.txt)"
+	sed -n 1p got.txt | cut -f2 | jq -e '.before == null and .after.id == 1 and .op == "u"
+		and .source.table == "orders" and .source.connector == "dpone" and .source.run_id == "run-7"
+		and (.ts_ms | type) == "number"' > /dev/null || flunk "$(sed -n 1p got.txt)"
+	sed -n 2p got.txt | cut -f2 | jq -e '.op == "d" and .after == null and .before.name == "gone"' > /dev/null \
+		|| flunk "$(sed -n 2p got.txt)"
+	[ "$(sed -n 3p got.txt)" = '{"id":9}	NULL' ] || flunk "tombstone: $(sed -n 3p got.txt)"
+}
+
+@test "debezium op for rows follows the strategy: r for a full refresh, c for incremental_append" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'envelope: debezium'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	produce_manifest incremental_append 'envelope: debezium'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -f '%s\n'
+	[ "$(jq -r .op <<< "$output" | tr -d '\n')" = rc ] || flunk "$output"
+	jq -s -e '.[0].source.snapshot == "true" and .[1].source.snapshot == "false"' <<< "$output" > /dev/null
+}
+
+@test "dpone envelope (the Python dpone's op/data/metadata/source/schema_version)" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'envelope: dpone'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -f '%s\n'
+	jq -e '.op == "upsert" and .data == {"id":1,"name":"n1","updated_at":"2026-11-26T08:00:01.1234561"}
+		and .metadata.run_id == "run-7" and .source.table == "orders" and .schema_version == 1' <<< "$output" > /dev/null \
+		|| flunk "$output"
+	# always_envelope: true means the same with envelope flat.
+	produce_manifest full_refresh 'always_envelope: true'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -o 1 -f '%s\n'
+	jq -e '.op == "upsert" and .data.id == 1' <<< "$output" > /dev/null || flunk "$output"
+}
+
+# deletes_stream: one row, then a delete of id 9 with its before image.
+deletes_stream() {
+	stream 1 | sed '$d'
+	echo '["delete",{"id":9},{"before":{"id":9,"name":"gone","updated_at":"2026-01-01T00:00:00.0000000"}}]'
+	echo '["end",{"rows":1,"deletes":1}]'
+}
+
+@test "flat deletes: tombstone only, op_field events, or Debezium's __deleted rewrite" {
+	make_topic "$TOPIC" 1
+	produce_manifest incremental_merge 'deletes: {enabled: true, tombstone: true}'
+	deletes_stream | dpone-produce -q m.yaml > /dev/null
+	run consume -Z -f '%k %s\n'
+	assert_output '{"id":1} {"id":1,"name":"n1","updated_at":"2026-11-26T08:00:01.1234561"}
+{"id":9} NULL'
+	produce_manifest incremental_merge 'deletes: {enabled: true, op_field: _op}'
+	deletes_stream | dpone-produce -q m.yaml > /dev/null
+	run consume -o 2 -Z -f '%s\n'
+	assert_output '{"id":1,"name":"n1","updated_at":"2026-11-26T08:00:01.1234561","_op":"upsert"}
+{"id":9,"_op":"delete"}'
+	produce_manifest incremental_merge 'deletes: {enabled: true, rewrite: true, tombstone: true}'
+	deletes_stream | dpone-produce -q m.yaml > /dev/null
+	run consume -o 4 -Z -f '%s\n'
+	assert_output '{"id":1,"name":"n1","updated_at":"2026-11-26T08:00:01.1234561","__deleted":"false"}
+{"id":9,"name":"gone","updated_at":"2026-01-01T00:00:00.0000000","__deleted":"true"}
+NULL'
+}
+
+@test "a delete while deletes are disabled fails the run instead of being dropped" {
+	make_topic "$TOPIC" 1
+	produce_manifest incremental_merge
+	run dpone-produce -q m.yaml < <(deletes_stream)
+	assert_failure 3
+	assert_output_contains "stdin:3: a delete message, but sink.options.deletes.enabled is false"
+	refute_output_contains '["end"'
+}
+
+@test "duplicate_policy fail names the key and both lines and publishes nothing" {
+	make_topic "$TOPIC" 1
+	produce_manifest incremental_merge
+	{ stream 3 | sed '$d'; stream 1 2 | sed '1d;$d'; echo '["end",{"rows":4}]'; } > in.ndjson
+	run dpone-produce -q m.yaml < in.ndjson
+	assert_failure 8
+	assert_output "dpone-produce: stdin:5: duplicate key [2] (unique_key id), first seen on line 3 (duplicate_policy: fail; nothing was published)"
+	run consume
+	assert_output ""
+}
+
+@test "duplicate_policy keep_last and keep_first publish one message per key" {
+	make_topic "$TOPIC" 1
+	{ stream 3 | sed '$d'; stream 1 2 | sed '1d;$d' | sed 's/"n2"/"newer"/'; echo '["end",{"rows":4}]'; } > in.ndjson
+	produce_manifest incremental_merge "" "duplicate_policy: keep_last"
+	run dpone-produce -q m.yaml < in.ndjson
+	assert_success
+	sed -n 2p <<< "$output" | jq -e '.[1].duplicates_dropped == 1 and .[1].delivered == 3' > /dev/null || flunk "$output"
+	run consume -f '%s\n'
+	assert_output '{"id":1,"name":"n1","updated_at":"2026-11-26T08:00:01.1234561"}
+{"id":3,"name":"n3","updated_at":"2026-11-26T08:00:03.1234563"}
+{"id":2,"name":"newer","updated_at":"2026-11-26T08:00:02.1234562"}'
+	produce_manifest incremental_merge "" "duplicate_policy: keep_first"
+	dpone-produce -q m.yaml < in.ndjson > /dev/null
+	run consume -o 3 -f '%s\n'
+	assert_output '{"id":1,"name":"n1","updated_at":"2026-11-26T08:00:01.1234561"}
+{"id":2,"name":"n2","updated_at":"2026-11-26T08:00:02.1234562"}
+{"id":3,"name":"n3","updated_at":"2026-11-26T08:00:03.1234563"}'
+}
+
+@test "a missing topic is an error before anything is sent; it is not created" {
+	use_fault_cluster
+	# The mock cluster creates any topic a client asks about; a broker
+	# without auto-creation answers UNKNOWN_TOPIC_OR_PART, as set here.
+	control "$KAFKAD_CONTROL" "topic error $TOPIC UNKNOWN_TOPIC_OR_PART" > /dev/null
+	produce_manifest full_refresh
+	run dpone-produce -q m.yaml < <(stream 3)
+	assert_failure 5
+	assert_output_contains "dpone-produce: topic $TOPIC does not exist (create it, or set sink.options.topic_config.auto_create: true); nothing was sent"
+	refute_output_contains '["delivery"'
+}
+
+@test "bad stream lines exit 3 naming the line; the summary has no end" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh
+	run dpone-produce -q m.yaml < <(stream 3 | sed '3s/.*/{"id":2,/')
+	assert_failure 3
+	assert_output_contains "dpone-produce: stdin:3:"
+	refute_output_contains '["end"'
+	run dpone-produce -q m.yaml < <(stream 3 | sed '$d')
+	assert_failure 3
+	assert_output_contains "stream is truncated: no end message after 3 rows"
+}
+
+@test "a full local queue is backpressure: every message is delivered, none dropped" {
+	make_topic "$TOPIC" 2
+	produce_manifest full_refresh 'delivery: {queue_buffering_max_messages: 5, linger_ms: 0}'
+	run dpone-produce -q m.yaml < <(stream 3000)
+	assert_success
+	[ "$(consume -f '%k\n' | sort -u | wc -l)" -eq 3000 ]
+}
+
+@test "compression, linger and librdkafka properties from the manifest are applied" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'delivery: {compression_type: zstd, linger_ms: 5, batch_num_messages: 100}, properties: {"message.max.bytes": 2000000}'
+	run dpone-produce -q m.yaml < <(stream 500)
+	assert_success
+	[ "$(consume -f '%s\n' | wc -l)" -eq 500 ]
+	produce_manifest full_refresh 'properties: {"no.such.property": 1}'
+	run dpone-produce -q m.yaml < <(stream 1)
+	assert_failure 2
+	assert_output_contains 'sink.options.properties: Kafka property no.such.property: No such configuration property: "no.such.property"'
+}
+
+@test "--dry-run builds every message and needs no broker" {
+	produce_manifest full_refresh
+	export DPONE_CONN_KAFKA_CLUSTER=kafka://127.0.0.1:9
+	run dpone-produce -q --dry-run m.yaml < <(stream 10)
+	assert_success
+	sed -n 2p <<< "$output" | jq -e '.[1].messages == 10' > /dev/null || flunk "$output"
+}
+
+@test "exactly_once: one transaction per run, visible to read_committed consumers" {
+	make_topic "$TOPIC" 2
+	produce_manifest full_refresh 'delivery: {mode: exactly_once}'
+	run dpone-produce -q m.yaml < <(stream 200)
+	assert_success
+	sed -n 2p <<< "$output" | jq -e '.[1].transaction == "committed"' > /dev/null || flunk "$output"
+	[ "$(consume -X isolation.level=read_committed -f '%s\n' | wc -l)" -eq 200 ]
+}
+
+@test "exactly_once: a truncated stream aborts the transaction; read_committed consumers see nothing" {
+	make_topic "$TOPIC" 2
+	produce_manifest full_refresh 'delivery: {mode: exactly_once}'
+	run dpone-produce -q m.yaml < <(stream 200 | sed '$d')
+	assert_failure 3
+	assert_output_contains "transaction aborted"
+	grep '^\["delivery"' <<< "$output" | jq -e '.[1].transaction == "aborted"' > /dev/null || flunk "$output"
+	refute_output_contains '["end"'
+	# The mock cluster ignores isolation levels (see the SIGTERM test below).
+	if [ -z "${KAFKAD_CONTROL:-}" ]; then
+		[ "$(consume -X isolation.level=read_committed -f '%s\n' | wc -l)" -eq 0 ]
+	fi
+	# The next complete run commits normally.
+	run dpone-produce -q m.yaml < <(stream 5)
+	assert_success
+	sed -n 2p <<< "$output" | jq -e '.[1].transaction == "committed" and .[1].delivered == 5' > /dev/null || flunk "$output"
+}
+
+# start_slow_produce N: dpone-produce reading N rows from a FIFO that stays
+# open, in the background ($PRODUCE_PID); the FIFO's writer is fd 7 (bats
+# owns fd 3).
+start_slow_produce() {
+	mkfifo in.fifo
+	dpone-produce m.yaml < in.fifo > out.txt 2> err.txt &
+	PRODUCE_PID=$!
+	exec 7> in.fifo
+	stream "$1" | sed '$d' >&7
+}
+
+@test "SIGTERM mid-run with exactly_once: the transaction is aborted, exit 130, no end" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'delivery: {mode: exactly_once}'
+	start_slow_produce 100
+	sleep 1
+	kill -TERM "$PRODUCE_PID"
+	rc=0
+	wait "$PRODUCE_PID" || rc=$?
+	exec 7>&-
+	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat err.txt)"
+	grep -q "interrupted" err.txt || flunk "$(cat err.txt)"
+	grep -q "transaction aborted" err.txt || flunk "$(cat err.txt)"
+	! grep -q '\["end"' out.txt
+	grep '^\["delivery"' out.txt | jq -e '.[1].transaction == "aborted"' > /dev/null || flunk "$(cat out.txt)"
+	# librdkafka 2.0.2's mock cluster serves aborted records to read_committed
+	# consumers (it writes no abort markers), so what such a consumer sees
+	# after an abort is checked on a real cluster only; see tests/README.md.
+	if [ -z "${KAFKAD_CONTROL:-}" ]; then
+		[ "$(consume -X isolation.level=read_committed -f '%s\n' | wc -l)" -eq 0 ]
+	fi
+	# The same transactional id commits the next run.
+	run dpone-produce -q m.yaml < <(stream 5)
+	assert_success
+	sed -n 2p <<< "$output" | jq -e '.[1].transaction == "committed"' > /dev/null || flunk "$output"
+}
+
+@test "SIGTERM mid-run with at_least_once: what was sent is drained and reported, exit 130" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh
+	start_slow_produce 100
+	sleep 1
+	kill -TERM "$PRODUCE_PID"
+	rc=0
+	wait "$PRODUCE_PID" || rc=$?
+	exec 7>&-
+	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat err.txt)"
+	grep -q '"delivered":100' out.txt || flunk "$(cat out.txt)"
+	! grep -q '\["end"' out.txt
+	[ "$(consume -f '%s\n' | wc -l)" -eq 100 ]
+}
+
+@test "broker down mid-run: at_least_once delivers everything once the brokers are back" {
+	use_fault_cluster
+	make_topic "$TOPIC" 3
+	produce_manifest full_refresh 'delivery: {linger_ms: 50}'
+	start_slow_produce 2000
+	sleep 0.5
+	control "$KAFKAD_CONTROL" "broker down -1" > /dev/null
+	stream 2000 2001 | sed '1d;$d' >&7
+	echo '["end",{"rows":4000}]' >&7
+	exec 7>&-
+	sleep 2
+	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
+	rc=0
+	wait "$PRODUCE_PID" || rc=$?
+	[ "$rc" -eq 0 ] || flunk "exit $rc: $(cat err.txt)"
+	grep -q '"delivered":4000,"failed":0' out.txt || flunk "$(cat out.txt)"
+	[ "$(consume -f '%k\n' | sort -u | wc -l)" -eq 4000 ]
+}
+
+@test "broker down for good: exit 5, and only what reached the topic is reported delivered" {
+	use_fault_cluster
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'delivery: {message_timeout_ms: 1500, linger_ms: 0}'
+	start_slow_produce 300
+	sleep 0.5
+	control "$KAFKAD_CONTROL" "broker down -1" > /dev/null
+	stream 300 301 | sed '1d;$d' >&7
+	echo '["end",{"rows":600}]' >&7
+	exec 7>&-
+	rc=0
+	wait "$PRODUCE_PID" || rc=$?
+	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
+	[ "$rc" -eq 5 ] || flunk "exit $rc: $(cat err.txt)"
+	grep -q "was not delivered" err.txt || flunk "$(cat err.txt)"
+	! grep -q '\["end"' out.txt
+	delivered=$(grep '^\["delivery"' out.txt | jq '.[1].delivered')
+	failed=$(grep '^\["delivery"' out.txt | jq '.[1].failed')
+	[ "$((delivered + failed))" -eq 600 ] || flunk "$(cat out.txt)"
+	[ "$failed" -gt 0 ]
+	[ "$(consume -f '%s\n' | wc -l)" -eq "$delivered" ]
+}
+
+@test "injected produce errors: retriable ones are retried, a permanent one fails the run with exit 5" {
+	use_fault_cluster
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'delivery: {mode: idempotent}'
+	control "$KAFKAD_CONTROL" "errors produce NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS LEADER_NOT_AVAILABLE" > /dev/null
+	run dpone-produce -q m.yaml < <(stream 100)
+	assert_success
+	[ "$(consume -f '%s\n' | wc -l)" -eq 100 ]
+	produce_manifest full_refresh
+	control "$KAFKAD_CONTROL" "errors produce INVALID_RECORD" > /dev/null
+	run dpone-produce -q m.yaml < <(stream 10 101)
+	assert_failure 5
+	assert_output_contains "was not delivered: Broker: Broker failed to validate record"
+	refute_output_contains '["end"'
+	delivered=$(grep '^\["delivery"' <<< "$output" | jq '.[1].delivered')
+	[ "$(consume -f '%s\n' | wc -l)" -eq "$((100 + delivered))" ]
 }

@@ -80,14 +80,15 @@ fake_bin() {
 
 @test "batch run with this build's stages says which stage failed and commits nothing" {
 	write_manifest
-	# Nothing listens on port 9: the source is down; the producer is not built yet.
+	# Nothing listens on port 9: the source is down, so the producer gets
+	# an empty stream.
 	export DPONE_CONN_MSSQL_DWH="mssql://u:p@127.0.0.1:9/dwh"
 	export DPONE_CONN_KAFKA_CLUSTER="kafka://127.0.0.1:9"
 	run dpone batch run m.yaml
 	assert_failure 4
 	assert_output_contains "dpone: batch run: dpone-extract exited 4 (source)"
-	assert_output_contains "dpone-produce: publishing to Kafka is not available in this build yet"
-	assert_output_contains "dpone: batch run: dpone-produce exited 9 (unavailable)"
+	assert_output_contains "dpone-produce: stdin:0: empty stream: no header message"
+	assert_output_contains "dpone: batch run: dpone-produce exited 3 (stream)"
 	assert_output_contains "state not advanced"
 }
 

@@ -39,14 +39,6 @@ struct options {
 	int count;
 };
 
-static volatile sig_atomic_t interrupted;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
 
 static int
 handle_option(int id, const char *arg, void *ctx)
@@ -391,13 +383,6 @@ stage_directory(const struct dp_manifest *m, const char *run_id)
 	return dir;
 }
 
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Stream the rows; returns the count. Exits on errors and signals. Every
  * batch_size rows the output is flushed, so a reader downstream sees the
@@ -408,7 +393,7 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 {
 	struct buf row = {0};
 	unsigned long long rows = 0;
-	double start = now_seconds(), last = start;
+	double start = dp_now(), last = start;
 	RETCODE rc;
 	int *types = dp_xcalloc((size_t)s->ncols, sizeof *types);
 	for (int i = 0; i < s->ncols; i++)
@@ -433,23 +418,23 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 		rows++;
 		if (batch_size > 0 && rows % (unsigned long long)batch_size == 0 && dp_writer_flush(w))
 			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
-		if (interrupted) {
+		if (dp_interrupted) {
 			dbcancel(s->db);
 			dp_writer_flush(w);
 			dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu rows; the stream has no end message", rows);
 		}
-		if (progress && (rows & 4095) == 0 && now_seconds() - last >= 1) {
-			last = now_seconds();
+		if (progress && (rows & 4095) == 0 && dp_now() - last >= 1) {
+			last = dp_now();
 			fprintf(stderr, "\r%s: %llu rows, %.0f rows/s   ", dp_progname, rows, rows / (last - start));
 		}
 	}
 	if (progress)
-		fprintf(stderr, "\r%s: %llu rows in %.1f s         \n", dp_progname, rows, now_seconds() - start);
+		fprintf(stderr, "\r%s: %llu rows in %.1f s         \n", dp_progname, rows, dp_now() - start);
 	free(types);
 	free(row.p);
 	if (rc != NO_MORE_ROWS || source_failed()) {
 		dp_writer_flush(w);
-		dp_die(interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SOURCE,
+		dp_die(dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SOURCE,
 		       "reading failed after %llu rows: %s; the stream has no end message", rows,
 		       source_error()[0] ? source_error() : "the connection was lost");
 	}
@@ -474,9 +459,7 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_UNAVAILABLE, "strategy cdc is not available in this build yet; nothing was read");
 	int bcp = !strcmp(dp_manifest_str(m, "source.options.export_mode"), "bcp");
 
-	struct sigaction sa = {.sa_handler = on_signal};
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	dp_catch_interrupts();
 
 	struct encoding enc = {
 		.bigint_as_string = !strcmp(dp_manifest_str(m, "source.options.bigint_as"), "string"),
@@ -547,7 +530,7 @@ main(int argc, char **argv)
 	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 1 : 0);
 	struct dp_writer *out = bcp ? dp_writer_open(1, "stdout", 0) : NULL;
 	dp_writer_control(w, "header", json_incref(header));
-	double start = now_seconds();
+	double start = dp_now();
 	struct watermark wm = {0};
 	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header, &enc, &wm)
 	                              : stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
@@ -555,7 +538,7 @@ main(int argc, char **argv)
 	json_decref(header);
 	free(sql);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
-	                        (json_int_t)((now_seconds() - start) * 1000));
+	                        (json_int_t)((dp_now() - start) * 1000));
 	if (s.inc >= 0 && wm.high)
 		json_object_set_new(end, "watermark", json_pack("{s:s, s:o, s:o}", "column", s.cols[s.inc].name, "low",
 		                                                json_loads(wm.low, JSON_DECODE_ANY, NULL), "high",

@@ -1,29 +1,312 @@
 /*
  * dpone-produce: publish a dpone stream from stdin to the manifest's Kafka
- * topic. This build loads and checks the manifest and resolves the sink
- * connection; publishing to Kafka is not in it yet, so stdin is not read.
+ * topic and write the delivery summary on stdout: the stream's header, any
+ * control messages it carries, a "delivery" message, and the stream's "end"
+ * only when every message was delivered (and, with exactly_once, the
+ * transaction committed), so that nothing downstream commits state for a
+ * run that did not fully land.
  */
+#include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-#include "dpone.h"
+#include "produce.h"
 
 static const char usage_text[] =
-	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] MANIFEST < STREAM\n"
+	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run]\n"
+	"                     [--drain-timeout SECONDS] [--transactional-id ID] MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
 	DP_CLI_COMMON_HELP
+	"      --dry-run       read and check the stream, build every message, send nothing\n"
+	"      --drain-timeout SECONDS  after SIGINT/SIGTERM, wait this long for deliveries (10)\n"
+	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
+
+enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID };
+
+struct options {
+	int dry_run;
+	double drain_timeout;
+	const char *transactional_id;
+};
+
+static int
+handle_option(int id, const char *arg, void *ctx)
+{
+	struct options *o = ctx;
+	char *end;
+	switch (id) {
+	case OPT_DRY_RUN: o->dry_run = 1; return 0;
+	case OPT_TXN_ID: o->transactional_id = arg; return 0;
+	case OPT_DRAIN:
+		o->drain_timeout = strtod(arg, &end);
+		if (end == arg || *end || o->drain_timeout < 0) {
+			dp_warn("--drain-timeout %s: expected a number of seconds", arg);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* One run: its inputs, the message format and where messages go. */
+struct run {
+	const struct dp_manifest *m;
+	struct dp_reader *r;
+	struct dp_writer *out;
+	struct dedupe *dedupe;  /* duplicate_policy, or NULL */
+	struct sink *sink;      /* NULL with --dry-run */
+	struct format fmt;
+	struct msgbufs bufs;
+	unsigned long long rows, deletes, messages;
+	double start, last_progress;
+	int progress;
+	int started;             /* the header was read and the format built */
+	char *end_line;          /* the stream's end message, owned */
+};
+
+static enum dup_policy
+dup_policy_of(const char *name)
+{
+	return !strcmp(name, "keep_last") ? DUP_KEEP_LAST : !strcmp(name, "keep_first") ? DUP_KEEP_FIRST : DUP_FAIL;
+}
+
+/* Stop the run: abort or drain the sink, write what is known, exit. */
+static _Noreturn void
+run_fail(struct run *rn, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static json_t *run_summary(const struct run *rn);
+
+static _Noreturn void
+run_fail(struct run *rn, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *why = dp_vstrfmt(fmt, ap);
+	va_end(ap);
+	if (!rn->started) /* nothing was built or sent: just say why */
+		dp_die(code, "%s", why);
+	if (rn->sink)
+		sink_abort(rn->sink);
+	json_t *summary = run_summary(rn);
+	const char *txn = json_string_value(json_object_get(summary, "transaction"));
+	if (rn->out) {
+		/* The summary without an end: downstream sees a failed run. */
+		dp_writer_control(rn->out, "delivery", json_incref(summary));
+		dp_writer_flush(rn->out);
+	}
+	if (rn->sink && sink_error(rn->sink) && code != DP_EXIT_SINK && strcmp(why, sink_error(rn->sink)))
+		dp_warn("%s", sink_error(rn->sink));
+	if (rn->progress)
+		fputc('\n', stderr);
+	dp_die(code, "%s (%llu of %llu messages delivered%s%s)", why, rn->sink ? sink_delivered(rn->sink) : 0,
+	       rn->messages, txn ? "; transaction " : "", txn ? txn : "");
+}
+
+static json_t *
+run_summary(const struct run *rn)
+{
+	json_t *o = rn->sink ? sink_summary(rn->sink) : json_pack("{s:s, s:I}", "topic", "(dry run)", "messages",
+	                                                             (json_int_t)rn->messages);
+	json_object_set_new(o, "rows", json_integer((json_int_t)rn->rows));
+	json_object_set_new(o, "deletes", json_integer((json_int_t)rn->deletes));
+	if (rn->dedupe)
+		json_object_set_new(o, "duplicates_dropped", json_integer((json_int_t)dedupe_dropped(rn->dedupe)));
+	json_object_set_new(o, "mode", json_string(dp_manifest_str(rn->m, "sink.options.delivery.mode")));
+	json_object_set_new(o, "elapsed_ms", json_integer((json_int_t)((dp_now() - rn->start) * 1000)));
+	return o;
+}
+
+static void
+send_message(struct run *rn, const struct message *msg)
+{
+	rn->messages++;
+	if (!rn->sink)
+		return;
+	if (sink_send(rn->sink, msg, dp_reader_lineno(rn->r)) < 0) {
+		if (dp_interrupted)
+			run_fail(rn, DP_EXIT_INTERRUPTED, "interrupted at stdin line %llu", dp_reader_lineno(rn->r));
+		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
+	}
+	sink_poll(rn->sink);
+}
+
+static void
+show_progress(struct run *rn)
+{
+	if (!rn->progress || (rn->messages & 4095) || dp_now() - rn->last_progress < 1)
+		return;
+	rn->last_progress = dp_now();
+	fprintf(stderr, "\r%s: %llu rows read, %llu delivered", dp_progname, rn->rows,
+	        rn->sink ? sink_delivered(rn->sink) : 0);
+}
+
+static void
+handle_row(struct run *rn, const char *line, size_t len)
+{
+	char err[256];
+	struct message msg;
+	rn->rows++;
+	if (rn->dedupe && !dedupe_keep(rn->dedupe, line, len, 0, dp_reader_lineno(rn->r)))
+		return;
+	if (format_row(&rn->fmt, line, len, &rn->bufs, &msg, err, sizeof err) < 0)
+		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
+	send_message(rn, &msg);
+}
+
+static void
+handle_delete(struct run *rn, const char *line, size_t len)
+{
+	char err[256];
+	struct message msgs[2];
+	int n;
+	rn->deletes++;
+	if (rn->dedupe && !dedupe_keep(rn->dedupe, line, len, 1, dp_reader_lineno(rn->r)))
+		return;
+	if (format_delete(&rn->fmt, line, len, &rn->bufs, msgs, &n, err, sizeof err) < 0)
+		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
+	for (int i = 0; i < n; i++)
+		send_message(rn, &msgs[i]);
+}
+
+static void
+write_line(struct run *rn, const char *line, size_t len)
+{
+	if (dp_writer_line(rn->out, line, len) < 0)
+		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
+}
+
+/* After the header: the message format and, unless dry, the producer. */
+static void
+start(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
+{
+	format_init(&rn->fmt, rn->m, dp_reader_header(rn->r));
+	rn->started = 1;
+	if (so) {
+		rn->sink = sink_open(rn->m, conn, so);
+		sink_set_headers(rn->sink, rn->fmt.headers, rn->fmt.nheaders);
+	}
+}
+
+static void
+publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
+{
+	int got;
+	while ((got = dp_reader_next(rn->r)) > 0) {
+		size_t len;
+		const char *line = dp_reader_line(rn->r, &len);
+		if (dp_reader_kind(rn->r) == DP_LINE_ROW) {
+			handle_row(rn, line, len);
+			show_progress(rn);
+			continue;
+		}
+		const char *name = dp_reader_control_name(rn->r);
+		if (!strcmp(name, "header")) {
+			write_line(rn, line, len);
+			start(rn, conn, so);
+		} else if (!strcmp(name, "delete")) {
+			handle_delete(rn, line, len);
+		} else if (!strcmp(name, "end")) {
+			rn->end_line = dp_xstrndup(line, len);
+		} else {
+			write_line(rn, line, len); /* not ours: passed through in place */
+		}
+		if (dp_interrupted)
+			run_fail(rn, DP_EXIT_INTERRUPTED, "interrupted at stdin line %llu", dp_reader_lineno(rn->r));
+	}
+	if (got < 0) {
+		int code = dp_reader_error_code(rn->r);
+		run_fail(rn, code, "%s%s", dp_reader_error(rn->r),
+		         code == DP_EXIT_STREAM ? "; the run is incomplete and must not be committed" : "");
+	}
+}
+
+static void
+finish(struct run *rn)
+{
+	if (rn->progress)
+		fprintf(stderr, "\r%s: %llu rows read, flushing...          \r", dp_progname, rn->rows);
+	if (rn->sink && sink_flush(rn->sink) < 0)
+		run_fail(rn, dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SINK, "%s",
+		         sink_error(rn->sink) ? sink_error(rn->sink) : "a message was not delivered");
+	if (rn->sink && sink_commit(rn->sink) < 0)
+		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
+	json_t *summary = run_summary(rn);
+	if (rn->progress)
+		fprintf(stderr, "\r%s: %llu rows, %llu messages delivered in %.1f s\n", dp_progname, rn->rows,
+		        rn->sink ? sink_delivered(rn->sink) : 0, dp_now() - rn->start);
+	if (dp_writer_control(rn->out, "delivery", summary) < 0)
+		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
+	write_line(rn, rn->end_line, strlen(rn->end_line));
+	if (dp_writer_close(rn->out) < 0)
+		dp_die(DP_EXIT_FAILURE, "stdout: write error");
+	rn->out = NULL;
+}
+
+static char *
+default_transactional_id(const struct dp_manifest *m)
+{
+	const char *id = dp_manifest_str(m, "sink.options.delivery.transactional_id");
+	return id ? dp_xstrdup(id) : dp_strfmt("dpone.%s", dp_manifest_str(m, "name"));
+}
 
 int
 main(int argc, char **argv)
 {
+	static const struct option extra[] = {
+		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+		{"transactional-id", required_argument, NULL, OPT_TXN_ID}, {NULL, 0, NULL, 0}};
+	struct options o = {.drain_timeout = 10};
 	struct dp_cli cli;
-	dp_cli_parse(argc, argv, usage_text, 0, &cli);
+	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
-	struct dp_conn sink;
-	dp_cli_resolve(m, "sink", "kafka", &sink);
-	dp_conn_free(&sink);
+	const char *topic = dp_manifest_str(m, "sink.topic");
+	if (!topic)
+		topic = dp_manifest_str(m, "sink.options.topic");
+	if (!topic)
+		dp_die(DP_EXIT_USAGE, "%s: sink.topic: missing (the topic to produce to)", cli.manifest_path);
+	struct dp_conn conn;
+	dp_cli_resolve(m, "sink", "kafka", &conn);
+	dp_catch_interrupts();
+
+	char *txn_id = o.transactional_id ? dp_xstrdup(o.transactional_id) : default_transactional_id(m);
+	json_t *flush_timeout = dp_manifest_get(m, "sink.options.delivery.flush_timeout");
+	struct sink_options so = {
+		.topic = topic,
+		.transactional = !strcmp(dp_manifest_str(m, "sink.options.delivery.mode"), "exactly_once"),
+		.transactional_id = txn_id,
+		.stall_timeout = flush_timeout ? json_number_value(flush_timeout) : 0,
+		.drain_timeout = o.drain_timeout,
+		.quiet = cli.quiet};
+	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2)};
+	int in = 0;
+	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "incremental_merge")) {
+		json_t *uk = dp_manifest_get(m, "sink.strategy.unique_key");
+		size_t n = json_array_size(uk);
+		char **names = dp_xcalloc(n + 1, sizeof *names);
+		for (size_t i = 0; i < n; i++)
+			names[i] = (char *)json_string_value(json_array_get(uk, i));
+		rn.dedupe = dedupe_spool(0, dup_policy_of(dp_manifest_str(m, "sink.strategy.duplicate_policy")), names, n);
+		in = dedupe_fd(rn.dedupe);
+	}
+	rn.r = dp_reader_open(in, "stdin", DP_READ_VALIDATE_ROWS);
+	rn.out = dp_writer_open(1, "stdout", 0);
+	publish(&rn, &conn, o.dry_run ? NULL : &so);
+	finish(&rn);
+
+	if (!cli.quiet && !rn.progress)
+		dp_warn("%llu rows, %llu messages %s to %s", rn.rows, rn.messages, rn.sink ? "delivered" : "built (dry run)", topic);
+	sink_close(rn.sink);
+	dedupe_free(rn.dedupe);
+	dp_reader_close(rn.r);
+	format_free(&rn.fmt);
+	msgbufs_free(&rn.bufs);
+	free(rn.end_line);
+	free(txn_id);
+	dp_conn_free(&conn);
 	dp_manifest_free(m);
-	dp_die(DP_EXIT_UNAVAILABLE, "publishing to Kafka is not available in this build yet; nothing was read or sent");
+	return 0;
 }

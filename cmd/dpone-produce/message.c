@@ -1,0 +1,667 @@
+/*
+ * message.c: stream lines to Kafka messages. Rows are valid JSON (the reader
+ * checked them), so the fields a key or header needs are found by a small
+ * scanner over the line's bytes and the row itself is copied, not parsed and
+ * re-encoded: a flat row goes out byte for byte. Deletes are rare and go
+ * through jansson. Each envelope and key mode is described in dpone-produce(1).
+ */
+#include <string.h>
+#include <time.h>
+
+#include "produce.h"
+
+void
+ob_reserve(struct obuf *b, size_t more)
+{
+	if (b->len + more <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + more)
+		cap *= 2;
+	b->p = dp_xrealloc(b->p, cap);
+	b->cap = cap;
+}
+
+void
+ob_add(struct obuf *b, const void *p, size_t n)
+{
+	ob_reserve(b, n);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+void
+ob_str(struct obuf *b, const char *s)
+{
+	ob_add(b, s, strlen(s));
+}
+
+/* Append the compact JSON of v, any type. */
+static void
+ob_json(struct obuf *b, const json_t *v)
+{
+	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	ob_reserve(b, n);
+	b->len += json_dumpb(v, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+void
+ob_json_string(struct obuf *b, const char *s)
+{
+	json_t *v = json_string(s);
+	ob_json(b, v);
+	json_decref(v);
+}
+
+void
+msgbufs_free(struct msgbufs *b)
+{
+	free(b->key.p);
+	free(b->value.p);
+	free(b->aux.p);
+}
+
+/* ---- scanning valid JSON ---- */
+
+static const char *
+skip_ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p is at an opening quote; returns the byte after the closing one. */
+static const char *
+skip_string(const char *p, const char *e)
+{
+	for (p++; p < e; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return e;
+}
+
+static const char *
+skip_value(const char *p, const char *e)
+{
+	if (p < e && *p == '"')
+		return skip_string(p, e);
+	if (p < e && (*p == '{' || *p == '[')) {
+		int depth = 0;
+		while (p < e) {
+			if (*p == '"') {
+				p = skip_string(p, e);
+				continue;
+			}
+			if (*p == '{' || *p == '[')
+				depth++;
+			else if ((*p == '}' || *p == ']') && --depth == 0)
+				return p + 1;
+			p++;
+		}
+		return e;
+	}
+	while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+		p++;
+	return p;
+}
+
+/* Does the member name at q (quoted, q..qe) equal name? */
+static int
+name_is(const char *q, const char *qe, const char *name)
+{
+	size_t n = (size_t)(qe - q) - 2;
+	if (!memchr(q + 1, '\\', n))
+		return strlen(name) == n && !memcmp(q + 1, name, n);
+	json_t *s = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
+	int same = s && json_is_string(s) && !strcmp(json_string_value(s), name);
+	json_decref(s);
+	return same;
+}
+
+int
+scan_object(const char *obj, size_t len, char *const *names, size_t n, struct span *out)
+{
+	const char *p = obj, *e = obj + len;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (struct span){NULL, 0};
+	size_t found = 0;
+	p = skip_ws(p, e);
+	if (p == e || *p != '{')
+		return -1;
+	for (p = skip_ws(p + 1, e); p < e && *p == '"' && found < n;) {
+		const char *q = p, *qe = skip_string(p, e);
+		p = skip_ws(qe, e);
+		if (p == e || *p != ':')
+			return -1;
+		const char *v = skip_ws(p + 1, e), *ve = skip_value(v, e);
+		for (size_t i = 0; i < n; i++)
+			if (!out[i].p && name_is(q, qe, names[i])) {
+				out[i] = (struct span){v, (size_t)(ve - v)};
+				found++;
+			}
+		p = skip_ws(ve, e);
+		if (p < e && *p == ',')
+			p = skip_ws(p + 1, e);
+	}
+	return 0;
+}
+
+int
+control_object(const char *line, size_t len, struct span *out)
+{
+	const char *p = line, *e = line + len;
+	p = skip_ws(p, e);
+	if (p == e || *p != '[')
+		return -1;
+	p = skip_ws(skip_value(skip_ws(p + 1, e), e), e); /* the name */
+	if (p == e || *p != ',')
+		return -1;
+	p = skip_ws(p + 1, e);
+	if (p == e || *p != '{')
+		return -1;
+	*out = (struct span){p, (size_t)(skip_value(p, e) - p)};
+	return 0;
+}
+
+void
+ob_value(struct obuf *b, struct span v)
+{
+	int composite = *v.p == '{' || *v.p == '[';
+	if (!composite && !(*v.p == '"' && memchr(v.p, '\\', v.n))) {
+		ob_add(b, v.p, v.n);
+		return;
+	}
+	json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
+	ob_json(b, j);
+	json_decref(j);
+}
+
+void
+ob_value_text(struct obuf *b, struct span v)
+{
+	if (*v.p != '"') {
+		ob_add(b, v.p, v.n);
+	} else if (!memchr(v.p, '\\', v.n)) {
+		ob_add(b, v.p + 1, v.n - 2);
+	} else {
+		json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
+		ob_add(b, json_string_value(j), json_string_length(j));
+		json_decref(j);
+	}
+}
+
+/* ---- the format, from the manifest and the stream header ---- */
+
+static char **
+string_list(json_t *arr, size_t *n)
+{
+	*n = json_array_size(arr);
+	char **out = dp_xcalloc(*n + 1, sizeof *out);
+	for (size_t i = 0; i < *n; i++)
+		out[i] = dp_xstrdup(json_string_value(json_array_get(arr, i)));
+	return out;
+}
+
+static char *
+json_literal(const char *s)
+{
+	struct obuf b = {0};
+	ob_json_string(&b, s);
+	ob_add(&b, "", 1);
+	return b.p;
+}
+
+static char *
+dump_compact(json_t *v)
+{
+	char *s = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	return s;
+}
+
+static int
+has_column(json_t *header, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(header, "columns"), i, c)
+		if (!strcmp(json_string_value(json_object_get(c, "name")), name))
+			return 1;
+	return 0;
+}
+
+static enum key_mode
+key_mode_of(const struct dp_manifest *m)
+{
+	const char *mode = dp_manifest_str(m, "sink.options.key.mode");
+	if (!mode) {
+		if (json_array_size(dp_manifest_get(m, "sink.options.key.fields")) || dp_manifest_str(m, "sink.options.key.field"))
+			mode = "fields";
+		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")))
+			mode = "unique_key";
+		else
+			mode = "null";
+	}
+	return !strcmp(mode, "unique_key") ? KEY_UNIQUE : !strcmp(mode, "fields") ? KEY_FIELDS
+	     : !strcmp(mode, "hash_row") ? KEY_HASH_ROW : KEY_NULL;
+}
+
+static void
+init_key(struct format *f, const struct dp_manifest *m, json_t *header)
+{
+	char where[512];
+	f->key_mode = key_mode_of(m);
+	json_t *names = NULL;
+	const char *path = NULL;
+	if (f->key_mode == KEY_UNIQUE)
+		names = dp_manifest_get(m, path = "sink.strategy.unique_key");
+	if (f->key_mode == KEY_FIELDS) {
+		names = dp_manifest_get(m, path = "sink.options.key.fields");
+		if (!json_array_size(names) && dp_manifest_str(m, "sink.options.key.field"))
+			names = dp_manifest_get(m, path = "sink.options.key.field");
+	}
+	if (names && json_is_string(names)) {
+		json_t *one = json_pack("[O]", names);
+		f->key_names = string_list(one, &f->nkey);
+		json_decref(one);
+	} else if (names) {
+		f->key_names = string_list(names, &f->nkey);
+	} else {
+		f->key_names = dp_xcalloc(1, sizeof *f->key_names);
+	}
+	f->key_names_json = dp_xcalloc(f->nkey + 1, sizeof *f->key_names_json);
+	for (size_t i = 0; i < f->nkey; i++) {
+		if (!has_column(header, f->key_names[i]))
+			dp_die(DP_EXIT_USAGE, "%skey column %s is not a column of the stream (see its header)",
+			       dp_manifest_where(m, path, where, sizeof where), f->key_names[i]);
+		f->key_names_json[i] = json_literal(f->key_names[i]);
+	}
+	const char *format = dp_manifest_str(m, "sink.options.key.format");
+	f->key_as_value = format && !strcmp(format, "value");
+	if (f->key_as_value && f->nkey != 1 && f->key_mode != KEY_HASH_ROW && f->key_mode != KEY_NULL)
+		dp_die(DP_EXIT_USAGE, "%skey.format value needs exactly one key column, not %zu",
+		       dp_manifest_where(m, "sink.options.key.format", where, sizeof where), f->nkey);
+}
+
+static const char *
+row_op_of(const char *strategy)
+{
+	if (!strcmp(strategy, "incremental_append"))
+		return "c";
+	if (!strcmp(strategy, "incremental_merge") || !strcmp(strategy, "cdc"))
+		return "u";
+	return "r"; /* full_refresh, replace, snapshot_reconciliation: a snapshot read */
+}
+
+static void
+add_header(struct format *f, const char *name, const char *value)
+{
+	f->headers = dp_xrealloc(f->headers, (f->nheaders + 1) * sizeof *f->headers);
+	f->headers[f->nheaders++] = (struct header_kv){dp_xstrdup(name), dp_xstrdup(value)};
+}
+
+static void
+init_headers(struct format *f, const struct dp_manifest *m, json_t *header)
+{
+	json_t *src = json_object_get(header, "source");
+	const char *run_id = json_string_value(json_object_get(header, "run_id"));
+	if (run_id)
+		add_header(f, "dpone.run_id", run_id);
+	struct obuf table = {0}; /* database.schema.table, as far as known */
+	static const char *const parts[] = {"database", "schema", "table"};
+	for (int i = 0; i < 3; i++) {
+		const char *part = json_string_value(json_object_get(src, parts[i]));
+		if (!part)
+			continue;
+		ob_str(&table, table.len ? "." : "");
+		ob_str(&table, part);
+	}
+	ob_add(&table, "", 1);
+	add_header(f, "dpone.source", table.p);
+	free(table.p);
+	const char *k;
+	json_t *v;
+	json_object_foreach(dp_manifest_get(m, "sink.options.headers"), k, v) {
+		if (json_is_string(v)) {
+			add_header(f, k, json_string_value(v));
+		} else {
+			char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			add_header(f, k, text);
+			free(text);
+		}
+	}
+}
+
+static void
+init_envelope(struct format *f, const struct dp_manifest *m, json_t *header)
+{
+	const char *env = dp_manifest_str(m, "sink.options.envelope");
+	f->envelope = !strcmp(env, "debezium") ? ENV_DEBEZIUM : !strcmp(env, "dpone") ? ENV_DPONE : ENV_FLAT;
+	json_t *always = dp_manifest_get(m, "sink.options.always_envelope");
+	if (f->envelope == ENV_FLAT && json_is_true(always))
+		f->envelope = ENV_DPONE; /* the Python dpone's meaning of always_envelope */
+	const char *strategy = dp_manifest_str(m, "sink.strategy.mode");
+	f->row_op = row_op_of(strategy);
+	json_t *src = json_object_get(header, "source");
+	json_t *run_id = json_object_get(header, "run_id");
+	f->source_json = dump_compact(json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:s}",
+		"version", DPONE_VERSION, "connector", "dpone", "name", dp_manifest_str(m, "name"),
+		"db", json_object_get(src, "database"), "schema", json_object_get(src, "schema"),
+		"table", json_object_get(src, "table"), "run_id", run_id,
+		"snapshot", *f->row_op == 'r' ? "true" : "false"));
+	f->metadata_json = dump_compact(json_pack("{s:O?, s:s, s:s}", "run_id", run_id,
+		"job", dp_manifest_str(m, "name"), "strategy", strategy));
+}
+
+void
+format_init(struct format *f, const struct dp_manifest *m, json_t *header)
+{
+	memset(f, 0, sizeof *f);
+	init_key(f, m, header);
+	init_envelope(f, m, header);
+	f->deletes_enabled = json_is_true(dp_manifest_get(m, "sink.options.deletes.enabled"));
+	f->tombstone = json_is_true(dp_manifest_get(m, "sink.options.deletes.tombstone"));
+	f->rewrite = json_is_true(dp_manifest_get(m, "sink.options.deletes.rewrite"));
+	f->op_field = dp_xstrdup(dp_manifest_str(m, "sink.options.deletes.op_field"));
+	f->op_field_json = json_literal(f->op_field);
+	const char *wm = json_string_value(json_object_get(json_object_get(header, "boundary"), "column"));
+	if (!wm)
+		wm = dp_manifest_str(m, "source.options.incremental_column");
+	if (wm && has_column(header, wm))
+		f->watermark_column = dp_xstrdup(wm);
+	init_headers(f, m, header);
+	/* The scanner looks for the key columns and the watermark column at once. */
+	f->scan_names = dp_xcalloc(f->nkey + 2, sizeof *f->scan_names);
+	for (size_t i = 0; i < f->nkey; i++)
+		f->scan_names[f->nscan++] = f->key_names[i];
+	if (f->watermark_column)
+		f->scan_names[f->nscan++] = f->watermark_column;
+}
+
+void
+format_free(struct format *f)
+{
+	for (size_t i = 0; i < f->nkey; i++) {
+		free(f->key_names[i]);
+		free(f->key_names_json[i]);
+	}
+	free(f->key_names);
+	free(f->key_names_json);
+	free(f->scan_names);
+	free(f->op_field);
+	free(f->op_field_json);
+	free(f->source_json);
+	free(f->metadata_json);
+	free(f->watermark_column);
+	for (size_t i = 0; i < f->nheaders; i++) {
+		free(f->headers[i].name);
+		free(f->headers[i].value);
+	}
+	free(f->headers);
+}
+
+/* ---- building messages ---- */
+
+static long long
+wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+ob_ll(struct obuf *b, long long v)
+{
+	char tmp[24];
+	int n = snprintf(tmp, sizeof tmp, "%lld", v);
+	ob_add(b, tmp, (size_t)n);
+}
+
+/* The key of a row or delete from the spans of its key columns. */
+static int
+build_key(const struct format *f, const struct span *sp, struct obuf *kb, struct message *msg, char *err, size_t errlen)
+{
+	kb->len = 0;
+	for (size_t i = 0; i < f->nkey; i++)
+		if (!sp[i].p) {
+			snprintf(err, errlen, "no value for key column %s", f->key_names[i]);
+			return -1;
+		}
+	if (f->key_as_value) {
+		if (sp[0].n == 4 && !memcmp(sp[0].p, "null", 4)) {
+			msg->has_key = 0; /* a null key value is a message without a key */
+			return 0;
+		}
+		ob_value_text(kb, sp[0]);
+	} else {
+		ob_add(kb, "{", 1);
+		for (size_t i = 0; i < f->nkey; i++) {
+			if (i)
+				ob_add(kb, ",", 1);
+			ob_str(kb, f->key_names_json[i]);
+			ob_add(kb, ":", 1);
+			ob_value(kb, sp[i]);
+		}
+		ob_add(kb, "}", 1);
+	}
+	msg->key = kb->p;
+	msg->key_len = kb->len;
+	msg->has_key = 1;
+	return 0;
+}
+
+/* The row's value in its envelope. */
+static void
+build_row_value(const struct format *f, const char *line, size_t len, struct obuf *vb, struct message *msg)
+{
+	/* Flat rows carry a delete marker only where deletes are events. */
+	int add_deleted = f->deletes_enabled && f->rewrite;
+	int add_op = f->deletes_enabled && !f->rewrite && !f->tombstone;
+	vb->len = 0;
+	if (f->envelope == ENV_FLAT && !add_deleted && !add_op) {
+		msg->value = line; /* the row as is, not re-encoded */
+		msg->value_len = len;
+		msg->has_value = 1;
+		return;
+	}
+	if (f->envelope == ENV_FLAT) {
+		const char *close = line + len;
+		while (close > line && close[-1] != '}')
+			close--;
+		close--;
+		const char *open = skip_ws(line, line + len) + 1;
+		ob_add(vb, line, (size_t)(close - line));
+		if (skip_ws(open, close) != close)
+			ob_add(vb, ",", 1);
+		if (add_deleted) {
+			ob_str(vb, "\"__deleted\":\"false\"");
+		} else {
+			ob_str(vb, f->op_field_json);
+			ob_str(vb, ":\"upsert\"");
+		}
+		ob_add(vb, "}", 1);
+	} else if (f->envelope == ENV_DEBEZIUM) {
+		ob_str(vb, "{\"before\":null,\"after\":");
+		ob_add(vb, line, len);
+		ob_str(vb, ",\"op\":\"");
+		ob_str(vb, f->row_op);
+		ob_str(vb, "\",\"source\":");
+		ob_str(vb, f->source_json);
+		ob_str(vb, ",\"ts_ms\":");
+		ob_ll(vb, wall_ms());
+		ob_add(vb, "}", 1);
+	} else {
+		ob_str(vb, "{\"op\":\"upsert\",\"data\":");
+		ob_add(vb, line, len);
+		ob_str(vb, ",\"metadata\":");
+		ob_str(vb, f->metadata_json);
+		ob_str(vb, ",\"source\":");
+		ob_str(vb, f->source_json);
+		ob_str(vb, ",\"schema_version\":1}");
+	}
+	msg->value = vb->p;
+	msg->value_len = vb->len;
+	msg->has_value = 1;
+}
+
+int
+format_row(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message *msg,
+           char *err, size_t errlen)
+{
+	struct span sp[f->nscan + 1];
+	memset(msg, 0, sizeof *msg);
+	if (f->nscan)
+		scan_object(line, len, f->scan_names, f->nscan, sp);
+	if (f->key_mode == KEY_UNIQUE || f->key_mode == KEY_FIELDS) {
+		if (build_key(f, sp, &b->key, msg, err, errlen) < 0)
+			return -1;
+	} else if (f->key_mode == KEY_HASH_ROW) {
+		b->key.len = 0;
+		ob_reserve(&b->key, 65);
+		dp_sha256_hex(line, len, b->key.p);
+		b->key.len = 64;
+		msg->key = b->key.p;
+		msg->key_len = 64;
+		msg->has_key = 1;
+	}
+	build_row_value(f, line, len, &b->value, msg);
+	if (f->watermark_column && sp[f->nkey].p) {
+		b->aux.len = 0;
+		ob_value_text(&b->aux, sp[f->nkey]);
+		msg->hname[0] = "dpone.watermark";
+		msg->hval[0] = b->aux.p;
+		msg->hval_len[0] = b->aux.len;
+		msg->nh = 1;
+	}
+	return 0;
+}
+
+/* The delete event's value, or 0 when the delete is published as a
+ * tombstone only (flat envelope, tombstone on, no rewrite). */
+static int
+build_delete_value(const struct format *f, json_t *key, json_t *before, struct obuf *vb)
+{
+	vb->len = 0;
+	if (f->envelope == ENV_FLAT) {
+		if (f->tombstone && !f->rewrite)
+			return 0;
+		json_t *v = json_deep_copy(f->rewrite ? before : key);
+		if (f->rewrite)
+			json_object_set_new(v, "__deleted", json_string("true"));
+		else
+			json_object_set_new(v, f->op_field, json_string("delete"));
+		ob_json(vb, v);
+		json_decref(v);
+	} else if (f->envelope == ENV_DEBEZIUM) {
+		ob_str(vb, "{\"before\":");
+		ob_json(vb, before);
+		ob_str(vb, ",\"after\":null,\"op\":\"d\",\"source\":");
+		ob_str(vb, f->source_json);
+		ob_str(vb, ",\"ts_ms\":");
+		ob_ll(vb, wall_ms());
+		ob_add(vb, "}", 1);
+	} else {
+		ob_str(vb, "{\"op\":\"delete\",\"data\":");
+		ob_json(vb, before);
+		ob_str(vb, ",\"metadata\":");
+		ob_str(vb, f->metadata_json);
+		ob_str(vb, ",\"source\":");
+		ob_str(vb, f->source_json);
+		ob_str(vb, ",\"schema_version\":1}");
+	}
+	return 1;
+}
+
+/* lsn and seqval of a CDC delete as headers, their text kept in aux. */
+static void
+delete_headers(json_t *meta, struct obuf *aux, struct message *msg)
+{
+	static const char *const names[] = {"lsn", "seqval"};
+	static const char *const header_names[] = {"dpone.lsn", "dpone.seqval"};
+	size_t at[2];
+	aux->len = 0;
+	msg->nh = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *v = json_string_value(json_object_get(meta, names[i]));
+		if (!v)
+			continue;
+		at[msg->nh] = aux->len;
+		msg->hname[msg->nh] = header_names[i];
+		msg->hval_len[msg->nh] = strlen(v);
+		ob_str(aux, v);
+		msg->nh++;
+	}
+	for (int i = 0; i < msg->nh; i++)
+		msg->hval[i] = aux->p + at[i];
+}
+
+int
+format_delete(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message msgs[2],
+              int *nmsg, char *err, size_t errlen)
+{
+	*nmsg = 0;
+	if (!f->deletes_enabled) {
+		snprintf(err, errlen, "a delete message, but sink.options.deletes.enabled is false (deletes are never dropped silently)");
+		return -1;
+	}
+	if (f->key_mode != KEY_UNIQUE && f->key_mode != KEY_FIELDS) {
+		snprintf(err, errlen, "a delete message needs key mode unique_key or fields to name the key it deletes");
+		return -1;
+	}
+	struct span obj, sp[f->nkey + 1];
+	if (control_object(line, len, &obj) < 0 || scan_object(obj.p, obj.n, f->key_names, f->nkey, sp) < 0) {
+		snprintf(err, errlen, "a delete message needs a key object as its second element");
+		return -1;
+	}
+	struct message key_only = {0};
+	if (build_key(f, sp, &b->key, &key_only, err, errlen) < 0)
+		return -1;
+	json_t *msgj = json_loadb(line, len, 0, NULL);
+	json_t *key = json_array_get(msgj, 1), *meta = json_array_get(msgj, 2);
+	json_t *before = json_object_get(meta, "before");
+	if (!json_is_object(before))
+		before = key;
+	if (build_delete_value(f, key, before, &b->value)) {
+		msgs[*nmsg] = key_only;
+		msgs[*nmsg].value = b->value.p;
+		msgs[*nmsg].value_len = b->value.len;
+		msgs[*nmsg].has_value = 1;
+		delete_headers(meta, &b->aux, &msgs[*nmsg]);
+		(*nmsg)++;
+	}
+	if (f->tombstone) {
+		msgs[*nmsg] = key_only; /* a null value: compaction removes the key */
+		delete_headers(meta, &b->aux, &msgs[*nmsg]);
+		(*nmsg)++;
+	}
+	json_decref(msgj);
+	return 0;
+}
+
+int
+key_identity(char *const *names, size_t n, const char *obj, size_t len, struct obuf *out, char *err, size_t errlen)
+{
+	struct span sp[n + 1];
+	out->len = 0;
+	if (scan_object(obj, len, names, n, sp) < 0) {
+		snprintf(err, errlen, "not a JSON object");
+		return -1;
+	}
+	ob_add(out, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (!sp[i].p) {
+			snprintf(err, errlen, "no value for key column %s", names[i]);
+			return -1;
+		}
+		if (i)
+			ob_add(out, ",", 1);
+		ob_value(out, sp[i]);
+	}
+	ob_add(out, "]", 1);
+	return 0;
+}

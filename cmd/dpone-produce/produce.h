@@ -1,0 +1,155 @@
+/*
+ * produce.h: the parts of dpone-produce. main.c reads the stream and drives
+ * the run; message.c turns stream lines into Kafka keys, values and headers;
+ * sink.c owns librdkafka (configuration, topic check, delivery accounting,
+ * transactions); dedupe.c applies duplicate_policy.
+ */
+#ifndef PRODUCE_H
+#define PRODUCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "dpone.h"
+
+/* A growable byte buffer; the owner frees p. */
+struct obuf {
+	char *p;
+	size_t len, cap;
+};
+void ob_reserve(struct obuf *b, size_t more);
+void ob_add(struct obuf *b, const void *p, size_t n);
+void ob_str(struct obuf *b, const char *s);
+/* A JSON string literal for s (quotes and escapes as jansson writes them). */
+void ob_json_string(struct obuf *b, const char *s);
+
+/* Bytes of one JSON value inside a line; p is NULL when the field is absent. */
+struct span {
+	const char *p;
+	size_t n;
+};
+
+/* Find the values of names (n of them) among the members of the JSON object
+ * obj[0..len), which must be valid JSON. Returns 0, -1 if it is not an object. */
+int scan_object(const char *obj, size_t len, char *const *names, size_t n, struct span *out);
+/* The object in the second element of a control line ["delete", {...}, ...]. */
+int control_object(const char *line, size_t len, struct span *out);
+/* Append a value in its canonical form (compact; strings as jansson writes them). */
+void ob_value(struct obuf *b, struct span v);
+/* Append a value as text: a string's characters without quotes, else its JSON. */
+void ob_value_text(struct obuf *b, struct span v);
+
+enum envelope { ENV_FLAT, ENV_DEBEZIUM, ENV_DPONE };
+enum key_mode { KEY_UNIQUE, KEY_FIELDS, KEY_HASH_ROW, KEY_NULL };
+
+struct header_kv {
+	char *name, *value;
+};
+
+/* How stream lines become messages; built once from the manifest and header. */
+struct format {
+	enum envelope envelope;
+	enum key_mode key_mode;
+	int key_as_value;          /* key.format: value (one column) */
+	char **key_names;          /* owned */
+	char **key_names_json;     /* the same as JSON string literals, owned */
+	size_t nkey;
+	int deletes_enabled, tombstone, rewrite;
+	char *op_field;            /* deletes.op_field, owned */
+	char *op_field_json;       /* the same as a JSON string literal, owned */
+	const char *row_op;        /* debezium op for rows: r, c or u */
+	char *source_json;         /* envelope "source" object, owned */
+	char *metadata_json;       /* dpone envelope "metadata" object, owned */
+	char *watermark_column;    /* boundary column for the watermark header, or NULL */
+	struct header_kv *headers; /* fixed headers (run id, source, manifest map) */
+	size_t nheaders;
+	char **scan_names;         /* key columns then the watermark column (borrowed strings) */
+	size_t nscan;
+};
+
+void format_init(struct format *f, const struct dp_manifest *m, json_t *header);
+void format_free(struct format *f);
+
+/* Buffers the messages of one line are built in, reused line after line. */
+struct msgbufs {
+	struct obuf key, value, aux;
+};
+void msgbufs_free(struct msgbufs *b);
+
+#define MAX_LINE_HEADERS 3
+/* A message ready for the sink. key, value and the header values point into
+ * a struct msgbufs or into the stream line: valid until the next line. */
+struct message {
+	const char *key, *value;
+	size_t key_len, value_len;
+	int has_key, has_value;
+	const char *hname[MAX_LINE_HEADERS]; /* static names */
+	const char *hval[MAX_LINE_HEADERS];
+	size_t hval_len[MAX_LINE_HEADERS];
+	int nh;
+};
+
+/* Build the message for a row line. Returns 0, or -1 with why in err. */
+int format_row(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message *msg,
+               char *err, size_t errlen);
+/* Build what a delete line publishes: the delete event and/or the tombstone,
+ * *nmsg (1 or 2) messages in msgs. */
+int format_delete(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message msgs[2],
+                  int *nmsg, char *err, size_t errlen);
+
+/* Canonical bytes identifying a row's or delete's unique key (for
+ * duplicate_policy); 0 or -1 with err. */
+int key_identity(char *const *names, size_t n, const char *obj, size_t len, struct obuf *out,
+                 char *err, size_t errlen);
+
+/* ---- duplicate_policy (dedupe.c) ---- */
+struct dedupe;
+enum dup_policy { DUP_FAIL, DUP_KEEP_LAST, DUP_KEEP_FIRST };
+/* Pass 1: read the whole stream from fd into an unlinked spool file under
+ * TMPDIR, indexing unique keys. Dies (DP_EXIT_QUALITY) on a duplicate with
+ * policy fail, (DP_EXIT_STREAM) on a bad stream. */
+struct dedupe *dedupe_spool(int fd, enum dup_policy policy, char **key_names, size_t nkey);
+/* The spool, rewound, to be read as the stream for pass 2. */
+int dedupe_fd(const struct dedupe *d);
+/* 1 if the row or delete at lineno is the one its key keeps. */
+int dedupe_keep(struct dedupe *d, const char *line, size_t len, int is_delete, unsigned long long lineno);
+unsigned long long dedupe_dropped(const struct dedupe *d);
+size_t dedupe_table_bytes(const struct dedupe *d);
+void dedupe_free(struct dedupe *d);
+
+/* ---- the Kafka side (sink.c) ---- */
+struct sink;
+struct sink_options {
+	const char *topic;
+	int transactional;
+	const char *transactional_id;
+	double stall_timeout;  /* fail a flush after this long without progress; 0: never */
+	double drain_timeout;  /* after SIGINT/SIGTERM, wait this long for deliveries */
+	int quiet;
+};
+/* Connect, check (or create) the topic, begin the transaction. Dies on failure. */
+struct sink *sink_open(const struct dp_manifest *m, const struct dp_conn *conn, const struct sink_options *o);
+/* Headers every message carries. */
+void sink_set_headers(struct sink *s, const struct header_kv *h, size_t n);
+/* Queue one message (copied), waiting while the local queue is full.
+ * 0, or -1 when interrupted while waiting. */
+int sink_send(struct sink *s, const struct message *msg, unsigned long long lineno);
+/* Serve delivery reports without blocking. */
+void sink_poll(struct sink *s);
+/* Wait for every queued message; 0 when all were delivered. */
+int sink_flush(struct sink *s);
+/* Commit (exactly_once) after a successful flush; 0 or -1. */
+int sink_commit(struct sink *s);
+/* Abort the transaction (exactly_once) or drain for drain_timeout (others). */
+void sink_abort(struct sink *s);
+unsigned long long sink_failed(const struct sink *s);
+unsigned long long sink_delivered(const struct sink *s);
+/* Why the run failed on the Kafka side, or NULL. */
+const char *sink_error(const struct sink *s);
+/* The delivery summary (counts, bytes, partitions, offsets); caller owns it. */
+json_t *sink_summary(const struct sink *s);
+void sink_close(struct sink *s);
+
+#endif
