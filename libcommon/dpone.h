@@ -46,6 +46,16 @@ char *dp_vstrfmt(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 /* Flush and close a stream, reporting any write error; 0 when all went out. */
 int dp_fshut(FILE *fp, const char *name);
 
+/* ---- a growable byte buffer (buf.c); the owner frees p ---- */
+struct dp_buf {
+	char *p;
+	size_t len, cap;
+};
+void dp_buf_reserve(struct dp_buf *b, size_t more);
+void dp_buf_add(struct dp_buf *b, const void *p, size_t n);
+void dp_buf_str(struct dp_buf *b, const char *s);
+void dp_buf_char(struct dp_buf *b, char c);
+
 /* ---- small helpers (util.c) ---- */
 size_t dp_edit_distance(const char *a, const char *b);
 /* The candidate closest to word (NULL-terminated list), or NULL if none is close. */

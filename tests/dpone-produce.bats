@@ -394,16 +394,22 @@ start_slow_produce() {
 	stream "$1" | sed '$d' >&7
 }
 
-@test "SIGTERM mid-run with exactly_once: the transaction is aborted, exit 130, no end" {
-	make_topic "$TOPIC" 1
-	produce_manifest full_refresh 'delivery: {mode: exactly_once}'
-	start_slow_produce 100
+# terminate_slow_produce N: SIGTERM to dpone-produce after N rows of a
+# stream that never ends; it must exit 130.
+terminate_slow_produce() {
+	start_slow_produce "$1"
 	sleep 1
 	kill -TERM "$PRODUCE_PID"
 	rc=0
 	wait "$PRODUCE_PID" || rc=$?
 	exec 7>&-
 	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat err.txt)"
+}
+
+@test "SIGTERM mid-run with exactly_once: the transaction is aborted, exit 130, no end" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'delivery: {mode: exactly_once}'
+	terminate_slow_produce 100
 	grep -q "interrupted" err.txt || flunk "$(cat err.txt)"
 	grep -q "transaction aborted" err.txt || flunk "$(cat err.txt)"
 	! grep -q '\["end"' out.txt
@@ -423,13 +429,7 @@ start_slow_produce() {
 @test "SIGTERM mid-run with at_least_once: what was sent is drained and reported, exit 130" {
 	make_topic "$TOPIC" 1
 	produce_manifest full_refresh
-	start_slow_produce 100
-	sleep 1
-	kill -TERM "$PRODUCE_PID"
-	rc=0
-	wait "$PRODUCE_PID" || rc=$?
-	exec 7>&-
-	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat err.txt)"
+	terminate_slow_produce 100
 	grep -q '"delivered":100' out.txt || flunk "$(cat out.txt)"
 	! grep -q '\["end"' out.txt
 	[ "$(consume -f '%s\n' | wc -l)" -eq 100 ]

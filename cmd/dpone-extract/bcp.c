@@ -46,29 +46,29 @@ hexval(int ch)
 
 /* "-12.3" at scale 2 -> "-12.30": the stream's exact-scale form. */
 static int
-text_decimal(struct buf *b, const char *t, int scale)
+text_decimal(struct dp_buf *b, const char *t, int scale)
 {
 	const char *dot = strchr(t, '.');
 	size_t intlen = dot ? (size_t)(dot - t) : strlen(t);
 	size_t fraclen = dot ? strlen(dot + 1) : 0;
 	if (strspn(t, "-0123456789.") != strlen(t) || fraclen > (size_t)scale)
 		return -1;
-	buf_char(b, '"');
-	buf_add(b, t, intlen);
+	dp_buf_char(b, '"');
+	dp_buf_add(b, t, intlen);
 	if (scale > 0) {
-		buf_char(b, '.');
+		dp_buf_char(b, '.');
 		if (fraclen)
-			buf_add(b, dot + 1, fraclen);
+			dp_buf_add(b, dot + 1, fraclen);
 		for (size_t i = fraclen; i < (size_t)scale; i++)
-			buf_char(b, '0');
+			dp_buf_char(b, '0');
 	}
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 	return 0;
 }
 
 /* "2026-11-26 10:00:00.1234567 +05:30" -> the stream's form for the type. */
 static int
-text_temporal(struct buf *b, const struct column *c, const char *t)
+text_temporal(struct dp_buf *b, const struct column *c, const char *t)
 {
 	char date[11] = "", clock[9] = "", frac[8] = "0000000", offset[7] = "";
 	const char *p = t;
@@ -102,21 +102,21 @@ text_temporal(struct buf *b, const struct column *c, const char *t)
 	if (*p)
 		return -1;
 	int digits = !strcmp(c->data_type, "smalldatetime") ? 0 : c->scale >= 0 ? c->scale : 0;
-	buf_char(b, '"');
-	buf_str(b, date);
+	dp_buf_char(b, '"');
+	dp_buf_str(b, date);
 	if (*date && *clock)
-		buf_char(b, 'T');
+		dp_buf_char(b, 'T');
 	if (*clock) {
 		if (!strcmp(c->data_type, "smalldatetime"))
 			clock[6] = clock[7] = '0';
-		buf_str(b, clock);
+		dp_buf_str(b, clock);
 		if (digits > 0) {
-			buf_char(b, '.');
-			buf_add(b, frac, (size_t)digits);
+			dp_buf_char(b, '.');
+			dp_buf_add(b, frac, (size_t)digits);
 		}
 	}
-	buf_str(b, offset);
-	buf_char(b, '"');
+	dp_buf_str(b, offset);
+	dp_buf_char(b, '"');
 	return 0;
 }
 
@@ -137,7 +137,7 @@ text_kind(const struct column *c)
 }
 
 static int
-text_binary(struct buf *b, const struct column *c, const char *t, size_t n, const struct encoding *enc)
+text_binary(struct dp_buf *b, const struct column *c, const char *t, size_t n, const struct encoding *enc)
 {
 	if (n % 2)
 		return -1;
@@ -158,7 +158,7 @@ text_binary(struct buf *b, const struct column *c, const char *t, size_t n, cons
 /* One bcp text value as the stream's JSON for column c; -1 if it is not
  * a value of the column. */
 static int
-text_value(struct buf *b, const struct column *c, enum text_kind kind, const char *t, size_t n,
+text_value(struct dp_buf *b, const struct column *c, enum text_kind kind, const char *t, size_t n,
            const struct encoding *enc)
 {
 	char *end;
@@ -167,7 +167,7 @@ text_value(struct buf *b, const struct column *c, enum text_kind kind, const cha
 		encode_string(b, t, n);
 		return 0;
 	case TEXT_BOOLEAN:
-		buf_str(b, strcmp(t, "0") ? "true" : "false");
+		dp_buf_str(b, strcmp(t, "0") ? "true" : "false");
 		return 0;
 	case TEXT_INTEGER: {
 		errno = 0;
@@ -242,12 +242,12 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 	enum text_kind *kinds = dp_xcalloc((size_t)s->ncols, sizeof *kinds);
 	for (int i = 0; i < s->ncols; i++)
 		kinds[i] = text_kind(&s->cols[i]);
-	struct buf row = {0}, val = {0};
+	struct dp_buf row = {0}, val = {0};
 	unsigned long long rows = 0;
 	int32_t len;
 	while (read_exact(fp, &len, 4) == 0) {
 		row.len = 0;
-		buf_char(&row, '{');
+		dp_buf_char(&row, '{');
 		size_t inc_at = 0, inc_len = 0;
 		for (int i = 0; i < s->ncols; i++) {
 			if (i && read_exact(fp, &len, 4))
@@ -255,16 +255,16 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 			if (len < 0 || len > (1 << 30))
 				dp_die(DP_EXIT_SOURCE, "%s: row %llu: bad value length %d", host_path, rows + 1, (int)len);
 			val.len = 0;
-			buf_grow(&val, (size_t)len + 1);
+			dp_buf_reserve(&val, (size_t)len + 1);
 			if (read_exact(fp, val.p, (size_t)len))
 				dp_die(DP_EXIT_SOURCE, "%s: row %llu is cut short", host_path, rows + 1);
 			val.p[len] = '\0';
 			if (i)
-				buf_char(&row, ',');
-			buf_str(&row, s->cols[i].json_key);
+				dp_buf_char(&row, ',');
+			dp_buf_str(&row, s->cols[i].json_key);
 			size_t at = row.len;
 			if (len == 0)
-				buf_add(&row, "null", 4);
+				dp_buf_add(&row, "null", 4);
 			else if (text_value(&row, &s->cols[i], kinds[i], val.p, len == 1 && val.p[0] == '\0' ? 0 : (size_t)len, enc))
 				dp_die(DP_EXIT_SOURCE, "%s: row %llu, column %s: '%.40s' is not a %s value", host_path, rows + 1,
 				       s->cols[i].name, val.p, s->cols[i].sql_type);
@@ -273,7 +273,7 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 				inc_len = row.len - at;
 			}
 		}
-		buf_char(&row, '}');
+		dp_buf_char(&row, '}');
 		emit_row(w, out, &row, inc_at, inc_len, wm);
 		rows++;
 	}

@@ -19,30 +19,7 @@
 #include "extract.h"
 
 void
-buf_grow(struct buf *b, size_t n)
-{
-	if (b->len + n <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + n)
-		cap *= 2;
-	b->p = dp_xrealloc(b->p, cap);
-	b->cap = cap;
-}
-
-void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	buf_grow(b, n);
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-void buf_char(struct buf *b, char c) { buf_grow(b, 1); b->p[b->len++] = c; }
-
-void
-emit_row(struct dp_writer *w, struct dp_writer *also, const struct buf *row, size_t inc_at, size_t inc_len,
+emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
          struct watermark *wm)
 {
 	if (dp_writer_line(w, row->p, row->len))
@@ -82,11 +59,11 @@ logical_type(const char *data_type)
 /* ---- strings ---- */
 
 void
-encode_string(struct buf *b, const char *s, size_t n)
+encode_string(struct dp_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	buf_grow(b, n + 2);
+	dp_buf_reserve(b, n + 2);
 	b->p[b->len++] = '"';
 	while (p < end) {
 		/* Copy the run that needs no escaping in one go. */
@@ -94,37 +71,37 @@ encode_string(struct buf *b, const char *s, size_t n)
 		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
 			p++;
 		if (p > run)
-			buf_add(b, (const char *)run, (size_t)(p - run));
+			dp_buf_add(b, (const char *)run, (size_t)(p - run));
 		if (p >= end)
 			break;
 		unsigned c = *p;
 		if (c == '"' || c == '\\') {
 			char esc[2] = {'\\', (char)c};
-			buf_add(b, esc, 2);
+			dp_buf_add(b, esc, 2);
 			p++;
 		} else if (c < 0x20) {
 			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			if (c == '\n')
-				buf_add(b, "\\n", 2);
+				dp_buf_add(b, "\\n", 2);
 			else if (c == '\t')
-				buf_add(b, "\\t", 2);
+				dp_buf_add(b, "\\t", 2);
 			else if (c == '\r')
-				buf_add(b, "\\r", 2);
+				dp_buf_add(b, "\\r", 2);
 			else
-				buf_add(b, esc, 6);
+				dp_buf_add(b, esc, 6);
 			p++;
 		} else {
 			size_t k = dp_utf8_len(p, end);
 			if (k) {
-				buf_add(b, (const char *)p, k);
+				dp_buf_add(b, (const char *)p, k);
 				p += k;
 			} else {
-				buf_add(b, "\xEF\xBF\xBD", 3); /* invalid UTF-8 from the server: U+FFFD */
+				dp_buf_add(b, "\xEF\xBF\xBD", 3); /* invalid UTF-8 from the server: U+FFFD */
 				p++;
 			}
 		}
 	}
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 }
 
 /* ---- numbers ---- */
@@ -155,7 +132,7 @@ put_digits(char *out, unsigned long v, int width)
 }
 
 void
-encode_int(struct buf *b, long long v, int quoted)
+encode_int(struct dp_buf *b, long long v, int quoted)
 {
 	char tmp[32];
 	size_t n = 0;
@@ -166,12 +143,12 @@ encode_int(struct buf *b, long long v, int quoted)
 	n += format_u64(tmp + n, v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v);
 	if (quoted)
 		tmp[n++] = '"';
-	buf_add(b, tmp, n);
+	dp_buf_add(b, tmp, n);
 }
 
 /* The shortest decimal text that reads back to exactly the same value. */
 static void
-encode_float(struct buf *b, double v, int single)
+encode_float(struct dp_buf *b, double v, int single)
 {
 	char tmp[40];
 	for (int prec = 1; prec <= 17; prec++) {
@@ -181,12 +158,12 @@ encode_float(struct buf *b, double v, int single)
 			break;
 	}
 	/* "1e+20" is JSON; "inf" and "nan" cannot come from SQL Server. */
-	buf_str(b, tmp);
+	dp_buf_str(b, tmp);
 }
 
 /* Digits of an unsigned 128-bit magnitude with exactly scale decimals. */
 static void
-encode_scaled(struct buf *b, int negative, unsigned __int128 mag, int scale)
+encode_scaled(struct dp_buf *b, int negative, unsigned __int128 mag, int scale)
 {
 	char digits[64], out[72];
 	int n = 0;
@@ -206,7 +183,7 @@ encode_scaled(struct buf *b, int negative, unsigned __int128 mag, int scale)
 			out[o++] = '.';
 	}
 	out[o++] = '"';
-	buf_add(b, out, o);
+	dp_buf_add(b, out, o);
 }
 
 /* Bytes of a DBNUMERIC's array for a precision (sign byte included). */
@@ -219,7 +196,7 @@ numeric_bytes(int precision)
 }
 
 static void
-encode_numeric(struct buf *b, const DBNUMERIC *num)
+encode_numeric(struct dp_buf *b, const DBNUMERIC *num)
 {
 	unsigned __int128 mag = 0;
 	int n = numeric_bytes(num->precision);
@@ -249,7 +226,7 @@ civil_from_days(long z, int *y, int *m, int *d)
 #define DAYS_1900_FROM_1970 (-25567L)
 
 static void
-put_date(struct buf *b, long days_since_1900)
+put_date(struct dp_buf *b, long days_since_1900)
 {
 	int y, m, d;
 	char tmp[10];
@@ -259,12 +236,12 @@ put_date(struct buf *b, long days_since_1900)
 	put_digits(tmp + 5, (unsigned long)m, 2);
 	tmp[7] = '-';
 	put_digits(tmp + 8, (unsigned long)d, 2);
-	buf_add(b, tmp, 10);
+	dp_buf_add(b, tmp, 10);
 }
 
 /* HH:MM:SS and `digits` fractional digits of a time in 100 ns units. */
 static void
-put_time(struct buf *b, unsigned long long ticks, int digits)
+put_time(struct dp_buf *b, unsigned long long ticks, int digits)
 {
 	char tmp[20];
 	unsigned long long secs = ticks / 10000000ULL, frac = ticks % 10000000ULL;
@@ -281,11 +258,11 @@ put_time(struct buf *b, unsigned long long ticks, int digits)
 		memcpy(tmp + n, f, (size_t)digits);
 		n += (size_t)digits;
 	}
-	buf_add(b, tmp, n);
+	dp_buf_add(b, tmp, n);
 }
 
 static void
-encode_datetimeall(struct buf *b, const struct column *c, int dbtype, const DBDATETIMEALL *dt)
+encode_datetimeall(struct dp_buf *b, const struct column *c, int dbtype, const DBDATETIMEALL *dt)
 {
 	int digits = c->scale >= 0 && c->scale <= 7 ? c->scale : (int)dt->time_prec;
 	long long days = dt->date;
@@ -300,24 +277,24 @@ encode_datetimeall(struct buf *b, const struct column *c, int dbtype, const DBDA
 			days--;
 		}
 	}
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 	if (dbtype != SYBMSTIME)
 		put_date(b, (long)days);
 	if (dbtype == SYBMSDATETIME2 || dbtype == SYBMSDATETIMEOFFSET)
-		buf_char(b, 'T');
+		dp_buf_char(b, 'T');
 	if (dbtype != SYBMSDATE)
 		put_time(b, ticks, digits);
 	if (dbtype == SYBMSDATETIMEOFFSET) {
 		char tmp[16];
 		int off = dt->offset;
 		snprintf(tmp, sizeof tmp, "%c%02d:%02d", off < 0 ? '-' : '+', abs(off) / 60, abs(off) % 60);
-		buf_str(b, tmp);
+		dp_buf_str(b, tmp);
 	}
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 }
 
 static void
-encode_datetime(struct buf *b, const DBDATETIME *dt)
+encode_datetime(struct dp_buf *b, const DBDATETIME *dt)
 {
 	/* 1/300 s ticks shown as SQL Server shows them: .000, .003, .007 */
 	long long ms = ((long long)dt->dttime * 10 + 1) / 3;
@@ -326,32 +303,32 @@ encode_datetime(struct buf *b, const DBDATETIME *dt)
 		ms -= 86400000LL;
 		days++;
 	}
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 	put_date(b, days);
-	buf_char(b, 'T');
+	dp_buf_char(b, 'T');
 	put_time(b, (unsigned long long)ms * 10000ULL, 3);
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 }
 
 static void
-encode_smalldatetime(struct buf *b, const DBDATETIME4 *dt)
+encode_smalldatetime(struct dp_buf *b, const DBDATETIME4 *dt)
 {
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 	put_date(b, dt->days);
-	buf_char(b, 'T');
+	dp_buf_char(b, 'T');
 	put_time(b, (unsigned long long)dt->minutes * 600000000ULL, 0);
-	buf_char(b, '"');
+	dp_buf_char(b, '"');
 }
 
 /* ---- binary ---- */
 
 static void
-encode_binary(struct buf *b, const BYTE *p, DBINT n, int hex)
+encode_binary(struct dp_buf *b, const BYTE *p, DBINT n, int hex)
 {
 	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	static const char hx[] = "0123456789abcdef";
 	size_t len = (size_t)n;
-	buf_grow(b, len * 2 + 4);
+	dp_buf_reserve(b, len * 2 + 4);
 	b->p[b->len++] = '"';
 	if (hex) {
 		for (size_t i = 0; i < len; i++) {
@@ -377,13 +354,13 @@ encode_binary(struct buf *b, const BYTE *p, DBINT n, int hex)
 }
 
 static void
-encode_guid(struct buf *b, const BYTE *g)
+encode_guid(struct dp_buf *b, const BYTE *g)
 {
 	/* The first three groups are little-endian on the wire. */
 	char tmp[48];
 	snprintf(tmp, sizeof tmp, "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\"", g[3], g[2],
 	         g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
-	buf_str(b, tmp);
+	dp_buf_str(b, tmp);
 }
 
 static long long
@@ -398,16 +375,16 @@ le_int(const BYTE *p, DBINT n)
 }
 
 void
-encode_value(struct buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
+encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
              const struct encoding *enc)
 {
 	if (!data) {
-		buf_add(b, "null", 4);
+		dp_buf_add(b, "null", 4);
 		return;
 	}
 	switch (dbtype) {
 	case SYBBIT: case SYBBITN:
-		buf_str(b, data[0] ? "true" : "false");
+		dp_buf_str(b, data[0] ? "true" : "false");
 		break;
 	case SYBINT1: case SYBINT2: case SYBINT4: case SYBINT8: case SYBINTN:
 		encode_int(b, le_int(data, len), len == 8 && enc->bigint_as_string);

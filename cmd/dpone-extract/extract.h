@@ -11,16 +11,6 @@
 /* db-lib reports uniqueidentifier as type 36, which sybdb.h does not name. */
 #define DP_SYBUNIQUE 36
 
-/* A growable byte buffer; the row encoder writes into one. */
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-void buf_grow(struct buf *b, size_t n);
-void buf_add(struct buf *b, const char *s, size_t n);
-void buf_str(struct buf *b, const char *s);
-void buf_char(struct buf *b, char c);
-
 struct encoding {
 	int bigint_as_string; /* source.options.bigint_as: string */
 	int binary_as_hex;    /* source.options.binary_as: hex */
@@ -44,16 +34,16 @@ struct watermark {
 };
 /* Write a finished row to w (and to also, if not NULL) and remember the
  * incremental column's value, inc_len bytes at row->p + inc_at (0: none). */
-void emit_row(struct dp_writer *w, struct dp_writer *also, const struct buf *row, size_t inc_at, size_t inc_len,
+void emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
               struct watermark *wm);
 
 /* Append the JSON of one value (db-lib type and raw data) to b. */
-void encode_value(struct buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
+void encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
                   const struct encoding *enc);
 /* Append an integer, in quotes when quoted (bigint_as: string). */
-void encode_int(struct buf *b, long long v, int quoted);
+void encode_int(struct dp_buf *b, long long v, int quoted);
 /* Append a JSON string (escaped; invalid UTF-8 becomes U+FFFD). */
-void encode_string(struct buf *b, const char *s, size_t n);
+void encode_string(struct dp_buf *b, const char *s, size_t n);
 /* The logical type of a SQL Server DATA_TYPE, or NULL if unsupported. */
 const char *logical_type(const char *data_type);
 

@@ -391,7 +391,7 @@ static unsigned long long
 stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress, long long batch_size,
             struct watermark *wm)
 {
-	struct buf row = {0};
+	struct dp_buf row = {0};
 	unsigned long long rows = 0;
 	double start = dp_now(), last = start;
 	RETCODE rc;
@@ -400,12 +400,12 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 		types[i] = dbcoltype(s->db, i + 1);
 	while ((rc = dbnextrow(s->db)) == REG_ROW) {
 		row.len = 0;
-		buf_char(&row, '{');
+		dp_buf_char(&row, '{');
 		size_t inc_at = 0, inc_len = 0;
 		for (int i = 0; i < s->ncols; i++) {
 			if (i)
-				buf_char(&row, ',');
-			buf_str(&row, s->cols[i].json_key);
+				dp_buf_char(&row, ',');
+			dp_buf_str(&row, s->cols[i].json_key);
 			size_t at = row.len;
 			encode_value(&row, &s->cols[i], types[i], dbdata(s->db, i + 1), dbdatlen(s->db, i + 1), enc);
 			if (i == s->inc) {
@@ -413,7 +413,7 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 				inc_len = row.len - at;
 			}
 		}
-		buf_char(&row, '}');
+		dp_buf_char(&row, '}');
 		emit_row(w, NULL, &row, inc_at, inc_len, wm);
 		rows++;
 		if (batch_size > 0 && rows % (unsigned long long)batch_size == 0 && dp_writer_flush(w))

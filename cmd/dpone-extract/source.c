@@ -352,10 +352,10 @@ source_discover(struct source *s, const struct dp_manifest *m)
 		free(names);
 	}
 	for (int k = 0; k < s->ncols; k++) {
-		struct buf b = {0};
+		struct dp_buf b = {0};
 		encode_string(&b, s->cols[k].name, strlen(s->cols[k].name));
-		buf_char(&b, ':');
-		buf_char(&b, '\0');
+		dp_buf_char(&b, ':');
+		dp_buf_char(&b, '\0');
 		s->cols[k].json_key = b.p;
 	}
 }
@@ -365,7 +365,7 @@ source_scalar_json(struct source *s, const char *sql, const struct column *as, c
 {
 	if (source_query(s, sql))
 		dp_die(DP_EXIT_SOURCE, "%s", source_error());
-	struct buf b = {0};
+	struct dp_buf b = {0};
 	while (dbnextrow(s->db) == REG_ROW) {
 		if (b.len)
 			continue;
@@ -374,8 +374,8 @@ source_scalar_json(struct source *s, const char *sql, const struct column *as, c
 	if (source_failed())
 		dp_die(DP_EXIT_SOURCE, "%s", source_error());
 	if (!b.len)
-		buf_str(&b, "null");
-	buf_char(&b, '\0');
+		dp_buf_str(&b, "null");
+	dp_buf_char(&b, '\0');
 	return b.p;
 }
 

@@ -34,11 +34,11 @@ struct dedupe {
 	struct slot *table;
 	size_t cap, count;
 	unsigned long long dropped;
-	struct obuf id;
+	struct dp_buf id;
 };
 
 static void
-key_hash(const struct obuf *id, uint64_t *h, uint32_t *h2)
+key_hash(const struct dp_buf *id, uint64_t *h, uint32_t *h2)
 {
 	struct dp_sha256 s;
 	unsigned char d[32];
@@ -128,12 +128,12 @@ dedupe_spool(int in, enum dup_policy policy, char **key_names, size_t nkey)
 	d->policy = policy;
 	d->names = key_names;
 	d->nkey = nkey;
-	struct obuf text = {0};
+	struct dp_buf text = {0};
 	for (size_t i = 0; i < nkey; i++) {
-		ob_str(&text, i ? ", " : "");
-		ob_str(&text, key_names[i]);
+		dp_buf_str(&text, i ? ", " : "");
+		dp_buf_str(&text, key_names[i]);
 	}
-	ob_add(&text, "", 1);
+	dp_buf_add(&text, "", 1);
 	d->names_text = text.p;
 	d->fd = spool_file();
 	grow(d);

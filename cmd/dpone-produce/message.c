@@ -10,43 +10,17 @@
 
 #include "produce.h"
 
-void
-ob_reserve(struct obuf *b, size_t more)
-{
-	if (b->len + more <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	b->p = dp_xrealloc(b->p, cap);
-	b->cap = cap;
-}
-
-void
-ob_add(struct obuf *b, const void *p, size_t n)
-{
-	ob_reserve(b, n);
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-void
-ob_str(struct obuf *b, const char *s)
-{
-	ob_add(b, s, strlen(s));
-}
-
 /* Append the compact JSON of v, any type. */
 static void
-ob_json(struct obuf *b, const json_t *v)
+ob_json(struct dp_buf *b, const json_t *v)
 {
 	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-	ob_reserve(b, n);
+	dp_buf_reserve(b, n);
 	b->len += json_dumpb(v, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
 void
-ob_json_string(struct obuf *b, const char *s)
+ob_json_string(struct dp_buf *b, const char *s)
 {
 	json_t *v = json_string(s);
 	ob_json(b, v);
@@ -168,11 +142,11 @@ control_object(const char *line, size_t len, struct span *out)
 }
 
 void
-ob_value(struct obuf *b, struct span v)
+ob_value(struct dp_buf *b, struct span v)
 {
 	int composite = *v.p == '{' || *v.p == '[';
 	if (!composite && !(*v.p == '"' && memchr(v.p, '\\', v.n))) {
-		ob_add(b, v.p, v.n);
+		dp_buf_add(b, v.p, v.n);
 		return;
 	}
 	json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
@@ -181,15 +155,15 @@ ob_value(struct obuf *b, struct span v)
 }
 
 void
-ob_value_text(struct obuf *b, struct span v)
+ob_value_text(struct dp_buf *b, struct span v)
 {
 	if (*v.p != '"') {
-		ob_add(b, v.p, v.n);
+		dp_buf_add(b, v.p, v.n);
 	} else if (!memchr(v.p, '\\', v.n)) {
-		ob_add(b, v.p + 1, v.n - 2);
+		dp_buf_add(b, v.p + 1, v.n - 2);
 	} else {
 		json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
-		ob_add(b, json_string_value(j), json_string_length(j));
+		dp_buf_add(b, json_string_value(j), json_string_length(j));
 		json_decref(j);
 	}
 }
@@ -209,9 +183,9 @@ string_list(json_t *arr, size_t *n)
 static char *
 json_literal(const char *s)
 {
-	struct obuf b = {0};
+	struct dp_buf b = {0};
 	ob_json_string(&b, s);
-	ob_add(&b, "", 1);
+	dp_buf_add(&b, "", 1);
 	return b.p;
 }
 
@@ -311,16 +285,16 @@ init_headers(struct format *f, const struct dp_manifest *m, json_t *header)
 	const char *run_id = json_string_value(json_object_get(header, "run_id"));
 	if (run_id)
 		add_header(f, "dpone.run_id", run_id);
-	struct obuf table = {0}; /* database.schema.table, as far as known */
+	struct dp_buf table = {0}; /* database.schema.table, as far as known */
 	static const char *const parts[] = {"database", "schema", "table"};
 	for (int i = 0; i < 3; i++) {
 		const char *part = json_string_value(json_object_get(src, parts[i]));
 		if (!part)
 			continue;
-		ob_str(&table, table.len ? "." : "");
-		ob_str(&table, part);
+		dp_buf_str(&table, table.len ? "." : "");
+		dp_buf_str(&table, part);
 	}
-	ob_add(&table, "", 1);
+	dp_buf_add(&table, "", 1);
 	add_header(f, "dpone.source", table.p);
 	free(table.p);
 	const char *k;
@@ -415,16 +389,16 @@ wall_ms(void)
 }
 
 static void
-ob_ll(struct obuf *b, long long v)
+ob_ll(struct dp_buf *b, long long v)
 {
 	char tmp[24];
 	int n = snprintf(tmp, sizeof tmp, "%lld", v);
-	ob_add(b, tmp, (size_t)n);
+	dp_buf_add(b, tmp, (size_t)n);
 }
 
 /* The key of a row or delete from the spans of its key columns. */
 static int
-build_key(const struct format *f, const struct span *sp, struct obuf *kb, struct message *msg, char *err, size_t errlen)
+build_key(const struct format *f, const struct span *sp, struct dp_buf *kb, struct message *msg, char *err, size_t errlen)
 {
 	kb->len = 0;
 	for (size_t i = 0; i < f->nkey; i++)
@@ -439,15 +413,15 @@ build_key(const struct format *f, const struct span *sp, struct obuf *kb, struct
 		}
 		ob_value_text(kb, sp[0]);
 	} else {
-		ob_add(kb, "{", 1);
+		dp_buf_add(kb, "{", 1);
 		for (size_t i = 0; i < f->nkey; i++) {
 			if (i)
-				ob_add(kb, ",", 1);
-			ob_str(kb, f->key_names_json[i]);
-			ob_add(kb, ":", 1);
+				dp_buf_add(kb, ",", 1);
+			dp_buf_str(kb, f->key_names_json[i]);
+			dp_buf_add(kb, ":", 1);
 			ob_value(kb, sp[i]);
 		}
-		ob_add(kb, "}", 1);
+		dp_buf_add(kb, "}", 1);
 	}
 	msg->key = kb->p;
 	msg->key_len = kb->len;
@@ -455,9 +429,42 @@ build_key(const struct format *f, const struct span *sp, struct obuf *kb, struct
 	return 0;
 }
 
+/* {"before":B,"after":A,"op":OP,"source":{...},"ts_ms":N}, B and A JSON. */
+static void
+debezium_value(const struct format *f, struct dp_buf *vb, const char *before, size_t blen, const char *after,
+               size_t alen, const char *op)
+{
+	dp_buf_str(vb, "{\"before\":");
+	dp_buf_add(vb, before, blen);
+	dp_buf_str(vb, ",\"after\":");
+	dp_buf_add(vb, after, alen);
+	dp_buf_str(vb, ",\"op\":\"");
+	dp_buf_str(vb, op);
+	dp_buf_str(vb, "\",\"source\":");
+	dp_buf_str(vb, f->source_json);
+	dp_buf_str(vb, ",\"ts_ms\":");
+	ob_ll(vb, wall_ms());
+	dp_buf_add(vb, "}", 1);
+}
+
+/* {"op":OP,"data":D,"metadata":{...},"source":{...},"schema_version":1}. */
+static void
+dpone_value(const struct format *f, struct dp_buf *vb, const char *op, const char *data, size_t dlen)
+{
+	dp_buf_str(vb, "{\"op\":\"");
+	dp_buf_str(vb, op);
+	dp_buf_str(vb, "\",\"data\":");
+	dp_buf_add(vb, data, dlen);
+	dp_buf_str(vb, ",\"metadata\":");
+	dp_buf_str(vb, f->metadata_json);
+	dp_buf_str(vb, ",\"source\":");
+	dp_buf_str(vb, f->source_json);
+	dp_buf_str(vb, ",\"schema_version\":1}");
+}
+
 /* The row's value in its envelope. */
 static void
-build_row_value(const struct format *f, const char *line, size_t len, struct obuf *vb, struct message *msg)
+build_row_value(const struct format *f, const char *line, size_t len, struct dp_buf *vb, struct message *msg)
 {
 	/* Flat rows carry a delete marker only where deletes are events. */
 	int add_deleted = f->deletes_enabled && f->rewrite;
@@ -475,34 +482,20 @@ build_row_value(const struct format *f, const char *line, size_t len, struct obu
 			close--;
 		close--;
 		const char *open = skip_ws(line, line + len) + 1;
-		ob_add(vb, line, (size_t)(close - line));
+		dp_buf_add(vb, line, (size_t)(close - line));
 		if (skip_ws(open, close) != close)
-			ob_add(vb, ",", 1);
+			dp_buf_add(vb, ",", 1);
 		if (add_deleted) {
-			ob_str(vb, "\"__deleted\":\"false\"");
+			dp_buf_str(vb, "\"__deleted\":\"false\"");
 		} else {
-			ob_str(vb, f->op_field_json);
-			ob_str(vb, ":\"upsert\"");
+			dp_buf_str(vb, f->op_field_json);
+			dp_buf_str(vb, ":\"upsert\"");
 		}
-		ob_add(vb, "}", 1);
+		dp_buf_add(vb, "}", 1);
 	} else if (f->envelope == ENV_DEBEZIUM) {
-		ob_str(vb, "{\"before\":null,\"after\":");
-		ob_add(vb, line, len);
-		ob_str(vb, ",\"op\":\"");
-		ob_str(vb, f->row_op);
-		ob_str(vb, "\",\"source\":");
-		ob_str(vb, f->source_json);
-		ob_str(vb, ",\"ts_ms\":");
-		ob_ll(vb, wall_ms());
-		ob_add(vb, "}", 1);
+		debezium_value(f, vb, "null", 4, line, len, f->row_op);
 	} else {
-		ob_str(vb, "{\"op\":\"upsert\",\"data\":");
-		ob_add(vb, line, len);
-		ob_str(vb, ",\"metadata\":");
-		ob_str(vb, f->metadata_json);
-		ob_str(vb, ",\"source\":");
-		ob_str(vb, f->source_json);
-		ob_str(vb, ",\"schema_version\":1}");
+		dpone_value(f, vb, "upsert", line, len);
 	}
 	msg->value = vb->p;
 	msg->value_len = vb->len;
@@ -522,7 +515,7 @@ format_row(const struct format *f, const char *line, size_t len, struct msgbufs 
 			return -1;
 	} else if (f->key_mode == KEY_HASH_ROW) {
 		b->key.len = 0;
-		ob_reserve(&b->key, 65);
+		dp_buf_reserve(&b->key, 65);
 		dp_sha256_hex(line, len, b->key.p);
 		b->key.len = 64;
 		msg->key = b->key.p;
@@ -544,7 +537,7 @@ format_row(const struct format *f, const char *line, size_t len, struct msgbufs 
 /* The delete event's value, or 0 when the delete is published as a
  * tombstone only (flat envelope, tombstone on, no rewrite). */
 static int
-build_delete_value(const struct format *f, json_t *key, json_t *before, struct obuf *vb)
+build_delete_value(const struct format *f, json_t *key, json_t *before, struct dp_buf *vb)
 {
 	vb->len = 0;
 	if (f->envelope == ENV_FLAT) {
@@ -557,29 +550,20 @@ build_delete_value(const struct format *f, json_t *key, json_t *before, struct o
 			json_object_set_new(v, f->op_field, json_string("delete"));
 		ob_json(vb, v);
 		json_decref(v);
-	} else if (f->envelope == ENV_DEBEZIUM) {
-		ob_str(vb, "{\"before\":");
-		ob_json(vb, before);
-		ob_str(vb, ",\"after\":null,\"op\":\"d\",\"source\":");
-		ob_str(vb, f->source_json);
-		ob_str(vb, ",\"ts_ms\":");
-		ob_ll(vb, wall_ms());
-		ob_add(vb, "}", 1);
-	} else {
-		ob_str(vb, "{\"op\":\"delete\",\"data\":");
-		ob_json(vb, before);
-		ob_str(vb, ",\"metadata\":");
-		ob_str(vb, f->metadata_json);
-		ob_str(vb, ",\"source\":");
-		ob_str(vb, f->source_json);
-		ob_str(vb, ",\"schema_version\":1}");
+		return 1;
 	}
+	char *image = json_dumps(before, JSON_COMPACT);
+	if (f->envelope == ENV_DEBEZIUM)
+		debezium_value(f, vb, image, strlen(image), "null", 4, "d");
+	else
+		dpone_value(f, vb, "delete", image, strlen(image));
+	free(image);
 	return 1;
 }
 
 /* lsn and seqval of a CDC delete as headers, their text kept in aux. */
 static void
-delete_headers(json_t *meta, struct obuf *aux, struct message *msg)
+delete_headers(json_t *meta, struct dp_buf *aux, struct message *msg)
 {
 	static const char *const names[] = {"lsn", "seqval"};
 	static const char *const header_names[] = {"dpone.lsn", "dpone.seqval"};
@@ -593,7 +577,7 @@ delete_headers(json_t *meta, struct obuf *aux, struct message *msg)
 		at[msg->nh] = aux->len;
 		msg->hname[msg->nh] = header_names[i];
 		msg->hval_len[msg->nh] = strlen(v);
-		ob_str(aux, v);
+		dp_buf_str(aux, v);
 		msg->nh++;
 	}
 	for (int i = 0; i < msg->nh; i++)
@@ -644,7 +628,7 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 }
 
 int
-key_identity(char *const *names, size_t n, const char *obj, size_t len, struct obuf *out, char *err, size_t errlen)
+key_identity(char *const *names, size_t n, const char *obj, size_t len, struct dp_buf *out, char *err, size_t errlen)
 {
 	struct span sp[n + 1];
 	out->len = 0;
@@ -652,16 +636,16 @@ key_identity(char *const *names, size_t n, const char *obj, size_t len, struct o
 		snprintf(err, errlen, "not a JSON object");
 		return -1;
 	}
-	ob_add(out, "[", 1);
+	dp_buf_add(out, "[", 1);
 	for (size_t i = 0; i < n; i++) {
 		if (!sp[i].p) {
 			snprintf(err, errlen, "no value for key column %s", names[i]);
 			return -1;
 		}
 		if (i)
-			ob_add(out, ",", 1);
+			dp_buf_add(out, ",", 1);
 		ob_value(out, sp[i]);
 	}
-	ob_add(out, "]", 1);
+	dp_buf_add(out, "]", 1);
 	return 0;
 }

@@ -14,16 +14,8 @@
 
 #include "dpone.h"
 
-/* A growable byte buffer; the owner frees p. */
-struct obuf {
-	char *p;
-	size_t len, cap;
-};
-void ob_reserve(struct obuf *b, size_t more);
-void ob_add(struct obuf *b, const void *p, size_t n);
-void ob_str(struct obuf *b, const char *s);
 /* A JSON string literal for s (quotes and escapes as jansson writes them). */
-void ob_json_string(struct obuf *b, const char *s);
+void ob_json_string(struct dp_buf *b, const char *s);
 
 /* Bytes of one JSON value inside a line; p is NULL when the field is absent. */
 struct span {
@@ -37,9 +29,9 @@ int scan_object(const char *obj, size_t len, char *const *names, size_t n, struc
 /* The object in the second element of a control line ["delete", {...}, ...]. */
 int control_object(const char *line, size_t len, struct span *out);
 /* Append a value in its canonical form (compact; strings as jansson writes them). */
-void ob_value(struct obuf *b, struct span v);
+void ob_value(struct dp_buf *b, struct span v);
 /* Append a value as text: a string's characters without quotes, else its JSON. */
-void ob_value_text(struct obuf *b, struct span v);
+void ob_value_text(struct dp_buf *b, struct span v);
 
 enum envelope { ENV_FLAT, ENV_DEBEZIUM, ENV_DPONE };
 enum key_mode { KEY_UNIQUE, KEY_FIELDS, KEY_HASH_ROW, KEY_NULL };
@@ -74,7 +66,7 @@ void format_free(struct format *f);
 
 /* Buffers the messages of one line are built in, reused line after line. */
 struct msgbufs {
-	struct obuf key, value, aux;
+	struct dp_buf key, value, aux;
 };
 void msgbufs_free(struct msgbufs *b);
 
@@ -101,7 +93,7 @@ int format_delete(const struct format *f, const char *line, size_t len, struct m
 
 /* Canonical bytes identifying a row's or delete's unique key (for
  * duplicate_policy); 0 or -1 with err. */
-int key_identity(char *const *names, size_t n, const char *obj, size_t len, struct obuf *out,
+int key_identity(char *const *names, size_t n, const char *obj, size_t len, struct dp_buf *out,
                  char *err, size_t errlen);
 
 /* ---- duplicate_policy (dedupe.c) ---- */
