@@ -19,6 +19,8 @@ dp_buf_reserve(struct dp_buf *b, size_t more)
 void
 dp_buf_add(struct dp_buf *b, const void *p, size_t n)
 {
+	if (!n)
+		return; /* b->p may still be NULL: memcpy must not see it */
 	dp_buf_reserve(b, n);
 	memcpy(b->p + b->len, p, n);
 	b->len += n;

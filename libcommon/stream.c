@@ -105,9 +105,13 @@ static ssize_t
 read_some(int fd, void *p, size_t n)
 {
 	ssize_t got;
-	do
+	do {
+		if (dp_interrupted) { /* the signal may have come before the read */
+			errno = EINTR;
+			return -1;
+		}
 		got = read(fd, p, n);
-	while (got < 0 && errno == EINTR && !dp_interrupted);
+	} while (got < 0 && errno == EINTR);
 	return got;
 }
 

@@ -430,9 +430,11 @@ terminate_slow_produce() {
 	make_topic "$TOPIC" 1
 	produce_manifest full_refresh
 	terminate_slow_produce 100
-	grep -q '"delivered":100' out.txt || flunk "$(cat out.txt)"
 	! grep -q '\["end"' out.txt
-	[ "$(consume -f '%s\n' | wc -l)" -eq 100 ]
+	# Whatever was read before the signal was drained and reported.
+	delivered=$(grep '^\["delivery"' out.txt | jq '.[1].delivered')
+	grep -q '"failed":0' out.txt || flunk "$(cat out.txt)"
+	[ "$(consume -f '%s\n' | wc -l)" -eq "$delivered" ]
 }
 
 @test "broker down mid-run: at_least_once delivers everything once the brokers are back" {

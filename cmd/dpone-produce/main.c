@@ -283,10 +283,11 @@ main(int argc, char **argv)
 		.quiet = cli.quiet};
 	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2)};
 	int in = 0;
+	char **names = NULL; /* the unique key for duplicate_policy; strings borrowed from m */
 	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "incremental_merge")) {
 		json_t *uk = dp_manifest_get(m, "sink.strategy.unique_key");
 		size_t n = json_array_size(uk);
-		char **names = dp_xcalloc(n + 1, sizeof *names);
+		names = dp_xcalloc(n + 1, sizeof *names);
 		for (size_t i = 0; i < n; i++)
 			names[i] = (char *)json_string_value(json_array_get(uk, i));
 		rn.dedupe = dedupe_spool(0, dup_policy_of(dp_manifest_str(m, "sink.strategy.duplicate_policy")), names, n);
@@ -301,6 +302,7 @@ main(int argc, char **argv)
 		dp_warn("%llu rows, %llu messages %s to %s", rn.rows, rn.messages, rn.sink ? "delivered" : "built (dry run)", topic);
 	sink_close(rn.sink);
 	dedupe_free(rn.dedupe);
+	free(names);
 	dp_reader_close(rn.r);
 	format_free(&rn.fmt);
 	msgbufs_free(&rn.bufs);
