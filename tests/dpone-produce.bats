@@ -186,6 +186,24 @@ dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermar
 	assert_output "-1"
 }
 
+@test "hash_row keys are SHA-256 across block boundaries (rows of 35 to 137 bytes)" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh 'key: {mode: hash_row}'
+	{
+		stream 0 | sed '$d'
+		for n in $(seq 0 100); do
+			printf '{"id":%d,"name":"%s","updated_at":"x"}\n' "$n" "$(head -c "$n" /dev/zero | tr '\0' a)"
+		done
+		echo '["end",{"rows":101}]'
+	} > in.ndjson
+	dpone-produce -q m.yaml < in.ndjson > /dev/null
+	consume -f '%k\n' > got.txt
+	sed '1d;$d' in.ndjson | while IFS= read -r row; do
+		printf '%s' "$row" | sha256sum | cut -d' ' -f1
+	done > want.txt
+	cmp want.txt got.txt
+}
+
 @test "keys land on the partition Java clients compute (murmur2, toPositive, modulo)" {
 	make_topic "$TOPIC" 7
 	produce_manifest full_refresh 'key: {format: value}'
