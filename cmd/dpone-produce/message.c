@@ -342,6 +342,11 @@ format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 	f->rewrite = json_is_true(dp_manifest_get(m, "sink.options.deletes.rewrite"));
 	f->op_field = dp_xstrdup(dp_manifest_str(m, "sink.options.deletes.op_field"));
 	f->op_field_json = json_literal(f->op_field);
+	/* Flat rows carry a delete marker only where deletes are events. */
+	if (f->envelope == ENV_FLAT && f->deletes_enabled && f->rewrite)
+		f->row_marker = dp_xstrdup("\"__deleted\":\"false\"");
+	else if (f->envelope == ENV_FLAT && f->deletes_enabled && !f->tombstone)
+		f->row_marker = dp_strfmt("%s:\"upsert\"", f->op_field_json);
 	const char *wm = json_string_value(json_object_get(json_object_get(header, "boundary"), "column"));
 	if (!wm)
 		wm = dp_manifest_str(m, "source.options.incremental_column");
@@ -368,6 +373,7 @@ format_free(struct format *f)
 	free(f->scan_names);
 	free(f->op_field);
 	free(f->op_field_json);
+	free(f->row_marker);
 	free(f->source_json);
 	free(f->metadata_json);
 	free(f->watermark_column);
@@ -466,11 +472,8 @@ dpone_value(const struct format *f, struct dp_buf *vb, const char *op, const cha
 static void
 build_row_value(const struct format *f, const char *line, size_t len, struct dp_buf *vb, struct message *msg)
 {
-	/* Flat rows carry a delete marker only where deletes are events. */
-	int add_deleted = f->deletes_enabled && f->rewrite;
-	int add_op = f->deletes_enabled && !f->rewrite && !f->tombstone;
 	vb->len = 0;
-	if (f->envelope == ENV_FLAT && !add_deleted && !add_op) {
+	if (f->envelope == ENV_FLAT && !f->row_marker) {
 		msg->value = line; /* the row as is, not re-encoded */
 		msg->value_len = len;
 		msg->has_value = 1;
@@ -485,12 +488,7 @@ build_row_value(const struct format *f, const char *line, size_t len, struct dp_
 		dp_buf_add(vb, line, (size_t)(close - line));
 		if (skip_ws(open, close) != close)
 			dp_buf_add(vb, ",", 1);
-		if (add_deleted) {
-			dp_buf_str(vb, "\"__deleted\":\"false\"");
-		} else {
-			dp_buf_str(vb, f->op_field_json);
-			dp_buf_str(vb, ":\"upsert\"");
-		}
+		dp_buf_str(vb, f->row_marker);
 		dp_buf_add(vb, "}", 1);
 	} else if (f->envelope == ENV_DEBEZIUM) {
 		debezium_value(f, vb, "null", 4, line, len, f->row_op);

@@ -51,6 +51,7 @@ struct format {
 	int deletes_enabled, tombstone, rewrite;
 	char *op_field;            /* deletes.op_field, owned */
 	char *op_field_json;       /* the same as a JSON string literal, owned */
+	char *row_marker;          /* member appended to flat rows ("__deleted":"false"), or NULL; owned */
 	const char *row_op;        /* debezium op for rows: r, c or u */
 	char *source_json;         /* envelope "source" object, owned */
 	char *metadata_json;       /* dpone envelope "metadata" object, owned */
@@ -123,7 +124,7 @@ struct sink_options {
 };
 /* Connect, check (or create) the topic, begin the transaction. Dies on failure. */
 struct sink *sink_open(const struct dp_manifest *m, const struct dp_conn *conn, const struct sink_options *o);
-/* Headers every message carries. */
+/* Headers every message carries (borrowed: h must outlive s). */
 void sink_set_headers(struct sink *s, const struct header_kv *h, size_t n);
 /* Queue one message (copied), waiting while the local queue is full.
  * 0, or -1 when interrupted while waiting. */

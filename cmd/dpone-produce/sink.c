@@ -26,7 +26,8 @@ struct sink {
 	const char *txn_state; /* "committed", "aborted" or NULL */
 	int partitions;
 	struct partition_stat *parts;
-	rd_kafka_headers_t *fixed_headers;
+	const struct header_kv *fixed; /* headers of every message, borrowed */
+	size_t nfixed;
 	unsigned long long sent, delivered, failed, bytes;
 	char *error;     /* the first failure, owned */
 	char last_log[256];
@@ -366,16 +367,18 @@ sink_open(const struct dp_manifest *m, const struct dp_conn *conn, const struct 
 void
 sink_set_headers(struct sink *s, const struct header_kv *h, size_t n)
 {
-	s->fixed_headers = rd_kafka_headers_new(n + MAX_LINE_HEADERS);
-	for (size_t i = 0; i < n; i++)
-		rd_kafka_header_add(s->fixed_headers, h[i].name, -1, h[i].value, -1);
+	s->fixed = h;
+	s->nfixed = n;
 }
 
 int
 sink_send(struct sink *s, const struct message *msg, unsigned long long lineno)
 {
 	for (;;) {
-		rd_kafka_headers_t *hdrs = rd_kafka_headers_copy(s->fixed_headers);
+		/* Room for the line's own headers, so adding them does not regrow. */
+		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(s->nfixed + MAX_LINE_HEADERS);
+		for (size_t i = 0; i < s->nfixed; i++)
+			rd_kafka_header_add(hdrs, s->fixed[i].name, -1, s->fixed[i].value, -1);
 		for (int i = 0; i < msg->nh; i++)
 			rd_kafka_header_add(hdrs, msg->hname[i], -1, msg->hval[i], (ssize_t)msg->hval_len[i]);
 		rd_kafka_resp_err_t err = rd_kafka_producev(s->rk,
@@ -470,8 +473,6 @@ sink_close(struct sink *s)
 {
 	if (!s)
 		return;
-	if (s->fixed_headers)
-		rd_kafka_headers_destroy(s->fixed_headers);
 	rd_kafka_topic_destroy(s->rkt);
 	rd_kafka_destroy(s->rk);
 	free(s->parts);
