@@ -101,7 +101,9 @@ int dp_json_validate(const char *buf, size_t len, struct dp_json_error *err);
 
 enum dp_line_kind { DP_LINE_ROW, DP_LINE_CONTROL };
 enum dp_reader_flags {
-	DP_READ_VALIDATE_ROWS = 1 /* check every row is valid JSON (else only its framing) */
+	DP_READ_VALIDATE_ROWS = 1, /* check every row is valid JSON (else only its framing) */
+	DP_READ_SUMMARY = 2        /* a summary stream (dpone-produce's output): no rows, and
+	                            * end's counts are not checked against it */
 };
 
 struct dp_reader;
@@ -158,6 +160,9 @@ const char *dp_manifest_str(const struct dp_manifest *m, const char *path);
 long long dp_manifest_int(const struct dp_manifest *m, const char *path, long long dflt);
 /* Format "FILE:LINE:COL: path: " for messages about a key, into buf. */
 const char *dp_manifest_where(const struct dp_manifest *m, const char *path, char *buf, size_t len);
+/* Nonzero if runs read an incremental boundary (low, high]: the strategy is
+ * incremental_append or incremental_merge and there is an incremental_column. */
+int dp_manifest_incremental(const struct dp_manifest *m);
 
 /* Generic YAML loading shared by the manifest and the connection registry.
  * Scalars are typed by the YAML 1.2 core schema (plain true/false, null,

@@ -580,3 +580,11 @@ dp_manifest_where(const struct dp_manifest *m, const char *path, char *buf, size
 	snprintf(buf, len, "%s:%lld:%lld: %s: ", m->path, line, col, path);
 	return buf;
 }
+
+int
+dp_manifest_incremental(const struct dp_manifest *m)
+{
+	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
+	return dp_manifest_str(m, "source.options.incremental_column") &&
+	       (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge"));
+}

@@ -1,7 +1,46 @@
 #!/usr/bin/env bats
-# dpone-state: options, manifest handling and exit codes.
+# dpone-state: options, manifest handling, and the state itself in both
+# backends: a JSON file and PostgreSQL (a throwaway cluster, or the server
+# DPONE_TEST_PG_URL names).
 
 load test_helper
+load stand_ins
+
+setup_file() {
+	start_stand_ins pg
+}
+
+teardown_file() {
+	stop_stand_ins
+}
+
+setup() {
+	common_setup
+	load_env
+	JOB="state_job_$BATS_TEST_NUMBER"
+}
+
+# state_manifest file|postgres: ./m.yaml for an incremental job $JOB.
+state_manifest() {
+	write_manifest
+	sed -i "s/^name: .*/name: $JOB/; s/mode: full_refresh/mode: incremental_append/" m.yaml
+	sed -i 's/^    name: orders$/    name: orders\n  options: {incremental_column: updated_at}/' m.yaml
+	if [ "$1" = postgres ]; then
+		printf 'state: {type: postgres, connection_id: postgres_state}\n' >> m.yaml
+	fi
+	use_env_connections
+	export DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL"
+}
+
+# summary RUN_ID FROM HIGH [DELIVERED]: the summary dpone-produce writes
+# for a run that started from FROM (JSON or "") and read up to HIGH.
+summary() {
+	local from=${2:+,\"from\":$2}
+	printf '["header",{"protocol":1,"run_id":"%s","columns":[{"name":"id","sql_type":"int"},{"name":"updated_at","sql_type":"%s"}],"key":["id"],"boundary":{"kind":"incremental","column":"updated_at"%s}}]\n' \
+		"$1" "${SQL_TYPE:-datetime2(7)}" "$from"
+	printf '["delivery",{"messages":2,"delivered":%s,"failed":0}]\n' "${4:-2}"
+	printf '["end",{"rows":2,"watermark":{"column":"updated_at","low":%s,"high":%s}}]\n' "$3" "$3"
+}
 
 @test "dpone-state --help prints the usage on stdout and exits 0" {
 	run dpone-state --help
@@ -58,11 +97,177 @@ load test_helper
 	assert_output_contains "too many operands"
 }
 
-@test "dpone-state: state backends are not available in this build" {
-	write_manifest
-	for cmd in get commit history reset lock unlock; do
-		run dpone-state m.yaml "$cmd"
-		assert_failure 9
-		assert_output "dpone-state: state $cmd is not available in this build yet; no state was read or changed"
+@test "dpone-state: get on a new job, then commit moves the watermark exactly (file)" {
+	state_manifest file
+	run dpone-state m.yaml get
+	assert_success
+	assert_output "{\"job\":\"$JOB\",\"record\":null,\"lease\":null}"
+	run dpone-state m.yaml get --watermark
+	assert_output ""
+	summary r1 "" '"2026-11-26T08:00:00.1234567"' | dpone-state -q m.yaml commit > out.json
+	jq -e '.run_id == "r1" and .watermark.value == "2026-11-26T08:00:00.1234567"
+		and .watermark.sql_type == "datetime2(7)" and .rows == 2' out.json > /dev/null || flunk "$(cat out.json)"
+	run dpone-state m.yaml get --watermark
+	assert_output '"2026-11-26T08:00:00.1234567"'
+	# The file is replaced whole (temp file, fsync, rename): no temp left.
+	[ -f ".dpone/state/$JOB.json" ] && [ ! -e ".dpone/state/$JOB.json.tmp" ]
+}
+
+# state_contract BACKEND: the compare-and-set rules, the same for each backend.
+state_contract() {
+	state_manifest "$1"
+	summary r1 "" 100 | dpone-state -q m.yaml commit > /dev/null
+	# A run planned from an older watermark (or none) may not commit.
+	run dpone-state m.yaml commit < <(summary r2 "" 200)
+	assert_failure 7
+	assert_output_contains "state moved since run r2 planned: it started from watermark none, state is now 100 (run r1); nothing was overwritten"
+	# The same run twice is refused too.
+	run dpone-state m.yaml commit < <(summary r1 100 200)
+	assert_failure 7
+	assert_output_contains "run r1 is already committed"
+	run dpone-state m.yaml get --watermark
+	assert_output "100"
+	# A partial delivery or a stream without its end never moves state.
+	run dpone-state m.yaml commit < <(summary r3 100 300 1)
+	assert_failure 5
+	assert_output_contains "reports 1 of 2 messages delivered"
+	run dpone-state m.yaml commit < <(summary r3 100 300 | sed '$d')
+	assert_failure 3
+	run dpone-state m.yaml commit < <(summary r3 100 300 | sed '2d')
+	assert_failure 3
+	assert_output_contains "no delivery message"
+	run dpone-state m.yaml commit < <(summary r3 100 300 | sed '2a ["checks",{"passed":false}]')
+	assert_failure 8
+	run dpone-state m.yaml get --watermark
+	assert_output "100"
+	# A lookback that re-read only older rows does not move it backwards.
+	dpone-state -q m.yaml commit < <(summary r4 100 90) > /dev/null
+	run dpone-state m.yaml get --watermark
+	assert_output "100"
+	dpone-state -q m.yaml commit < <(summary r5 100 300) > /dev/null
+	run dpone-state m.yaml history
+	assert_success
+	[ "$(jq -r '[.run_id, .watermark_before, .watermark_after] | @tsv' <<< "$output")" = "r1		100
+r4	100	100
+r5	100	300" ] || flunk "$output"
+}
+
+@test "dpone-state: compare-and-set, partial runs and history (file)" {
+	state_contract file
+}
+
+@test "dpone-state: compare-and-set, partial runs and history (postgres)" {
+	state_contract postgres
+	run psql "$DPONE_TEST_PG_URL" -Atc "select run_id, watermark from etl_state.dpone_state where job = '$JOB'"
+	assert_output "r5|300"
+	run psql "$DPONE_TEST_PG_URL" -Atc "select count(*) from etl_state.dpone_state_history where job = '$JOB'"
+	assert_output "3"
+}
+
+@test "dpone-state: rowversion watermarks compare as bytes, not as base64 text" {
+	state_manifest file
+	export SQL_TYPE=rowversion
+	# 0x...01 is AAAAAAAAAAE= and 0x...0d is AAAAAAAAAA0=: larger as bytes,
+	# smaller as text ('0' sorts before 'E').
+	low=$(python3 -c 'import base64; print(base64.b64encode(bytes(7) + b"\x01").decode())')
+	high=$(python3 -c 'import base64; print(base64.b64encode(bytes(7) + b"\x0d").decode())')
+	[[ "$high" < "$low" ]] || flunk "test values: $high is not below $low as text"
+	summary r1 "" "\"$low\"" | dpone-state -q m.yaml commit > /dev/null
+	summary r2 "\"$low\"" "\"$high\"" | dpone-state -q m.yaml commit > /dev/null
+	run dpone-state m.yaml get --watermark
+	assert_output "\"$high\""
+}
+
+@test "dpone-state: bigint watermarks written as text compare as numbers" {
+	state_manifest file
+	SQL_TYPE=bigint
+	summary r1 "" '"9223372036854775"' | dpone-state -q m.yaml commit > /dev/null
+	summary r2 '"9223372036854775"' '"10000000000000000"' | dpone-state -q m.yaml commit > /dev/null
+	run dpone-state m.yaml get --watermark
+	assert_output '"10000000000000000"'
+}
+
+# lease_contract BACKEND
+lease_contract() {
+	state_manifest "$1"
+	run dpone-state m.yaml lock --run-id a
+	assert_success
+	run dpone-state m.yaml lock --run-id b
+	assert_failure 7
+	assert_output_contains "the job is locked by run a"
+	# A commit by another run while a holds the lease is refused.
+	run dpone-state m.yaml commit < <(summary b "" 5)
+	assert_failure 7
+	assert_output_contains "run a holds the job's lock"
+	run dpone-state m.yaml unlock --run-id b
+	assert_failure 7
+	run dpone-state m.yaml unlock --run-id a
+	assert_success
+	run dpone-state m.yaml lock --run-id b --ttl 1
+	assert_success
+	sleep 2
+	# A crashed run's lease expires.
+	run dpone-state m.yaml lock --run-id c
+	assert_success
+	run dpone-state m.yaml unlock --force
+	assert_success
+	run dpone-state m.yaml get
+	jq -e '.lease == null' <<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "dpone-state: lock and unlock, expiry and --force (file)" {
+	lease_contract file
+}
+
+@test "dpone-state: lock and unlock, expiry and --force (postgres)" {
+	lease_contract postgres
+}
+
+@test "dpone-state: reset --to is audited in the history" {
+	state_manifest file
+	summary r1 "" '"2026-11-26T08:00:00.1234567"' | dpone-state -q m.yaml commit > /dev/null
+	run dpone-state -q m.yaml reset --to 2026-01-01T00:00:00.0000000
+	assert_success
+	run dpone-state m.yaml get --watermark
+	assert_output '"2026-01-01T00:00:00.0000000"'
+	run dpone-state m.yaml history
+	[ "$(tail -n 1 <<< "$output" | jq -r '[.kind, .watermark_before, .watermark_after] | @tsv')" = \
+		"reset	2026-11-26T08:00:00.1234567	2026-01-01T00:00:00.0000000" ] || flunk "$output"
+	# A run planned from the reset value commits.
+	run dpone-state m.yaml commit < <(summary r2 '"2026-01-01T00:00:00.0000000"' '"2026-02-01T00:00:00.0000000"')
+	assert_success
+	run dpone-state m.yaml reset
+	assert_failure 2
+	assert_output_contains "reset needs --to VALUE"
+}
+
+@test "dpone-state: two commits from the same start race; exactly one wins (postgres)" {
+	state_manifest postgres
+	summary r0 "" 1 | dpone-state -q m.yaml commit > /dev/null
+	for i in 1 2 3 4 5 6; do
+		( rc=0; dpone-state -q m.yaml commit < <(summary "r$i" 1 $((i + 1))) > /dev/null 2>&1 || rc=$?; echo "$rc" > "rc$i" ) &
 	done
+	wait
+	[ "$(cat rc* | sort | uniq -c | awk '{print $1 ":" $2}' | tr '\n' ' ')" = "1:0 5:7 " ] || flunk "$(cat rc*)"
+}
+
+@test "dpone-state: the state database down is exit 6, with where it is but no password" {
+	state_manifest postgres
+	export DPONE_CONN_POSTGRES_STATE="postgres://dpone:S3cret-$$@127.0.0.1:9/dpone"
+	run dpone-state m.yaml get
+	assert_failure 6
+	assert_output_contains "cannot connect to the state database postgres_state"
+	refute_output_contains "S3cret-$$"
+}
+
+@test "dpone-state: the state file's directory is created; a corrupt file is exit 6" {
+	state_manifest file
+	sed -i 's|^name: .*|&\nstate: {path: deep/er/state.json}|' m.yaml
+	run dpone-state m.yaml lock --run-id x
+	assert_success
+	[ -f deep/er/state.json ]
+	echo '{not json' > deep/er/state.json
+	run dpone-state m.yaml get
+	assert_failure 6
+	assert_output_contains "deep/er/state.json:1: not a dpone state file"
 }

@@ -108,6 +108,32 @@ fake_bin() {
 	assert_file_contains log "produce m.yaml"
 	assert_file_contains log "state m.yaml commit"
 	assert_file_contains log.commit-input '["end",{"rows":1}]'
+	# Locked first, unlocked last, the same run id in each.
+	grep '^state' log > state.log
+	[ "$(head -n 1 state.log | cut -d' ' -f2-4)" = "-q m.yaml lock" ] || flunk "$(cat log)"
+	[ "$(tail -n 1 log | cut -d' ' -f2-4)" = "-q m.yaml unlock" ] || flunk "$(cat log)"
+	run_id=$(head -n 1 state.log | awk '{print $NF}')
+	assert_file_contains log "extract m.yaml --run-id $run_id"
+	assert_file_contains log "unlock --run-id $run_id"
+}
+
+@test "batch run: the committed watermark is where the extract starts; --from/--to override it" {
+	fake_bin
+	FAKE_WATERMARK='"2026-11-26T08:00:00.1234567"' run fakebin/dpone batch run m.yaml
+	assert_success
+	assert_file_contains log '--from "2026-11-26T08:00:00.1234567"'
+	: > log
+	FAKE_WATERMARK=5 run fakebin/dpone batch run --from 2 --to 9 m.yaml
+	assert_success
+	assert_file_contains log "--from 2 --to 9"
+}
+
+@test "batch run: a job locked by another run does not start" {
+	fake_bin
+	FAKE_LOCK_RC=7 run fakebin/dpone batch run m.yaml
+	assert_failure 7
+	refute_file_contains log "extract"
+	refute_file_contains log "unlock"
 }
 
 @test "batch run: extract fails -> its exit code, no commit" {
@@ -193,8 +219,9 @@ SH
 	fake_bin
 	run fakebin/dpone batch run --dry-run m.yaml
 	assert_success
-	assert_output_contains "dpone-extract m.yaml | "
-	assert_output_contains "dpone-state m.yaml commit"
+	assert_output_contains "dpone-state m.yaml lock --run-id RUN"
+	assert_output_contains "dpone-extract m.yaml --run-id RUN"
+	assert_output_contains "dpone-state m.yaml commit < SUMMARY"
 	refute_file_contains log "extract"
 }
 

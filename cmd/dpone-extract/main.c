@@ -168,7 +168,7 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 	p->where = predicate ? dp_strfmt("(%s)", predicate) : NULL;
 	if (predicate)
 		json_object_set_new(p->boundary, "predicate", json_string(predicate));
-	int incremental = s->inc >= 0 && (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge"));
+	int incremental = s->inc >= 0 && dp_manifest_incremental(m);
 	json_t *window = dp_manifest_get(m, "sink.strategy.window");
 	if ((o->from || o->to) && !incremental)
 		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s%s reads no incremental boundary",
@@ -188,6 +188,9 @@ plan_boundary(struct source *s, const struct dp_manifest *m, const struct option
 		json_object_set_new(p->boundary, "column", json_string(c->name));
 		if (o->from) {
 			char *low = option_json(c, o->from);
+			/* Where the run starts (the committed watermark), before any
+			 * lookback: dpone-state commits only if state is still there. */
+			json_object_set_new(p->boundary, "from", json_loads(low, JSON_DECODE_ANY, NULL));
 			const char *lookback = dp_manifest_str(m, "source.options.lookback");
 			if (lookback) {
 				/* Re-read a late-arriving window before the watermark. */

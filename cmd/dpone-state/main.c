@@ -1,26 +1,480 @@
 /*
- * dpone-state: read and advance the manifest's watermark. This build checks
- * the subcommand and loads the manifest; the state backends are not in it
- * yet, so nothing is read or committed.
+ * dpone-state: read and advance the state of the manifest's job: the
+ * watermark of the last committed run, a lease that keeps two runs of the
+ * job apart, and the history of commits. The rules (compare-and-set,
+ * leases) are here; where the state lives is store_file.c / store_pg.c.
  */
+#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "dpone.h"
+#include "store.h"
 
 static const char usage_text[] =
-	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] MANIFEST COMMAND\n"
-	"Read and advance the watermark of the manifest's job.\n"
-	"Commands: get, commit, history, reset, lock, unlock\n"
+	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] [--run-id ID] [--ttl SECONDS]\n"
+	"                   [--to VALUE] [--force] [--watermark] MANIFEST COMMAND\n"
+	"Read and advance the state of the manifest's job.\n"
+	"Commands:\n"
+	"  get            the committed state as JSON (--watermark: only its value)\n"
+	"  commit         advance state from dpone-produce's summary on stdin\n"
+	"  history        one JSON line per commit or reset, oldest first\n"
+	"  reset          set the watermark to --to VALUE (null clears it)\n"
+	"  lock           take the job's lease for --run-id ID (for --ttl seconds)\n"
+	"  unlock         give the lease of --run-id ID back (--force: whoever holds it)\n"
 	DP_CLI_COMMON_HELP
+	"      --run-id ID     the run taking or giving back the lease\n"
+	"      --ttl SECONDS   how long a lease lasts unless given back (21600)\n"
+	"      --to VALUE      reset: the new watermark, as JSON or as text\n"
+	"      --force         unlock a lease another run holds\n"
+	"      --watermark     get: print only the watermark's value\n"
 	"See dpone-state(1); exit codes are listed there.\n";
+
+enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK };
+
+struct options {
+	const char *run_id, *to;
+	long long ttl;
+	int force, watermark_only, quiet;
+	const struct dp_manifest *m;
+};
+
+static int
+handle_option(int id, const char *arg, void *ctx)
+{
+	struct options *o = ctx;
+	switch (id) {
+	case OPT_RUN_ID: o->run_id = arg; return 0;
+	case OPT_TO: o->to = arg; return 0;
+	case OPT_FORCE: o->force = 1; return 0;
+	case OPT_WATERMARK: o->watermark_only = 1; return 0;
+	case OPT_TTL:
+		if (dp_parse_ll(arg, &o->ttl) < 0 || o->ttl < 1) {
+			dp_warn("--ttl %s: expected a number of seconds", arg);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+void
+job_state_clear(struct job_state *st)
+{
+	json_decref(st->record);
+	json_decref(st->lease);
+	st->record = st->lease = NULL;
+}
+
+static char *
+utc_now(void)
+{
+	char buf[32];
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return dp_xstrdup(buf);
+}
+
+/* JSON text of v for messages ("none" for NULL); the caller frees it. */
+static char *
+show(const json_t *v)
+{
+	return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : dp_xstrdup("none");
+}
+
+static json_t *
+watermark_value(const json_t *record)
+{
+	return json_object_get(json_object_get(record, "watermark"), "value");
+}
+
+/* ---- comparing watermarks by their SQL type ---- */
+
+static int
+b64_value(int c)
+{
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* The bytes of a binary watermark (0x hex or base64) into out; length or -1. */
+static int
+binary_bytes(const char *s, unsigned char *out, size_t cap)
+{
+	size_t n = 0;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		for (s += 2; s[0] && s[1] && n < cap; s += 2) {
+			unsigned v;
+			if (sscanf(s, "%2x", &v) != 1)
+				return -1;
+			out[n++] = (unsigned char)v;
+		}
+		return (int)n;
+	}
+	unsigned acc = 0;
+	int bits = 0;
+	for (; *s && *s != '='; s++) {
+		int v = b64_value((unsigned char)*s);
+		if (v < 0)
+			return -1;
+		acc = acc << 6 | (unsigned)v;
+		if ((bits += 6) >= 8 && n < cap) {
+			bits -= 8;
+			out[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	return (int)n;
+}
+
+static int
+is_binary(const char *sql_type)
+{
+	return sql_type && (!strncmp(sql_type, "rowversion", 10) || !strncmp(sql_type, "timestamp", 9) ||
+	                    strstr(sql_type, "binary"));
+}
+
+/* Whole numbers written as text (bigint_as: string): by sign, length, digits. */
+static int
+compare_integer_text(const char *a, const char *b)
+{
+	int na = *a == '-', nb = *b == '-';
+	if (na != nb)
+		return na ? -1 : 1;
+	size_t la = strlen(a), lb = strlen(b);
+	int c = la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
+	return na ? -c : c;
+}
+
+static int
+is_integer_text(const char *s)
+{
+	s += *s == '-';
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* <0, 0, >0 as a is below, equal to, above b in the column's order. */
+static int
+compare_watermarks(const json_t *a, const json_t *b, const char *sql_type)
+{
+	if (json_is_integer(a) && json_is_integer(b))
+		return (json_integer_value(a) > json_integer_value(b)) - (json_integer_value(a) < json_integer_value(b));
+	if (json_is_number(a) && json_is_number(b))
+		return (json_number_value(a) > json_number_value(b)) - (json_number_value(a) < json_number_value(b));
+	const char *sa = json_string_value(a), *sb = json_string_value(b);
+	if (!sa || !sb)
+		return 0;
+	if (is_binary(sql_type)) {
+		unsigned char ba[64], bb[64];
+		int la = binary_bytes(sa, ba, sizeof ba), lb = binary_bytes(sb, bb, sizeof bb);
+		if (la >= 0 && lb >= 0 && la == lb)
+			return memcmp(ba, bb, (size_t)la);
+	}
+	if (is_integer_text(sa) && is_integer_text(sb))
+		return compare_integer_text(sa, sb);
+	/* Dates and times are written fixed-width, so text order is time order. */
+	return strcmp(sa, sb);
+}
+
+/* ---- commit ---- */
+
+/* What a summary stream says about its run. */
+struct summary {
+	json_t *header, *delivery, *checks, *end; /* owned */
+};
+
+static const char *
+column_type(json_t *header, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(header, "columns"), i, c)
+		if (name && !strcmp(json_string_value(json_object_get(c, "name")), name))
+			return json_string_value(json_object_get(c, "sql_type"));
+	return NULL;
+}
+
+static void
+read_summary(struct summary *sum)
+{
+	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_SUMMARY);
+	int got;
+	while ((got = dp_reader_next(r)) > 0) {
+		const char *name = dp_reader_control_name(r);
+		json_t *body = json_array_get(dp_reader_control(r), 1);
+		if (!strcmp(name, "delivery"))
+			sum->delivery = json_incref(body);
+		else if (!strcmp(name, "checks"))
+			sum->checks = json_incref(body);
+		else if (!strcmp(name, "end"))
+			sum->end = json_incref(body);
+	}
+	if (got < 0)
+		dp_die(dp_reader_error_code(r), "%s; state not advanced", dp_reader_error(r));
+	sum->header = json_incref(dp_reader_header(r));
+	dp_reader_close(r);
+	if (!sum->delivery)
+		dp_die(DP_EXIT_STREAM, "stdin: no delivery message: commit reads the summary dpone-produce writes; state not advanced");
+	json_int_t messages = json_integer_value(json_object_get(sum->delivery, "messages"));
+	json_int_t delivered = json_integer_value(json_object_get(sum->delivery, "delivered"));
+	json_int_t failed = json_integer_value(json_object_get(sum->delivery, "failed"));
+	if (failed || delivered != messages)
+		dp_die(DP_EXIT_SINK, "stdin: the delivery message reports %lld of %lld messages delivered, %lld failed; "
+		       "state not advanced", (long long)delivered, (long long)messages, (long long)failed);
+	if (sum->checks && json_is_false(json_object_get(sum->checks, "passed")))
+		dp_die(DP_EXIT_QUALITY, "stdin: the run's quality checks failed; state not advanced");
+}
+
+struct commit_ctx {
+	struct summary *sum;
+	json_t *result; /* the record written, for stdout */
+	char *moved;    /* "A -> B", for the message */
+};
+
+/* The compare-and-set: the run must start where state still is. */
+static int
+check_start(struct job_state *st, json_t *boundary, const char *run_id, char *err, size_t errlen)
+{
+	json_t *current = watermark_value(st->record), *from = json_object_get(boundary, "from");
+	const char *kind = json_string_value(json_object_get(boundary, "kind"));
+	const char *last_run = json_string_value(json_object_get(st->record, "run_id"));
+	if (run_id && last_run && !strcmp(run_id, last_run)) {
+		snprintf(err, errlen, "run %s is already committed; nothing was overwritten", run_id);
+		return DP_EXIT_CONFLICT;
+	}
+	if (kind && !strcmp(kind, "incremental") && !json_equal(current, from) && (current || from)) {
+		char *a = show(from), *b = show(current);
+		snprintf(err, errlen, "state moved since run %s planned: it started from watermark %s, state is now %s "
+		         "(run %s); nothing was overwritten", run_id ? run_id : "?", a, b, last_run ? last_run : "reset");
+		free(a);
+		free(b);
+		return DP_EXIT_CONFLICT;
+	}
+	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
+	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
+	if (owner && (!run_id || strcmp(owner, run_id)) && expires > (json_int_t)time(NULL)) {
+		snprintf(err, errlen, "run %s holds the job's lock; nothing was overwritten", owner);
+		return DP_EXIT_CONFLICT;
+	}
+	return 0;
+}
+
+static int
+commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	struct commit_ctx *c = ctx;
+	json_t *header = c->sum->header, *end = c->sum->end;
+	json_t *boundary = json_object_get(header, "boundary");
+	const char *run_id = json_string_value(json_object_get(header, "run_id"));
+	int rc = check_start(st, boundary, run_id, err, errlen);
+	if (rc)
+		return rc;
+	json_t *seen = json_object_get(end, "watermark");
+	const char *column = json_string_value(json_object_get(seen, "column"));
+	if (!column)
+		column = json_string_value(json_object_get(boundary, "column"));
+	const char *sql_type = column_type(header, column);
+	json_t *before = watermark_value(st->record), *after = before, *high = json_object_get(seen, "high");
+	/* Never backwards: a lookback may re-read only rows below state. */
+	if (high && !json_is_null(high) && (!before || compare_watermarks(high, before, sql_type) > 0))
+		after = high;
+	char *now = utc_now();
+	json_t *record = json_pack("{s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}",
+		"run_id", run_id, "committed_at", now,
+		"rows", json_object_get(end, "rows"), "deletes", json_object_get(end, "deletes"),
+		"boundary", boundary, "delivery", c->sum->delivery, "checks", c->sum->checks);
+	json_object_set_new(record, "watermark", after ? json_pack("{s:s?, s:s?, s:O}", "column", column, "sql_type",
+	                                                           sql_type, "value", after) : json_null());
+	*history = json_pack("{s:s, s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", "commit", "run_id", run_id,
+		"committed_at", now, "watermark_before", before, "watermark_after", after,
+		"rows", json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks);
+	char *a = show(before), *b = show(after);
+	c->moved = dp_strfmt("%s -> %s", a, b);
+	free(a);
+	free(b);
+	free(now);
+	json_decref(st->record);
+	st->record = record;
+	c->result = json_incref(record);
+	return 0;
+}
+
+/* ---- the commands ---- */
+
+static void
+print_json(const json_t *v)
+{
+	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	puts(text);
+	free(text);
+}
+
+static int
+cmd_get(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	struct job_state st = {0};
+	int rc = s->ops->read(s, &st, err, errlen);
+	if (rc)
+		return rc;
+	json_t *wm = watermark_value(st.record);
+	if (o->watermark_only) {
+		/* Only where a run starts from it: what dpone-extract --from takes. */
+		if (wm && !json_is_null(wm) && dp_manifest_incremental(o->m))
+			print_json(wm);
+	} else {
+		json_t *out = json_pack("{s:s, s:O?, s:O?}", "job", s->job, "record", st.record, "lease", st.lease);
+		print_json(out);
+		json_decref(out);
+	}
+	job_state_clear(&st);
+	return 0;
+}
+
+static int
+cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	struct summary sum = {0};
+	read_summary(&sum);
+	struct commit_ctx c = {&sum, NULL, NULL};
+	int rc = s->ops->update(s, commit_update, &c, err, errlen);
+	if (!rc) {
+		json_object_set_new(c.result, "job", json_string(s->job));
+		print_json(c.result);
+		if (!o->quiet)
+			dp_warn("committed run %s: watermark %s, %lld rows",
+			        json_string_value(json_object_get(c.result, "run_id")), c.moved,
+			        (long long)json_integer_value(json_object_get(c.result, "rows")));
+	}
+	json_decref(c.result);
+	free(c.moved);
+	json_decref(sum.header);
+	json_decref(sum.delivery);
+	json_decref(sum.checks);
+	json_decref(sum.end);
+	return rc;
+}
+
+static int
+reset_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	const struct options *o = ctx;
+	json_t *value = json_loads(o->to, JSON_DECODE_ANY, NULL);
+	if (!value)
+		value = json_string(o->to); /* plain text, such as a date */
+	json_t *before = watermark_value(st->record);
+	char *now = utc_now();
+	*history = json_pack("{s:s, s:s, s:O?, s:O}", "kind", "reset", "committed_at", now, "watermark_before", before,
+	                     "watermark_after", value);
+	json_t *record = st->record ? json_deep_copy(st->record) : json_object();
+	json_t *wm = json_object_get(record, "watermark");
+	if (json_is_null(value)) {
+		json_object_set_new(record, "watermark", json_null());
+	} else if (json_is_object(wm)) {
+		json_object_set(wm, "value", value);
+	} else {
+		const char *column = dp_manifest_str(o->m, "source.options.incremental_column");
+		json_object_set_new(record, "watermark", json_pack("{s:s?, s:O}", "column", column, "value", value));
+	}
+	json_object_set_new(record, "reset_at", json_string(now));
+	json_object_del(record, "run_id"); /* a reset is no run: the next commit compares watermarks only */
+	json_decref(st->record);
+	st->record = record;
+	json_decref(value);
+	free(now);
+	return 0;
+}
+
+static int
+lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	(void)history;
+	const struct options *o = ctx;
+	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
+	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
+	time_t now = time(NULL);
+	if (owner && strcmp(owner, o->run_id) && expires > (json_int_t)now) {
+		snprintf(err, errlen, "the job is locked by run %s for %lld more seconds; wait, or if that run is gone: "
+		         "dpone-state MANIFEST unlock --force", owner, (long long)(expires - now));
+		return DP_EXIT_CONFLICT;
+	}
+	json_decref(st->lease);
+	st->lease = json_pack("{s:s, s:I, s:I}", "owner", o->run_id, "acquired_at", (json_int_t)now,
+	                      "expires_at", (json_int_t)(now + o->ttl));
+	return 0;
+}
+
+static int
+unlock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	(void)history;
+	const struct options *o = ctx;
+	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
+	if (owner && !o->force && (!o->run_id || strcmp(owner, o->run_id))) {
+		snprintf(err, errlen, "the lock belongs to run %s, not %s; nothing was changed (--force takes it away)",
+		         owner, o->run_id ? o->run_id : "(no --run-id)");
+		return DP_EXIT_CONFLICT;
+	}
+	json_decref(st->lease);
+	st->lease = NULL;
+	return 0;
+}
+
+static int
+cmd_history(struct store *s, char *err, size_t errlen)
+{
+	json_t *list;
+	int rc = s->ops->history(s, &list, err, errlen);
+	if (rc)
+		return rc;
+	size_t i;
+	json_t *e;
+	json_array_foreach(list, i, e)
+		print_json(e);
+	json_decref(list);
+	return 0;
+}
+
+static struct store *
+open_store(const struct dp_manifest *m)
+{
+	char err[1024];
+	int code = 0;
+	struct store *s;
+	const char *job = dp_manifest_str(m, "name");
+	if (!strcmp(dp_manifest_str(m, "state.type"), "postgres")) {
+		struct dp_conn conn;
+		dp_cli_resolve(m, "state", "postgres", &conn);
+		s = store_pg_open(&conn, dp_manifest_str(m, "state.table.schema"), dp_manifest_str(m, "state.table.name"),
+		                  job, &code, err, sizeof err);
+		dp_conn_free(&conn);
+	} else {
+		s = store_file_open(dp_manifest_str(m, "state.path"), job, &code, err, sizeof err);
+	}
+	if (!s)
+		dp_die(code, "%s", err);
+	return s;
+}
 
 int
 main(int argc, char **argv)
 {
 	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", NULL};
+	static const struct option extra[] = {
+		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"ttl", required_argument, NULL, OPT_TTL},
+		{"to", required_argument, NULL, OPT_TO}, {"force", no_argument, NULL, OPT_FORCE},
+		{"watermark", no_argument, NULL, OPT_WATERMARK}, {NULL, 0, NULL, 0}};
+	struct options o = {.ttl = 21600};
 	struct dp_cli cli;
-	dp_cli_parse(argc, argv, usage_text, 1, &cli);
+	dp_cli_parse_ex(argc, argv, usage_text, 1, extra, handle_option, &o, &cli);
 	const char *command = cli.nmore ? cli.more[0] : NULL;
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
@@ -38,6 +492,31 @@ main(int argc, char **argv)
 			dp_die(DP_EXIT_USAGE, "unknown command '%s' (did you mean '%s'?)", command, near);
 		dp_die(DP_EXIT_USAGE, "unknown command '%s'", command);
 	}
+	if (!strcmp(command, "reset") && !o.to)
+		dp_die(DP_EXIT_USAGE, "reset needs --to VALUE (null clears the watermark)");
+	if (!strcmp(command, "lock") && !o.run_id)
+		dp_die(DP_EXIT_USAGE, "lock needs --run-id ID");
+	o.quiet = cli.quiet;
+	o.m = m;
+
+	struct store *s = open_store(m);
+	char err[1024] = "";
+	int rc;
+	if (!strcmp(command, "get"))
+		rc = cmd_get(s, &o, err, sizeof err);
+	else if (!strcmp(command, "commit"))
+		rc = cmd_commit(s, &o, err, sizeof err);
+	else if (!strcmp(command, "history"))
+		rc = cmd_history(s, err, sizeof err);
+	else if (!strcmp(command, "reset"))
+		rc = s->ops->update(s, reset_update, &o, err, sizeof err);
+	else if (!strcmp(command, "lock"))
+		rc = s->ops->update(s, lock_update, &o, err, sizeof err);
+	else
+		rc = s->ops->update(s, unlock_update, &o, err, sizeof err);
+	s->ops->close(s);
 	dp_manifest_free(m);
-	dp_die(DP_EXIT_UNAVAILABLE, "state %s is not available in this build yet; no state was read or changed", command);
+	if (rc)
+		dp_die(rc, "%s %s: %s", command, rc == DP_EXIT_CONFLICT ? "refused" : "failed", err);
+	dp_exit_flushing_stdout(0);
 }

@@ -1,0 +1,45 @@
+/*
+ * store.h: where dpone-state keeps a job's state. A store holds, per job,
+ * the committed record, the run lease (lock) and the history. Every change
+ * is one locked read-modify-write (update), so the compare-and-set rules
+ * live once, in main.c, whatever the backend: a JSON file (store_file.c)
+ * or PostgreSQL (store_pg.c).
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <jansson.h>
+
+#include "dpone.h"
+
+/* A job's state; each member owned, NULL when absent. */
+struct job_state {
+	json_t *record; /* the last commit: watermark, run id, counts, boundary */
+	json_t *lease;  /* {"owner": RUN_ID, "expires_at": EPOCH_SECONDS} */
+};
+void job_state_clear(struct job_state *st);
+
+/* Decide the new state from the current one: change *st in place and set
+ * *history (owned, may stay NULL) for the history table. 0 to write it,
+ * or an exit code (nothing is written) with why in err. */
+typedef int (*state_update_fn)(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen);
+
+struct store;
+struct store_ops {
+	int (*read)(struct store *s, struct job_state *out, char *err, size_t errlen);
+	int (*update)(struct store *s, state_update_fn fn, void *ctx, char *err, size_t errlen);
+	/* Every history entry of the job, oldest first (a new array). */
+	int (*history)(struct store *s, json_t **out, char *err, size_t errlen);
+	void (*close)(struct store *s);
+};
+struct store {
+	const struct store_ops *ops;
+	char *job; /* the manifest's name, owned */
+};
+
+/* Both return NULL with an exit code in *code and why in err. */
+struct store *store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen);
+struct store *store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job,
+                            int *code, char *err, size_t errlen);
+
+#endif

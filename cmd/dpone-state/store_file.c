@@ -1,0 +1,216 @@
+/*
+ * store_file.c: state in one JSON file for local use (state.type: file).
+ *
+ *   {"job": NAME, "record": {...}, "lease": {...}, "history": [{...}, ...]}
+ *
+ * Readers and writers take an exclusive flock on PATH.lock (a file that is
+ * never replaced) for the whole read-modify-write; the new content goes to
+ * PATH.tmp, is fsynced, renamed over PATH, and the directory is fsynced, so
+ * a crash leaves either the old state or the new one, never a torn file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+struct file_store {
+	struct store base;
+	char *path, *lock_path, *tmp_path;
+	int lock_fd;
+};
+
+static int
+make_dirs(const char *path)
+{
+	char *copy = dp_xstrdup(path);
+	for (char *p = copy + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
+			free(copy);
+			return -1;
+		}
+		*p = '/';
+	}
+	free(copy);
+	return 0;
+}
+
+/* The whole document, or a new empty one when the file does not exist. */
+static json_t *
+load_doc(struct file_store *f, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *doc = json_load_file(f->path, JSON_REJECT_DUPLICATES, &jerr);
+	if (doc && json_is_object(doc))
+		return doc;
+	json_decref(doc);
+	if (access(f->path, F_OK) < 0 && errno == ENOENT)
+		return json_pack("{s:s, s:[]}", "job", f->base.job, "history");
+	snprintf(err, errlen, "%s:%d: not a dpone state file: %s", f->path, jerr.line, jerr.text);
+	return NULL;
+}
+
+static int
+save_doc(struct file_store *f, json_t *doc, char *err, size_t errlen)
+{
+	int fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || json_dumpfd(doc, fd, JSON_INDENT(1)) < 0 || write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
+		snprintf(err, errlen, "%s: cannot write: %s", f->tmp_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(f->tmp_path);
+		return -1;
+	}
+	close(fd);
+	if (rename(f->tmp_path, f->path) < 0) {
+		snprintf(err, errlen, "%s: cannot replace: %s", f->path, strerror(errno));
+		unlink(f->tmp_path);
+		return -1;
+	}
+	char *dircopy = dp_xstrdup(f->path);
+	int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY);
+	free(dircopy);
+	if (dfd >= 0) {
+		fsync(dfd); /* the rename itself is durable */
+		close(dfd);
+	}
+	return 0;
+}
+
+static int
+lock_file(struct file_store *f, char *err, size_t errlen)
+{
+	while (flock(f->lock_fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			snprintf(err, errlen, "%s: cannot lock: %s", f->lock_path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+take(json_t *doc, const char *key, json_t **out)
+{
+	json_t *v = json_object_get(doc, key);
+	*out = json_is_object(v) ? json_incref(v) : NULL;
+}
+
+static int
+file_read(struct store *s, struct job_state *out, char *err, size_t errlen)
+{
+	struct file_store *f = (struct file_store *)s;
+	if (lock_file(f, err, errlen) < 0)
+		return DP_EXIT_STATE;
+	json_t *doc = load_doc(f, err, errlen);
+	flock(f->lock_fd, LOCK_UN);
+	if (!doc)
+		return DP_EXIT_STATE;
+	take(doc, "record", &out->record);
+	take(doc, "lease", &out->lease);
+	json_decref(doc);
+	return 0;
+}
+
+static void
+put(json_t *doc, const char *key, json_t *v)
+{
+	if (v)
+		json_object_set(doc, key, v);
+	else
+		json_object_del(doc, key);
+}
+
+static int
+file_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t errlen)
+{
+	struct file_store *f = (struct file_store *)s;
+	if (lock_file(f, err, errlen) < 0)
+		return DP_EXIT_STATE;
+	int rc = DP_EXIT_STATE;
+	json_t *doc = load_doc(f, err, errlen), *history = NULL;
+	struct job_state st = {0};
+	if (doc) {
+		take(doc, "record", &st.record);
+		take(doc, "lease", &st.lease);
+		rc = fn(&st, &history, ctx, err, errlen);
+	}
+	if (doc && !rc) {
+		put(doc, "record", st.record);
+		put(doc, "lease", st.lease);
+		if (history) {
+			json_t *list = json_object_get(doc, "history");
+			if (!json_is_array(list))
+				json_object_set_new(doc, "history", list = json_array());
+			json_array_append(list, history);
+		}
+		rc = save_doc(f, doc, err, errlen) < 0 ? DP_EXIT_STATE : 0;
+	}
+	flock(f->lock_fd, LOCK_UN);
+	job_state_clear(&st);
+	json_decref(history);
+	json_decref(doc);
+	return rc;
+}
+
+static int
+file_history(struct store *s, json_t **out, char *err, size_t errlen)
+{
+	struct file_store *f = (struct file_store *)s;
+	if (lock_file(f, err, errlen) < 0)
+		return DP_EXIT_STATE;
+	json_t *doc = load_doc(f, err, errlen);
+	flock(f->lock_fd, LOCK_UN);
+	if (!doc)
+		return DP_EXIT_STATE;
+	json_t *list = json_object_get(doc, "history");
+	*out = json_is_array(list) ? json_incref(list) : json_array();
+	json_decref(doc);
+	return 0;
+}
+
+static void
+file_close(struct store *s)
+{
+	struct file_store *f = (struct file_store *)s;
+	close(f->lock_fd);
+	free(f->path);
+	free(f->lock_path);
+	free(f->tmp_path);
+	free(f->base.job);
+	free(f);
+}
+
+static const struct store_ops file_ops = {file_read, file_update, file_history, file_close};
+
+struct store *
+store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen)
+{
+	if (make_dirs(path) < 0) {
+		snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
+		*code = DP_EXIT_STATE;
+		return NULL;
+	}
+	struct file_store *f = dp_xcalloc(1, sizeof *f);
+	f->base.ops = &file_ops;
+	f->base.job = dp_xstrdup(job);
+	f->path = dp_xstrdup(path);
+	f->lock_path = dp_strfmt("%s.lock", path);
+	f->tmp_path = dp_strfmt("%s.tmp", path);
+	f->lock_fd = open(f->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (f->lock_fd < 0) {
+		snprintf(err, errlen, "%s: cannot open: %s", f->lock_path, strerror(errno));
+		*code = DP_EXIT_STATE;
+		file_close(&f->base);
+		return NULL;
+	}
+	return &f->base;
+}

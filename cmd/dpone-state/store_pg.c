@@ -1,0 +1,322 @@
+/*
+ * store_pg.c: state in PostgreSQL (state.type: postgres), through libpq.
+ * Tables (created if absent; SCHEMA.TABLE from state.table, default
+ * etl_state.dpone_state):
+ *
+ *   CREATE SCHEMA IF NOT EXISTS etl_state;
+ *   CREATE TABLE IF NOT EXISTS etl_state.dpone_state (
+ *     job text PRIMARY KEY, run_id text, watermark text,
+ *     record json, lease json, updated_at timestamptz NOT NULL DEFAULT now());
+ *   CREATE TABLE IF NOT EXISTS etl_state.dpone_state_history (
+ *     id bigserial PRIMARY KEY, job text NOT NULL, run_id text, kind text NOT NULL,
+ *     watermark_before text, watermark_after text, entry json NOT NULL,
+ *     committed_at timestamptz NOT NULL DEFAULT now());
+ *
+ * record and entry are the JSON documents dpone-state works with, kept as
+ * json (text, byte for byte: a watermark keeps every digit); run_id and the
+ * watermark columns are copies for people reading the table with psql.
+ * An update runs in one transaction that first takes
+ * pg_advisory_xact_lock on the job, so updates of one job are serialised
+ * whoever runs them, and a failure rolls everything back.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "store.h"
+
+struct pg_store {
+	struct store base;
+	PGconn *db;
+	char *table, *history_table, *schema; /* quoted identifiers, owned */
+	char *lock_key;                       /* "dpone:" SCHEMA.TABLE ":" JOB */
+};
+
+static int
+pg_fail(struct pg_store *p, PGresult *res, const char *what, char *err, size_t errlen)
+{
+	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(p->db);
+	snprintf(err, errlen, "state database: %s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+	PQclear(res);
+	return DP_EXIT_STATE;
+}
+
+/* Run SQL with text parameters; the result, or NULL after pg_fail. */
+static PGresult *
+run(struct pg_store *p, const char *sql, int n, const char *const *params, const char *what, char *err, size_t errlen)
+{
+	PGresult *res = PQexecParams(p->db, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return res;
+	pg_fail(p, res, what, err, errlen);
+	return NULL;
+}
+
+/* SQL without parameters, possibly several statements. */
+static int
+exec_sql(struct pg_store *p, const char *sql, const char *what, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(p->db, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		return pg_fail(p, res, what, err, errlen);
+	PQclear(res);
+	return 0;
+}
+
+static void
+quiet_notice(void *arg, const char *message)
+{
+	(void)arg, (void)message; /* "already exists, skipping" and the like */
+}
+
+static int
+tables_exist(struct pg_store *p)
+{
+	const char *names[] = {p->table, p->history_table};
+	PGresult *res = PQexecParams(p->db, "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", 2,
+	                             NULL, names, NULL, NULL, 0);
+	int yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	return yes;
+}
+
+static int
+create_tables(struct pg_store *p, char *err, size_t errlen)
+{
+	if (tables_exist(p))
+		return 0;
+	char *ddl = dp_strfmt(
+		"CREATE SCHEMA IF NOT EXISTS %s;"
+		"CREATE TABLE IF NOT EXISTS %s (job text PRIMARY KEY, run_id text, watermark text,"
+		" record json, lease json, updated_at timestamptz NOT NULL DEFAULT now());"
+		"CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, job text NOT NULL, run_id text,"
+		" kind text NOT NULL, watermark_before text, watermark_after text, entry json NOT NULL,"
+		" committed_at timestamptz NOT NULL DEFAULT now())",
+		p->schema, p->table, p->history_table);
+	/* Two first runs may create the tables at once: serialise that too. */
+	int rc = exec_sql(p, "BEGIN", "begin", err, errlen);
+	if (!rc) {
+		const char *key[] = {"dpone:ddl"};
+		PGresult *res = run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, key, "lock", err, errlen);
+		rc = res ? 0 : DP_EXIT_STATE;
+		PQclear(res);
+	}
+	if (!rc)
+		rc = exec_sql(p, ddl, "create the state tables", err, errlen);
+	if (!rc)
+		rc = exec_sql(p, "COMMIT", "commit", err, errlen);
+	else
+		PQclear(PQexec(p->db, "ROLLBACK"));
+	free(ddl);
+	return rc;
+}
+
+static json_t *
+json_column(PGresult *res, int col)
+{
+	if (!PQntuples(res) || PQgetisnull(res, 0, col))
+		return NULL;
+	json_t *v = json_loads(PQgetvalue(res, 0, col), 0, NULL);
+	if (v && !json_is_object(v)) {
+		json_decref(v);
+		v = NULL;
+	}
+	return v;
+}
+
+static int
+select_state(struct pg_store *p, struct job_state *out, int for_update, char *err, size_t errlen)
+{
+	char *sql = dp_strfmt("SELECT record, lease FROM %s WHERE job = $1%s", p->table, for_update ? " FOR UPDATE" : "");
+	const char *params[] = {p->base.job};
+	PGresult *res = run(p, sql, 1, params, "read the state", err, errlen);
+	free(sql);
+	if (!res)
+		return DP_EXIT_STATE;
+	out->record = json_column(res, 0);
+	out->lease = json_column(res, 1);
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_read(struct store *s, struct job_state *out, char *err, size_t errlen)
+{
+	return select_state((struct pg_store *)s, out, 0, err, errlen);
+}
+
+static char *
+dump_or_null(json_t *v)
+{
+	return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+}
+
+static int
+write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err, size_t errlen)
+{
+	json_t *wm = json_object_get(json_object_get(st->record, "watermark"), "value");
+	char *record = dump_or_null(st->record), *lease = dump_or_null(st->lease), *wm_text = dump_or_null(wm);
+	const char *params[] = {p->base.job, json_string_value(json_object_get(st->record, "run_id")), wm_text, record, lease};
+	char *sql = dp_strfmt("INSERT INTO %s (job, run_id, watermark, record, lease) VALUES ($1, $2, $3, $4, $5) "
+	                      "ON CONFLICT (job) DO UPDATE SET run_id = $2, watermark = $3, record = $4, lease = $5, "
+	                      "updated_at = now()", p->table);
+	PGresult *res = run(p, sql, 5, params, "write the state", err, errlen);
+	free(sql);
+	int rc = res ? 0 : DP_EXIT_STATE;
+	PQclear(res);
+	if (!rc && history) {
+		char *entry = dump_or_null(history);
+		char *before = dump_or_null(json_object_get(history, "watermark_before"));
+		char *after = dump_or_null(json_object_get(history, "watermark_after"));
+		const char *hp[] = {p->base.job, json_string_value(json_object_get(history, "run_id")),
+		                    json_string_value(json_object_get(history, "kind")), before, after, entry};
+		sql = dp_strfmt("INSERT INTO %s (job, run_id, kind, watermark_before, watermark_after, entry) "
+		                "VALUES ($1, $2, $3, $4, $5, $6)", p->history_table);
+		res = run(p, sql, 6, hp, "write the history", err, errlen);
+		rc = res ? 0 : DP_EXIT_STATE;
+		PQclear(res);
+		free(sql);
+		free(entry);
+		free(before);
+		free(after);
+	}
+	free(record);
+	free(lease);
+	free(wm_text);
+	return rc;
+}
+
+static int
+pg_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	struct job_state st = {0};
+	json_t *history = NULL;
+	int rc = exec_sql(p, "BEGIN", "begin", err, errlen);
+	if (!rc) {
+		const char *key[] = {p->lock_key};
+		PGresult *res = run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, key, "lock the job", err, errlen);
+		rc = res ? 0 : DP_EXIT_STATE;
+		PQclear(res);
+	}
+	if (!rc)
+		rc = select_state(p, &st, 1, err, errlen);
+	if (!rc)
+		rc = fn(&st, &history, ctx, err, errlen);
+	if (!rc)
+		rc = write_state(p, &st, history, err, errlen);
+	if (!rc)
+		rc = exec_sql(p, "COMMIT", "commit", err, errlen);
+	else
+		PQclear(PQexec(p->db, "ROLLBACK"));
+	job_state_clear(&st);
+	json_decref(history);
+	return rc;
+}
+
+static int
+pg_history(struct store *s, json_t **out, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char *sql = dp_strfmt("SELECT entry FROM %s WHERE job = $1 ORDER BY id", p->history_table);
+	const char *params[] = {p->base.job};
+	PGresult *res = run(p, sql, 1, params, "read the history", err, errlen);
+	free(sql);
+	if (!res)
+		return DP_EXIT_STATE;
+	*out = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(*out, json_loads(PQgetvalue(res, i, 0), 0, NULL) ?: json_null());
+	PQclear(res);
+	return 0;
+}
+
+static void
+pg_close(struct store *s)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	free(p->table);
+	free(p->history_table);
+	free(p->schema);
+	if (p->db)
+		PQfinish(p->db);
+	free(p->lock_key);
+	free(p->base.job);
+	free(p);
+}
+
+static const struct store_ops pg_ops = {pg_read, pg_update, pg_history, pg_close};
+
+static PGconn *
+connect_db(const struct dp_conn *c)
+{
+	/* Keywords, not a conninfo string: nothing to quote, no secret in argv. */
+	const char *keys[32], *vals[32];
+	int n = 0;
+	char port[16];
+	snprintf(port, sizeof port, "%d", c->port ? c->port : 5432);
+	keys[n] = "host", vals[n++] = c->host;
+	keys[n] = "port", vals[n++] = port;
+	keys[n] = "user", vals[n++] = c->user;
+	keys[n] = "password", vals[n++] = c->password;
+	keys[n] = "dbname", vals[n++] = c->database;
+	keys[n] = "application_name", vals[n++] = "dpone-state";
+	keys[n] = "connect_timeout", vals[n++] = "10";
+	const char *k;
+	json_t *v;
+	json_object_foreach(c->params, k, v) {
+		if (n < 30 && json_is_string(v)) {
+			keys[n] = k;
+			vals[n++] = json_string_value(v);
+		}
+	}
+	keys[n] = NULL;
+	vals[n] = NULL;
+	return PQconnectdbParams(keys, vals, 0);
+}
+
+/* A quoted identifier in malloc'd memory. */
+static char *
+quote_ident(PGconn *db, const char *name)
+{
+	char *q = PQescapeIdentifier(db, name, strlen(name));
+	char *out = dp_xstrdup(q ? q : "\"\"");
+	PQfreemem(q);
+	return out;
+}
+
+struct store *
+store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job, int *code,
+              char *err, size_t errlen)
+{
+	struct pg_store *p = dp_xcalloc(1, sizeof *p);
+	p->base.ops = &pg_ops;
+	p->base.job = dp_xstrdup(job);
+	p->db = connect_db(conn);
+	if (PQstatus(p->db) != CONNECTION_OK) {
+		const char *msg = PQerrorMessage(p->db);
+		snprintf(err, errlen, "cannot connect to the state database %s (%s): %.*s", conn->id, conn->origin,
+		         (int)strcspn(msg, "\n"), msg);
+		*code = DP_EXIT_STATE;
+		pg_close(&p->base);
+		return NULL;
+	}
+	PQsetNoticeProcessor(p->db, quiet_notice, NULL);
+	p->schema = quote_ident(p->db, schema);
+	char *t = quote_ident(p->db, table);
+	char *history = dp_strfmt("%s_history", table);
+	char *h = quote_ident(p->db, history);
+	p->table = dp_strfmt("%s.%s", p->schema, t);
+	p->history_table = dp_strfmt("%s.%s", p->schema, h);
+	p->lock_key = dp_strfmt("dpone:%s.%s:%s", schema, table, job);
+	free(t);
+	free(h);
+	free(history);
+	if ((*code = create_tables(p, err, errlen))) {
+		pg_close(&p->base);
+		return NULL;
+	}
+	return &p->base;
+}
