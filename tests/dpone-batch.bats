@@ -1,0 +1,194 @@
+#!/usr/bin/env bats
+# dpone batch run, end to end: SQL Server (stand-in or DPONE_TEST_MSSQL_URL)
+# -> dpone-extract | dpone-produce -> Kafka (stand-in or
+# DPONE_TEST_KAFKA_BOOTSTRAP), state in a file or PostgreSQL. Each failure
+# test checks the exit status, the topic and the state, then that a rerun
+# delivers what was missing. Faults use private stand-ins.
+
+load test_helper
+load stand_ins
+
+setup_file() {
+	start_stand_ins mssql kafka pg
+	DPONE_TEST_MSSQL_URL= DPONE_TEST_KAFKA_BOOTSTRAP= DPONE_TEST_BIN="$DPONE_TEST_BIN" \
+		"$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" mssql kafka
+}
+
+teardown_file() {
+	stop_stand_ins
+	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
+}
+
+setup() {
+	common_setup
+	load_env
+	T="b$BATS_TEST_NUMBER"
+	TOPIC="batch$BATS_TEST_NUMBER-$$"
+}
+
+use_faults() {
+	# shellcheck disable=SC1091
+	. "$BATS_FILE_TMPDIR/faults/env"
+	control "$MSSQLD_CONTROL" "fault clear" > /dev/null
+	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
+}
+
+# orders N: table $T with orders 1..N, updated_at one second apart.
+orders() {
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (order_id int NOT NULL PRIMARY KEY, customer nvarchar(40) NOT NULL, updated_at datetime2(7) NOT NULL)
+SQL
+	add_orders 1 "$1"
+}
+
+# add_orders FIRST LAST: more orders, later than every earlier one.
+add_orders() {
+	seq "$1" "$2" | awk -v t="$T" '{ printf "INSERT INTO %s VALUES (%d, N'"'"'c%d'"'"', '"'"'2026-11-26 08:%02d:%02d.1234567'"'"')\n", t, $1, $1, int($1 / 60), $1 % 60 }' | sql
+}
+
+# batch_manifest [SINK-OPTIONS] [STATE-YAML]: an incremental job on $T.
+batch_manifest() {
+	if [ -n "${KAFKAD_CONTROL:-}" ]; then
+		control "$KAFKAD_CONTROL" "topic create $TOPIC 3 1" > /dev/null
+	fi
+	cat > m.yaml <<YAML
+name: batch_$T
+source:
+  type: mssql
+  connection_id: mssql_dwh
+  table: {name: $T}
+  options: {incremental_column: updated_at}
+sink:
+  type: kafka
+  connection_id: kafka_cluster
+  topic: $TOPIC
+  strategy: {mode: incremental_append, unique_key: [order_id]}
+  options: {topic_config: {auto_create: true, partitions: 3}${1:+, $1}}
+${2:-}
+YAML
+}
+
+# keys: the distinct order ids in the topic, sorted.
+keys() {
+	kcat -C -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%k\n' | jq -r .order_id | sort -n | uniq
+}
+
+messages() {
+	kcat -C -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%k\n' | wc -l
+}
+
+watermark() {
+	dpone-state -q m.yaml get --watermark
+}
+
+@test "batch run: the first run loads the table, the next only new rows, a run with nothing new nothing" {
+	orders 20
+	batch_manifest
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 20 ]
+	[ "$(watermark)" = '"2026-11-26T08:00:20.1234567"' ] || flunk "state: $(watermark)"
+	add_orders 21 25
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(messages)" -eq 25 ] || flunk "$(messages) messages: rows were published twice"
+	[ "$(watermark)" = '"2026-11-26T08:00:25.1234567"' ]
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(messages)" -eq 25 ]
+	run dpone-state m.yaml history
+	[ "$(jq -r .rows <<< "$output" | tr '\n' ' ')" = "20 5 0 " ] || flunk "$output"
+	# The lease was given back after each run.
+	run dpone-state m.yaml get
+	jq -e '.lease == null' <<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "batch run with state in PostgreSQL" {
+	orders 5
+	batch_manifest "" "state: {type: postgres, connection_id: postgres_state}"
+	export DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL"
+	run dpone batch run m.yaml
+	assert_success
+	add_orders 6 7
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | tr '\n' ' ')" = "1 2 3 4 5 6 7 " ]
+	run psql "$DPONE_TEST_PG_URL" -Atc "select watermark from etl_state.dpone_state where job = 'batch_$T'"
+	assert_output '"2026-11-26T08:00:07.1234567"'
+}
+
+@test "batch run --to: a small bounded window first, then the rest" {
+	orders 10
+	batch_manifest
+	run dpone batch run m.yaml --to 2026-11-26T08:00:04.1234567
+	assert_success
+	[ "$(keys | tr '\n' ' ')" = "1 2 3 4 " ]
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 10 ] && [ "$(messages)" -eq 10 ]
+}
+
+@test "batch run: the extract dies mid-stream -> exit 4, state kept; the rerun delivers the rest" {
+	use_faults
+	orders 10
+	batch_manifest
+	dpone batch run m.yaml > /dev/null 2>&1
+	add_orders 11 30
+	control "$MSSQLD_CONTROL" "fault drop-after-rows 7 ORDER BY"
+	run dpone batch run m.yaml
+	assert_failure 4
+	assert_output_contains "state not advanced"
+	[ "$(watermark)" = '"2026-11-26T08:00:10.1234567"' ]
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 30 ] || flunk "$(keys | tr '\n' ' ')"
+	[ "$(watermark)" = '"2026-11-26T08:00:30.1234567"' ]
+}
+
+@test "batch run: brokers down for the whole run -> exit 5, state kept; after recovery the rerun delivers" {
+	use_faults
+	orders 10
+	batch_manifest "delivery: {message_timeout_ms: 1500}"
+	control "$KAFKAD_CONTROL" "broker down -1" > /dev/null
+	run dpone batch run m.yaml
+	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
+	assert_failure 5
+	[ -z "$(watermark)" ]
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 10 ]
+}
+
+@test "batch run: a second run of a locked job does not start (exit 7)" {
+	orders 3
+	batch_manifest
+	dpone-state -q m.yaml lock --run-id other-run
+	run dpone batch run m.yaml
+	assert_failure 7
+	assert_output_contains "the job is locked by run other-run"
+	[ "$(messages)" -eq 0 ]
+	dpone-state -q m.yaml unlock --run-id other-run
+	run dpone batch run m.yaml
+	assert_success
+}
+
+@test "batch run: SIGTERM mid-run -> exit 130, state kept, the lease given back" {
+	use_faults
+	orders 10
+	batch_manifest
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 3 5000 ORDER BY"
+	dpone batch run m.yaml > out.txt 2>&1 &
+	pid=$!
+	sleep 1
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat out.txt)"
+	[ -z "$(watermark)" ]
+	run dpone-state m.yaml get
+	jq -e '.lease == null' <<< "$output" > /dev/null || flunk "$output"
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 10 ]
+}
