@@ -343,6 +343,10 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 {
 	struct summary sum = {0};
 	read_summary(&sum);
+	if (!sum.checks && json_array_size(dp_manifest_get(o->m, "quality.checks")) &&
+	    strcmp(dp_manifest_str(o->m, "quality.mode"), "off"))
+		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
+		        "summary; dpone-check is not available in this build)");
 	struct commit_ctx c = {&sum, NULL, NULL};
 	int rc = s->ops->update(s, commit_update, &c, err, errlen);
 	if (!rc) {
