@@ -56,6 +56,40 @@ void dp_buf_add(struct dp_buf *b, const void *p, size_t n);
 void dp_buf_str(struct dp_buf *b, const char *s);
 void dp_buf_char(struct dp_buf *b, char c);
 
+/* ---- fields of valid JSON without parsing it (json_scan.c) ---- */
+/* Bytes of one JSON value inside a line; p is NULL when the field is absent. */
+struct dp_span {
+	const char *p;
+	size_t n;
+};
+/* Find the values of names (n of them) among the members of the JSON object
+ * obj[0..len), which must be valid JSON. Returns 0, -1 if it is not an object. */
+int dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out);
+/* The object in the second element of a control line ["delete", {...}, ...]. */
+int dp_control_object(const char *line, size_t len, struct dp_span *out);
+/* Append a value in canonical form (compact; strings as jansson writes them). */
+void dp_buf_value(struct dp_buf *b, struct dp_span v);
+/* Append a value as text: a string's characters without quotes, else its JSON. */
+void dp_buf_value_text(struct dp_buf *b, struct dp_span v);
+/* Append the compact JSON of any value / a JSON string literal for s. */
+void dp_buf_json(struct dp_buf *b, const json_t *v);
+void dp_buf_json_string(struct dp_buf *b, const char *s);
+/* Canonical bytes of the values of names in obj, as a JSON array: the
+ * identity of a row's key. 0, or -1 with why in err. */
+int dp_key_identity(char *const *names, size_t n, const char *obj, size_t len, struct dp_buf *out, char *err,
+                    size_t errlen);
+
+/* ---- a set of keys in bounded memory (keyset.c): 16-43 bytes per key ---- */
+struct dp_keyset;
+struct dp_keyset *dp_keyset_new(void);
+/* Add key with line (> 0). Returns the line the key already had, or 0 when
+ * it is new; replace: an existing key takes the new line. */
+uint32_t dp_keyset_put(struct dp_keyset *ks, const void *key, size_t len, uint32_t line, int replace);
+/* The key's line, or 0 when it is not in the set. */
+uint32_t dp_keyset_find(const struct dp_keyset *ks, const void *key, size_t len);
+size_t dp_keyset_count(const struct dp_keyset *ks);
+void dp_keyset_free(struct dp_keyset *ks);
+
 /* ---- small helpers (util.c) ---- */
 size_t dp_edit_distance(const char *a, const char *b);
 /* The candidate closest to word (NULL-terminated list), or NULL if none is close. */

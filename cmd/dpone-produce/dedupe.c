@@ -5,12 +5,8 @@
  * publishes from the spool. Nothing is sent before the batch is known to be
  * complete and, with policy fail, free of duplicates.
  *
- * Memory: an open-addressing table of 16-byte slots (96 bits of the key's
- * SHA-256 and the 32-bit line number that keeps it), grown by doubling at 3/4
- * full, so 16 to 43 bytes per distinct key (half as much again while it
- * doubles): 10M keys take a 256 MiB table, 394 MiB peak RSS measured. Two
- * distinct keys share 96 bits with probability about n^2/2^97 (1e-15 for
- * 10M keys).
+ * Memory: libcommon's key set (keyset.c) maps each key to the line that
+ * keeps it: 10M distinct keys peaked at 394 MiB RSS in bench/produce.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,69 +15,26 @@
 
 #include "produce.h"
 
-struct slot {
-	uint64_t h;
-	uint32_t h2;
-	uint32_t line; /* 0: empty */
-};
-
 struct dedupe {
 	int fd;
 	enum dup_policy policy;
 	char **names; /* borrowed */
 	size_t nkey;
 	char *names_text; /* "a, b" for messages, owned */
-	struct slot *table;
-	size_t cap, count;
+	struct dp_keyset *keys;
 	unsigned long long dropped;
 	struct dp_buf id;
 };
-
-static void
-key_hash(const struct dp_buf *id, uint64_t *h, uint32_t *h2)
-{
-	struct dp_sha256 s;
-	unsigned char d[32];
-	dp_sha256_init(&s);
-	dp_sha256_update(&s, id->p, id->len);
-	dp_sha256_final(&s, d);
-	memcpy(h, d, 8);
-	memcpy(h2, d + 8, 4);
-}
-
-static struct slot *
-lookup(struct dedupe *d, uint64_t h, uint32_t h2)
-{
-	size_t mask = d->cap - 1;
-	for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
-		struct slot *s = &d->table[i];
-		if (!s->line || (s->h == h && s->h2 == h2))
-			return s;
-	}
-}
-
-static void
-grow(struct dedupe *d)
-{
-	struct slot *old = d->table;
-	size_t oldcap = d->cap;
-	d->cap = oldcap ? oldcap * 2 : 1024;
-	d->table = dp_xcalloc(d->cap, sizeof *d->table);
-	for (size_t i = 0; i < oldcap; i++)
-		if (old[i].line)
-			*lookup(d, old[i].h, old[i].h2) = old[i];
-	free(old);
-}
 
 /* The key identity of a row or delete line into d->id; dies on a bad line. */
 static void
 identify(struct dedupe *d, const char *line, size_t len, int is_delete, unsigned long long lineno)
 {
 	char err[256];
-	struct span obj = {line, len};
-	if (is_delete && control_object(line, len, &obj) < 0)
+	struct dp_span obj = {line, len};
+	if (is_delete && dp_control_object(line, len, &obj) < 0)
 		dp_die(DP_EXIT_STREAM, "stdin:%llu: a delete message needs a key object", lineno);
-	if (key_identity(d->names, d->nkey, obj.p, obj.n, &d->id, err, sizeof err) < 0)
+	if (dp_key_identity(d->names, d->nkey, obj.p, obj.n, &d->id, err, sizeof err) < 0)
 		dp_die(DP_EXIT_STREAM, "stdin:%llu: %s (duplicate_policy needs the unique key in every row)", lineno, err);
 }
 
@@ -91,21 +44,10 @@ index_line(struct dedupe *d, const char *line, size_t len, int is_delete, unsign
 	if (lineno > UINT32_MAX)
 		dp_die(DP_EXIT_STREAM, "stdin:%llu: duplicate_policy handles batches of up to %u lines", lineno, UINT32_MAX);
 	identify(d, line, len, is_delete, lineno);
-	uint64_t h;
-	uint32_t h2;
-	key_hash(&d->id, &h, &h2);
-	if ((d->count + 1) * 4 > d->cap * 3)
-		grow(d);
-	struct slot *s = lookup(d, h, h2);
-	if (!s->line) {
-		*s = (struct slot){h, h2, (uint32_t)lineno};
-		d->count++;
-	} else if (d->policy == DUP_FAIL) {
+	uint32_t first = dp_keyset_put(d->keys, d->id.p, d->id.len, (uint32_t)lineno, d->policy == DUP_KEEP_LAST);
+	if (first && d->policy == DUP_FAIL)
 		dp_die(DP_EXIT_QUALITY, "stdin:%llu: duplicate key %.*s (unique_key %s), first seen on line %u "
-		       "(duplicate_policy: fail; nothing was published)", lineno, (int)d->id.len, d->id.p, d->names_text, s->line);
-	} else if (d->policy == DUP_KEEP_LAST) {
-		s->line = (uint32_t)lineno;
-	}
+		       "(duplicate_policy: fail; nothing was published)", lineno, (int)d->id.len, d->id.p, d->names_text, first);
 }
 
 static int
@@ -136,7 +78,7 @@ dedupe_spool(int in, enum dup_policy policy, char **key_names, size_t nkey)
 	dp_buf_add(&text, "", 1);
 	d->names_text = text.p;
 	d->fd = spool_file();
-	grow(d);
+	d->keys = dp_keyset_new();
 	struct dp_reader *r = dp_reader_open(in, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(d->fd, "spool", 0);
 	int got;
@@ -169,10 +111,7 @@ int
 dedupe_keep(struct dedupe *d, const char *line, size_t len, int is_delete, unsigned long long lineno)
 {
 	identify(d, line, len, is_delete, lineno);
-	uint64_t h;
-	uint32_t h2;
-	key_hash(&d->id, &h, &h2);
-	if (lookup(d, h, h2)->line == lineno)
+	if (dp_keyset_find(d->keys, d->id.p, d->id.len) == lineno)
 		return 1;
 	d->dropped++;
 	return 0;
@@ -184,19 +123,13 @@ dedupe_dropped(const struct dedupe *d)
 	return d->dropped;
 }
 
-size_t
-dedupe_table_bytes(const struct dedupe *d)
-{
-	return d->cap * sizeof *d->table;
-}
-
 void
 dedupe_free(struct dedupe *d)
 {
 	if (!d)
 		return;
 	close(d->fd);
-	free(d->table);
+	dp_keyset_free(d->keys);
 	free(d->id.p);
 	free(d->names_text);
 	free(d);

@@ -10,162 +10,12 @@
 
 #include "produce.h"
 
-/* Append the compact JSON of v, any type. */
-static void
-ob_json(struct dp_buf *b, const json_t *v)
-{
-	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-	dp_buf_reserve(b, n);
-	b->len += json_dumpb(v, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY);
-}
-
-void
-ob_json_string(struct dp_buf *b, const char *s)
-{
-	json_t *v = json_string(s);
-	ob_json(b, v);
-	json_decref(v);
-}
-
 void
 msgbufs_free(struct msgbufs *b)
 {
 	free(b->key.p);
 	free(b->value.p);
 	free(b->aux.p);
-}
-
-/* ---- scanning valid JSON ---- */
-
-static const char *
-skip_ws(const char *p, const char *e)
-{
-	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-/* p is at an opening quote; returns the byte after the closing one. */
-static const char *
-skip_string(const char *p, const char *e)
-{
-	for (p++; p < e; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
-	}
-	return e;
-}
-
-static const char *
-skip_value(const char *p, const char *e)
-{
-	if (p < e && *p == '"')
-		return skip_string(p, e);
-	if (p < e && (*p == '{' || *p == '[')) {
-		int depth = 0;
-		while (p < e) {
-			if (*p == '"') {
-				p = skip_string(p, e);
-				continue;
-			}
-			if (*p == '{' || *p == '[')
-				depth++;
-			else if ((*p == '}' || *p == ']') && --depth == 0)
-				return p + 1;
-			p++;
-		}
-		return e;
-	}
-	while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
-		p++;
-	return p;
-}
-
-/* Does the member name at q (quoted, q..qe) equal name? */
-static int
-name_is(const char *q, const char *qe, const char *name)
-{
-	size_t n = (size_t)(qe - q) - 2;
-	if (!memchr(q + 1, '\\', n))
-		return strlen(name) == n && !memcmp(q + 1, name, n);
-	json_t *s = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
-	int same = s && json_is_string(s) && !strcmp(json_string_value(s), name);
-	json_decref(s);
-	return same;
-}
-
-int
-scan_object(const char *obj, size_t len, char *const *names, size_t n, struct span *out)
-{
-	const char *p = obj, *e = obj + len;
-	for (size_t i = 0; i < n; i++)
-		out[i] = (struct span){NULL, 0};
-	size_t found = 0;
-	p = skip_ws(p, e);
-	if (p == e || *p != '{')
-		return -1;
-	for (p = skip_ws(p + 1, e); p < e && *p == '"' && found < n;) {
-		const char *q = p, *qe = skip_string(p, e);
-		p = skip_ws(qe, e);
-		if (p == e || *p != ':')
-			return -1;
-		const char *v = skip_ws(p + 1, e), *ve = skip_value(v, e);
-		for (size_t i = 0; i < n; i++)
-			if (!out[i].p && name_is(q, qe, names[i])) {
-				out[i] = (struct span){v, (size_t)(ve - v)};
-				found++;
-			}
-		p = skip_ws(ve, e);
-		if (p < e && *p == ',')
-			p = skip_ws(p + 1, e);
-	}
-	return 0;
-}
-
-int
-control_object(const char *line, size_t len, struct span *out)
-{
-	const char *p = line, *e = line + len;
-	p = skip_ws(p, e);
-	if (p == e || *p != '[')
-		return -1;
-	p = skip_ws(skip_value(skip_ws(p + 1, e), e), e); /* the name */
-	if (p == e || *p != ',')
-		return -1;
-	p = skip_ws(p + 1, e);
-	if (p == e || *p != '{')
-		return -1;
-	*out = (struct span){p, (size_t)(skip_value(p, e) - p)};
-	return 0;
-}
-
-void
-ob_value(struct dp_buf *b, struct span v)
-{
-	int composite = *v.p == '{' || *v.p == '[';
-	if (!composite && !(*v.p == '"' && memchr(v.p, '\\', v.n))) {
-		dp_buf_add(b, v.p, v.n);
-		return;
-	}
-	json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
-	ob_json(b, j);
-	json_decref(j);
-}
-
-void
-ob_value_text(struct dp_buf *b, struct span v)
-{
-	if (*v.p != '"') {
-		dp_buf_add(b, v.p, v.n);
-	} else if (!memchr(v.p, '\\', v.n)) {
-		dp_buf_add(b, v.p + 1, v.n - 2);
-	} else {
-		json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
-		dp_buf_add(b, json_string_value(j), json_string_length(j));
-		json_decref(j);
-	}
 }
 
 /* ---- the format, from the manifest and the stream header ---- */
@@ -184,7 +34,7 @@ static char *
 json_literal(const char *s)
 {
 	struct dp_buf b = {0};
-	ob_json_string(&b, s);
+	dp_buf_json_string(&b, s);
 	dp_buf_add(&b, "", 1);
 	return b.p;
 }
@@ -404,7 +254,7 @@ ob_ll(struct dp_buf *b, long long v)
 
 /* The key of a row or delete from the spans of its key columns. */
 static int
-build_key(const struct format *f, const struct span *sp, struct dp_buf *kb, struct message *msg, char *err, size_t errlen)
+build_key(const struct format *f, const struct dp_span *sp, struct dp_buf *kb, struct message *msg, char *err, size_t errlen)
 {
 	kb->len = 0;
 	for (size_t i = 0; i < f->nkey; i++)
@@ -417,7 +267,7 @@ build_key(const struct format *f, const struct span *sp, struct dp_buf *kb, stru
 			msg->has_key = 0; /* a null key value is a message without a key */
 			return 0;
 		}
-		ob_value_text(kb, sp[0]);
+		dp_buf_value_text(kb, sp[0]);
 	} else {
 		dp_buf_add(kb, "{", 1);
 		for (size_t i = 0; i < f->nkey; i++) {
@@ -425,7 +275,7 @@ build_key(const struct format *f, const struct span *sp, struct dp_buf *kb, stru
 				dp_buf_add(kb, ",", 1);
 			dp_buf_str(kb, f->key_names_json[i]);
 			dp_buf_add(kb, ":", 1);
-			ob_value(kb, sp[i]);
+			dp_buf_value(kb, sp[i]);
 		}
 		dp_buf_add(kb, "}", 1);
 	}
@@ -484,9 +334,11 @@ build_row_value(const struct format *f, const char *line, size_t len, struct dp_
 		while (close > line && close[-1] != '}')
 			close--;
 		close--;
-		const char *open = skip_ws(line, line + len) + 1;
+		const char *first = (const char *)memchr(line, '{', len) + 1; /* rows are objects */
+		while (first < close && (*first == ' ' || *first == '\t' || *first == '\r' || *first == '\n'))
+			first++;
 		dp_buf_add(vb, line, (size_t)(close - line));
-		if (skip_ws(open, close) != close)
+		if (first != close) /* not {} */
 			dp_buf_add(vb, ",", 1);
 		dp_buf_str(vb, f->row_marker);
 		dp_buf_add(vb, "}", 1);
@@ -504,10 +356,10 @@ int
 format_row(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message *msg,
            char *err, size_t errlen)
 {
-	struct span sp[f->nscan + 1];
+	struct dp_span sp[f->nscan + 1];
 	memset(msg, 0, sizeof *msg);
 	if (f->nscan)
-		scan_object(line, len, f->scan_names, f->nscan, sp);
+		dp_scan_object(line, len, f->scan_names, f->nscan, sp);
 	if (f->key_mode == KEY_UNIQUE || f->key_mode == KEY_FIELDS) {
 		if (build_key(f, sp, &b->key, msg, err, errlen) < 0)
 			return -1;
@@ -523,7 +375,7 @@ format_row(const struct format *f, const char *line, size_t len, struct msgbufs 
 	build_row_value(f, line, len, &b->value, msg);
 	if (f->watermark_column && sp[f->nkey].p) {
 		b->aux.len = 0;
-		ob_value_text(&b->aux, sp[f->nkey]);
+		dp_buf_value_text(&b->aux, sp[f->nkey]);
 		msg->hname[0] = "dpone.watermark";
 		msg->hval[0] = b->aux.p;
 		msg->hval_len[0] = b->aux.len;
@@ -546,7 +398,7 @@ build_delete_value(const struct format *f, json_t *key, json_t *before, struct d
 			json_object_set_new(v, "__deleted", json_string("true"));
 		else
 			json_object_set_new(v, f->op_field, json_string("delete"));
-		ob_json(vb, v);
+		dp_buf_json(vb, v);
 		json_decref(v);
 		return 1;
 	}
@@ -595,8 +447,8 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 		snprintf(err, errlen, "a delete message needs key mode unique_key or fields to name the key it deletes");
 		return -1;
 	}
-	struct span obj, sp[f->nkey + 1];
-	if (control_object(line, len, &obj) < 0 || scan_object(obj.p, obj.n, f->key_names, f->nkey, sp) < 0) {
+	struct dp_span obj, sp[f->nkey + 1];
+	if (dp_control_object(line, len, &obj) < 0 || dp_scan_object(obj.p, obj.n, f->key_names, f->nkey, sp) < 0) {
 		snprintf(err, errlen, "a delete message needs a key object as its second element");
 		return -1;
 	}
@@ -625,25 +477,3 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 	return 0;
 }
 
-int
-key_identity(char *const *names, size_t n, const char *obj, size_t len, struct dp_buf *out, char *err, size_t errlen)
-{
-	struct span sp[n + 1];
-	out->len = 0;
-	if (scan_object(obj, len, names, n, sp) < 0) {
-		snprintf(err, errlen, "not a JSON object");
-		return -1;
-	}
-	dp_buf_add(out, "[", 1);
-	for (size_t i = 0; i < n; i++) {
-		if (!sp[i].p) {
-			snprintf(err, errlen, "no value for key column %s", names[i]);
-			return -1;
-		}
-		if (i)
-			dp_buf_add(out, ",", 1);
-		ob_value(out, sp[i]);
-	}
-	dp_buf_add(out, "]", 1);
-	return 0;
-}

@@ -14,25 +14,6 @@
 
 #include "dpone.h"
 
-/* A JSON string literal for s (quotes and escapes as jansson writes them). */
-void ob_json_string(struct dp_buf *b, const char *s);
-
-/* Bytes of one JSON value inside a line; p is NULL when the field is absent. */
-struct span {
-	const char *p;
-	size_t n;
-};
-
-/* Find the values of names (n of them) among the members of the JSON object
- * obj[0..len), which must be valid JSON. Returns 0, -1 if it is not an object. */
-int scan_object(const char *obj, size_t len, char *const *names, size_t n, struct span *out);
-/* The object in the second element of a control line ["delete", {...}, ...]. */
-int control_object(const char *line, size_t len, struct span *out);
-/* Append a value in its canonical form (compact; strings as jansson writes them). */
-void ob_value(struct dp_buf *b, struct span v);
-/* Append a value as text: a string's characters without quotes, else its JSON. */
-void ob_value_text(struct dp_buf *b, struct span v);
-
 enum envelope { ENV_FLAT, ENV_DEBEZIUM, ENV_DPONE };
 enum key_mode { KEY_UNIQUE, KEY_FIELDS, KEY_HASH_ROW, KEY_NULL };
 
@@ -92,11 +73,6 @@ int format_row(const struct format *f, const char *line, size_t len, struct msgb
 int format_delete(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message msgs[2],
                   int *nmsg, char *err, size_t errlen);
 
-/* Canonical bytes identifying a row's or delete's unique key (for
- * duplicate_policy); 0 or -1 with err. */
-int key_identity(char *const *names, size_t n, const char *obj, size_t len, struct dp_buf *out,
-                 char *err, size_t errlen);
-
 /* ---- duplicate_policy (dedupe.c) ---- */
 struct dedupe;
 enum dup_policy { DUP_FAIL, DUP_KEEP_LAST, DUP_KEEP_FIRST };
@@ -109,7 +85,6 @@ int dedupe_fd(const struct dedupe *d);
 /* 1 if the row or delete at lineno is the one its key keeps. */
 int dedupe_keep(struct dedupe *d, const char *line, size_t len, int is_delete, unsigned long long lineno);
 unsigned long long dedupe_dropped(const struct dedupe *d);
-size_t dedupe_table_bytes(const struct dedupe *d);
 void dedupe_free(struct dedupe *d);
 
 /* ---- the Kafka side (sink.c) ---- */

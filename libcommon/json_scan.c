@@ -1,0 +1,183 @@
+/*
+ * json_scan.c: reading fields out of JSON that is known to be valid (a row
+ * the stream reader validated) without parsing it: a scan over the bytes
+ * finds the members asked for, and values are copied in canonical form.
+ * Used where a stage needs a few fields of every row (keys, watermarks,
+ * checks) and must not pay for building a document.
+ */
+#include <string.h>
+
+#include "dpone.h"
+
+/* Append the compact JSON of v, any type. */
+void
+dp_buf_json(struct dp_buf *b, const json_t *v)
+{
+	size_t n = json_dumpb(v, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+	dp_buf_reserve(b, n);
+	b->len += json_dumpb(v, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+void
+dp_buf_json_string(struct dp_buf *b, const char *s)
+{
+	json_t *v = json_string(s);
+	dp_buf_json(b, v);
+	json_decref(v);
+}
+
+/* ---- scanning valid JSON ---- */
+
+static const char *
+skip_ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p is at an opening quote; returns the byte after the closing one. */
+static const char *
+skip_string(const char *p, const char *e)
+{
+	for (p++; p < e; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return e;
+}
+
+static const char *
+skip_value(const char *p, const char *e)
+{
+	if (p < e && *p == '"')
+		return skip_string(p, e);
+	if (p < e && (*p == '{' || *p == '[')) {
+		int depth = 0;
+		while (p < e) {
+			if (*p == '"') {
+				p = skip_string(p, e);
+				continue;
+			}
+			if (*p == '{' || *p == '[')
+				depth++;
+			else if ((*p == '}' || *p == ']') && --depth == 0)
+				return p + 1;
+			p++;
+		}
+		return e;
+	}
+	while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+		p++;
+	return p;
+}
+
+/* Does the member name at q (quoted, q..qe) equal name? */
+static int
+name_is(const char *q, const char *qe, const char *name)
+{
+	size_t n = (size_t)(qe - q) - 2;
+	if (!memchr(q + 1, '\\', n))
+		return strlen(name) == n && !memcmp(q + 1, name, n);
+	json_t *s = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
+	int same = s && json_is_string(s) && !strcmp(json_string_value(s), name);
+	json_decref(s);
+	return same;
+}
+
+int
+dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out)
+{
+	const char *p = obj, *e = obj + len;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (struct dp_span){NULL, 0};
+	size_t found = 0;
+	p = skip_ws(p, e);
+	if (p == e || *p != '{')
+		return -1;
+	for (p = skip_ws(p + 1, e); p < e && *p == '"' && found < n;) {
+		const char *q = p, *qe = skip_string(p, e);
+		p = skip_ws(qe, e);
+		if (p == e || *p != ':')
+			return -1;
+		const char *v = skip_ws(p + 1, e), *ve = skip_value(v, e);
+		for (size_t i = 0; i < n; i++)
+			if (!out[i].p && name_is(q, qe, names[i])) {
+				out[i] = (struct dp_span){v, (size_t)(ve - v)};
+				found++;
+			}
+		p = skip_ws(ve, e);
+		if (p < e && *p == ',')
+			p = skip_ws(p + 1, e);
+	}
+	return 0;
+}
+
+int
+dp_control_object(const char *line, size_t len, struct dp_span *out)
+{
+	const char *p = line, *e = line + len;
+	p = skip_ws(p, e);
+	if (p == e || *p != '[')
+		return -1;
+	p = skip_ws(skip_value(skip_ws(p + 1, e), e), e); /* the name */
+	if (p == e || *p != ',')
+		return -1;
+	p = skip_ws(p + 1, e);
+	if (p == e || *p != '{')
+		return -1;
+	*out = (struct dp_span){p, (size_t)(skip_value(p, e) - p)};
+	return 0;
+}
+
+void
+dp_buf_value(struct dp_buf *b, struct dp_span v)
+{
+	int composite = *v.p == '{' || *v.p == '[';
+	if (!composite && !(*v.p == '"' && memchr(v.p, '\\', v.n))) {
+		dp_buf_add(b, v.p, v.n);
+		return;
+	}
+	json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
+	dp_buf_json(b, j);
+	json_decref(j);
+}
+
+void
+dp_buf_value_text(struct dp_buf *b, struct dp_span v)
+{
+	if (*v.p != '"') {
+		dp_buf_add(b, v.p, v.n);
+	} else if (!memchr(v.p, '\\', v.n)) {
+		dp_buf_add(b, v.p + 1, v.n - 2);
+	} else {
+		json_t *j = json_loadb(v.p, v.n, JSON_DECODE_ANY, NULL);
+		dp_buf_add(b, json_string_value(j), json_string_length(j));
+		json_decref(j);
+	}
+}
+
+int
+dp_key_identity(char *const *names, size_t n, const char *obj, size_t len, struct dp_buf *out, char *err, size_t errlen)
+{
+	struct dp_span sp[n + 1];
+	out->len = 0;
+	if (dp_scan_object(obj, len, names, n, sp) < 0) {
+		snprintf(err, errlen, "not a JSON object");
+		return -1;
+	}
+	dp_buf_add(out, "[", 1);
+	for (size_t i = 0; i < n; i++) {
+		if (!sp[i].p) {
+			snprintf(err, errlen, "no value for key column %s", names[i]);
+			return -1;
+		}
+		if (i)
+			dp_buf_add(out, ",", 1);
+		dp_buf_value(out, sp[i]);
+	}
+	dp_buf_add(out, "]", 1);
+	return 0;
+}
