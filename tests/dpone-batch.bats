@@ -192,3 +192,35 @@ watermark() {
 	assert_success
 	[ "$(keys | wc -l)" -eq 10 ]
 }
+
+@test "batch run: checks that pass (including the hash of extracted vs published rows) let state advance" {
+	orders 12
+	batch_manifest "delivery: {mode: exactly_once}" 'quality:
+  checks:
+    - {type: min_rows, threshold: 1}
+    - {type: unique}
+    - {type: not_null, column: customer}
+    - {type: hash_reconciliation}'
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(watermark)" = '"2026-11-26T08:00:12.1234567"' ]
+	run dpone-state m.yaml history
+	jq -e '.checks.passed and (.checks.results | length) == 4' <<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "batch run: a failed check in fail mode -> exit 8, the transaction aborted, state kept; warn mode advances" {
+	orders 3
+	batch_manifest "delivery: {mode: exactly_once}" 'quality:
+  checks:
+    - {type: min_rows, threshold: 100}'
+	run dpone batch run m.yaml
+	assert_failure 8
+	assert_output_contains "min_rows check failed: 3 rows, at least 100 wanted"
+	assert_output_contains "transaction aborted"
+	[ -z "$(watermark)" ]
+	sed -i 's/^quality:/quality:\n  mode: warn/' m.yaml
+	run dpone batch run m.yaml
+	assert_success
+	assert_output_contains "min_rows check failed (warning only)"
+	[ "$(watermark)" = '"2026-11-26T08:00:03.1234567"' ]
+}

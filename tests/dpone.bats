@@ -195,7 +195,7 @@ SH
 	chmod 755 fakebin/dpone-extract fakebin/dpone-produce
 	run fakebin/dpone batch run m.yaml
 	assert_failure 5
-	assert_output_contains "dpone-extract stopped because dpone-produce stopped reading"
+	assert_output_contains "dpone-extract stopped because the stage after it stopped reading"
 	assert_output_contains "dpone-produce exited 5 (sink)"
 	refute_output_contains "killed by signal"
 }
@@ -264,4 +264,13 @@ SH
 	assert_output_contains "missing MANIFEST"
 	run dpone batch run --fast m.yaml
 	assert_failure 2
+}
+
+@test "batch run: checks run between extract and produce; a failed check is the run's status" {
+	fake_bin
+	FAKE_CHECK_RC=8 run fakebin/dpone batch run m.yaml
+	assert_failure 8
+	assert_output_contains "dpone-check exited 8 (quality)"
+	refute_file_contains log "commit"
+	assert_file_contains log "check m.yaml"
 }

@@ -1,16 +1,336 @@
 /*
- * dpone-check: run the manifest's quality checks. This build loads and
- * checks the manifest; running the checks is not in it yet.
+ * dpone-check: the manifest's quality checks, as a stage of the pipeline.
+ * It copies the stream from stdin to stdout unchanged and, just before the
+ * end message, writes ["checks", {...}] with each check's result, so that
+ * the checks are decided before the data is visible wherever that is
+ * possible: dpone-produce aborts its exactly_once transaction and
+ * dpone-state refuses to commit when they did not pass. Memory stays
+ * bounded: counters per check, and a key set for unique.
  */
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "dpone.h"
 
 static const char usage_text[] =
-	"usage: dpone-check [-hqV] [--registry FILE] [--print-manifest] MANIFEST\n"
-	"Run the manifest's quality checks.\n"
+	"usage: dpone-check [-hqV] [--registry FILE] [--print-manifest] MANIFEST < STREAM\n"
+	"Run the manifest's quality checks on the stream, passing it through.\n"
 	DP_CLI_COMMON_HELP
 	"See dpone-check(1); exit codes are listed there.\n";
+
+enum kind { MIN_ROWS, MAX_ROWS, NOT_NULL, UNIQUE, FRESHNESS, HASH, DEFERRED };
+
+/* One check of the manifest and what the stream showed it. */
+struct check {
+	json_t *spec;                /* the manifest's entry (borrowed) */
+	enum kind kind;
+	char **columns;              /* the columns it looks at (strings borrowed) */
+	size_t ncolumns;
+	int scan_at;                 /* where its columns start in the run's scan list */
+	unsigned long long violations;
+	struct dp_keyset *seen;      /* unique */
+	struct dp_buf sample;        /* a violating key or column, for the report */
+	struct dp_buf max;           /* freshness: the latest value seen (text) */
+};
+
+struct run {
+	const struct dp_manifest *m;
+	struct check *checks;
+	size_t nchecks;
+	char **scan_names;           /* every column any check reads, in scan order */
+	size_t nscan;
+	unsigned long long rows;
+	uint64_t row_hash;           /* sum of the rows' SHA-256 prefixes */
+	struct dp_buf id;
+};
+
+static enum kind
+kind_of(const char *type)
+{
+	static const char *const names[] = {"min_rows", "max_rows", "not_null", "unique", "freshness",
+	                                    "hash_reconciliation"};
+	for (int k = 0; k < 6; k++)
+		if (!strcmp(type, names[k]))
+			return (enum kind)k;
+	return DEFERRED; /* source_target_count: decided once the rows are delivered */
+}
+
+/* The check's columns: columns, column, or what its kind defaults to. */
+static void
+check_columns(struct run *rn, struct check *c, json_t *header)
+{
+	json_t *list = json_object_get(c->spec, "columns");
+	json_t *one = json_object_get(c->spec, "column");
+	json_t *fallback = NULL;
+	if (c->kind == UNIQUE)
+		fallback = json_array_size(dp_manifest_get(rn->m, "sink.strategy.unique_key"))
+		           ? dp_manifest_get(rn->m, "sink.strategy.unique_key") : json_object_get(header, "key");
+	else if (c->kind == FRESHNESS)
+		fallback = json_object_get(json_object_get(header, "boundary"), "column");
+	if (!json_array_size(list) && one)
+		list = json_pack("[O]", one);
+	else if (!json_array_size(list) && json_is_string(fallback))
+		list = json_pack("[O]", fallback);
+	else
+		json_incref(list = json_array_size(list) ? list : fallback);
+	c->ncolumns = json_array_size(list);
+	c->columns = dp_xcalloc(c->ncolumns + 1, sizeof *c->columns);
+	for (size_t i = 0; i < c->ncolumns; i++)
+		c->columns[i] = dp_xstrdup(json_string_value(json_array_get(list, i)));
+	json_decref(list);
+	if ((c->kind == UNIQUE || c->kind == FRESHNESS || c->kind == NOT_NULL) && !c->ncolumns)
+		dp_die(DP_EXIT_USAGE, "%s check: no column to check (give column or columns)",
+		       json_string_value(json_object_get(c->spec, "type")));
+}
+
+static void
+plan_checks(struct run *rn, json_t *header)
+{
+	json_t *specs = dp_manifest_get(rn->m, "quality.checks");
+	if (!strcmp(dp_manifest_str(rn->m, "quality.mode"), "off"))
+		specs = NULL;
+	rn->nchecks = json_array_size(specs);
+	rn->checks = dp_xcalloc(rn->nchecks + 1, sizeof *rn->checks);
+	size_t total = 0;
+	for (size_t i = 0; i < rn->nchecks; i++) {
+		struct check *c = &rn->checks[i];
+		c->spec = json_array_get(specs, i);
+		c->kind = kind_of(json_string_value(json_object_get(c->spec, "type")));
+		check_columns(rn, c, header);
+		c->scan_at = (int)total;
+		total += c->ncolumns;
+		if (c->kind == UNIQUE)
+			c->seen = dp_keyset_new();
+	}
+	rn->scan_names = dp_xcalloc(total + 1, sizeof *rn->scan_names);
+	for (size_t i = 0; i < rn->nchecks; i++)
+		for (size_t j = 0; j < rn->checks[i].ncolumns; j++)
+			rn->scan_names[rn->nscan++] = rn->checks[i].columns[j];
+}
+
+static int
+is_null(struct dp_span v)
+{
+	return !v.p || (v.n == 4 && !memcmp(v.p, "null", 4));
+}
+
+static void
+note_sample(struct check *c, const char *text, size_t n)
+{
+	if (!c->sample.len)
+		dp_buf_add(&c->sample, text, n);
+}
+
+static void
+check_row(struct run *rn, struct check *c, const char *line, size_t len, const struct dp_span *sp,
+          unsigned long long lineno)
+{
+	const struct dp_span *v = sp + c->scan_at;
+	char err[256];
+	switch (c->kind) {
+	case NOT_NULL:
+		for (size_t i = 0; i < c->ncolumns; i++)
+			if (is_null(v[i])) {
+				c->violations++;
+				note_sample(c, c->columns[i], strlen(c->columns[i]));
+			}
+		break;
+	case UNIQUE:
+		if (dp_key_identity(c->columns, c->ncolumns, line, len, &rn->id, err, sizeof err) < 0)
+			dp_die(DP_EXIT_STREAM, "stdin:%llu: unique check: %s", lineno, err);
+		if (dp_keyset_put(c->seen, rn->id.p, rn->id.len, (uint32_t)(lineno > UINT32_MAX ? UINT32_MAX : lineno), 0)) {
+			c->violations++;
+			note_sample(c, rn->id.p, rn->id.len);
+		}
+		break;
+	case FRESHNESS:
+		if (!is_null(v[0])) {
+			/* Timestamps are written fixed-width: text order is time order. */
+			rn->id.len = 0;
+			dp_buf_value_text(&rn->id, v[0]);
+			if (!c->max.len || (rn->id.len == c->max.len && memcmp(rn->id.p, c->max.p, rn->id.len) > 0) ||
+			    rn->id.len > c->max.len) {
+				c->max.len = 0;
+				dp_buf_add(&c->max, rn->id.p, rn->id.len);
+			}
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+take_row(struct run *rn, const char *line, size_t len, unsigned long long lineno)
+{
+	struct dp_span sp[rn->nscan + 1];
+	rn->rows++;
+	unsigned char digest[32];
+	struct dp_sha256 h;
+	dp_sha256_init(&h);
+	dp_sha256_update(&h, line, len);
+	dp_sha256_final(&h, digest);
+	uint64_t prefix = 0;
+	for (int i = 0; i < 8; i++)
+		prefix = prefix << 8 | digest[i];
+	rn->row_hash += prefix; /* a sum: the same whatever the order of the rows */
+	if (rn->nscan)
+		dp_scan_object(line, len, rn->scan_names, rn->nscan, sp);
+	for (size_t i = 0; i < rn->nchecks; i++)
+		check_row(rn, &rn->checks[i], line, len, sp, lineno);
+}
+
+/* ---- deciding ---- */
+
+/* Violations allowed: tolerance {mode, value}, tolerance_pct, or none. */
+static double
+allowed(const json_t *spec, unsigned long long rows)
+{
+	json_t *tol = json_object_get(spec, "tolerance");
+	if (tol) {
+		double v = json_number_value(json_object_get(tol, "value"));
+		const char *mode = json_string_value(json_object_get(tol, "mode"));
+		return mode && !strcmp(mode, "pct") ? rows * v / 100 : v;
+	}
+	json_t *pct = json_object_get(spec, "tolerance_pct");
+	return pct ? rows * json_number_value(pct) / 100 : 0;
+}
+
+static long long
+seconds_of(const char *age)
+{
+	char *end;
+	long long n = strtoll(age, &end, 10);
+	long long unit = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600
+	               : !strcmp(end, "d") ? 86400 : 0;
+	return end == age || n < 0 ? -1 : n * unit;
+}
+
+/* Seconds since a timestamp written as YYYY-MM-DDTHH:MM:SS[.f][+hh:mm] (UTC if no offset). */
+static long long
+age_of(const char *ts)
+{
+	struct tm tm = {0};
+	int oh = 0, om = 0;
+	char sign = 0;
+	if (sscanf(ts, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+	           &tm.tm_sec) < 3)
+		return -1;
+	const char *zone = strpbrk(ts + 10, "+-Z");
+	if (zone && *zone != 'Z' && sscanf(zone, "%c%2d:%2d", &sign, &oh, &om) != 3)
+		sign = 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	long long t = (long long)timegm(&tm) - (sign == '+' ? 1 : sign == '-' ? -1 : 0) * (oh * 3600LL + om * 60);
+	return (long long)time(NULL) - t;
+}
+
+/* The verdict of one check: "pass", "fail" or "deferred", with what was seen. */
+static json_t *
+decide(struct run *rn, struct check *c)
+{
+	json_t *spec = c->spec;
+	const char *type = json_string_value(json_object_get(spec, "type"));
+	const char *severity = json_string_value(json_object_get(spec, "severity"));
+	json_t *r = json_pack("{s:s, s:s}", "type", type, "severity", severity ? severity : "error");
+	if (json_object_get(spec, "name"))
+		json_object_set(r, "name", json_object_get(spec, "name"));
+	int ok = 1;
+	double threshold = json_number_value(json_object_get(spec, "threshold"));
+	char *why = NULL;
+	switch (c->kind) {
+	case MIN_ROWS:
+		ok = rn->rows >= threshold;
+		why = dp_strfmt("%llu rows, at least %g wanted", rn->rows, threshold);
+		break;
+	case MAX_ROWS:
+		ok = rn->rows <= threshold;
+		why = dp_strfmt("%llu rows, at most %g wanted", rn->rows, threshold);
+		break;
+	case NOT_NULL:
+	case UNIQUE:
+		ok = c->violations <= allowed(spec, rn->rows);
+		why = dp_strfmt("%llu %s in %llu rows (%g allowed)%s%.*s", c->violations,
+		                c->kind == UNIQUE ? "duplicate keys" : "nulls", rn->rows, allowed(spec, rn->rows),
+		                c->sample.len ? c->kind == UNIQUE ? ", first duplicate " : ", first in " : "",
+		                (int)c->sample.len, c->sample.p ? c->sample.p : "");
+		json_object_set_new(r, "violations", json_integer((json_int_t)c->violations));
+		break;
+	case FRESHNESS: {
+		long long max_age = seconds_of(json_string_value(json_object_get(spec, "max_age")));
+		char *latest = c->max.len ? dp_xstrndup(c->max.p, c->max.len) : NULL;
+		long long age = latest ? age_of(latest) : -1;
+		ok = latest && age >= -86400 && max_age >= 0 && age <= max_age;
+		why = latest ? dp_strfmt("latest %s %s is %lld s old, at most %lld s wanted", c->columns[0], latest, age, max_age)
+		             : dp_strfmt("no value of %s in this run", c->columns[0]);
+		free(latest);
+		break;
+	}
+	case HASH: {
+		char hex[17];
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
+		json_object_set_new(r, "row_hash", json_string(hex));
+		json_object_set_new(r, "status", json_string("deferred"));
+		json_object_set_new(r, "detail", json_string("compared with what dpone-produce published, at commit"));
+		return r;
+	}
+	case DEFERRED:
+		json_object_set_new(r, "status", json_string("deferred"));
+		json_object_set_new(r, "detail", json_string("needs the delivered rows; not decided by this build"));
+		dp_warn("warning: %s is not decided by this build (it needs the rows read back from the topic); "
+		        "reported as deferred", type);
+		return r;
+	}
+	const char *status = ok ? "pass" : "fail";
+	if (!ok && (!strcmp(dp_manifest_str(rn->m, "quality.mode"), "warn") ||
+	            !strcmp(json_string_value(json_object_get(r, "severity")), "warning")))
+		status = "warn";
+	json_object_set_new(r, "status", json_string(status));
+	json_object_set_new(r, "detail", json_string(why));
+	free(why);
+	return r;
+}
+
+/* The checks message; sets *passed. */
+static json_t *
+verdict(struct run *rn, int *passed, int quiet)
+{
+	json_t *results = json_array();
+	*passed = 1;
+	for (size_t i = 0; i < rn->nchecks; i++) {
+		json_t *r = decide(rn, &rn->checks[i]);
+		const char *status = json_string_value(json_object_get(r, "status"));
+		if (!strcmp(status, "fail"))
+			*passed = 0;
+		if ((!strcmp(status, "fail") || !strcmp(status, "warn")) && (!quiet || !strcmp(status, "fail")))
+			dp_warn("%s check %s: %s", json_string_value(json_object_get(r, "type")),
+			        !strcmp(status, "fail") ? "failed" : "failed (warning only)",
+			        json_string_value(json_object_get(r, "detail")));
+		json_array_append_new(results, r);
+	}
+	char hex[17];
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
+	return json_pack("{s:s, s:b, s:I, s:s, s:o}", "mode", dp_manifest_str(rn->m, "quality.mode"), "passed", *passed,
+	                 "rows", (json_int_t)rn->rows, "row_hash", hex, "results", results);
+}
+
+static void
+run_free(struct run *rn)
+{
+	for (size_t i = 0; i < rn->nchecks; i++) {
+		struct check *c = &rn->checks[i];
+		for (size_t j = 0; j < c->ncolumns; j++)
+			free(c->columns[j]);
+		free(c->columns);
+		dp_keyset_free(c->seen);
+		free(c->sample.p);
+		free(c->max.p);
+	}
+	free(rn->checks);
+	free(rn->scan_names);
+	free(rn->id.p);
+}
 
 int
 main(int argc, char **argv)
@@ -20,6 +340,33 @@ main(int argc, char **argv)
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
+	dp_catch_interrupts();
+	struct run rn = {.m = m};
+	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
+	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
+	int got, passed = 1;
+	while ((got = dp_reader_next(r)) > 0) {
+		size_t len;
+		const char *line = dp_reader_line(r, &len);
+		if (dp_reader_kind(r) == DP_LINE_ROW) {
+			take_row(&rn, line, len, dp_reader_lineno(r));
+		} else if (!strcmp(dp_reader_control_name(r), "header")) {
+			plan_checks(&rn, dp_reader_header(r));
+		} else if (!strcmp(dp_reader_control_name(r), "end")) {
+			if (dp_writer_control(w, "checks", verdict(&rn, &passed, cli.quiet)) < 0)
+				dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+		}
+		if (dp_writer_line(w, line, len) < 0)
+			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+	}
+	if (got < 0)
+		dp_die(dp_reader_error_code(r), "%s; the stream stops here without checks or end", dp_reader_error(r));
+	if (dp_writer_close(w) < 0)
+		dp_die(DP_EXIT_FAILURE, "stdout: write error");
+	dp_reader_close(r);
+	run_free(&rn);
 	dp_manifest_free(m);
-	dp_die(DP_EXIT_UNAVAILABLE, "quality checks are not available in this build yet; nothing was checked");
+	if (!passed)
+		dp_die(DP_EXIT_QUALITY, "quality checks failed (quality.mode fail); state will not advance");
+	return 0;
 }

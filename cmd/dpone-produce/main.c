@@ -63,6 +63,8 @@ struct run {
 	double start, last_progress;
 	int progress;
 	int started;             /* the header was read and the format built */
+	int checks_failed;       /* a checks message said they did not pass */
+	uint64_t row_hash;       /* see row_hash_prefix */
 	char *end_line;          /* the stream's end message, owned */
 };
 
@@ -114,6 +116,9 @@ run_summary(const struct run *rn)
 	if (rn->dedupe)
 		json_object_set_new(o, "duplicates_dropped", json_integer((json_int_t)dedupe_dropped(rn->dedupe)));
 	json_object_set_new(o, "mode", json_string(dp_manifest_str(rn->m, "sink.options.delivery.mode")));
+	char hex[17];
+	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
+	json_object_set_new(o, "row_hash", json_string(hex));
 	json_object_set_new(o, "elapsed_ms", json_integer((json_int_t)((dp_now() - rn->start) * 1000)));
 	return o;
 }
@@ -142,6 +147,22 @@ show_progress(struct run *rn)
 	        rn->sink ? sink_delivered(rn->sink) : 0);
 }
 
+/* The first 8 bytes of the row's SHA-256, summed over the rows published:
+ * dpone-check computes the same over the rows extracted (order-free). */
+static uint64_t
+row_hash_prefix(const char *line, size_t len)
+{
+	unsigned char digest[32];
+	struct dp_sha256 h;
+	dp_sha256_init(&h);
+	dp_sha256_update(&h, line, len);
+	dp_sha256_final(&h, digest);
+	uint64_t prefix = 0;
+	for (int i = 0; i < 8; i++)
+		prefix = prefix << 8 | digest[i];
+	return prefix;
+}
+
 static void
 handle_row(struct run *rn, const char *line, size_t len)
 {
@@ -152,6 +173,7 @@ handle_row(struct run *rn, const char *line, size_t len)
 		return;
 	if (format_row(&rn->fmt, line, len, &rn->bufs, &msg, err, sizeof err) < 0)
 		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
+	rn->row_hash += row_hash_prefix(line, len);
 	send_message(rn, &msg);
 }
 
@@ -211,6 +233,9 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 			rn->end_line = dp_xstrndup(line, len);
 		} else {
 			write_line(rn, line, len); /* not ours: passed through in place */
+			if (!strcmp(name, "checks") &&
+			    json_is_false(json_object_get(json_array_get(dp_reader_control(rn->r), 1), "passed")))
+				rn->checks_failed = 1;
 		}
 		if (dp_interrupted)
 			run_fail(rn, DP_EXIT_INTERRUPTED, "interrupted at stdin line %llu", dp_reader_lineno(rn->r));
@@ -230,6 +255,12 @@ finish(struct run *rn)
 	if (rn->sink && sink_flush(rn->sink) < 0)
 		run_fail(rn, dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SINK, "%s",
 		         sink_error(rn->sink) ? sink_error(rn->sink) : "a message was not delivered");
+	/* Checks decided before the data is visible keep it invisible. */
+	if (rn->checks_failed)
+		run_fail(rn, DP_EXIT_QUALITY, "the stream's quality checks failed%s",
+		         !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once")
+		         ? "; nothing becomes visible to read_committed consumers"
+		         : "; the rows were published (delivery is not transactional) but state does not advance");
 	if (rn->sink && sink_commit(rn->sink) < 0)
 		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
 	json_t *summary = run_summary(rn);

@@ -202,6 +202,33 @@ column_type(json_t *header, const char *name)
 	return NULL;
 }
 
+/* hash_reconciliation: what dpone-check hashed on the way in against what
+ * dpone-produce hashed on the way out (unless duplicate_policy dropped
+ * rows, which makes them differ by design). */
+static void
+reconcile_hashes(struct summary *sum)
+{
+	size_t i;
+	json_t *r;
+	const char *published = json_string_value(json_object_get(sum->delivery, "row_hash"));
+	json_int_t dropped = json_integer_value(json_object_get(sum->delivery, "duplicates_dropped"));
+	json_array_foreach(json_object_get(sum->checks, "results"), i, r) {
+		const char *type = json_string_value(json_object_get(r, "type"));
+		const char *extracted = json_string_value(json_object_get(r, "row_hash"));
+		if (!type || strcmp(type, "hash_reconciliation") || !extracted || !published || dropped)
+			continue;
+		if (strcmp(extracted, published)) {
+			const char *severity = json_string_value(json_object_get(r, "severity"));
+			const char *mode = json_string_value(json_object_get(sum->checks, "mode"));
+			if ((severity && !strcmp(severity, "warning")) || (mode && !strcmp(mode, "warn")))
+				dp_warn("warning: hash_reconciliation: rows extracted hash %s, rows published %s", extracted, published);
+			else
+				dp_die(DP_EXIT_QUALITY, "stdin: hash_reconciliation failed: the rows extracted hash to %s, the rows "
+				       "published to %s; state not advanced", extracted, published);
+		}
+	}
+}
+
 static void
 read_summary(struct summary *sum)
 {
@@ -231,6 +258,7 @@ read_summary(struct summary *sum)
 		       "state not advanced", (long long)delivered, (long long)messages, (long long)failed);
 	if (sum->checks && json_is_false(json_object_get(sum->checks, "passed")))
 		dp_die(DP_EXIT_QUALITY, "stdin: the run's quality checks failed; state not advanced");
+	reconcile_hashes(sum);
 }
 
 struct commit_ctx {
@@ -346,7 +374,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	if (!sum.checks && json_array_size(dp_manifest_get(o->m, "quality.checks")) &&
 	    strcmp(dp_manifest_str(o->m, "quality.mode"), "off"))
 		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
-		        "summary; dpone-check is not available in this build)");
+		        "summary: dpone-check belongs between dpone-extract and dpone-produce)");
 	struct commit_ctx c = {&sum, NULL, NULL};
 	int rc = s->ops->update(s, commit_update, &c, err, errlen);
 	if (!rc) {
