@@ -119,6 +119,7 @@ bench: deps
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/mssqld
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/extract
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/produce
+	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/e2e
 
 # Rewrite every man page's EXIT STATUS from exit_codes.def.
 man-sync:
