@@ -224,3 +224,41 @@ watermark() {
 	assert_output_contains "min_rows check failed (warning only)"
 	[ "$(watermark)" = '"2026-11-26T08:00:03.1234567"' ]
 }
+
+@test "batch run leaves its artifacts, without secrets; dpone runs list/show read them; old runs are pruned" {
+	use_faults
+	orders 4
+	batch_manifest "" 'observability: {artifacts: {keep: 2}}'
+	run dpone batch run m.yaml
+	assert_success
+	run dpone runs list m.yaml
+	assert_success
+	[ "$(sed -n 2p <<< "$output" | awk '{print $2, $3}')" = "committed 0" ] || flunk "$output"
+	dir=$(ls -d .dpone/runs/batch_$T/*/)
+	for f in manifest.json state-before.json state-after.json summary.ndjson extract.stderr check.stderr produce.stderr status; do
+		[ -f "$dir/$f" ] || flunk "no $f in $dir"
+	done
+	grep -q '^commit 0$' "$dir/status"
+	jq -e '.watermark.value == "2026-11-26T08:00:04.1234567"' "$dir/state-after.json" > /dev/null
+	grep -q '^\["delivery"' "$dir/summary.ndjson"
+	password=$(sed 's|^mssql://[^:]*:\([^@]*\)@.*|\1|' <<< "$DPONE_CONN_MSSQL_DWH")
+	[ -n "$password" ] && ! grep -rqF -- "$password" .dpone || flunk "the password is in an artifact"
+	run dpone runs show m.yaml "$(basename "$dir")"
+	assert_success
+	assert_output_contains "result committed"
+	assert_output_contains "summary.ndjson"
+	# A failed run is recorded as failed, with the failing stage's stderr.
+	control "$MSSQLD_CONTROL" "fault error-after-rows 1 ORDER BY" > /dev/null
+	add_orders 5 6
+	run dpone batch run m.yaml
+	assert_failure 4
+	failed=$(ls -d .dpone/runs/batch_$T/*/ | tail -n 1)
+	grep -q '^result failed$' "$failed/status" && grep -q '^exit 4$' "$failed/status"
+	grep -q "SQL Server error 1205" "$failed/extract.stderr"
+	# keep: 2 leaves the two newest.
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(ls .dpone/runs/batch_$T | wc -l)" -eq 2 ]
+	run dpone runs show m.yaml ../../etc
+	assert_failure 2
+}
