@@ -262,3 +262,24 @@ watermark() {
 	run dpone runs show m.yaml ../../etc
 	assert_failure 2
 }
+
+@test "source_target_count: the source is counted again for the stream's boundary; a missing row fails it" {
+	orders 5
+	batch_manifest "" 'quality:
+  checks:
+    - {type: source_target_count}'
+	run dpone batch run m.yaml
+	assert_success
+	run dpone-state m.yaml history
+	jq -e '.checks.results[0].status == "pass" and .checks.results[0].source_rows == 5' <<< "$output" > /dev/null || flunk "$output"
+	add_orders 6 8
+	dpone-extract -q m.yaml --from '"2026-11-26T08:00:05.1234567"' > in.ndjson
+	# The same boundary with one row lost on the way.
+	sed '3d; s/^\["end",{"rows":3/["end",{"rows":2/' in.ndjson > lost.ndjson
+	run bash -c 'dpone-check m.yaml < lost.ndjson > out.ndjson'
+	assert_failure 8
+	assert_output_contains "source_target_count check failed: the source has 3 rows in the boundary, the stream 2 (difference 1, 0 allowed)"
+	sed -i 's/{type: source_target_count}/{type: source_target_count, tolerance: {mode: absolute, value: 1}}/' m.yaml
+	run bash -c 'dpone-check m.yaml < lost.ndjson > out.ndjson'
+	assert_success
+}

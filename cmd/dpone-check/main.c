@@ -7,9 +7,14 @@
  * dpone-state refuses to commit when they did not pass. Memory stays
  * bounded: counters per check, and a key set for unique.
  */
+#include <errno.h>
+#include <limits.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dpone.h"
 
@@ -19,7 +24,9 @@ static const char usage_text[] =
 	DP_CLI_COMMON_HELP
 	"See dpone-check(1); exit codes are listed there.\n";
 
-enum kind { MIN_ROWS, MAX_ROWS, NOT_NULL, UNIQUE, FRESHNESS, HASH, DEFERRED };
+enum kind { MIN_ROWS, MAX_ROWS, NOT_NULL, UNIQUE, FRESHNESS, HASH, SOURCE_COUNT };
+
+extern char **environ;
 
 /* One check of the manifest and what the stream showed it. */
 struct check {
@@ -34,8 +41,17 @@ struct check {
 	struct dp_buf max;           /* freshness: the latest value seen (text) */
 };
 
+/* dpone-extract --count for the run's boundary, running beside the stream. */
+struct source_count {
+	pid_t pid;  /* 0: not started */
+	int fd;     /* its stdout */
+	const char *why_not; /* static: why it was not started */
+};
+
 struct run {
 	const struct dp_manifest *m;
+	const char *manifest_path;
+	struct source_count count;
 	struct check *checks;
 	size_t nchecks;
 	char **scan_names;           /* every column any check reads, in scan order */
@@ -53,7 +69,7 @@ kind_of(const char *type)
 	for (int k = 0; k < 6; k++)
 		if (!strcmp(type, names[k]))
 			return (enum kind)k;
-	return DEFERRED; /* source_target_count: decided once the rows are delivered */
+	return SOURCE_COUNT;
 }
 
 /* The check's columns: columns, column, or what its kind defaults to. */
@@ -82,6 +98,110 @@ check_columns(struct run *rn, struct check *c, json_t *header)
 	if ((c->kind == UNIQUE || c->kind == FRESHNESS || c->kind == NOT_NULL) && !c->ncolumns)
 		dp_die(DP_EXIT_USAGE, "%s check: no column to check (give column or columns)",
 		       json_string_value(json_object_get(c->spec, "type")));
+}
+
+/* dpone-extract beside this program (as the dpone wrapper finds its stages),
+ * else the one on PATH; the caller frees it. */
+static char *
+extract_path(void)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			char *path = dp_strfmt("%s/dpone-extract", self);
+			if (access(path, X_OK) == 0)
+				return path;
+			free(path);
+		}
+	}
+	return dp_xstrdup("dpone-extract");
+}
+
+/* Count the source rows of the boundary the stream was extracted with:
+ * the same manifest, from the same watermark to the same high one. */
+static void
+start_count(struct run *rn, json_t *boundary)
+{
+	if (json_object_get(boundary, "chunk")) {
+		rn->count.why_not = "a chunk of the boundary is not counted on its own";
+		return;
+	}
+	char *from = NULL, *to = NULL;
+	const char *kind = json_string_value(json_object_get(boundary, "kind"));
+	if (kind && !strcmp(kind, "incremental")) {
+		json_t *f = json_object_get(boundary, "from"), *h = json_object_get(boundary, "high");
+		from = f ? json_dumps(f, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+		to = h && !json_is_null(h) ? json_dumps(h, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	}
+	char *prog = extract_path();
+	char *argv[10];
+	int n = 0;
+	argv[n++] = prog;
+	argv[n++] = "-q";
+	argv[n++] = "--count";
+	if (from)
+		argv[n++] = "--from", argv[n++] = from;
+	if (to)
+		argv[n++] = "--to", argv[n++] = to;
+	argv[n++] = (char *)rn->manifest_path;
+	argv[n] = NULL;
+	int pipefd[2];
+	posix_spawn_file_actions_t fa;
+	if (pipe(pipefd) < 0)
+		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
+	int err = posix_spawnp(&rn->count.pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	rn->count.fd = pipefd[0];
+	if (err) {
+		rn->count.pid = 0;
+		close(pipefd[0]);
+		rn->count.why_not = "dpone-extract could not be started";
+	}
+	free(prog);
+	free(from);
+	free(to);
+}
+
+/* The source count, or -1 with why in *why (static or owned by *owned). */
+static long long
+finish_count(struct run *rn, const char **why)
+{
+	if (!rn->count.pid) {
+		*why = rn->count.why_not ? rn->count.why_not : "not started";
+		return -1;
+	}
+	char buf[64];
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof buf - 1 && (n = read(rn->count.fd, buf + got, sizeof buf - 1 - got)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	close(rn->count.fd);
+	int status;
+	while (waitpid(rn->count.pid, &status, 0) < 0 && errno == EINTR)
+		;
+	rn->count.pid = 0;
+	long long count;
+	buf[strcspn(buf, "\n")] = '\0';
+	if (!WIFEXITED(status) || WEXITSTATUS(status) || dp_parse_ll(buf, &count) < 0) {
+		*why = "dpone-extract --count failed (its message is above)";
+		return -1;
+	}
+	return count;
 }
 
 static void
@@ -275,12 +395,23 @@ decide(struct run *rn, struct check *c)
 		json_object_set_new(r, "detail", json_string("compared with what dpone-produce published, at commit"));
 		return r;
 	}
-	case DEFERRED:
-		json_object_set_new(r, "status", json_string("deferred"));
-		json_object_set_new(r, "detail", json_string("needs the delivered rows; not decided by this build"));
-		dp_warn("warning: %s is not decided by this build (it needs the rows read back from the topic); "
-		        "reported as deferred", type);
-		return r;
+	case SOURCE_COUNT: {
+		const char *fail_why = NULL;
+		long long source = finish_count(rn, &fail_why);
+		if (source < 0) {
+			ok = 0;
+			why = dp_strfmt("the source could not be counted: %s", fail_why);
+			break;
+		}
+		unsigned long long diff = (unsigned long long)(source > (long long)rn->rows ? source - (long long)rn->rows
+		                                                                            : (long long)rn->rows - source);
+		double limit = allowed(spec, (unsigned long long)source);
+		ok = diff <= limit;
+		why = dp_strfmt("the source has %lld rows in the boundary, the stream %llu (difference %llu, %g allowed); "
+		                "every one of them must then be delivered for the commit", source, rn->rows, diff, limit);
+		json_object_set_new(r, "source_rows", json_integer(source));
+		break;
+	}
 	}
 	const char *status = ok ? "pass" : "fail";
 	if (!ok && (!strcmp(dp_manifest_str(rn->m, "quality.mode"), "warn") ||
@@ -341,7 +472,7 @@ main(int argc, char **argv)
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
 	dp_catch_interrupts();
-	struct run rn = {.m = m};
+	struct run rn = {.m = m, .manifest_path = cli.manifest_path};
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
 	int got, passed = 1;
@@ -353,6 +484,11 @@ main(int argc, char **argv)
 		} else if (!strcmp(dp_reader_control_name(r), "header")) {
 			plan_checks(&rn, dp_reader_header(r));
 		} else if (!strcmp(dp_reader_control_name(r), "end")) {
+			/* Counted after the rows were read: rows that arrived late
+			 * inside the boundary show as a difference. */
+			for (size_t i = 0; i < rn.nchecks; i++)
+				if (rn.checks[i].kind == SOURCE_COUNT && !rn.count.pid && !rn.count.why_not)
+					start_count(&rn, json_object_get(dp_reader_header(r), "boundary"));
 			if (dp_writer_control(w, "checks", verdict(&rn, &passed, cli.quiet)) < 0)
 				dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
 		}
