@@ -283,3 +283,93 @@ watermark() {
 	run bash -c 'dpone-check m.yaml < lost.ndjson > out.ndjson'
 	assert_success
 }
+
+# wait_for_stage NAME: until a dpone-NAME of this test's job runs ($STAGE_PID).
+wait_for_stage() {
+	STAGE_PID=
+	for _ in $(seq 1 200); do
+		STAGE_PID=$(pgrep -f "dpone-$1 .*m.yaml" | head -n 1)
+		[ -z "$STAGE_PID" ] || return 0
+		sleep 0.05
+	done
+	flunk "dpone-$1 never ran"
+}
+
+@test "batch run: the state database goes down before the commit -> exit 6, state kept; the rerun delivers again" {
+	use_faults
+	sh "$BATS_TEST_DIRNAME/pg" up "$BATS_TEST_TMPDIR/pg" > /dev/null
+	# shellcheck disable=SC1091
+	. "$BATS_TEST_TMPDIR/pg/pg.env"
+	export DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL"
+	orders 6
+	batch_manifest "" "state: {type: postgres, connection_id: postgres_state}"
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 3000 customer" > /dev/null
+	dpone batch run m.yaml > out.txt 2>&1 &
+	pid=$!
+	# The extract runs once the lease is taken and the watermark read; its
+	# SELECT then stalls for 3 s: the database goes down meanwhile.
+	wait_for_stage extract
+	sleep 0.5
+	sh "$BATS_TEST_DIRNAME/pg" stop "$BATS_TEST_TMPDIR/pg"
+	rc=0
+	wait "$pid" || rc=$?
+	sh "$BATS_TEST_DIRNAME/pg" start "$BATS_TEST_TMPDIR/pg"
+	[ "$rc" -eq 6 ] || flunk "exit $rc: $(cat out.txt)"
+	grep -q "the data was delivered but state was not advanced" out.txt || flunk "$(cat out.txt)"
+	[ "$(messages)" -eq 6 ]
+	[ -z "$(watermark)" ]
+	# The lease could not be given back while the database was down: it
+	# lapses, or is taken away by hand.
+	dpone-state -q m.yaml unlock --force
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 6 ] && [ "$(messages)" -eq 12 ] # at_least_once: repeated, none lost
+	[ "$(watermark)" = '"2026-11-26T08:00:06.1234567"' ]
+	sh "$BATS_TEST_DIRNAME/pg" down "$BATS_TEST_TMPDIR/pg"
+}
+
+@test "batch run: two runs of one job at once -> one runs, the other is refused (exit 7); nothing is lost" {
+	use_faults
+	orders 6
+	batch_manifest
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 2000 customer" > /dev/null
+	dpone batch run m.yaml > first.txt 2>&1 &
+	first=$!
+	wait_for_stage extract
+	rc2=0
+	dpone batch run m.yaml > second.txt 2>&1 || rc2=$?
+	rc1=0
+	wait "$first" || rc1=$?
+	[ "$rc1" -eq 0 ] || flunk "first: exit $rc1: $(cat first.txt)"
+	[ "$rc2" -eq 7 ] || flunk "second: exit $rc2: $(cat second.txt)"
+	grep -q "the job is locked by run" second.txt
+	[ "$(keys | wc -l)" -eq 6 ]
+	[ "$(watermark)" = '"2026-11-26T08:00:06.1234567"' ]
+}
+
+# kill_stage NAME: SIGTERM to the running dpone-NAME of this test's job.
+kill_stage() {
+	wait_for_stage "$1"
+	kill -TERM "$STAGE_PID"
+}
+
+@test "batch run: SIGTERM to any one stage -> that stage is named, exit 130, state kept" {
+	use_faults
+	orders 6
+	batch_manifest
+	for stage in extract check produce; do
+		control "$MSSQLD_CONTROL" "fault stall-after-rows 2 3000 customer" > /dev/null
+		dpone batch run m.yaml > out.txt 2>&1 &
+		pid=$!
+		sleep 0.5
+		kill_stage "$stage"
+		rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -eq 130 ] || flunk "$stage: exit $rc: $(cat out.txt)"
+		grep -q "dpone-$stage exited 130 (interrupted)" out.txt || flunk "$stage: $(cat out.txt)"
+		[ -z "$(watermark)" ] || flunk "$stage: state moved"
+	done
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(keys | wc -l)" -eq 6 ]
+}
