@@ -87,6 +87,7 @@ watermark() {
 	batch_manifest
 	run dpone batch run m.yaml
 	assert_success
+	assert_output_contains "committed: 20 rows, 20 messages in"
 	[ "$(keys | wc -l)" -eq 20 ]
 	[ "$(watermark)" = '"2026-11-26T08:00:20.1234567"' ] || flunk "state: $(watermark)"
 	add_orders 21 25
