@@ -117,6 +117,10 @@ void dp_sha256_update(struct dp_sha256 *s, const void *data, size_t n);
 void dp_sha256_final(struct dp_sha256 *s, unsigned char out[32]);
 /* Lowercase hex digest of data, NUL-terminated. */
 void dp_sha256_hex(const void *data, size_t n, char out[65]);
+/* The first 8 bytes of a row line's SHA-256, big-endian. Summed over rows
+ * (mod 2^64) they give an order-free hash of a set of rows: dpone-check
+ * sums the rows extracted, dpone-produce the rows published. */
+uint64_t dp_row_hash(const char *line, size_t len);
 
 /* ---- strict JSON validation for the row hot path (json_check.c) ---- */
 struct dp_json_error {

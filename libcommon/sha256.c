@@ -118,3 +118,17 @@ dp_sha256_hex(const void *data, size_t n, char out[65])
 	}
 	out[64] = '\0';
 }
+
+uint64_t
+dp_row_hash(const char *line, size_t len)
+{
+	struct dp_sha256 s;
+	unsigned char digest[32];
+	dp_sha256_init(&s);
+	dp_sha256_update(&s, line, len);
+	dp_sha256_final(&s, digest);
+	uint64_t prefix = 0;
+	for (int i = 0; i < 8; i++)
+		prefix = prefix << 8 | digest[i];
+	return prefix;
+}

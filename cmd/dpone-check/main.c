@@ -286,15 +286,7 @@ take_row(struct run *rn, const char *line, size_t len, unsigned long long lineno
 {
 	struct dp_span sp[rn->nscan + 1];
 	rn->rows++;
-	unsigned char digest[32];
-	struct dp_sha256 h;
-	dp_sha256_init(&h);
-	dp_sha256_update(&h, line, len);
-	dp_sha256_final(&h, digest);
-	uint64_t prefix = 0;
-	for (int i = 0; i < 8; i++)
-		prefix = prefix << 8 | digest[i];
-	rn->row_hash += prefix; /* a sum: the same whatever the order of the rows */
+	rn->row_hash += dp_row_hash(line, len); /* a sum: the same whatever the order of the rows */
 	if (rn->nscan)
 		dp_scan_object(line, len, rn->scan_names, rn->nscan, sp);
 	for (size_t i = 0; i < rn->nchecks; i++)

@@ -64,7 +64,7 @@ struct run {
 	int progress;
 	int started;             /* the header was read and the format built */
 	int checks_failed;       /* a checks message said they did not pass */
-	uint64_t row_hash;       /* see row_hash_prefix */
+	uint64_t row_hash;       /* dp_row_hash summed over the rows published */
 	char *end_line;          /* the stream's end message, owned */
 };
 
@@ -147,22 +147,6 @@ show_progress(struct run *rn)
 	        rn->sink ? sink_delivered(rn->sink) : 0);
 }
 
-/* The first 8 bytes of the row's SHA-256, summed over the rows published:
- * dpone-check computes the same over the rows extracted (order-free). */
-static uint64_t
-row_hash_prefix(const char *line, size_t len)
-{
-	unsigned char digest[32];
-	struct dp_sha256 h;
-	dp_sha256_init(&h);
-	dp_sha256_update(&h, line, len);
-	dp_sha256_final(&h, digest);
-	uint64_t prefix = 0;
-	for (int i = 0; i < 8; i++)
-		prefix = prefix << 8 | digest[i];
-	return prefix;
-}
-
 static void
 handle_row(struct run *rn, const char *line, size_t len)
 {
@@ -173,7 +157,7 @@ handle_row(struct run *rn, const char *line, size_t len)
 		return;
 	if (format_row(&rn->fmt, line, len, &rn->bufs, &msg, err, sizeof err) < 0)
 		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
-	rn->row_hash += row_hash_prefix(line, len);
+	rn->row_hash += dp_row_hash(line, len);
 	send_message(rn, &msg);
 }
 

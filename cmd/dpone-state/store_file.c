@@ -104,14 +104,21 @@ take(json_t *doc, const char *key, json_t **out)
 	*out = json_is_object(v) ? json_incref(v) : NULL;
 }
 
+/* The document read under the lock, for a reader; NULL with err set. */
+static json_t *
+read_doc(struct file_store *f, char *err, size_t errlen)
+{
+	if (lock_file(f, err, errlen) < 0)
+		return NULL;
+	json_t *doc = load_doc(f, err, errlen);
+	flock(f->lock_fd, LOCK_UN);
+	return doc;
+}
+
 static int
 file_read(struct store *s, struct job_state *out, char *err, size_t errlen)
 {
-	struct file_store *f = (struct file_store *)s;
-	if (lock_file(f, err, errlen) < 0)
-		return DP_EXIT_STATE;
-	json_t *doc = load_doc(f, err, errlen);
-	flock(f->lock_fd, LOCK_UN);
+	json_t *doc = read_doc((struct file_store *)s, err, errlen);
 	if (!doc)
 		return DP_EXIT_STATE;
 	take(doc, "record", &out->record);
@@ -164,11 +171,7 @@ file_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t er
 static int
 file_history(struct store *s, json_t **out, char *err, size_t errlen)
 {
-	struct file_store *f = (struct file_store *)s;
-	if (lock_file(f, err, errlen) < 0)
-		return DP_EXIT_STATE;
-	json_t *doc = load_doc(f, err, errlen);
-	flock(f->lock_fd, LOCK_UN);
+	json_t *doc = read_doc((struct file_store *)s, err, errlen);
 	if (!doc)
 		return DP_EXIT_STATE;
 	json_t *list = json_object_get(doc, "history");
