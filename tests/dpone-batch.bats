@@ -119,6 +119,19 @@ watermark() {
 	assert_output '"2026-11-26T08:00:07.1234567"'
 }
 
+@test "batch run --from on a new job starts there; on a job with state it must match the state" {
+	orders 10
+	batch_manifest
+	run dpone batch run m.yaml --from 2026-11-26T08:00:07.1234567
+	assert_success
+	[ "$(keys | tr '\n' ' ')" = "8 9 10 " ]
+	add_orders 11 12
+	run dpone batch run m.yaml --from 2026-11-26T08:00:02.1234567
+	assert_failure 7
+	assert_output_contains "state moved since run"
+	[ "$(watermark)" = '"2026-11-26T08:00:10.1234567"' ]
+}
+
 @test "batch run --to: a small bounded window first, then the rest" {
 	orders 10
 	batch_manifest

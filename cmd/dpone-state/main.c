@@ -278,7 +278,10 @@ check_start(struct job_state *st, json_t *boundary, const char *run_id, char *er
 		snprintf(err, errlen, "run %s is already committed; nothing was overwritten", run_id);
 		return DP_EXIT_CONFLICT;
 	}
-	if (kind && !strcmp(kind, "incremental") && !json_equal(current, from) && (current || from)) {
+	/* A job's first commit may start anywhere (dpone batch run --from on a
+	 * new job); after that, only where state stands. */
+	int first = !st->record;
+	if (kind && !strcmp(kind, "incremental") && !first && !json_equal(current, from) && (current || from)) {
 		char *a = show(from), *b = show(current);
 		snprintf(err, errlen, "state moved since run %s planned: it started from watermark %s, state is now %s "
 		         "(run %s); nothing was overwritten", run_id ? run_id : "?", a, b, last_run ? last_run : "reset");
