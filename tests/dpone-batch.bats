@@ -26,6 +26,12 @@ setup() {
 	TOPIC="batch$BATS_TEST_NUMBER-$$"
 }
 
+teardown() {
+	# A test's private PostgreSQL goes, whether the test passed or not.
+	[ ! -f "$BATS_TEST_TMPDIR/pg/pg.dir" ] || sh "$BATS_TEST_DIRNAME/pg" down "$BATS_TEST_TMPDIR/pg"
+	common_teardown
+}
+
 use_faults() {
 	# shellcheck disable=SC1091
 	. "$BATS_FILE_TMPDIR/faults/env"
@@ -339,7 +345,6 @@ wait_for_stage() {
 	assert_success
 	[ "$(keys | wc -l)" -eq 6 ] && [ "$(messages)" -eq 12 ] # at_least_once: repeated, none lost
 	[ "$(watermark)" = '"2026-11-26T08:00:06.1234567"' ]
-	sh "$BATS_TEST_DIRNAME/pg" down "$BATS_TEST_TMPDIR/pg"
 }
 
 @test "batch run: two runs of one job at once -> one runs, the other is refused (exit 7); nothing is lost" {
