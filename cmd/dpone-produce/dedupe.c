@@ -54,7 +54,11 @@ static int
 spool_file(void)
 {
 	const char *dir = getenv("TMPDIR");
-	char *path = dp_strfmt("%s/dpone-produce-XXXXXX", dir && *dir ? dir : "/tmp");
+	/* mkstemp's template: the name ends in six X characters it replaces. */
+	char suffix[7];
+	memset(suffix, 'X', 6);
+	suffix[6] = '\0';
+	char *path = dp_strfmt("%s/dpone-produce-%s", dir && *dir ? dir : "/tmp", suffix);
 	int fd = mkstemp(path);
 	if (fd < 0)
 		dp_die(DP_EXIT_FAILURE, "%s: cannot create the duplicate_policy spool file: %s", path, strerror(errno));
