@@ -96,6 +96,11 @@ size_t dp_edit_distance(const char *a, const char *b);
 const char *dp_did_you_mean(const char *word, const char *const *candidates);
 /* Parse a whole decimal integer; 0 on success. */
 int dp_parse_ll(const char *s, long long *out);
+/* Seconds in a duration written 30s, 15m, 2h or 1d; -1 for anything else. */
+long long dp_duration_seconds(const char *s);
+/* Seconds since the epoch of a timestamp written YYYY-MM-DD[THH:MM:SS[.f]]
+ * with an optional +hh:mm / -hh:mm / Z (UTC when there is none); 0 or -1. */
+int dp_timestamp_utc(const char *text, long long *seconds);
 
 /* ---- signals and time (signals.c) ---- */
 /* Set to the signal number by SIGINT/SIGTERM once dp_catch_interrupts ran.
@@ -161,6 +166,8 @@ const char *dp_reader_control_name(const struct dp_reader *r);
 json_t *dp_reader_control(const struct dp_reader *r);
 /* The header's body object once seen (borrowed), else NULL. */
 json_t *dp_reader_header(const struct dp_reader *r);
+/* The column object named name in a header body (borrowed), or NULL. */
+json_t *dp_header_column(const json_t *header, const char *name);
 unsigned long long dp_reader_rows(const struct dp_reader *r);
 unsigned long long dp_reader_deletes(const struct dp_reader *r);
 unsigned long long dp_reader_bytes(const struct dp_reader *r);
@@ -201,6 +208,8 @@ const char *dp_manifest_where(const struct dp_manifest *m, const char *path, cha
 /* Nonzero if runs read an incremental boundary (low, high]: the strategy is
  * incremental_append or incremental_merge and there is an incremental_column. */
 int dp_manifest_incremental(const struct dp_manifest *m);
+/* Nonzero if quality.checks has a check of type and quality.mode is not off. */
+int dp_manifest_has_check(const struct dp_manifest *m, const char *type);
 
 /* Generic YAML loading shared by the manifest and the connection registry.
  * Scalars are typed by the YAML 1.2 core schema (plain true/false, null,

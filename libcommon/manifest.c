@@ -588,3 +588,16 @@ dp_manifest_incremental(const struct dp_manifest *m)
 	return dp_manifest_str(m, "source.options.incremental_column") &&
 	       (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge"));
 }
+
+int
+dp_manifest_has_check(const struct dp_manifest *m, const char *type)
+{
+	if (!strcmp(dp_manifest_str(m, "quality.mode"), "off"))
+		return 0;
+	size_t i;
+	json_t *c;
+	json_array_foreach(dp_manifest_get(m, "quality.checks"), i, c)
+		if (!strcmp(json_string_value(json_object_get(c, "type")), type))
+			return 1;
+	return 0;
+}

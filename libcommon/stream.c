@@ -550,3 +550,14 @@ dp_writer_close(struct dp_writer *w)
 	free(w);
 	return rc;
 }
+
+json_t *
+dp_header_column(const json_t *header, const char *name)
+{
+	size_t i;
+	json_t *c;
+	json_array_foreach(json_object_get(header, "columns"), i, c)
+		if (name && !strcmp(json_string_value(json_object_get(c, "name")), name))
+			return c;
+	return NULL;
+}

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dpone.h"
 
@@ -60,5 +61,33 @@ dp_parse_ll(const char *s, long long *out)
 	if (errno || *end)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+long long
+dp_duration_seconds(const char *s)
+{
+	char *end;
+	long long n = strtoll(s, &end, 10);
+	long long unit = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600
+	               : !strcmp(end, "d") ? 86400 : 0;
+	return end == s || n < 0 || !unit ? -1 : n * unit;
+}
+
+int
+dp_timestamp_utc(const char *text, long long *seconds)
+{
+	struct tm tm = {0};
+	int oh = 0, om = 0;
+	char sign = 0;
+	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+	           &tm.tm_sec) < 3)
+		return -1;
+	const char *zone = strlen(text) > 10 ? strpbrk(text + 10, "+-Z") : NULL;
+	if (zone && *zone != 'Z' && sscanf(zone, "%c%2d:%2d", &sign, &oh, &om) != 3)
+		sign = 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*seconds = (long long)timegm(&tm) - (sign == '+' ? 1 : sign == '-' ? -1 : 0) * (oh * 3600LL + om * 60);
 	return 0;
 }

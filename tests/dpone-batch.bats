@@ -10,13 +10,11 @@ load stand_ins
 
 setup_file() {
 	start_stand_ins mssql kafka pg
-	DPONE_TEST_MSSQL_URL= DPONE_TEST_KAFKA_BOOTSTRAP= DPONE_TEST_BIN="$DPONE_TEST_BIN" \
-		"$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" mssql kafka
+	start_fault_stand_ins mssql kafka
 }
 
 teardown_file() {
 	stop_stand_ins
-	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
 }
 
 setup() {
@@ -30,13 +28,6 @@ teardown() {
 	# A test's private PostgreSQL goes, whether the test passed or not.
 	[ ! -f "$BATS_TEST_TMPDIR/pg/pg.dir" ] || sh "$BATS_TEST_DIRNAME/pg" down "$BATS_TEST_TMPDIR/pg"
 	common_teardown
-}
-
-use_faults() {
-	# shellcheck disable=SC1091
-	. "$BATS_FILE_TMPDIR/faults/env"
-	control "$MSSQLD_CONTROL" "fault clear" > /dev/null
-	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
 }
 
 # orders N: table $T with orders 1..N, updated_at one second apart.
@@ -150,7 +141,7 @@ watermark() {
 }
 
 @test "batch run: the extract dies mid-stream -> exit 4, state kept; the rerun delivers the rest" {
-	use_faults
+	use_fault_stand_ins
 	orders 10
 	batch_manifest
 	dpone batch run m.yaml > /dev/null 2>&1
@@ -167,7 +158,7 @@ watermark() {
 }
 
 @test "batch run: brokers down for the whole run -> exit 5, state kept; after recovery the rerun delivers" {
-	use_faults
+	use_fault_stand_ins
 	orders 10
 	batch_manifest "delivery: {message_timeout_ms: 1500}"
 	control "$KAFKAD_CONTROL" "broker down -1" > /dev/null
@@ -194,7 +185,7 @@ watermark() {
 }
 
 @test "batch run: SIGTERM mid-run -> exit 130, state kept, the lease given back" {
-	use_faults
+	use_fault_stand_ins
 	orders 10
 	batch_manifest
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 3 5000 ORDER BY"
@@ -246,7 +237,7 @@ watermark() {
 }
 
 @test "batch run leaves its artifacts, without secrets; dpone runs list/show read them; old runs are pruned" {
-	use_faults
+	use_fault_stand_ins
 	orders 4
 	batch_manifest "" 'observability: {artifacts: {keep: 2}}'
 	run dpone batch run m.yaml
@@ -316,7 +307,7 @@ wait_for_stage() {
 }
 
 @test "batch run: the state database goes down before the commit -> exit 6, state kept; the rerun delivers again" {
-	use_faults
+	use_fault_stand_ins
 	sh "$BATS_TEST_DIRNAME/pg" up "$BATS_TEST_TMPDIR/pg" > /dev/null
 	# shellcheck disable=SC1091
 	. "$BATS_TEST_TMPDIR/pg/pg.env"
@@ -348,7 +339,7 @@ wait_for_stage() {
 }
 
 @test "batch run: two runs of one job at once -> one runs, the other is refused (exit 7); nothing is lost" {
-	use_faults
+	use_fault_stand_ins
 	orders 6
 	batch_manifest
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 2000 customer" > /dev/null
@@ -373,7 +364,7 @@ kill_stage() {
 }
 
 @test "batch run: SIGTERM to any one stage -> that stage is named, exit 130, state kept" {
-	use_faults
+	use_fault_stand_ins
 	orders 6
 	batch_manifest
 	for stage in extract check produce; do

@@ -8,12 +8,11 @@ setup_file() {
 	# The main server: a real one when DPONE_TEST_MSSQL_URL names it.
 	start_stand_ins mssql
 	# Faults need the stand-in's control port: always a private stand-in.
-	DPONE_TEST_MSSQL_URL= DPONE_TEST_BIN="$DPONE_TEST_BIN" "$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" mssql
+	start_fault_stand_ins mssql
 }
 
 teardown_file() {
 	stop_stand_ins
-	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
 }
 
 setup() {
@@ -167,8 +166,7 @@ PY
 @test "incremental: rows committed during the run wait for the next run" {
 	orders_table
 	extract_manifest "$T" incremental_append "incremental_column: updated_at"
-	cp "$BATS_FILE_TMPDIR/faults/env" faults.env
-	. ./faults.env
+	use_fault_stand_ins
 	sql <<SQL
 DROP TABLE IF EXISTS $T
 CREATE TABLE $T (id int NOT NULL PRIMARY KEY, updated_at datetime2(7) NOT NULL)
@@ -315,7 +313,7 @@ SQL
 }
 
 @test "the connection dropping mid-stream: exit 4, no end message" {
-	. "$BATS_FILE_TMPDIR/faults/env"
+	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh
 	control "$MSSQLD_CONTROL" "fault drop-after-rows 2 dbo.$T"
@@ -329,7 +327,7 @@ SQL
 }
 
 @test "a server error mid-result: exit 4, no end message" {
-	. "$BATS_FILE_TMPDIR/faults/env"
+	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh
 	control "$MSSQLD_CONTROL" "fault error-after-rows 3 dbo.$T"
@@ -340,7 +338,7 @@ SQL
 }
 
 @test "SIGTERM mid-stream: exit 130, no end message" {
-	. "$BATS_FILE_TMPDIR/faults/env"
+	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 3000 dbo.$T"
@@ -421,7 +419,7 @@ SQL
 }
 
 @test "bcp mode: a failure while copying out writes nothing on stdout" {
-	. "$BATS_FILE_TMPDIR/faults/env"
+	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh "export_mode: bcp"
 	control "$MSSQLD_CONTROL" "fault drop-after-rows 2 dbo.$T"
@@ -435,7 +433,7 @@ SQL
 }
 
 @test "batch_size rows reach the reader before the extract ends" {
-	. "$BATS_FILE_TMPDIR/faults/env"
+	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh "batch_size: 2"
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 4 2000 dbo.$T"

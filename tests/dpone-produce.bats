@@ -9,12 +9,11 @@ load stand_ins
 
 setup_file() {
 	start_stand_ins kafka
-	DPONE_TEST_KAFKA_BOOTSTRAP= DPONE_TEST_BIN="$DPONE_TEST_BIN" "$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" kafka
+	start_fault_stand_ins kafka
 }
 
 teardown_file() {
 	stop_stand_ins
-	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
 }
 
 setup() {
@@ -22,14 +21,6 @@ setup() {
 	load_env
 	TOPIC="produce$BATS_TEST_NUMBER-$$"
 	export DPONE_CONN_MSSQL_DWH="mssql://u:p@127.0.0.1:9/d"
-}
-
-# use_fault_cluster: point this test at the private mock cluster.
-use_fault_cluster() {
-	# shellcheck disable=SC1091
-	. "$BATS_FILE_TMPDIR/faults/env"
-	control "$KAFKAD_CONTROL" "errors clear 0" > /dev/null
-	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
 }
 
 # make_topic NAME PARTITIONS: through the stand-in's control port, or on a
@@ -323,7 +314,7 @@ NULL'
 }
 
 @test "a missing topic is an error before anything is sent; it is not created" {
-	use_fault_cluster
+	use_fault_stand_ins
 	# The mock cluster creates any topic a client asks about; a broker
 	# without auto-creation answers UNKNOWN_TOPIC_OR_PART, as set here.
 	control "$KAFKAD_CONTROL" "topic error $TOPIC UNKNOWN_TOPIC_OR_PART" > /dev/null
@@ -455,16 +446,22 @@ terminate_slow_produce() {
 	[ "$(consume -f '%s\n' | wc -l)" -eq "$delivered" ]
 }
 
-@test "broker down mid-run: at_least_once delivers everything once the brokers are back" {
-	use_fault_cluster
-	make_topic "$TOPIC" 3
-	produce_manifest full_refresh 'delivery: {linger_ms: 50}'
-	start_slow_produce 2000
+# outage_mid_run N: N rows in, then every broker down, then N more rows and
+# the stream's end; dpone-produce ($PRODUCE_PID) is left running.
+outage_mid_run() {
+	start_slow_produce "$1"
 	sleep 0.5
 	control "$KAFKAD_CONTROL" "broker down -1" > /dev/null
-	stream 2000 2001 | sed '1d;$d' >&7
-	echo '["end",{"rows":4000}]' >&7
+	stream "$1" $(($1 + 1)) | sed '1d;$d' >&7
+	printf '["end",{"rows":%d}]\n' $(($1 * 2)) >&7
 	exec 7>&-
+}
+
+@test "broker down mid-run: at_least_once delivers everything once the brokers are back" {
+	use_fault_stand_ins
+	make_topic "$TOPIC" 3
+	produce_manifest full_refresh 'delivery: {linger_ms: 50}'
+	outage_mid_run 2000
 	sleep 2
 	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
 	rc=0
@@ -475,15 +472,10 @@ terminate_slow_produce() {
 }
 
 @test "broker down for good: exit 5, and only what reached the topic is reported delivered" {
-	use_fault_cluster
+	use_fault_stand_ins
 	make_topic "$TOPIC" 1
 	produce_manifest full_refresh 'delivery: {message_timeout_ms: 1500, linger_ms: 0}'
-	start_slow_produce 300
-	sleep 0.5
-	control "$KAFKAD_CONTROL" "broker down -1" > /dev/null
-	stream 300 301 | sed '1d;$d' >&7
-	echo '["end",{"rows":600}]' >&7
-	exec 7>&-
+	outage_mid_run 300
 	rc=0
 	wait "$PRODUCE_PID" || rc=$?
 	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
@@ -498,7 +490,7 @@ terminate_slow_produce() {
 }
 
 @test "injected produce errors: retriable ones are retried, a permanent one fails the run with exit 5" {
-	use_fault_cluster
+	use_fault_stand_ins
 	make_topic "$TOPIC" 1
 	produce_manifest full_refresh 'delivery: {mode: idempotent}'
 	control "$KAFKAD_CONTROL" "errors produce NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS LEADER_NOT_AVAILABLE" > /dev/null

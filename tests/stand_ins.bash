@@ -8,8 +8,33 @@ start_stand_ins() {
 	DPONE_TEST_BIN="$DPONE_TEST_BIN" "$BATS_TEST_DIRNAME/env" up "$ENV_DIR" "$@"
 }
 
+# stop_stand_ins: stop this file's stand-ins, the fault ones too.
 stop_stand_ins() {
 	"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/env"
+	if [ -d "$BATS_FILE_TMPDIR/faults" ]; then
+		"$BATS_TEST_DIRNAME/env" down "$BATS_FILE_TMPDIR/faults"
+	fi
+}
+
+# start_fault_stand_ins SERVICE...: private stand-ins for the tests that
+# inject faults, never real servers (faults need the control ports).
+start_fault_stand_ins() {
+	DPONE_TEST_MSSQL_URL= DPONE_TEST_KAFKA_BOOTSTRAP= DPONE_TEST_PG_URL= DPONE_TEST_BIN="$DPONE_TEST_BIN" \
+		"$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" "$@"
+}
+
+# use_fault_stand_ins: point this test at them, with no fault left over.
+use_fault_stand_ins() {
+	unset MSSQLD_CONTROL KAFKAD_CONTROL
+	# shellcheck disable=SC1091
+	. "$BATS_FILE_TMPDIR/faults/env"
+	if [ -n "${MSSQLD_CONTROL:-}" ]; then
+		control "$MSSQLD_CONTROL" "fault clear" > /dev/null
+	fi
+	if [ -n "${KAFKAD_CONTROL:-}" ]; then
+		control "$KAFKAD_CONTROL" "errors clear 0" > /dev/null
+		control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
+	fi
 }
 
 load_env() {

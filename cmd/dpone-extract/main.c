@@ -86,17 +86,12 @@ apply_lookback(const struct column *c, const char *low_json, const char *lookbac
 		return NULL;
 	if (!strcmp(c->logical, "integer"))
 		return *end ? NULL : dp_strfmt("%lld", strtoll(low_json, NULL, 10) - amount);
-	long long unit = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : !strcmp(end, "d") ? 86400 : 0;
-	if (!unit || strcmp(c->logical, "timestamp") || strlen(low_json) < 21)
-		return NULL;
-	struct tm tm = {0};
+	long long span = dp_duration_seconds(lookback), low_secs;
 	const char *t = low_json + 1; /* past the quote: YYYY-MM-DDTHH:MM:SS[.fff...] */
-	if (sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-	           &tm.tm_sec) != 6)
+	if (span < 0 || strcmp(c->logical, "timestamp") || strlen(low_json) < 21 || dp_timestamp_utc(t, &low_secs) < 0)
 		return NULL;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	time_t secs = timegm(&tm) - (time_t)(amount * unit);
+	struct tm tm;
+	time_t secs = (time_t)(low_secs - span);
 	gmtime_r(&secs, &tm);
 	const char *frac = strchr(t + 19, '.');
 	size_t fraclen = frac ? strcspn(frac, "\"") : 0;

@@ -64,6 +64,7 @@ struct run {
 	int progress;
 	int started;             /* the header was read and the format built */
 	int checks_failed;       /* a checks message said they did not pass */
+	int hashing;             /* hash_reconciliation is configured */
 	uint64_t row_hash;       /* dp_row_hash summed over the rows published */
 	char *end_line;          /* the stream's end message, owned */
 };
@@ -116,9 +117,11 @@ run_summary(const struct run *rn)
 	if (rn->dedupe)
 		json_object_set_new(o, "duplicates_dropped", json_integer((json_int_t)dedupe_dropped(rn->dedupe)));
 	json_object_set_new(o, "mode", json_string(dp_manifest_str(rn->m, "sink.options.delivery.mode")));
-	char hex[17];
-	snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
-	json_object_set_new(o, "row_hash", json_string(hex));
+	if (rn->hashing) {
+		char hex[17];
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
+		json_object_set_new(o, "row_hash", json_string(hex));
+	}
 	json_object_set_new(o, "elapsed_ms", json_integer((json_int_t)((dp_now() - rn->start) * 1000)));
 	return o;
 }
@@ -157,7 +160,8 @@ handle_row(struct run *rn, const char *line, size_t len)
 		return;
 	if (format_row(&rn->fmt, line, len, &rn->bufs, &msg, err, sizeof err) < 0)
 		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
-	rn->row_hash += dp_row_hash(line, len);
+	if (rn->hashing)
+		rn->row_hash += dp_row_hash(line, len);
 	send_message(rn, &msg);
 }
 
@@ -296,7 +300,8 @@ main(int argc, char **argv)
 		.stall_timeout = flush_timeout ? json_number_value(flush_timeout) : 0,
 		.drain_timeout = o.drain_timeout,
 		.quiet = cli.quiet};
-	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2)};
+	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2),
+	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation")};
 	int in = 0;
 	char **names = NULL; /* the unique key for duplicate_policy; strings borrowed from m */
 	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "incremental_merge")) {

@@ -47,17 +47,6 @@ dump_compact(json_t *v)
 	return s;
 }
 
-static int
-has_column(json_t *header, const char *name)
-{
-	size_t i;
-	json_t *c;
-	json_array_foreach(json_object_get(header, "columns"), i, c)
-		if (!strcmp(json_string_value(json_object_get(c, "name")), name))
-			return 1;
-	return 0;
-}
-
 static enum key_mode
 key_mode_of(const struct dp_manifest *m)
 {
@@ -99,7 +88,7 @@ init_key(struct format *f, const struct dp_manifest *m, json_t *header)
 	}
 	f->key_names_json = dp_xcalloc(f->nkey + 1, sizeof *f->key_names_json);
 	for (size_t i = 0; i < f->nkey; i++) {
-		if (!has_column(header, f->key_names[i]))
+		if (!dp_header_column(header, f->key_names[i]))
 			dp_die(DP_EXIT_USAGE, "%skey column %s is not a column of the stream (see its header)",
 			       dp_manifest_where(m, path, where, sizeof where), f->key_names[i]);
 		f->key_names_json[i] = json_literal(f->key_names[i]);
@@ -200,7 +189,7 @@ format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 	const char *wm = json_string_value(json_object_get(json_object_get(header, "boundary"), "column"));
 	if (!wm)
 		wm = dp_manifest_str(m, "source.options.incremental_column");
-	if (wm && has_column(header, wm))
+	if (wm && dp_header_column(header, wm))
 		f->watermark_column = dp_xstrdup(wm);
 	init_headers(f, m, header);
 	/* The scanner looks for the key columns and the watermark column at once. */

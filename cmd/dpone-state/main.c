@@ -191,17 +191,6 @@ struct summary {
 	json_t *header, *delivery, *checks, *end; /* owned */
 };
 
-static const char *
-column_type(json_t *header, const char *name)
-{
-	size_t i;
-	json_t *c;
-	json_array_foreach(json_object_get(header, "columns"), i, c)
-		if (name && !strcmp(json_string_value(json_object_get(c, "name")), name))
-			return json_string_value(json_object_get(c, "sql_type"));
-	return NULL;
-}
-
 /* hash_reconciliation: what dpone-check hashed on the way in against what
  * dpone-produce hashed on the way out (unless duplicate_policy dropped
  * rows, which makes them differ by design). */
@@ -312,7 +301,7 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	const char *column = json_string_value(json_object_get(seen, "column"));
 	if (!column)
 		column = json_string_value(json_object_get(boundary, "column"));
-	const char *sql_type = column_type(header, column);
+	const char *sql_type = json_string_value(json_object_get(dp_header_column(header, column), "sql_type"));
 	json_t *before = watermark_value(st->record), *after = before, *high = json_object_get(seen, "high");
 	/* Never backwards: a lookback may re-read only rows below state. */
 	if (high && !json_is_null(high) && (!before || compare_watermarks(high, before, sql_type) > 0))
