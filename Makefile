@@ -33,7 +33,8 @@ LIBCOMMON_SRC = $(wildcard libcommon/*.c)
 LIBCOMMON_OBJ = $(LIBCOMMON_SRC:%.c=$(O)/%.o)
 LIBCOMMON = $(O)/libcommon.a
 TESTTOOLS = stream-relay json-agree
-HEADERS = libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h $(wildcard cmd/*/*.h)
+FUZZERS = stream manifest encode state
+HEADERS = libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h $(wildcard cmd/*/*.h) tests/fuzz/fuzz.h
 
 MANPAGES = $(wildcard man/*.[0-9])
 
@@ -41,7 +42,7 @@ extract_LIBS = $(FREETDS_LIBS)
 produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
 state_LIBS   = $(shell $(PKG_CONFIG) --libs libpq)
 
-.PHONY: all testtools check check-asan deps demo bench install uninstall clean man-sync
+.PHONY: all testtools check check-asan fuzz deps demo bench install uninstall clean man-sync
 
 all: $(PROGRAMS:%=$(BIN)/%) $(BIN)/dpone
 
@@ -69,11 +70,27 @@ $(BIN)/dpone: cmd/dpone/dpone.in libcommon/exit_codes.def scripts/exit-codes
 	chmod 755 $@.tmp
 	mv $@.tmp $@
 
-testtools: $(TESTTOOLS:%=$(O)/test-bin/%) $(O)/test-bin/kafkad $(O)/test-bin/mssqld
+testtools: $(TESTTOOLS:%=$(O)/test-bin/%) $(O)/test-bin/kafkad $(O)/test-bin/mssqld $(FUZZERS:%=$(O)/test-bin/fuzz-%)
 
 $(O)/test-bin/%: $(O)/tests/tools/%.o $(LIBCOMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(COMMON_LIBS) $(LDLIBS)
+
+# Fuzz harnesses (tests/fuzz/NAME.c). Each links with the code it tests;
+# FUZZ_DRIVER is driver.c (replays files: make check) or nothing when
+# libFuzzer provides main (make fuzz).
+fuzz_stream_OBJ   =
+fuzz_manifest_OBJ =
+fuzz_encode_OBJ   = $(O)/cmd/dpone-extract/encode.o
+fuzz_state_OBJ    = $(O)/cmd/dpone-state/store_file.o $(O)/cmd/dpone-state/record.o
+FUZZ_DRIVER  = $(O)/tests/fuzz/driver.o
+FUZZ_LDFLAGS =
+define fuzzer_rule
+$(O)/test-bin/fuzz-$(1): $(O)/tests/fuzz/$(1).o $(O)/tests/fuzz/common.o $$(fuzz_$(1)_OBJ) $$(FUZZ_DRIVER) $(LIBCOMMON)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(DP_CFLAGS) $$(CFLAGS) $$(LDFLAGS) $$(FUZZ_LDFLAGS) -o $$@ $$^ $$(COMMON_LIBS) $$(LDLIBS)
+endef
+$(foreach f,$(FUZZERS),$(eval $(call fuzzer_rule,$(f))))
 
 # The SQL Server stand-in: TDS 7.4 over SQLite.
 MSSQLD_SRC = $(wildcard tests/mssqld/*.c)
@@ -121,6 +138,26 @@ bench: deps
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/produce
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/e2e
 
+# libFuzzer (clang) with ASan and UBSan, each harness for FUZZ_SECONDS on a
+# copy of its seed corpus; a crash is written to build-fuzz/crashes/NAME/
+# and stops the run (keep it under tests/fuzz/regress/NAME/ once fixed).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+fuzz: deps
+	$(MAKE) O=build-fuzz BIN=build-fuzz/bin CC=$(FUZZ_CC) FUZZ_DRIVER= FUZZ_LDFLAGS=-fsanitize=fuzzer \
+		SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+		$(FUZZERS:%=build-fuzz/test-bin/fuzz-%)
+	@for f in $(FUZZERS); do \
+		mkdir -p build-fuzz/corpus/$$f build-fuzz/crashes/$$f; \
+		cp -n tests/fuzz/corpus/$$f/* build-fuzz/corpus/$$f/ 2>/dev/null; \
+		echo "fuzz-$$f: $(FUZZ_SECONDS) s"; \
+		build-fuzz/test-bin/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-max_len=65536 -artifact_prefix=build-fuzz/crashes/$$f/ -print_final_stats=1 \
+			-dict=tests/fuzz/$$f.dict build-fuzz/corpus/$$f 2>build-fuzz/fuzz-$$f.log || \
+			{ tail -40 build-fuzz/fuzz-$$f.log; exit 1; }; \
+		grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' build-fuzz/fuzz-$$f.log; \
+	done
+
 # Rewrite every man page's EXIT STATUS from exit_codes.def.
 man-sync:
 	sh scripts/exit-codes sync $(MANPAGES)
@@ -137,4 +174,4 @@ uninstall:
 	rm -f $(foreach p,$(MANPAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)))
 
 clean:
-	rm -rf $(O) $(BIN) build-asan
+	rm -rf $(O) $(BIN) build-asan build-fuzz

@@ -456,3 +456,17 @@ SQL
 	run script -qec "dpone-extract --quiet m.yaml > out.ndjson" /dev/null
 	refute_output_contains "rows in"
 }
+
+@test "a value no SQL Server column can hold (an infinite float) stops the extract: exit 4, no end" {
+	use_fault_stand_ins # a real SQL Server cannot store infinity; the stand-in (SQLite) can
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, f float)
+INSERT INTO $T VALUES (1, 1.5), (2, 1e999)
+SQL
+	extract_manifest "$T" full_refresh
+	run dpone-extract m.yaml
+	assert_failure 4
+	assert_output_contains "row 2, column f: the server sent a value no float column can hold"
+	refute_output_contains '["end"'
+}

@@ -150,9 +150,9 @@ text_binary(struct dp_buf *b, const struct column *c, const char *t, size_t n, c
 		}
 		bytes[i] = (BYTE)(hi << 4 | lo);
 	}
-	encode_value(b, c, SYBVARBINARY, bytes, (DBINT)(n / 2), enc);
+	int rc = encode_value(b, c, SYBVARBINARY, bytes, (DBINT)(n / 2), enc);
 	free(bytes);
-	return 0;
+	return rc;
 }
 
 /* One bcp text value as the stream's JSON for column c; -1 if it is not
@@ -183,13 +183,10 @@ text_value(struct dp_buf *b, const struct column *c, enum text_kind kind, const 
 		double d = strtod(t, &end);
 		if (*end)
 			return -1;
-		if (strcmp(c->data_type, "real")) {
-			encode_value(b, c, SYBFLT8, (const BYTE *)&d, 8, enc);
-		} else {
-			float f = (float)d;
-			encode_value(b, c, SYBREAL, (const BYTE *)&f, 4, enc);
-		}
-		return 0;
+		if (strcmp(c->data_type, "real"))
+			return encode_value(b, c, SYBFLT8, (const BYTE *)&d, 8, enc);
+		float f = (float)d;
+		return encode_value(b, c, SYBREAL, (const BYTE *)&f, 4, enc);
 	}
 	case TEXT_UUID: {
 		char lower[40];

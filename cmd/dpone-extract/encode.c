@@ -146,19 +146,23 @@ encode_int(struct dp_buf *b, long long v, int quoted)
 	dp_buf_add(b, tmp, n);
 }
 
-/* The shortest decimal text that reads back to exactly the same value. */
-static void
+/* The shortest decimal text that reads back to exactly the same value;
+ * -1 for NaN and the infinities, which JSON cannot write (SQL Server cannot
+ * store them, so one means the reply is broken). */
+static int
 encode_float(struct dp_buf *b, double v, int single)
 {
 	char tmp[40];
+	if (!isfinite(v))
+		return -1;
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(tmp, sizeof tmp, "%.*g", prec, v);
 		double back = strtod(tmp, NULL);
 		if (single ? (float)back == (float)v : back == v)
 			break;
 	}
-	/* "1e+20" is JSON; "inf" and "nan" cannot come from SQL Server. */
-	dp_buf_str(b, tmp);
+	dp_buf_str(b, tmp); /* "1e+20" is JSON */
+	return 0;
 }
 
 /* Digits of an unsigned 128-bit magnitude with exactly scale decimals. */
@@ -195,14 +199,18 @@ numeric_bytes(int precision)
 	return precision >= 0 && precision <= 38 ? bytes[precision] : 17;
 }
 
-static void
+/* -1 for a scale no decimal(p,s) has (s <= p <= 38). */
+static int
 encode_numeric(struct dp_buf *b, const DBNUMERIC *num)
 {
+	if (num->scale > 38)
+		return -1;
 	unsigned __int128 mag = 0;
 	int n = numeric_bytes(num->precision);
 	for (int i = 1; i < n; i++)
 		mag = mag << 8 | num->array[i];
 	encode_scaled(b, num->array[0] != 0 && mag != 0, mag, num->scale);
+	return 0;
 }
 
 /* ---- dates ---- */
@@ -224,6 +232,17 @@ civil_from_days(long z, int *y, int *m, int *d)
 
 /* days counted from 1900-01-01, as db-lib gives them */
 #define DAYS_1900_FROM_1970 (-25567L)
+/* 0001-01-01 and 9999-12-31, the range of every SQL Server date type */
+#define FIRST_DAY_1900 (-693595L)
+#define LAST_DAY_1900 2958463L
+/* 100 ns ticks in a day */
+#define TICKS_PER_DAY 864000000000LL
+
+static int
+date_in_range(long long days_since_1900)
+{
+	return days_since_1900 >= FIRST_DAY_1900 && days_since_1900 <= LAST_DAY_1900;
+}
 
 static void
 put_date(struct dp_buf *b, long days_since_1900)
@@ -261,21 +280,28 @@ put_time(struct dp_buf *b, unsigned long long ticks, int digits)
 	dp_buf_add(b, tmp, n);
 }
 
-static void
+/* -1 for a date outside 0001..9999, a time past midnight or an offset
+ * beyond ±14:00: what no SQL Server value is. */
+static int
 encode_datetimeall(struct dp_buf *b, const struct column *c, int dbtype, const DBDATETIMEALL *dt)
 {
 	int digits = c->scale >= 0 && c->scale <= 7 ? c->scale : (int)dt->time_prec;
 	long long days = dt->date;
 	unsigned long long ticks = dt->time;
+	if ((dbtype != SYBMSTIME && !date_in_range(days)) || ticks >= (unsigned long long)TICKS_PER_DAY ||
+	    dt->offset < -840 || dt->offset > 840)
+		return -1;
 	if (dbtype == SYBMSDATETIMEOFFSET) {
 		/* db-lib holds UTC and the offset; the text is the local time. */
-		long long t = days * 864000000000LL + (long long)ticks + (long long)dt->offset * 600000000LL;
-		days = t / 864000000000LL;
-		ticks = (unsigned long long)(t - days * 864000000000LL);
+		long long t = days * TICKS_PER_DAY + (long long)ticks + (long long)dt->offset * 600000000LL;
+		days = t / TICKS_PER_DAY;
+		ticks = (unsigned long long)(t - days * TICKS_PER_DAY);
 		if ((long long)ticks < 0) {
-			ticks += 864000000000ULL;
+			ticks += (unsigned long long)TICKS_PER_DAY;
 			days--;
 		}
+		if (!date_in_range(days)) /* 0001-01-01T00:00-01:00 */
+			return -1;
 	}
 	dp_buf_char(b, '"');
 	if (dbtype != SYBMSTIME)
@@ -291,33 +317,37 @@ encode_datetimeall(struct dp_buf *b, const struct column *c, int dbtype, const D
 		dp_buf_str(b, tmp);
 	}
 	dp_buf_char(b, '"');
+	return 0;
 }
 
-static void
+/* -1 outside 1753..9999 (datetime) and days or ticks no server sends. */
+static int
 encode_datetime(struct dp_buf *b, const DBDATETIME *dt)
 {
 	/* 1/300 s ticks shown as SQL Server shows them: .000, .003, .007 */
 	long long ms = ((long long)dt->dttime * 10 + 1) / 3;
 	long days = dt->dtdays;
-	if (ms >= 86400000LL) {
-		ms -= 86400000LL;
-		days++;
-	}
+	if (dt->dttime < 0 || dt->dttime >= 300L * 86400 || !date_in_range(days))
+		return -1;
 	dp_buf_char(b, '"');
 	put_date(b, days);
 	dp_buf_char(b, 'T');
 	put_time(b, (unsigned long long)ms * 10000ULL, 3);
 	dp_buf_char(b, '"');
+	return 0;
 }
 
-static void
+static int
 encode_smalldatetime(struct dp_buf *b, const DBDATETIME4 *dt)
 {
+	if (dt->minutes >= 1440)
+		return -1;
 	dp_buf_char(b, '"');
 	put_date(b, dt->days);
 	dp_buf_char(b, 'T');
 	put_time(b, (unsigned long long)dt->minutes * 600000000ULL, 0);
 	dp_buf_char(b, '"');
+	return 0;
 }
 
 /* ---- binary ---- */
@@ -374,35 +404,33 @@ le_int(const BYTE *p, DBINT n)
 	}
 }
 
-void
+int
 encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
              const struct encoding *enc)
 {
 	if (!data) {
 		dp_buf_add(b, "null", 4);
-		return;
+		return 0;
 	}
 	switch (dbtype) {
 	case SYBBIT: case SYBBITN:
 		dp_buf_str(b, data[0] ? "true" : "false");
-		break;
+		return 0;
 	case SYBINT1: case SYBINT2: case SYBINT4: case SYBINT8: case SYBINTN:
 		encode_int(b, le_int(data, len), len == 8 && enc->bigint_as_string);
-		break;
+		return 0;
 	case SYBFLT8: case SYBREAL: case SYBFLTN:
 		if (len == 4) {
 			float f;
 			memcpy(&f, data, 4);
-			encode_float(b, f, 1);
+			return encode_float(b, f, 1);
 		} else {
 			double d;
 			memcpy(&d, data, 8);
-			encode_float(b, d, 0);
+			return encode_float(b, d, 0);
 		}
-		break;
 	case SYBDECIMAL: case SYBNUMERIC:
-		encode_numeric(b, (const DBNUMERIC *)data);
-		break;
+		return encode_numeric(b, (const DBNUMERIC *)data);
 	case SYBMONEY: case SYBMONEY4: case SYBMONEYN: {
 		long long v;
 		if (len == 4) {
@@ -415,26 +443,23 @@ encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *d
 			v = (long long)((unsigned long long)(unsigned)m.mnyhigh << 32 | m.mnylow);
 		}
 		encode_scaled(b, v < 0, v < 0 ? (unsigned __int128)(0 - (unsigned long long)v) : (unsigned __int128)v, 4);
-		break;
+		return 0;
 	}
 	case SYBDATETIME: case SYBDATETIMN: case SYBDATETIME4:
 		if (len == 4)
-			encode_smalldatetime(b, (const DBDATETIME4 *)data);
-		else
-			encode_datetime(b, (const DBDATETIME *)data);
-		break;
+			return encode_smalldatetime(b, (const DBDATETIME4 *)data);
+		return encode_datetime(b, (const DBDATETIME *)data);
 	case SYBMSDATE: case SYBMSTIME: case SYBMSDATETIME2: case SYBMSDATETIMEOFFSET:
-		encode_datetimeall(b, c, dbtype, (const DBDATETIMEALL *)data);
-		break;
+		return encode_datetimeall(b, c, dbtype, (const DBDATETIMEALL *)data);
 	case DP_SYBUNIQUE:
 		encode_guid(b, data);
-		break;
+		return 0;
 	case SYBBINARY: case SYBVARBINARY: case SYBIMAGE:
 		encode_binary(b, data, len, enc->binary_as_hex);
-		break;
+		return 0;
 	default:
 		/* The character types, already UTF-8 (the login asks db-lib for it). */
 		encode_string(b, (const char *)data, (size_t)len);
-		break;
+		return 0;
 	}
 }

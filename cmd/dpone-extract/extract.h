@@ -37,8 +37,11 @@ struct watermark {
 void emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
               struct watermark *wm);
 
-/* Append the JSON of one value (db-lib type and raw data) to b. */
-void encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
+/* Append the JSON of one value (db-lib type and raw data) to b; -1 (b
+ * unchanged or partly written) for a value no SQL Server column can hold:
+ * NaN or infinity, a date outside 0001..9999, a time past midnight, a
+ * decimal scale over 38. The caller names the column and stops. */
+int encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
                   const struct encoding *enc);
 /* Append an integer, in quotes when quoted (bigint_as: string). */
 void encode_int(struct dp_buf *b, long long v, int quoted);

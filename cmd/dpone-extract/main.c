@@ -405,7 +405,10 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 				dp_buf_char(&row, ',');
 			dp_buf_str(&row, s->cols[i].json_key);
 			size_t at = row.len;
-			encode_value(&row, &s->cols[i], types[i], dbdata(s->db, i + 1), dbdatlen(s->db, i + 1), enc);
+			if (encode_value(&row, &s->cols[i], types[i], dbdata(s->db, i + 1), dbdatlen(s->db, i + 1), enc))
+				dp_die(DP_EXIT_SOURCE, "row %llu, column %s: the server sent a value no %s column can hold "
+				       "(not a number, or a date or time out of range); nothing after it was read",
+				       rows + 1, s->cols[i].name, s->cols[i].sql_type);
 			if (i == s->inc) {
 				inc_at = at;
 				inc_len = row.len - at;

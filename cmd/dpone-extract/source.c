@@ -369,7 +369,9 @@ source_scalar_json(struct source *s, const char *sql, const struct column *as, c
 	while (dbnextrow(s->db) == REG_ROW) {
 		if (b.len)
 			continue;
-		encode_value(&b, as, dbcoltype(s->db, 1), dbdata(s->db, 1), dbdatlen(s->db, 1), enc);
+		if (encode_value(&b, as, dbcoltype(s->db, 1), dbdata(s->db, 1), dbdatlen(s->db, 1), enc))
+			dp_die(DP_EXIT_SOURCE, "column %s: the server sent a value no %s column can hold (%s)", as->name,
+			       as->sql_type, sql);
 	}
 	if (source_failed())
 		dp_die(DP_EXIT_SOURCE, "%s", source_error());

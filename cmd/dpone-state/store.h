@@ -42,4 +42,8 @@ struct store *store_file_open(const char *path, const char *job, int *code, char
 struct store *store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job,
                             int *code, char *err, size_t errlen);
 
+/* record.c: <0, 0, >0 as a is below, equal to, above b in the order of
+ * the column's SQL type (sql_type may be NULL). */
+int compare_watermarks(const json_t *a, const json_t *b, const char *sql_type);
+
 #endif
