@@ -283,6 +283,16 @@ void dp_cli_resolve(const struct dp_manifest *m, const char *section, const char
 /* --print-manifest: the resolved manifest with its connections resolved and
  * redacted, as indented JSON on stdout; exits. */
 _Noreturn void dp_cli_print_manifest(const struct dp_manifest *m);
+/* ---- running another stage (spawn.c) ---- */
+/* The program name beside this executable (as the dpone wrapper finds its
+ * stages), else name itself for a PATH search; the caller frees it. */
+char *dp_sibling_path(const char *name);
+/* Run argv (argv[0] a stage name, found as dp_sibling_path finds it) with
+ * its stderr passed through; returns its stdout (owned, NUL-terminated) and
+ * its exit status in *code (128+N for signal N), or NULL and *code -1 if
+ * it could not start (a warning says why). */
+char *dp_run_capture(char *const argv[], int *code);
+
 /* Close stdout, turning a failed write into DP_EXIT_FAILURE, and exit. */
 _Noreturn void dp_exit_flushing_stdout(int code);
 

@@ -24,6 +24,9 @@ dp_registry_set_path(const char *path)
 {
 	free(registry_path_option);
 	registry_path_option = path ? dp_xstrdup(path) : NULL;
+	/* Stages this one starts (dp_run_capture) use the same registry. */
+	if (path)
+		setenv("DPONE_REGISTRY", path, 1);
 }
 
 int

@@ -2,6 +2,51 @@
 # dpone-plan: options, manifest handling and exit codes.
 
 load test_helper
+load stand_ins
+
+setup_file() {
+	start_stand_ins mssql
+}
+
+teardown_file() {
+	stop_stand_ins
+}
+
+# orders_job [DELIVERY] [STRATEGY-MODE]: table $T with 5 orders and an
+# incremental job on it, state in a file, three checks.
+orders_job() {
+	load_env
+	export DPONE_CONN_KAFKA_CLUSTER=kafka://127.0.0.1:9
+	T="p$BATS_TEST_NUMBER"
+	sql <<SQL
+DROP TABLE IF EXISTS $T
+CREATE TABLE $T (order_id int NOT NULL PRIMARY KEY, customer nvarchar(40) NOT NULL, updated_at datetime2(7) NOT NULL)
+INSERT INTO $T VALUES (1, N'a', '2026-11-26 08:00:01.1234567'), (2, N'b', '2026-11-26 08:00:02.1234567'),
+  (3, N'c', '2026-11-26 08:00:03.1234567'), (4, N'd', '2026-11-26 08:00:04.1234567'), (5, N'e', '2026-11-26 08:00:05.1234567')
+SQL
+	cat > m.yaml <<YAML
+name: plan_$T
+source:
+  type: mssql
+  connection_id: mssql_dwh
+  table: {name: $T}
+  options: {incremental_column: updated_at, batch_size: 1000}
+sink:
+  type: kafka
+  connection_id: kafka_cluster
+  topic: dwh.$T
+  strategy: {mode: ${2:-incremental_merge}, unique_key: [order_id]}
+  options: {delivery: {mode: ${1:-at_least_once}}}
+state: {type: file, path: state/plan.json}
+quality:
+  checks:
+    - {type: min_rows, threshold: 1}
+    - {type: not_null, columns: [customer]}
+    - {type: hash_reconciliation}
+observability:
+  artifacts: {path: runs}
+YAML
+}
 
 @test "dpone-plan --help prints the usage on stdout and exits 0" {
 	run dpone-plan --help
@@ -45,9 +90,106 @@ load test_helper
 	refute_output_contains "Pl4nted-plan-$$"
 }
 
-@test "dpone-plan: plans are not available in this build" {
-	write_manifest
+@test "dpone plan --format md: connections redacted, the exact SQL, state before and after, checks" {
+	orders_job
+	run dpone plan m.yaml --format md
+	assert_success
+	assert_output_contains "# Plan: plan_$T"
+	assert_output_contains "| source | mssql_dwh | mssql | env DPONE_CONN_MSSQL_DWH | $DPONE_TEST_MSSQL_HOST | $DPONE_TEST_MSSQL_USER | *** |"
+	refute_output_contains "$DPONE_TEST_MSSQL_PASSWORD"
+	assert_output_contains "SELECT [order_id], [customer], [updated_at] FROM [dbo].[$T] WHERE ([updated_at] <= CAST(N'2026-11-26T08:00:05.1234567' AS datetime2(7))) ORDER BY [updated_at], [order_id]"
+	assert_output_contains "- rows in the boundary now: 5"
+	assert_output_contains "- watermark now: none"
+	assert_output_contains "- watermark after a successful run: 2026-11-26T08:00:05.1234567"
+	assert_output_contains "| updated_at | datetime2(7) | timestamp | no |"
+	assert_output_contains "| min_rows | {\"threshold\":1} | error | at the end of the stream, before state is committed: rows already delivered stay visible"
+	assert_output_contains "| hash_reconciliation | {} | error | at commit, by dpone-state"
+	assert_output_contains "- run directory: runs/RUN_ID"
+}
+
+@test "dpone-plan --format json: the documented keys" {
+	orders_job
+	run dpone-plan --format json m.yaml
+	assert_success
+	jq -e --arg t "$T" '.plan_version == 1 and .job == "plan_\($t)" and .changes_nothing == true
+		and .connections.source.password == "***" and .connections.sink.brokers == "127.0.0.1:9"
+		and .source.table == $t and .source.key == ["order_id"] and (.source.columns | length) == 3
+		and .boundary.kind == "incremental" and .boundary.column == "updated_at" and .boundary.rows == 5
+		and .boundary.high == "2026-11-26T08:00:05.1234567" and (.boundary.sql | startswith("SELECT "))
+		and (.boundary.count_sql | startswith("SELECT COUNT_BIG(*)"))
+		and .strategy.mode == "incremental_merge" and .strategy.duplicate_policy == "fail"
+		and .sink.topic == "dwh.\($t)" and .sink.delivery == "at_least_once" and .sink.transactional == false
+		and .state.type == "file" and .state.watermark_before == null
+		and .state.watermark_after == "2026-11-26T08:00:05.1234567"
+		and .quality.mode == "fail" and (.quality.checks | map(.type)) == ["min_rows", "not_null", "hash_reconciliation"]
+		and (.quality.checks | all(.decided | type == "string"))
+		and .artifacts.run_directory == "runs/RUN_ID"' <<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "dpone-plan starts where state stands and changes nothing" {
+	orders_job
+	dpone-state -q m.yaml reset --to '"2026-11-26T08:00:03.1234567"' > /dev/null
+	cp state/plan.json before.json
+	run dpone-plan --format json m.yaml
+	assert_success
+	jq -e '.boundary.from == "2026-11-26T08:00:03.1234567" and .boundary.low == "2026-11-26T08:00:03.1234567"
+		and .boundary.rows == 2 and .state.watermark_before == "2026-11-26T08:00:03.1234567"
+		and (.boundary.sql | contains("[updated_at] > CAST(N'"'"'2026-11-26T08:00:03.1234567'"'"' AS datetime2(7))"))' \
+		<<< "$output" > /dev/null || flunk "$output"
+	cmp before.json state/plan.json
+	[ ! -e runs ] || flunk "the plan created the artifact directory"
+	# A job with no state yet: the state file is not created by planning.
+	rm -r state
 	run dpone-plan m.yaml
-	assert_failure 9
-	assert_output_contains "use --print-manifest"
+	assert_success
+	[ ! -e state ] || flunk "the plan created the state directory"
+}
+
+@test "dpone-plan: with exactly_once the checks are decided before the transaction commits" {
+	orders_job exactly_once
+	run dpone-plan --format json m.yaml
+	assert_success
+	jq -e '.sink.transactional == true and (.sink.staging | contains("one Kafka transaction"))
+		and (.quality.checks[0].decided | contains("before the Kafka transaction commits"))' \
+		<<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "dpone-plan --from/--to plan a manual window; refused where there is no incremental boundary" {
+	orders_job
+	run dpone-plan --format json --from 2026-11-26T08:00:01.1234567 --to 2026-11-26T08:00:02.1234567 m.yaml
+	assert_success
+	jq -e '.boundary.rows == 1 and .boundary.high == "2026-11-26T08:00:02.1234567"' <<< "$output" > /dev/null ||
+		flunk "$output"
+	sed -i 's/incremental_column: updated_at, //; s/mode: incremental_merge/mode: full_refresh/' m.yaml
+	run dpone-plan --from 1 m.yaml
+	assert_failure 2
+	assert_output_contains "--from and --to bound an incremental run"
+	run dpone-plan --format json m.yaml
+	assert_success
+	jq -e '.boundary.kind == "full" and .boundary.rows == 5 and .state.watermark_after == null' <<< "$output" > /dev/null ||
+		flunk "$output"
+}
+
+@test "dpone-plan: a missing table fails with the extract's message and its exit status" {
+	orders_job
+	sed -i "s/table: {name: $T}/table: {name: nosuch}/" m.yaml
+	run dpone-plan m.yaml
+	assert_failure 4
+	assert_output_contains "table dbo.nosuch does not exist"
+	assert_output_contains "cannot plan: dpone-extract failed (exit status 4); nothing was changed"
+}
+
+@test "dpone-plan: an unreadable state fails with the state's exit status" {
+	orders_job
+	mkdir -p state && echo '{not json' > state/plan.json
+	run dpone-plan m.yaml
+	assert_failure 6
+	assert_output_contains "not a dpone state file"
+}
+
+@test "dpone-plan --format: only md or json" {
+	write_manifest
+	run dpone-plan --format html m.yaml
+	assert_failure 2
+	assert_output_contains "--format html: expected md or json"
 }

@@ -101,27 +101,6 @@ check_columns(struct run *rn, struct check *c, json_t *header)
 		       json_string_value(json_object_get(c->spec, "type")));
 }
 
-/* dpone-extract beside this program (as the dpone wrapper finds its stages),
- * else the one on PATH; the caller frees it. */
-static char *
-extract_path(void)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n > 0) {
-		self[n] = '\0';
-		char *slash = strrchr(self, '/');
-		if (slash) {
-			*slash = '\0';
-			char *path = dp_strfmt("%s/dpone-extract", self);
-			if (access(path, X_OK) == 0)
-				return path;
-			free(path);
-		}
-	}
-	return dp_xstrdup("dpone-extract");
-}
-
 /* Count the source rows of the boundary the stream was extracted with:
  * the same manifest, from the same watermark to the same high one. */
 static void
@@ -138,7 +117,7 @@ start_count(struct run *rn, json_t *boundary)
 		from = f ? json_dumps(f, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 		to = h && !json_is_null(h) ? json_dumps(h, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 	}
-	char *prog = extract_path();
+	char *prog = dp_sibling_path("dpone-extract");
 	char *argv[10];
 	int n = 0;
 	argv[n++] = prog;

@@ -21,22 +21,23 @@
 
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
-	"                     [--chunk I/N] [--count] [--run-id ID] MANIFEST\n"
+	"                     [--chunk I/N] [--count] [--plan] [--run-id ID] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
 	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
 	"      --to VALUE      inclusive high watermark (else: the column's maximum, read once)\n"
 	"      --chunk I/N     only the I-th of N disjoint ranges of the boundary\n"
 	"      --count         print the number of rows in the boundary and exit\n"
+	"      --plan          print the boundary, the SQL and the row count as JSON and exit\n"
 	"      --run-id ID     the run id written into the stream header\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
 
-enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_RUN_ID };
+enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_RUN_ID };
 
 struct options {
 	const char *from, *to, *run_id;
 	int chunk_i, chunk_n;
-	int count;
+	int count, plan;
 };
 
 
@@ -49,6 +50,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_TO: o->to = arg; return 0;
 	case OPT_RUN_ID: o->run_id = arg; return 0;
 	case OPT_COUNT: o->count = 1; return 0;
+	case OPT_PLAN: o->plan = 1; return 0;
 	case OPT_CHUNK:
 		if (sscanf(arg, "%d/%d", &o->chunk_i, &o->chunk_n) != 2 || o->chunk_n < 1 || o->chunk_i < 1 ||
 		    o->chunk_i > o->chunk_n) {
@@ -319,6 +321,45 @@ header_columns(const struct source *s)
 	return cols;
 }
 
+/* The SELECT that reads the rows; the caller frees it. */
+static char *
+rows_sql(const struct source *s, const char *table, const struct plan *p, int bcp)
+{
+	char *list = dp_xstrdup("");
+	for (int i = 0; i < s->ncols; i++) {
+		char *q = bcp ? bcp_select_item(&s->cols[i]) : quote_name(s->cols[i].name);
+		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
+		free(q);
+		free(list);
+		list = next;
+	}
+	char *sql = select_sql(list, table, p->where, p->order);
+	free(list);
+	return sql;
+}
+
+/* --plan: what a run would read, as one JSON document (dpone-plan's input). */
+static void
+print_plan(const struct source *s, const struct dp_manifest *m, const struct plan *p, const struct encoding *enc,
+           const char *sql, const char *count_sql, const char *rows)
+{
+	json_t *keys = json_array();
+	for (int k = 0; k < s->nkey; k++)
+		json_array_append_new(keys, json_string(s->cols[s->key[k]].name));
+	json_t *doc = json_pack("{s:{s:s, s:s, s:s}, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}",
+		"source", "type", "mssql", "schema", s->schema, "table", s->table, "columns", header_columns(s),
+		"key", keys, "boundary", p->boundary, "sql", sql, "count_sql", count_sql,
+		"rows", json_loads(rows, JSON_DECODE_ANY, NULL),
+		"export_mode", dp_manifest_str(m, "source.options.export_mode"),
+		"batch_size", (json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000),
+		"encoding", "bigint", enc->bigint_as_string ? "string" : "number", "binary",
+		enc->binary_as_hex ? "hex" : "base64");
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
+	puts(text);
+	free(text);
+	json_decref(doc);
+}
+
 static char *
 new_run_id(void)
 {
@@ -448,6 +489,7 @@ main(int argc, char **argv)
 	static const struct option extra[] = {
 		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
 		{"chunk", required_argument, NULL, OPT_CHUNK}, {"count", no_argument, NULL, OPT_COUNT},
+		{"plan", no_argument, NULL, OPT_PLAN},
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {NULL, 0, NULL, 0}};
 	struct options o = {0};
 	struct dp_cli cli;
@@ -476,12 +518,18 @@ main(int argc, char **argv)
 	plan_chunk(&s, &o, &enc, &p);
 
 	char *table = source_table_name(&s);
-	if (o.count) {
-		char *sql = select_sql("COUNT_BIG(*)", table, p.where, NULL);
+	char *sql = rows_sql(&s, table, &p, bcp);
+	if (o.count || o.plan) {
+		char *count_sql = select_sql("COUNT_BIG(*)", table, p.where, NULL);
 		struct column as = {.logical = "integer"};
-		char *n = source_scalar_json(&s, sql, &as, &enc);
-		printf("%s\n", n);
+		struct encoding as_number = {.binary_as_hex = enc.binary_as_hex}; /* a count, even with bigint_as: string */
+		char *n = source_scalar_json(&s, count_sql, &as, &as_number);
+		if (o.count)
+			printf("%s\n", n);
+		else
+			print_plan(&s, m, &p, &enc, sql, count_sql, n);
 		free(n);
+		free(count_sql);
 		free(sql);
 		free(table);
 		free(p.where);
@@ -492,16 +540,6 @@ main(int argc, char **argv)
 		dp_manifest_free(m);
 		dp_exit_flushing_stdout(DP_EXIT_OK);
 	}
-	char *list = dp_xstrdup("");
-	for (int i = 0; i < s.ncols; i++) {
-		char *q = bcp ? bcp_select_item(&s.cols[i]) : quote_name(s.cols[i].name);
-		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
-		free(q);
-		free(list);
-		list = next;
-	}
-	char *sql = select_sql(list, table, p.where, p.order);
-	free(list);
 	if (!bcp && source_query(&s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());
 	char *run_id = o.run_id ? dp_xstrdup(o.run_id) : new_run_id();

@@ -1,29 +1,52 @@
 /*
- * dpone-plan: show what a run of the manifest would do. This build loads
- * and checks the manifest and can print it resolved (--print-manifest);
- * the plan itself is not in it yet.
+ * dpone-plan: what a run of the manifest would do, for a reviewer, without
+ * changing anything. The plan is one JSON document (--format json; the keys
+ * are in dpone-plan(1)), rendered as Markdown by default. The boundary and
+ * its SQL come from dpone-extract --plan and the state from dpone-state get,
+ * so the plan shows exactly what those stages will do.
  */
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-#include "dpone.h"
+#include "plan.h"
 
 static const char usage_text[] =
-	"usage: dpone-plan [-hqV] [--registry FILE] [--print-manifest] [--get KEY] MANIFEST\n"
+	"usage: dpone-plan [-hqV] [--registry FILE] [--print-manifest] [--get KEY] [--format md|json]\n"
+	"                  [--from VALUE] [--to VALUE] MANIFEST\n"
 	"Show what a run of the manifest would do, without changing anything.\n"
 	DP_CLI_COMMON_HELP
 	"      --get KEY       print one value of the resolved manifest (a.b.c) and exit\n"
+	"      --format F      md (the default, for people) or json (for programs)\n"
+	"      --from VALUE    plan a manual window starting after VALUE (as dpone batch run --from)\n"
+	"      --to VALUE      plan a manual window ending at VALUE (as dpone batch run --to)\n"
 	"See dpone-plan(1); exit codes are listed there.\n";
 
-enum { OPT_GET = OPT_EXTRA };
+enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO };
+
+struct options {
+	const char *get, *format, *from, *to;
+	int quiet;
+};
 
 static int
 handle_option(int id, const char *arg, void *ctx)
 {
-	if (id != OPT_GET)
-		return -1;
-	*(const char **)ctx = arg;
-	return 0;
+	struct options *o = ctx;
+	switch (id) {
+	case OPT_GET: o->get = arg; return 0;
+	case OPT_FROM: o->from = arg; return 0;
+	case OPT_TO: o->to = arg; return 0;
+	case OPT_FORMAT:
+		if (strcmp(arg, "md") && strcmp(arg, "json")) {
+			dp_warn("--format %s: expected md or json", arg);
+			return -1;
+		}
+		o->format = arg;
+		return 0;
+	}
+	return -1;
 }
 
 /* --get KEY: strings as they are, numbers and booleans as JSON, nothing
@@ -43,18 +66,221 @@ print_value(const struct dp_manifest *m, const char *key)
 	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
 
+/* Run a stage and parse the JSON it prints; a failed stage's exit status
+ * (its message already on stderr) is the plan's. The caller owns it. */
+static json_t *
+ask_stage(char *const argv[])
+{
+	int code;
+	char *out = dp_run_capture(argv, &code);
+	if (code)
+		dp_die(code < 0 ? DP_EXIT_FAILURE : code, "cannot plan: %s failed (exit status %d); nothing was changed",
+		       argv[0], code);
+	json_error_t jerr;
+	json_t *doc = json_loads(out, JSON_DECODE_ANY, &jerr);
+	if (!doc)
+		dp_die(DP_EXIT_FAILURE, "%s printed what is not JSON: %s", argv[0], jerr.text);
+	free(out);
+	return doc;
+}
+
+static json_t *
+connections(const struct dp_manifest *m)
+{
+	json_t *conns = json_object();
+	static const char *const sections[][2] = {{"source", "mssql"}, {"sink", "kafka"}, {"state", "postgres"}};
+	for (int i = 0; i < 3; i++) {
+		if (i == 2 && strcmp(dp_manifest_str(m, "state.type"), "postgres"))
+			continue;
+		struct dp_conn c;
+		dp_cli_resolve(m, sections[i][0], sections[i][1], &c);
+		json_object_set_new(conns, sections[i][0], dp_conn_redacted(&c));
+		dp_conn_free(&c);
+	}
+	return conns;
+}
+
+/* The committed state, as dpone-state get prints it. A state file that
+ * does not exist yet is not created just to be read. */
+static json_t *
+current_state(const struct dp_manifest *m, const char *manifest_path)
+{
+	const char *path = dp_manifest_str(m, "state.path");
+	if (!strcmp(dp_manifest_str(m, "state.type"), "file") && path && access(path, F_OK) < 0)
+		return json_pack("{s:s, s:n, s:n}", "job", dp_manifest_str(m, "name"), "record", "lease");
+	char *argv[] = {"dpone-state", "-q", (char *)manifest_path, "get", NULL};
+	return ask_stage(argv);
+}
+
+/* from_text: --from as given, or the committed watermark as JSON. */
+static json_t *
+extract_plan(const char *manifest_path, const char *from_text, const char *to)
+{
+	char *argv[10];
+	int n = 0;
+	argv[n++] = "dpone-extract";
+	argv[n++] = "-q";
+	argv[n++] = "--plan";
+	if (from_text)
+		argv[n++] = "--from", argv[n++] = (char *)from_text;
+	if (to)
+		argv[n++] = "--to", argv[n++] = (char *)to;
+	argv[n++] = (char *)manifest_path;
+	argv[n] = NULL;
+	return ask_stage(argv);
+}
+
+/* How the run reaches Kafka and when its rows become visible. */
+static json_t *
+delivery_path(const struct dp_manifest *m)
+{
+	const char *mode = dp_manifest_str(m, "sink.options.delivery.mode");
+	int txn = !strcmp(mode, "exactly_once");
+	const char *staging = txn ? "one Kafka transaction for the whole run (transactional.id dpone.<name>)"
+	                          : "none: each message is visible to consumers once delivered";
+	const char *finalization = txn ? "the transaction commits after the stream's end arrived, every delivery "
+	                                 "succeeded and the quality checks passed; otherwise it is aborted and "
+	                                 "read_committed consumers see none of the run"
+	                               : "none on Kafka: the run is final when dpone-state commits the watermark; a "
+	                                 "failed run leaves state where it was, so the rerun re-sends (at least once)";
+	return json_pack("{s:s, s:b, s:s, s:s}", "delivery", mode, "transactional", txn, "staging", staging,
+	                 "finalization", finalization);
+}
+
+static const char *
+check_decided(const char *type, int transactional)
+{
+	if (!strcmp(type, "hash_reconciliation"))
+		return "at commit, by dpone-state, after publishing: a mismatch keeps state where it was";
+	return transactional ? "at the end of the stream, before the Kafka transaction commits: a failure aborts it, "
+	                       "so no row of the run becomes visible"
+	                     : "at the end of the stream, before state is committed: rows already delivered stay "
+	                       "visible if it fails, and state does not advance";
+}
+
+static json_t *
+quality(const struct dp_manifest *m)
+{
+	const char *mode = dp_manifest_str(m, "quality.mode");
+	int txn = !strcmp(dp_manifest_str(m, "sink.options.delivery.mode"), "exactly_once");
+	json_t *checks = json_array(), *c;
+	size_t i;
+	json_array_foreach(dp_manifest_get(m, "quality.checks"), i, c) {
+		json_t *entry = json_deep_copy(c);
+		const char *type = json_string_value(json_object_get(c, "type"));
+		json_object_set_new(entry, "decided", json_string(check_decided(type, txn)));
+		json_array_append_new(checks, entry);
+	}
+	const char *effect = !strcmp(mode, "off")  ? "checks are not run"
+	                     : !strcmp(mode, "warn") ? "a failed check is reported and the run goes on"
+	                                              : "a failed check (severity error) fails the run";
+	return json_pack("{s:s, s:s, s:o}", "mode", mode, "effect", effect, "checks", checks);
+}
+
+/* What state will be after a successful run: never backwards. */
+static json_t *
+state_section(const struct dp_manifest *m, json_t *current, const json_t *boundary)
+{
+	json_t *record = json_object_get(current, "record");
+	json_t *before = json_object_get(json_object_get(record, "watermark"), "value");
+	const char *kind = json_string_value(json_object_get(boundary, "kind"));
+	json_t *high = json_object_get(boundary, "high");
+	json_t *after = before;
+	const char *why = "unchanged: this strategy keeps no watermark; the run is recorded in history";
+	if (kind && !strcmp(kind, "incremental")) {
+		if (high && !json_is_null(high)) {
+			after = high;
+			why = "the boundary's high watermark, if the run commits";
+		} else {
+			why = "unchanged: the source has no rows in the boundary";
+		}
+	}
+	json_t *s = json_pack("{s:s, s:O?, s:O?, s:O?, s:s, s:O?}", "type", dp_manifest_str(m, "state.type"),
+		"last_run", json_object_get(record, "run_id"), "last_commit", json_object_get(record, "committed_at"),
+		"watermark_before", before, "watermark_after_reason", why, "lease", json_object_get(current, "lease"));
+	json_object_set(s, "watermark_after", after ? after : json_null());
+	if (!strcmp(dp_manifest_str(m, "state.type"), "file"))
+		json_object_set_new(s, "path", json_string(dp_manifest_str(m, "state.path")));
+	else
+		json_object_set_new(s, "table", json_pack("{s:s, s:s}", "schema", dp_manifest_str(m, "state.table.schema"),
+		                                          "name", dp_manifest_str(m, "state.table.name")));
+	return s;
+}
+
+static json_t *
+sink_section(const struct dp_manifest *m)
+{
+	json_t *s = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O}", "type", "kafka", "topic", dp_manifest_str(m, "sink.topic"),
+		"format", dp_manifest_get(m, "sink.options.message_format"),
+		"envelope", dp_manifest_get(m, "sink.options.envelope"), "key", dp_manifest_get(m, "sink.options.key"),
+		"deletes", dp_manifest_get(m, "sink.options.deletes"));
+	json_object_update(s, delivery_path(m));
+	json_t *compression = dp_manifest_get(m, "sink.options.delivery.compression_type");
+	if (compression)
+		json_object_set(s, "compression_type", compression);
+	return s;
+}
+
+static json_t *
+build_plan(const struct dp_manifest *m, const char *manifest_path, const struct options *o)
+{
+	json_t *current = current_state(m, manifest_path);
+	json_t *committed = json_object_get(json_object_get(json_object_get(current, "record"), "watermark"), "value");
+	char *from = NULL;
+	if (o->from)
+		from = dp_xstrdup(o->from);
+	else if (dp_manifest_incremental(m) && committed && !json_is_null(committed))
+		from = json_dumps(committed, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_t *extract = extract_plan(manifest_path, from, o->to);
+	free(from);
+	json_t *boundary = json_object_get(extract, "boundary");
+	json_object_set(boundary, "sql", json_object_get(extract, "sql"));
+	json_object_set(boundary, "count_sql", json_object_get(extract, "count_sql"));
+	json_object_set(boundary, "rows", json_object_get(extract, "rows"));
+	json_t *strategy = json_deep_copy(dp_manifest_get(m, "sink.strategy"));
+	json_t *source = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "type", json_object_get(json_object_get(extract,
+		"source"), "type"), "schema", json_object_get(json_object_get(extract, "source"), "schema"), "table",
+		json_object_get(json_object_get(extract, "source"), "table"), "export_mode", json_object_get(extract,
+		"export_mode"), "batch_size", json_object_get(extract, "batch_size"), "columns", json_object_get(extract,
+		"columns"), "key", json_object_get(extract, "key"));
+	json_t *artifacts = json_deep_copy(dp_manifest_get(m, "observability.artifacts"));
+	json_object_set_new(artifacts, "run_directory", json_pack("s+", dp_manifest_str(m, "observability.artifacts.path"),
+	                                                          "/RUN_ID"));
+	json_t *plan = json_pack("{s:i, s:s, s:s, s:b, s:o, s:o, s:O, s:o, s:o, s:o, s:o, s:o}", "plan_version", 1,
+		"job", dp_manifest_str(m, "name"), "manifest", manifest_path, "changes_nothing", 1,
+		"connections", connections(m), "source", source, "boundary", boundary, "strategy", strategy,
+		"sink", sink_section(m), "state", state_section(m, current, boundary), "quality", quality(m),
+		"artifacts", artifacts);
+	json_decref(extract);
+	json_decref(current);
+	return plan;
+}
+
 int
 main(int argc, char **argv)
 {
-	static const struct option extra[] = {{"get", required_argument, NULL, OPT_GET}, {NULL, 0, NULL, 0}};
+	static const struct option extra[] = {{"get", required_argument, NULL, OPT_GET},
+		{"format", required_argument, NULL, OPT_FORMAT}, {"from", required_argument, NULL, OPT_FROM},
+		{"to", required_argument, NULL, OPT_TO}, {NULL, 0, NULL, 0}};
 	struct dp_cli cli;
-	const char *get = NULL;
-	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &get, &cli);
+	struct options o = {.format = "md"};
+	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
-	if (get)
-		print_value(m, get);
+	if (o.get)
+		print_value(m, o.get);
+	if ((o.from || o.to) && !dp_manifest_incremental(m))
+		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s reads no incremental boundary",
+		       dp_manifest_str(m, "sink.strategy.mode"));
+	json_t *plan = build_plan(m, cli.manifest_path, &o);
+	if (!strcmp(o.format, "json")) {
+		json_dumpf(plan, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+		putchar('\n');
+	} else {
+		plan_markdown(stdout, plan);
+	}
+	json_decref(plan);
 	dp_manifest_free(m);
-	dp_die(DP_EXIT_UNAVAILABLE, "plans are not available in this build yet; use --print-manifest to see the resolved manifest");
+	dp_exit_flushing_stdout(DP_EXIT_OK);
 }

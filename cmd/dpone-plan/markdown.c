@@ -1,0 +1,206 @@
+/*
+ * markdown.c: the plan as Markdown, for a pull request or a terminal. Every
+ * value comes from the plan document; nothing is decided here.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "plan.h"
+
+/* A value as compact JSON, strings without quotes; the caller frees it. */
+static char *
+text(const json_t *v)
+{
+	if (!v || json_is_null(v))
+		return dp_xstrdup("none");
+	if (json_is_string(v))
+		return dp_xstrdup(json_string_value(v));
+	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+}
+
+/* A table cell or inline value: | and newlines would break the table. */
+static void
+cell(FILE *out, const json_t *v)
+{
+	char *t = text(v);
+	for (const char *p = t; *p; p++) {
+		if (*p == '|')
+			fputs("\\|", out);
+		else if (*p == '\n')
+			fputc(' ', out);
+		else
+			fputc(*p, out);
+	}
+	free(t);
+}
+
+static const json_t *
+at(const json_t *o, const char *path)
+{
+	char key[128];
+	while (o && *path) {
+		size_t n = strcspn(path, ".");
+		snprintf(key, sizeof key, "%.*s", (int)n, path);
+		o = json_object_get(o, key);
+		path += n + (path[n] == '.');
+	}
+	return o;
+}
+
+static void
+item(FILE *out, const char *label, const json_t *v)
+{
+	fprintf(out, "- %s: ", label);
+	cell(out, v);
+	fputc('\n', out);
+}
+
+static void
+connections(FILE *out, const json_t *plan)
+{
+	fputs("\n## Connections\n\n| role | id | type | from | host | user | password |\n"
+	      "|---|---|---|---|---|---|---|\n", out);
+	const char *role;
+	json_t *c;
+	json_object_foreach((json_t *)at(plan, "connections"), role, c) {
+		const json_t *host = json_object_get(c, "brokers") ? json_object_get(c, "brokers") : json_object_get(c, "host");
+		fprintf(out, "| %s | ", role);
+		const json_t *cells[] = {json_object_get(c, "id"), json_object_get(c, "type"), json_object_get(c, "origin"),
+		                         host, json_object_get(c, "user"), json_object_get(c, "password")};
+		for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
+			cell(out, cells[i]);
+			fputs(" |", out);
+			if (i + 1 < sizeof cells / sizeof cells[0])
+				fputc(' ', out);
+		}
+		fputc('\n', out);
+	}
+}
+
+static void
+source(FILE *out, const json_t *plan)
+{
+	fputs("\n## Source\n\n", out);
+	fprintf(out, "- table: %s.%s\n", json_string_value(at(plan, "source.schema")),
+	        json_string_value(at(plan, "source.table")));
+	item(out, "export mode", at(plan, "source.export_mode"));
+	item(out, "batch size", at(plan, "source.batch_size"));
+	item(out, "key", at(plan, "source.key"));
+	fputs("\n| column | SQL type | logical type | nullable |\n|---|---|---|---|\n", out);
+	size_t i;
+	json_t *c;
+	json_array_foreach(at(plan, "source.columns"), i, c) {
+		fputs("| ", out);
+		cell(out, json_object_get(c, "name"));
+		fputs(" | ", out);
+		cell(out, json_object_get(c, "sql_type"));
+		fputs(" | ", out);
+		cell(out, json_object_get(c, "logical_type"));
+		fprintf(out, " | %s |\n", json_is_true(json_object_get(c, "nullable")) ? "yes" : "no");
+	}
+}
+
+static void
+boundary(FILE *out, const json_t *plan)
+{
+	const json_t *b = at(plan, "boundary");
+	fputs("\n## Boundary\n\n", out);
+	item(out, "kind", json_object_get(b, "kind"));
+	static const char *const keys[][2] = {{"column", "column"}, {"from", "committed watermark (from)"},
+		{"lookback", "lookback"}, {"low", "reads after (low, exclusive)"}, {"high", "reads up to (high, inclusive)"},
+		{"predicate", "source_custom_predicate"}, {"chunk", "chunk"}};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (json_object_get(b, keys[i][0]))
+			item(out, keys[i][1], json_object_get(b, keys[i][0]));
+	item(out, "rows in the boundary now", json_object_get(b, "rows"));
+	fprintf(out, "\nThe rows are read with:\n\n```sql\n%s\n```\n", json_string_value(json_object_get(b, "sql")));
+}
+
+static void
+strategy(FILE *out, const json_t *plan)
+{
+	fputs("\n## Strategy and sink\n\n", out);
+	item(out, "strategy", at(plan, "strategy.mode"));
+	if (at(plan, "strategy.unique_key"))
+		item(out, "unique key", at(plan, "strategy.unique_key"));
+	if (at(plan, "strategy.mode") && !strcmp(json_string_value(at(plan, "strategy.mode")), "incremental_merge"))
+		item(out, "duplicate policy", at(plan, "strategy.duplicate_policy"));
+	item(out, "topic", at(plan, "sink.topic"));
+	item(out, "message", at(plan, "sink.format"));
+	item(out, "envelope", at(plan, "sink.envelope"));
+	item(out, "key", at(plan, "sink.key"));
+	item(out, "deletes", at(plan, "sink.deletes"));
+	item(out, "delivery", at(plan, "sink.delivery"));
+	if (at(plan, "sink.compression_type"))
+		item(out, "compression", at(plan, "sink.compression_type"));
+	item(out, "staging", at(plan, "sink.staging"));
+	item(out, "finalization", at(plan, "sink.finalization"));
+}
+
+static void
+state(FILE *out, const json_t *plan)
+{
+	fputs("\n## State\n\n", out);
+	item(out, "backend", at(plan, "state.type"));
+	item(out, at(plan, "state.path") ? "file" : "table", at(plan, "state.path") ? at(plan, "state.path")
+	                                                                            : at(plan, "state.table"));
+	item(out, "last committed run", at(plan, "state.last_run"));
+	item(out, "committed at", at(plan, "state.last_commit"));
+	item(out, "watermark now", at(plan, "state.watermark_before"));
+	fprintf(out, "- watermark after a successful run: ");
+	cell(out, at(plan, "state.watermark_after"));
+	fprintf(out, " (%s)\n", json_string_value(at(plan, "state.watermark_after_reason")));
+	if (at(plan, "state.lease") && !json_is_null(at(plan, "state.lease")))
+		item(out, "lease held", at(plan, "state.lease"));
+	fputs("- state advances only when every stage exited 0, the stream ended and the checks passed\n", out);
+}
+
+static void
+checks(FILE *out, const json_t *plan)
+{
+	fputs("\n## Quality checks\n\n", out);
+	item(out, "mode", at(plan, "quality.mode"));
+	fprintf(out, "- %s\n", json_string_value(at(plan, "quality.effect")));
+	const json_t *list = at(plan, "quality.checks");
+	if (!json_array_size(list)) {
+		fputs("- no checks are configured\n", out);
+		return;
+	}
+	fputs("\n| check | settings | severity | decided |\n|---|---|---|---|\n", out);
+	size_t i;
+	json_t *c;
+	json_array_foreach(list, i, c) {
+		json_t *settings = json_deep_copy(c);
+		json_object_del(settings, "type");
+		json_object_del(settings, "severity");
+		json_object_del(settings, "decided");
+		fputs("| ", out);
+		cell(out, json_object_get(c, "type"));
+		fputs(" | ", out);
+		cell(out, settings);
+		fputs(" | ", out);
+		cell(out, json_object_get(c, "severity"));
+		fputs(" | ", out);
+		cell(out, json_object_get(c, "decided"));
+		fputs(" |\n", out);
+		json_decref(settings);
+	}
+}
+
+void
+plan_markdown(FILE *out, const json_t *plan)
+{
+	fprintf(out, "# Plan: %s\n\n", json_string_value(at(plan, "job")));
+	fprintf(out, "Manifest `%s`. Planning changed nothing: it read the catalog, the boundary's row count and "
+	        "the state.\n", json_string_value(at(plan, "manifest")));
+	connections(out, plan);
+	source(out, plan);
+	boundary(out, plan);
+	strategy(out, plan);
+	state(out, plan);
+	checks(out, plan);
+	fputs("\n## Artifacts\n\n", out);
+	item(out, "enabled", at(plan, "artifacts.enabled"));
+	item(out, "run directory", at(plan, "artifacts.run_directory"));
+	item(out, "runs kept", at(plan, "artifacts.keep"));
+}
