@@ -67,6 +67,9 @@ struct dp_span {
 int dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out);
 /* The object in the second element of a control line ["delete", {...}, ...]. */
 int dp_control_object(const char *line, size_t len, struct dp_span *out);
+/* Copy the object obj[0..len) (valid JSON) to out with the members named
+ * from[i] renamed to[i], everything else byte for byte. 0, or -1. */
+int dp_rename_members(const char *obj, size_t len, char *const *from, char *const *to, size_t n, struct dp_buf *out);
 /* Append a value in canonical form (compact; strings as jansson writes them). */
 void dp_buf_value(struct dp_buf *b, struct dp_span v);
 /* Append a value as text: a string's characters without quotes, else its JSON. */
@@ -283,6 +286,17 @@ void dp_cli_resolve(const struct dp_manifest *m, const char *section, const char
 /* --print-manifest: the resolved manifest with its connections resolved and
  * redacted, as indented JSON on stdout; exits. */
 _Noreturn void dp_cli_print_manifest(const struct dp_manifest *m);
+/* ---- schema evolution (schema.c); see dpone-manifest(5) ---- */
+/* Where on_breaking: variant routes a column's values of a new type. */
+#define DP_VARIANT_PREFIX "__dpone__nc__"
+/* The changes from the published columns to the current ones (both arrays
+ * of stream header column objects), as a new array of {column, change,
+ * from, to, breaking}; change is added, widened, narrowed, type_changed,
+ * null_allowed, null_refused or dropped. */
+json_t *dp_schema_diff(const json_t *published, const json_t *current);
+/* How many of the changes are breaking. */
+size_t dp_schema_breaking(const json_t *changes);
+
 /* ---- running another stage (spawn.c) ---- */
 /* The program name beside this executable (as the dpone wrapper finds its
  * stages), else name itself for a PATH search; the caller frees it. */
@@ -292,6 +306,11 @@ char *dp_sibling_path(const char *name);
  * its exit status in *code (128+N for signal N), or NULL and *code -1 if
  * it could not start (a warning says why). */
 char *dp_run_capture(char *const argv[], int *code);
+/* The job's committed state as dpone-state get prints it ({job, record,
+ * lease}; owned), read through dpone-state so that every backend works; a
+ * state file that does not exist yet is not created just to be read.
+ * NULL with dpone-state's exit status in *code when it failed. */
+json_t *dp_committed_state(const struct dp_manifest *m, const char *manifest_path, int *code);
 
 /* Close stdout, turning a failed write into DP_EXIT_FAILURE, and exit. */
 _Noreturn void dp_exit_flushing_stdout(int code);

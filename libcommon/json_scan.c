@@ -181,3 +181,31 @@ dp_key_identity(char *const *names, size_t n, const char *obj, size_t len, struc
 	dp_buf_add(out, "]", 1);
 	return 0;
 }
+
+int
+dp_rename_members(const char *obj, size_t len, char *const *from, char *const *to, size_t n, struct dp_buf *out)
+{
+	const char *p = obj, *e = obj + len, *copied = obj;
+	p = skip_ws(p, e);
+	if (p == e || *p != '{')
+		return -1;
+	for (p = skip_ws(p + 1, e); p < e && *p == '"';) {
+		const char *q = p, *qe = skip_string(p, e);
+		for (size_t i = 0; i < n; i++) {
+			if (name_is(q, qe, from[i])) {
+				dp_buf_add(out, copied, (size_t)(q - copied));
+				dp_buf_json_string(out, to[i]);
+				copied = qe;
+				break;
+			}
+		}
+		p = skip_ws(qe, e);
+		if (p == e || *p != ':')
+			return -1;
+		p = skip_ws(skip_value(skip_ws(p + 1, e), e), e);
+		if (p < e && *p == ',')
+			p = skip_ws(p + 1, e);
+	}
+	dp_buf_add(out, copied, (size_t)(e - copied));
+	return 0;
+}

@@ -77,3 +77,28 @@ dp_run_capture(char *const argv[], int *code)
 	dp_buf_char(&out, '\0');
 	return out.p;
 }
+
+json_t *
+dp_committed_state(const struct dp_manifest *m, const char *manifest_path, int *code)
+{
+	const char *path = dp_manifest_str(m, "state.path");
+	*code = 0;
+	if (!strcmp(dp_manifest_str(m, "state.type"), "file") && path && access(path, F_OK) < 0)
+		return json_pack("{s:s, s:n, s:n}", "job", dp_manifest_str(m, "name"), "record", "lease");
+	char *argv[] = {"dpone-state", "-q", (char *)manifest_path, "get", NULL};
+	char *out = dp_run_capture(argv, code);
+	if (*code) {
+		free(out);
+		return NULL;
+	}
+	json_error_t jerr;
+	json_t *doc = json_loads(out, 0, &jerr);
+	free(out);
+	if (!json_is_object(doc)) {
+		dp_warn("dpone-state get printed what is not a JSON object: %s", jerr.text);
+		json_decref(doc);
+		*code = DP_EXIT_FAILURE;
+		return NULL;
+	}
+	return doc;
+}

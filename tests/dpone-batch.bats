@@ -41,7 +41,7 @@ SQL
 
 # add_orders FIRST LAST: more orders, later than every earlier one.
 add_orders() {
-	seq "$1" "$2" | awk -v t="$T" '{ printf "INSERT INTO %s VALUES (%d, N'"'"'c%d'"'"', '"'"'2026-11-26 08:%02d:%02d.1234567'"'"')\n", t, $1, $1, int($1 / 60), $1 % 60 }' | sql
+	seq "$1" "$2" | awk -v t="$T" '{ printf "INSERT INTO %s (order_id, customer, updated_at) VALUES (%d, N'"'"'c%d'"'"', '"'"'2026-11-26 08:%02d:%02d.1234567'"'"')\n", t, $1, $1, int($1 / 60), $1 % 60 }' | sql
 }
 
 # batch_manifest [SINK-OPTIONS] [STATE-YAML]: an incremental job on $T.
@@ -382,4 +382,48 @@ kill_stage() {
 	run dpone batch run m.yaml
 	assert_success
 	[ "$(keys | wc -l)" -eq 6 ]
+}
+
+@test "schema evolution end to end: widening applied and recorded, a breaking change stops the run, schema --clear accepts it" {
+	orders 3
+	batch_manifest
+	run dpone batch run m.yaml
+	assert_success
+	run dpone-state m.yaml schema
+	jq -e 'map(.name) == ["order_id", "customer", "updated_at"]' <<< "$output" > /dev/null || flunk "$output"
+	# customer widened, a column added; rows 1-3 kept, 4 new.
+	sql <<SQL
+DROP TABLE $T
+CREATE TABLE $T (order_id int NOT NULL PRIMARY KEY, customer nvarchar(100) NOT NULL, updated_at datetime2(7) NOT NULL, note varchar(10) NULL)
+SQL
+	add_orders 1 4
+	run dpone-plan --format json m.yaml
+	jq -e '.schema.verdict | startswith("compatible")' <<< "$output" > /dev/null || flunk "$output"
+	run dpone batch run m.yaml
+	assert_success
+	run dpone-state m.yaml history
+	jq -se '.[-1].schema_changes | map(.column + ":" + .change) == ["customer:widened", "note:added"]' <<< "$output" > /dev/null ||
+		flunk "$output"
+	# A breaking change: customer becomes an int.
+	sql <<SQL
+DROP TABLE $T
+CREATE TABLE $T (order_id int NOT NULL PRIMARY KEY, customer int NOT NULL, updated_at datetime2(7) NOT NULL, note varchar(10) NULL)
+INSERT INTO $T VALUES (5, 42, '2026-11-26 09:00:00', NULL)
+SQL
+	run dpone-plan m.yaml
+	assert_output_contains "breaking: the run will fail before anything is published"
+	assert_output_contains "| customer | type_changed | nvarchar(100) | int | yes | fails the run |"
+	before=$(messages)
+	run dpone batch run m.yaml
+	assert_failure 8
+	assert_output_contains "customer type_changed (nvarchar(100) -> int); nothing was published"
+	[ "$(messages)" -eq "$before" ] || flunk "messages were published"
+	[ "$(watermark)" = '"2026-11-26T08:00:04.1234567"' ]
+	# The consumers are ready: accept the new schema.
+	dpone-state -q m.yaml schema --clear
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(watermark)" = '"2026-11-26T09:00:00.0000000"' ]
+	run dpone-state m.yaml history
+	jq -se 'map(.kind) | index("schema_clear") != null' <<< "$output" > /dev/null || flunk "$output"
 }

@@ -168,3 +168,110 @@ checks() {
 	assert_failure 3
 	! grep -q '^\["checks"\|^\["end"' out.ndjson
 }
+
+# ---- schema evolution ----
+
+# published COLUMNS-JSON: state as if the job's last run had published them.
+published() {
+	local path
+	path=$(dpone-plan --get state.path m.yaml)
+	mkdir -p "$(dirname "$path")"
+	jq -n --argjson cols "$1" '{job: "orders_job", record: {run_id: "r0", schema: $cols}, history: []}' > "$path"
+}
+
+# col NAME SQL-TYPE LOGICAL NULLABLE [MORE-JSON]: a header column object.
+col() {
+	jq -nc --arg n "$1" --arg t "$2" --arg l "$3" --argjson nl "$4" --argjson x "${5:-"{}"}" \
+		'{name: $n, sql_type: $t, logical_type: $l, nullable: $nl} + $x'
+}
+
+# one_row COLUMNS-JSON ROW: a stream of that header and one row.
+one_row() {
+	printf '["header",{"protocol":1,"run_id":"r1","columns":%s,"key":["id"]}]\n%s\n["end",{"rows":1}]\n' "$1" "$2"
+}
+
+@test "schema evolution: additions and widening pass and are recorded in the header" {
+	write_manifest
+	id=$(col id int integer false)
+	published "[$id, $(col a int integer false), $(col b 'varchar(10)' string false '{"max_length":10}'),
+		$(col c 'decimal(10,2)' decimal false '{"precision":10,"scale":2}'), $(col d 'datetime2(3)' timestamp false '{"scale":3}'),
+		$(col e real float true), $(col f smalldatetime timestamp false), $(col g 'varchar(5)' string true '{"max_length":5}'),
+		$(col gone int integer true)]"
+	now="[$id, $(col a bigint integer false), $(col b 'nvarchar(max)' string false '{"max_length":-1}'),
+		$(col c 'decimal(18,2)' decimal false '{"precision":18,"scale":2}'), $(col d 'datetime2(7)' timestamp false '{"scale":7}'),
+		$(col e float float false), $(col f datetime2 timestamp false '{"scale":7}'), $(col g 'varchar(5)' string true '{"max_length":5}'),
+		$(col new 'nvarchar(3)' string true '{"max_length":3}')]"
+	now=$(jq -c . <<< "$now")
+	one_row "$now" '{"id":1,"a":1,"b":"x","c":"1.00","d":"2026-01-01T00:00:00.0000000","e":1.5,"f":"2026-01-01T00:00:00.0000000","g":"y","new":null}' > in.ndjson
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	header=$(head -1 <<< "$output")
+	changes=$(jq -c '.[1].schema_changes | map([.column, .change, .breaking, .action])' <<< "$header")
+	[ "$changes" = '[["a","widened",false,"applied"],["b","widened",false,"applied"],["c","widened",false,"applied"],["d","widened",false,"applied"],["e","widened",false,"applied"],["e","null_refused",false,"applied"],["f","widened",false,"applied"],["new","added",false,"applied"],["gone","dropped",false,"applied"]]' ] ||
+		flunk "changes: $changes"
+	[ "$(sed -n 2p <<< "$output")" = "$(sed -n 2p in.ndjson)" ] || flunk "the row was changed"
+}
+
+@test "schema evolution: each breaking change stops the run before any row passes" {
+	write_manifest
+	id=$(col id int integer false)
+	# old column | new column | what the message says
+	while IFS='|' read -r old new says; do
+		published "[$id, $old]"
+		one_row "[$id, $new]" '{"id":1,"x":1}' > in.ndjson
+		run dpone-check -q m.yaml < in.ndjson
+		[ "$status" -eq 8 ] || flunk "$old -> $new: exit $status: $output"
+		assert_output_contains "breaking change since run r0: $says; nothing was published"
+		refute_output_contains '{"id":1'
+	done <<ROWS
+$(col x bigint integer false)|$(col x int integer false)|x narrowed (bigint -> int)
+$(col x int integer false)|$(col x 'varchar(10)' string false '{"max_length":10}')|x type_changed (int -> varchar(10))
+$(col x 'nvarchar(10)' string false '{"max_length":10}')|$(col x 'varchar(10)' string false '{"max_length":10}')|x narrowed (nvarchar(10) -> varchar(10))
+$(col x 'varchar(max)' string false '{"max_length":-1}')|$(col x 'varchar(8000)' string false '{"max_length":8000}')|x narrowed (varchar(max) -> varchar(8000))
+$(col x 'decimal(18,2)' decimal false '{"precision":18,"scale":2}')|$(col x 'decimal(18,4)' decimal false '{"precision":18,"scale":4}')|x type_changed (decimal(18,2) -> decimal(18,4))
+$(col x 'decimal(18,2)' decimal false '{"precision":18,"scale":2}')|$(col x 'decimal(10,2)' decimal false '{"precision":10,"scale":2}')|x narrowed (decimal(18,2) -> decimal(10,2))
+$(col x 'datetime2(7)' timestamp false '{"scale":7}')|$(col x datetime timestamp false '{"scale":3}')|x narrowed (datetime2(7) -> datetime)
+$(col x money decimal false '{"precision":19,"scale":4}')|$(col x 'decimal(19,4)' decimal false '{"precision":19,"scale":4}')|x type_changed (money -> decimal(19,4))
+$(col x int integer false)|$(col y int integer false)|x dropped (int -> none)
+ROWS
+}
+
+@test "schema evolution: on_breaking variant sends the new values to __dpone__nc__<column>" {
+	write_manifest
+	printf 'schema_evolution:\n  on_breaking: variant\n' >> m.yaml
+	id=$(col id int integer false)
+	published "[$id, $(col amount 'decimal(18,2)' decimal true '{"precision":18,"scale":2}')]"
+	one_row "[$id, $(col amount float float true)]" '{"id":1,"amount":1.5}' > in.ndjson
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	[ "$(sed -n 2p <<< "$output")" = '{"id":1,"__dpone__nc__amount":1.5}' ] || flunk "$output"
+	jq -e '.[1].columns | map(.name + ":" + .sql_type) == ["id:int", "__dpone__nc__amount:float", "amount:decimal(18,2)"]' \
+		<<< "$(head -1 <<< "$output")" > /dev/null || flunk "$output"
+	jq -e '.[1].schema_changes[0] | .change == "type_changed" and .action == "variant"' <<< "$(head -1 <<< "$output")" > /dev/null ||
+		flunk "$output"
+	# A key column cannot move to a variant.
+	published "[$(col id bigint integer false)]"
+	one_row "[$(col id int integer false)]" '{"id":1}' > in.ndjson
+	run dpone-check -q m.yaml < in.ndjson
+	assert_failure 8
+	assert_output_contains "key column id changed (narrowed); keys cannot move to a variant column"
+}
+
+@test "schema evolution: no published schema yet, unchanged, or disabled: the stream passes as it is" {
+	write_manifest
+	id=$(col id int integer false)
+	one_row "[$id]" '{"id":1}' > in.ndjson
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	[ "$output" = "$(cat in.ndjson | sed '$d'; echo '["checks",{"mode":"fail","passed":true,"rows":1,"results":[]}]'; tail -1 in.ndjson)" ] ||
+		flunk "$output"
+	[ ! -e .dpone ] || flunk "reading the published schema created state"
+	published "[$id]"
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	[ "$(head -1 <<< "$output")" = "$(head -1 in.ndjson)" ] || flunk "$output"
+	published "[$(col id bigint integer false)]"
+	printf 'schema_evolution:\n  enabled: false\n' >> m.yaml
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+}

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dpone.h"
+#include "check.h"
 
 static const char usage_text[] =
 	"usage: dpone-check [-hqV] [--registry FILE] [--print-manifest] MANIFEST < STREAM\n"
@@ -427,13 +427,27 @@ main(int argc, char **argv)
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
 	int got, passed = 1;
+	struct evolution ev = {0};
+	struct dp_buf renamed = {0};
 	while ((got = dp_reader_next(r)) > 0) {
 		size_t len;
 		const char *line = dp_reader_line(r, &len);
 		if (dp_reader_kind(r) == DP_LINE_ROW) {
 			take_row(&rn, line, len, dp_reader_lineno(r));
+			if (evolve_row(&ev, line, len, &renamed)) {
+				line = renamed.p;
+				len = renamed.len;
+			}
 		} else if (!strcmp(dp_reader_control_name(r), "header")) {
+			/* Decided before any row passes: a breaking change stops here. */
+			json_t *header = evolve_header(m, cli.manifest_path, dp_reader_header(r), &ev);
 			plan_checks(&rn, dp_reader_header(r));
+			if (json_object_get(header, "schema_changes")) {
+				if (dp_writer_control(w, "header", header) < 0)
+					dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+				continue;
+			}
+			json_decref(header);
 		} else if (!strcmp(dp_reader_control_name(r), "end")) {
 			/* Counted after the rows were read: rows that arrived late
 			 * inside the boundary show as a difference. */
@@ -452,6 +466,8 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_FAILURE, "stdout: write error");
 	dp_reader_close(r);
 	run_free(&rn);
+	evolution_free(&ev);
+	free(renamed.p);
 	dp_manifest_free(m);
 	if (!passed)
 		dp_die(DP_EXIT_QUALITY, "quality checks failed (quality.mode fail); state will not advance");

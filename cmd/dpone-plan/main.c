@@ -100,19 +100,6 @@ connections(const struct dp_manifest *m)
 	return conns;
 }
 
-/* The committed state, as dpone-state get prints it. A state file that
- * does not exist yet is not created just to be read. */
-static json_t *
-current_state(const struct dp_manifest *m, const char *manifest_path)
-{
-	const char *path = dp_manifest_str(m, "state.path");
-	if (!strcmp(dp_manifest_str(m, "state.type"), "file") && path && access(path, F_OK) < 0)
-		return json_pack("{s:s, s:n, s:n}", "job", dp_manifest_str(m, "name"), "record", "lease");
-	char *argv[] = {"dpone-state", "-q", (char *)manifest_path, "get", NULL};
-	return ask_stage(argv);
-}
-
-/* from_text: --from as given, or the committed watermark as JSON. */
 static json_t *
 extract_plan(const char *manifest_path, const char *from_text, const char *to)
 {
@@ -207,6 +194,37 @@ state_section(const struct dp_manifest *m, json_t *current, const json_t *bounda
 	return s;
 }
 
+/* Schema evolution as dpone-check will decide it at the header. */
+static json_t *
+schema_section(const struct dp_manifest *m, const json_t *current, const json_t *columns)
+{
+	json_t *record = json_object_get(current, "record");
+	json_t *published = json_object_get(record, "schema");
+	int enabled = json_is_true(dp_manifest_get(m, "schema_evolution.enabled"));
+	const char *on_breaking = dp_manifest_str(m, "schema_evolution.on_breaking");
+	json_t *s = json_pack("{s:b, s:s, s:O?}", "enabled", enabled, "on_breaking", on_breaking,
+	                      "published_by", json_object_get(record, "run_id"));
+	if (!enabled || !json_is_array(published)) {
+		json_object_set_new(s, "changes", json_array());
+		json_object_set_new(s, "verdict", json_string(!enabled ? "not compared (schema_evolution.enabled: false)"
+			: "no schema published yet: this run publishes the first"));
+		return s;
+	}
+	json_t *changes = dp_schema_diff(published, columns);
+	size_t breaking = dp_schema_breaking(changes), i;
+	json_t *c;
+	json_array_foreach(changes, i, c)
+		json_object_set_new(c, "action", json_string(!json_is_true(json_object_get(c, "breaking")) ? "applied"
+			: !strcmp(on_breaking, "variant") ? "variant" : "fails the run"));
+	json_object_set_new(s, "changes", changes);
+	json_object_set_new(s, "breaking", json_integer((json_int_t)breaking));
+	json_object_set_new(s, "verdict", json_string(!json_array_size(changes) ? "unchanged"
+		: !breaking ? "compatible: the changes are applied and recorded"
+		: !strcmp(on_breaking, "variant") ? "breaking: the changed columns' values go to " DP_VARIANT_PREFIX "<column>"
+		: "breaking: the run will fail before anything is published"));
+	return s;
+}
+
 static json_t *
 sink_section(const struct dp_manifest *m)
 {
@@ -224,7 +242,11 @@ sink_section(const struct dp_manifest *m)
 static json_t *
 build_plan(const struct dp_manifest *m, const char *manifest_path, const struct options *o)
 {
-	json_t *current = current_state(m, manifest_path);
+	int code;
+	json_t *current = dp_committed_state(m, manifest_path, &code);
+	if (!current)
+		dp_die(code < 0 ? DP_EXIT_FAILURE : code, "cannot plan: dpone-state failed (exit status %d); nothing was "
+		       "changed", code);
 	json_t *committed = json_object_get(json_object_get(json_object_get(current, "record"), "watermark"), "value");
 	char *from = NULL;
 	if (o->from)
@@ -251,6 +273,7 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 		"connections", connections(m), "source", source, "boundary", boundary, "strategy", strategy,
 		"sink", sink_section(m), "state", state_section(m, current, boundary), "quality", quality(m),
 		"artifacts", artifacts);
+	json_object_set_new(plan, "schema", schema_section(m, current, json_object_get(extract, "columns")));
 	json_decref(extract);
 	json_decref(current);
 	return plan;

@@ -117,6 +117,33 @@ boundary(FILE *out, const json_t *plan)
 }
 
 static void
+schema(FILE *out, const json_t *plan)
+{
+	fputs("\n## Schema evolution\n\n", out);
+	fprintf(out, "- %s\n", json_string_value(at(plan, "schema.verdict")));
+	if (at(plan, "schema.published_by"))
+		item(out, "compared with the schema published by run", at(plan, "schema.published_by"));
+	const json_t *changes = at(plan, "schema.changes");
+	if (!json_array_size(changes))
+		return;
+	fputs("\n| column | change | from | to | breaking | action |\n|---|---|---|---|---|---|\n", out);
+	size_t i;
+	json_t *c;
+	json_array_foreach(changes, i, c) {
+		static const char *const keys[] = {"column", "change", "from", "to"};
+		fputs("|", out);
+		for (size_t k = 0; k < 4; k++) {
+			fputc(' ', out);
+			cell(out, json_object_get(c, keys[k]));
+			fputs(" |", out);
+		}
+		fprintf(out, " %s | ", json_is_true(json_object_get(c, "breaking")) ? "yes" : "no");
+		cell(out, json_object_get(c, "action"));
+		fputs(" |\n", out);
+	}
+}
+
+static void
 strategy(FILE *out, const json_t *plan)
 {
 	fputs("\n## Strategy and sink\n\n", out);
@@ -196,6 +223,7 @@ plan_markdown(FILE *out, const json_t *plan)
 	connections(out, plan);
 	source(out, plan);
 	boundary(out, plan);
+	schema(out, plan);
 	strategy(out, plan);
 	state(out, plan);
 	checks(out, plan);

@@ -13,7 +13,7 @@
 
 static const char usage_text[] =
 	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] [--run-id ID] [--ttl SECONDS]\n"
-	"                   [--to VALUE] [--force] [--watermark] MANIFEST COMMAND\n"
+	"                   [--to VALUE] [--force] [--watermark] [--clear] MANIFEST COMMAND\n"
 	"Read and advance the state of the manifest's job.\n"
 	"Commands:\n"
 	"  get            the committed state as JSON (--watermark: only its value)\n"
@@ -22,20 +22,22 @@ static const char usage_text[] =
 	"  reset          set the watermark to --to VALUE (null clears it)\n"
 	"  lock           take the job's lease for --run-id ID (for --ttl seconds)\n"
 	"  unlock         give the lease of --run-id ID back (--force: whoever holds it)\n"
+	"  schema         the schema last published, as JSON (--clear: forget it)\n"
 	DP_CLI_COMMON_HELP
 	"      --run-id ID     the run taking or giving back the lease\n"
 	"      --ttl SECONDS   how long a lease lasts unless given back (21600)\n"
 	"      --to VALUE      reset: the new watermark, as JSON or as text\n"
 	"      --force         unlock a lease another run holds\n"
 	"      --watermark     get: print only the watermark's value\n"
+	"      --clear         schema: forget the published schema; the next run publishes a new one\n"
 	"See dpone-state(1); exit codes are listed there.\n";
 
-enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK };
+enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK, OPT_CLEAR };
 
 struct options {
 	const char *run_id, *to;
 	long long ttl;
-	int force, watermark_only, quiet;
+	int force, watermark_only, clear, quiet;
 	const struct dp_manifest *m;
 };
 
@@ -48,6 +50,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_TO: o->to = arg; return 0;
 	case OPT_FORCE: o->force = 1; return 0;
 	case OPT_WATERMARK: o->watermark_only = 1; return 0;
+	case OPT_CLEAR: o->clear = 1; return 0;
 	case OPT_TTL:
 		if (dp_parse_ll(arg, &o->ttl) < 0 || o->ttl < 1) {
 			dp_warn("--ttl %s: expected a number of seconds", arg);
@@ -210,11 +213,18 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 		"run_id", run_id, "committed_at", now,
 		"rows", json_object_get(end, "rows"), "deletes", json_object_get(end, "deletes"),
 		"boundary", boundary, "delivery", c->sum->delivery, "checks", c->sum->checks);
+	/* The schema this run published: the next run's schema evolution
+	 * compares with it (dpone-check). */
+	json_t *columns = json_object_get(header, "columns");
+	if (json_is_array(columns))
+		json_object_set(record, "schema", columns);
 	json_object_set_new(record, "watermark", after ? json_pack("{s:s?, s:s?, s:O}", "column", column, "sql_type",
 	                                                           sql_type, "value", after) : json_null());
 	*history = json_pack("{s:s, s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", "commit", "run_id", run_id,
 		"committed_at", now, "watermark_before", before, "watermark_after", after,
 		"rows", json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks);
+	if (json_object_get(header, "schema_changes"))
+		json_object_set(*history, "schema_changes", json_object_get(header, "schema_changes"));
 	char *a = show(before), *b = show(after);
 	c->moved = dp_strfmt("%s -> %s", a, b);
 	free(a);
@@ -316,6 +326,34 @@ reset_update(struct job_state *st, json_t **history, void *ctx, char *err, size_
 	return 0;
 }
 
+/* schema --clear: the next commit publishes a new schema; audited. */
+static int
+schema_clear_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	(void)ctx, (void)err, (void)errlen;
+	json_t *published = json_object_get(st->record, "schema");
+	if (!published)
+		return 0;
+	char *now = utc_now();
+	*history = json_pack("{s:s, s:s, s:O}", "kind", "schema_clear", "committed_at", now, "schema_before", published);
+	json_object_del(st->record, "schema");
+	free(now);
+	return 0;
+}
+
+static int
+cmd_schema(struct store *s, char *err, size_t errlen)
+{
+	struct job_state st = {0};
+	int rc = s->ops->read(s, &st, err, errlen);
+	if (rc)
+		return rc;
+	json_t *published = json_object_get(st.record, "schema");
+	print_json(published ? published : json_null());
+	job_state_clear(&st);
+	return 0;
+}
+
 static int
 lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
 {
@@ -390,11 +428,12 @@ open_store(const struct dp_manifest *m)
 int
 main(int argc, char **argv)
 {
-	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", NULL};
+	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", "schema", NULL};
 	static const struct option extra[] = {
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"ttl", required_argument, NULL, OPT_TTL},
 		{"to", required_argument, NULL, OPT_TO}, {"force", no_argument, NULL, OPT_FORCE},
-		{"watermark", no_argument, NULL, OPT_WATERMARK}, {NULL, 0, NULL, 0}};
+		{"watermark", no_argument, NULL, OPT_WATERMARK}, {"clear", no_argument, NULL, OPT_CLEAR},
+		{NULL, 0, NULL, 0}};
 	struct options o = {.ttl = 21600};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 1, extra, handle_option, &o, &cli);
@@ -435,6 +474,10 @@ main(int argc, char **argv)
 		rc = s->ops->update(s, reset_update, &o, err, sizeof err);
 	else if (!strcmp(command, "lock"))
 		rc = s->ops->update(s, lock_update, &o, err, sizeof err);
+	else if (!strcmp(command, "schema") && o.clear)
+		rc = s->ops->update(s, schema_clear_update, &o, err, sizeof err);
+	else if (!strcmp(command, "schema"))
+		rc = cmd_schema(s, err, sizeof err);
 	else
 		rc = s->ops->update(s, unlock_update, &o, err, sizeof err);
 	s->ops->close(s);
