@@ -4,6 +4,9 @@ OpenBao KV version 2 read API, for the connection registry tests.
 
 usage: vault-kv.py SECRETS_JSON TOKEN PORT_FILE [LOG_FILE]
 
+TOKEN given as @FILE is read from FILE, so that it is not on the command
+line for ps to show.
+
 SECRETS_JSON maps "<mount>/<path>" to the secret's data object, for example
 {"secret/dpone/connections/mssql_dwh": {"url": "mssql://..."}}.
 GET /v1/<mount>/data/<path> with header X-Vault-Token: TOKEN answers
@@ -17,6 +20,9 @@ import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 secrets_path, token, port_file = sys.argv[1:4]
+if token.startswith("@"):
+    with open(token[1:]) as f:
+        token = f.read().strip()
 log_file = sys.argv[4] if len(sys.argv) > 4 else None
 with open(secrets_path) as f:
     secrets = json.load(f)
