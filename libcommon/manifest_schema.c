@@ -113,6 +113,7 @@ static const struct key delivery_keys[] = {
 	INT("queue_buffering_max_kbytes", 0, NULL, 1, 2147483647),
 	INT("transaction_timeout_ms", 0, NULL, 1000, 2147483647),
 	STR("transactional_id", 0, NULL),
+	INT("max_message_bytes", 0, "1000000", 1, 1000000000),
 	END};
 
 static const struct key topic_config_keys[] = {

@@ -144,6 +144,7 @@ SQL
 cur.execute("INSERT INTO " + sys.argv[1] + " VALUES (1, %s)", (bytes(range(256)) * 20480,))
 PY
 	extract_manifest "$T" full_refresh
+	printf '  options: {delivery: {max_message_bytes: 8000000}}\n' >> m.yaml
 	run bash -c "dpone-extract m.yaml | sed -n 2p | jq -r .blob | base64 -d | md5sum"
 	[ "$output" = "$(/usr/bin/python3 -c 'import hashlib,sys; sys.stdout.write(hashlib.md5(bytes(range(256))*20480).hexdigest())')  -" ] || flunk "$output"
 }
@@ -469,4 +470,37 @@ SQL
 	assert_failure 4
 	assert_output_contains "row 2, column f: the server sent a value no float column can hold"
 	refute_output_contains '["end"'
+}
+
+@test "a value too big for a message is refused early: exit 5, the row named, memory bounded by the limit" {
+	sql <<< "DROP TABLE IF EXISTS $T; CREATE TABLE $T (id int NOT NULL PRIMARY KEY, blob varbinary(max), note nvarchar(max))"
+	sql <<SQL
+INSERT INTO $T VALUES (1, 0x01, N'small')
+INSERT INTO $T VALUES (2, REPLICATE(CAST(0xABABABABABABABAB AS varbinary(max)), 8388608), NULL)
+INSERT INTO $T VALUES (3, NULL, REPLICATE(CAST(N'é' AS nvarchar(max)), 600000))
+SQL
+	extract_manifest "$T" full_refresh
+	printf '  options: {delivery: {max_message_bytes: 1000000}}\n' >> m.yaml
+	# Peak memory of dpone-extract (KiB) through getrusage of its parent.
+	run /usr/bin/python3 -c '
+import resource, subprocess, sys
+p = subprocess.run(["dpone-extract", "m.yaml"], stdout=open("out.ndjson", "wb"), stderr=subprocess.PIPE)
+sys.stdout.write(p.stderr.decode())
+print("exit", p.returncode, "maxrss_kib", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)'
+	assert_output_contains "dpone-extract: row 2 is "
+	assert_output_contains "more than sink.options.delivery.max_message_bytes (1000000): it could not be published"
+	assert_output_contains "exit 5 "
+	rss=$(sed -n 's/.*maxrss_kib //p' <<< "$output")
+	# The 64 MiB value never arrives whole: a few MiB over the limit at most.
+	[ "$rss" -lt 40000 ] || flunk "dpone-extract peaked at $rss KiB for a 64 MiB value"
+	[ "$(grep -c '^{' out.ndjson)" -eq 1 ] && ! grep -q '^\["end"' out.ndjson
+	# Row 3: 600,000 characters, 1.2 MB in UTF-16 and as JSON: refused as well.
+	sql <<< "DELETE FROM $T WHERE id = 2"
+	run dpone-extract m.yaml
+	assert_failure 5
+	assert_output_contains "row 2 is 1200"
+	# With room for it, it passes whole.
+	sed -i 's/max_message_bytes: 1000000/max_message_bytes: 1300000/' m.yaml
+	run bash -c 'dpone-extract m.yaml | sed -n 3p | jq -r .note | wc -m'
+	assert_output "600001"
 }

@@ -506,3 +506,17 @@ outage_mid_run() {
 	delivered=$(grep '^\["delivery"' <<< "$output" | jq '.[1].delivered')
 	[ "$(consume -f '%s\n' | wc -l)" -eq "$((100 + delivered))" ]
 }
+
+@test "a message over max_message_bytes fails the run with exit 5 naming the line; no end" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh "delivery: {max_message_bytes: 100000}"
+	{
+		stream 2 | sed '$d'
+		printf '{"id":3,"name":"%s","updated_at":"2026-11-26T08:00:03.1234567"}\n' "$(head -c 150000 /dev/zero | tr '\0' x)"
+		echo '["end",{"rows":3}]'
+	} > in.ndjson
+	run dpone-produce -q m.yaml < in.ndjson
+	assert_failure 5
+	assert_output_contains "stdin line 4: a message of 150061 bytes is more than sink.options.delivery.max_message_bytes allows"
+	refute_output_contains '["end"'
+}

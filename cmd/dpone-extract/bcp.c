@@ -251,6 +251,11 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 				dp_die(DP_EXIT_SOURCE, "%s: row %llu is cut short", host_path, rows + 1);
 			if (len < 0 || len > (1 << 30))
 				dp_die(DP_EXIT_SOURCE, "%s: row %llu: bad value length %d", host_path, rows + 1, (int)len);
+			/* Text at least as long as the JSON it becomes, halved for UTF-16. */
+			if (enc->max_row_bytes && (size_t)len > 2 * enc->max_row_bytes + 2)
+				dp_die(DP_EXIT_SINK, "row %llu, column %s: a value of %d bytes, more than sink.options.delivery."
+				       "max_message_bytes (%zu) allows a message: it could not be published; nothing after it was "
+				       "read", rows + 1, s->cols[i].name, (int)len, enc->max_row_bytes);
 			val.len = 0;
 			dp_buf_reserve(&val, (size_t)len + 1);
 			if (read_exact(fp, val.p, (size_t)len))
@@ -271,7 +276,7 @@ bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_
 			}
 		}
 		dp_buf_char(&row, '}');
-		emit_row(w, out, &row, inc_at, inc_len, wm);
+		emit_row(w, out, &row, inc_at, inc_len, wm, enc, rows + 1);
 		rows++;
 	}
 	fclose(fp);

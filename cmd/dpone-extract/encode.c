@@ -20,8 +20,13 @@
 
 void
 emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
-         struct watermark *wm)
+         struct watermark *wm, const struct encoding *enc, unsigned long long row_number)
 {
+	if (enc->max_row_bytes && row->len > enc->max_row_bytes)
+		dp_die(DP_EXIT_SINK, "row %llu is %zu bytes or more as JSON, more than sink.options.delivery."
+		       "max_message_bytes (%zu): it could not be published; nothing after it was read (raise the limit, "
+		       "and the topic's max.message.bytes, or leave the column out with source.options.columns)",
+		       row_number, row->len, enc->max_row_bytes);
 	if (dp_writer_line(w, row->p, row->len))
 		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
 	if (also && dp_writer_line(also, row->p, row->len))

@@ -14,6 +14,7 @@
 struct encoding {
 	int bigint_as_string; /* source.options.bigint_as: string */
 	int binary_as_hex;    /* source.options.binary_as: hex */
+	size_t max_row_bytes; /* sink.options.delivery.max_message_bytes; 0: none */
 };
 
 /* One column of the extracted table, from the catalog. */
@@ -33,9 +34,11 @@ struct watermark {
 	char *low, *high;
 };
 /* Write a finished row to w (and to also, if not NULL) and remember the
- * incremental column's value, inc_len bytes at row->p + inc_at (0: none). */
+ * incremental column's value, inc_len bytes at row->p + inc_at (0: none).
+ * A row longer than enc->max_row_bytes stops the run (row_number in the
+ * message): it could not be published. */
 void emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
-              struct watermark *wm);
+              struct watermark *wm, const struct encoding *enc, unsigned long long row_number);
 
 /* Append the JSON of one value (db-lib type and raw data) to b; -1 (b
  * unchanged or partly written) for a value no SQL Server column can hold:
@@ -61,9 +64,10 @@ struct source {
 	int inc;             /* index of the incremental column, or -1 */
 };
 
-/* Connect with db-lib (bulk copy enabled when bcp); exits with
- * DP_EXIT_SOURCE and a one-line error. */
-void source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp);
+/* Connect with db-lib (bulk copy enabled when bcp), values cut a little
+ * over max_row_bytes (0: none); exits with DP_EXIT_SOURCE and a one-line
+ * error. */
+void source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp, size_t max_row_bytes);
 /* Read columns and key from the catalog; exits on a missing table/column. */
 void source_discover(struct source *s, const struct dp_manifest *m);
 /* Run a query whose one row and column is wanted as JSON (NULL → "null");

@@ -456,7 +456,7 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 			}
 		}
 		dp_buf_char(&row, '}');
-		emit_row(w, NULL, &row, inc_at, inc_len, wm);
+		emit_row(w, NULL, &row, inc_at, inc_len, wm, enc, rows + 1);
 		rows++;
 		if (batch_size > 0 && rows % (unsigned long long)batch_size == 0 && dp_writer_flush(w))
 			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
@@ -506,11 +506,12 @@ main(int argc, char **argv)
 
 	struct encoding enc = {
 		.bigint_as_string = !strcmp(dp_manifest_str(m, "source.options.bigint_as"), "string"),
-		.binary_as_hex = !strcmp(dp_manifest_str(m, "source.options.binary_as"), "hex")};
+		.binary_as_hex = !strcmp(dp_manifest_str(m, "source.options.binary_as"), "hex"),
+		.max_row_bytes = (size_t)dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000)};
 	struct dp_conn conn;
 	dp_cli_resolve(m, "source", "mssql", &conn);
 	struct source s = {0};
-	source_connect(&s, &conn, dp_manifest_str(m, "source.table.database"), bcp);
+	source_connect(&s, &conn, dp_manifest_str(m, "source.table.database"), bcp, enc.max_row_bytes);
 	dp_conn_free(&conn);
 	source_discover(&s, m);
 	struct plan p = {0};

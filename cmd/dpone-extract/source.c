@@ -96,7 +96,7 @@ char *quote_name(const char *name) { return enclose("[", name, ']'); }
 static char *nstring(const char *s) { return enclose("N'", s, '\''); }
 
 void
-source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp)
+source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp, size_t max_row_bytes)
 {
 	if (dbinit() == FAIL)
 		dp_die(DP_EXIT_SOURCE, "db-lib: cannot initialise");
@@ -120,8 +120,16 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 	if (!s->db)
 		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s", conn->id, server,
 		       last_error[0] ? last_error : "login failed");
-	/* (max) values would be cut at db-lib's default text size otherwise. */
-	if (source_query(s, "SET TEXTSIZE 2147483647") == 0)
+	/* (max) values would be cut at db-lib's default text size otherwise;
+	 * and no value longer than a message may be is read whole: twice the
+	 * limit in bytes (UTF-16 takes at most twice the UTF-8 of the JSON), so
+	 * a value cut here is one whose row is over the limit anyway, which
+	 * emit_row refuses. Memory stays bounded by the limit. */
+	long long textsize = max_row_bytes ? 2 * (long long)max_row_bytes + 2 : 2147483647;
+	char *set = dp_strfmt("SET TEXTSIZE %lld", textsize > 2147483647 ? 2147483647 : textsize);
+	int set_failed = source_query(s, set);
+	free(set);
+	if (!set_failed)
 		while (dbnextrow(s->db) != NO_MORE_ROWS)
 			;
 	dbcanquery(s->db);

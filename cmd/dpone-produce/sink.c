@@ -152,6 +152,9 @@ conf_delivery(rd_kafka_conf_t *c, const struct dp_manifest *m)
 		snprintf(value, sizeof value, "%lld", (long long)json_integer_value(v));
 		conf_set(c, ints[i][1], value, path);
 	}
+	/* The largest message; dpone-extract refuses larger rows before they come. */
+	snprintf(value, sizeof value, "%lld", dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000));
+	conf_set(c, "message.max.bytes", value, "sink.options.delivery.max_message_bytes");
 	const char *compression = dp_manifest_str(m, "sink.options.delivery.compression_type");
 	if (compression)
 		conf_set(c, "compression.type", compression, "sink.options.delivery.compression_type");
@@ -394,6 +397,11 @@ sink_send(struct sink *s, const struct message *msg, unsigned long long lineno)
 			return 0;
 		}
 		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+			sink_fail(s, "stdin line %llu: a message of %zu bytes is more than sink.options.delivery."
+			          "max_message_bytes allows", lineno, msg->has_value ? msg->value_len : 0);
+			return -1;
+		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 			sink_fail(s, "cannot queue the message from stdin line %llu: %s", lineno, rd_kafka_err2str(err));
 			return -1;

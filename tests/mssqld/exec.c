@@ -490,6 +490,16 @@ translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 		frag_free(&a);
 		return 0;
 	}
+	if (!strcmp(base, "replicate") && ex->nargs == 2) {
+		/* The argument's type, as (max) when it is one (else SQL Server
+		 * stops at 8000 bytes; the stand-in does not). */
+		struct frag a;
+		if (translate(x, ex->args[0], &a))
+			return -1;
+		struct stype t = a.t;
+		frag_free(&a);
+		return simple_function(x, ex, f, "tds_replicate", &t);
+	}
 	/* Change data capture functions. */
 	if (!strcmp(lname, "sys.fn_cdc_get_min_lsn"))
 		return simple_function(x, ex, f, "tds_cdc_min_lsn", &t_lsn);
@@ -1417,7 +1427,9 @@ exec_set_option(struct conn *c, struct stmt *s)
 		c->fmtonly = on;
 	else if (!strcasecmp(s->name, "NOCOUNT"))
 		c->nocount = on;
-	/* TEXTSIZE, ANSI_*, QUOTED_IDENTIFIER, DATEFORMAT, LANGUAGE, ARITHABORT,
+	else if (!strcasecmp(s->name, "TEXTSIZE"))
+		c->textsize = atoll(value) > 0 ? atoll(value) : 0; /* SET TEXTSIZE 0: the default (here: none) */
+	/* ANSI_*, QUOTED_IDENTIFIER, DATEFORMAT, LANGUAGE, ARITHABORT,
 	 * CONCAT_NULL_YIELDS_NULL, TRANSACTION ISOLATION LEVEL, IMPLICIT_TRANSACTIONS,
 	 * LOCK_TIMEOUT, XACT_ABORT: accepted; the stand-in behaves as with the defaults. */
 	return 0;

@@ -316,6 +316,7 @@ struct conn {
 	int in_tran;
 	int fmtonly;
 	int nocount;
+	long long textsize;  /* SET TEXTSIZE: (max) values are cut to it; 0: no limit */
 	long long rowcount;
 	/* change data capture: the LSN of the open transaction */
 	unsigned char cur_lsn[10];

@@ -407,9 +407,15 @@ put_le(struct outbuf *b, uint64_t v, int n)
 		ob_byte(b, (unsigned)(v >> (8 * i)) & 0xFF);
 }
 
+/* SET TEXTSIZE of the connection whose row is being written: (max) values
+ * longer than it are cut, as SQL Server cuts them. 0: no limit. */
+static _Thread_local size_t plp_limit;
+
 static void
 put_plp(struct outbuf *b, const unsigned char *p, size_t n)
 {
+	if (plp_limit && n > plp_limit)
+		n = plp_limit;
 	ob_u64(b, n);
 	while (n) {
 		size_t chunk = n > 8000 ? 8000 : n;
@@ -557,6 +563,7 @@ tok_row(struct conn *c, const struct rcol *cols, int ncols, sqlite3_stmt *st, in
 {
 	struct outbuf b = c->rowbuf; /* reused row after row; freed with the connection */
 	int nulls = 0;
+	plp_limit = (size_t)c->textsize;
 	b.len = 0;
 	for (int i = 0; i < ncols; i++)
 		nulls += sqlite3_column_type(st, first_col + i) == SQLITE_NULL;

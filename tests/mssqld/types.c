@@ -1561,9 +1561,40 @@ fn_idiv(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_result_int64(ctx, sqlite3_value_int64(argv[0]) / b);
 }
 
+/* REPLICATE(x, n): x n times, text or binary as x is. */
+static void
+fn_replicate(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	(void)argc;
+	if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL ||
+	    sqlite3_value_int64(argv[1]) < 0) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	int blob = sqlite3_value_type(argv[0]) == SQLITE_BLOB;
+	const void *p = blob ? sqlite3_value_blob(argv[0]) : (const void *)sqlite3_value_text(argv[0]);
+	sqlite3_uint64 len = (sqlite3_uint64)sqlite3_value_bytes(argv[0]), n = (sqlite3_uint64)sqlite3_value_int64(argv[1]);
+	if (len && n > 2000000000ull / len) {
+		sqlite3_result_error_toobig(ctx);
+		return;
+	}
+	unsigned char *out = sqlite3_malloc64(len * n + 1);
+	if (!out) {
+		sqlite3_result_error_nomem(ctx);
+		return;
+	}
+	for (sqlite3_uint64 i = 0; i < n; i++)
+		memcpy(out + i * len, p, len);
+	if (blob)
+		sqlite3_result_blob64(ctx, out, len * n, sqlite3_free);
+	else
+		sqlite3_result_text64(ctx, (char *)out, len * n, sqlite3_free, SQLITE_UTF8);
+}
+
 void
 types_register(sqlite3 *db)
 {
+	sqlite3_create_function(db, "tds_replicate", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_replicate, NULL, NULL);
 	sqlite3_create_function(db, "tds_notnull", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_notnull, NULL, NULL);
 	sqlite3_create_function(db, "tds_idiv", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_idiv, NULL, NULL);
 	sqlite3_create_collation(db, "TSQL", SQLITE_UTF8, NULL, tsql_collate);
