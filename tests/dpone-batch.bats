@@ -427,3 +427,40 @@ SQL
 	run dpone-state m.yaml history
 	jq -se 'map(.kind) | index("schema_clear") != null' <<< "$output" > /dev/null || flunk "$output"
 }
+
+@test "hostile identifiers end to end: unicode, quotes, brackets and semicolons in table, column and key names" {
+	sql <<'SQL'
+DROP TABLE IF EXISTS [Заказы "q'; x]]--]
+CREATE TABLE [Заказы "q'; x]]--] ([ключ]]"'] int NOT NULL PRIMARY KEY, [naïve "col"; DROP] nvarchar(20) NULL, [ts 時間] datetime2(7) NOT NULL)
+INSERT INTO [Заказы "q'; x]]--] VALUES (1, N'ünï "q" ;', '2026-11-26 08:00:01'), (2, NULL, '2026-11-26 08:00:02')
+SQL
+	[ -z "${KAFKAD_CONTROL:-}" ] || control "$KAFKAD_CONTROL" "topic create $TOPIC 1 1" > /dev/null
+	cat > m.yaml <<YAML
+name: hostile_$T
+source:
+  type: mssql
+  connection_id: mssql_dwh
+  table: {name: "Заказы \"q'; x]--"}
+  options: {incremental_column: "ts 時間"}
+sink:
+  type: kafka
+  connection_id: kafka_cluster
+  topic: $TOPIC
+  strategy: {mode: incremental_merge, unique_key: ["ключ]\"'"]}
+  options: {topic_config: {auto_create: true}}
+quality:
+  checks: [{type: not_null, columns: ["ключ]\"'"]}, {type: unique}, {type: source_target_count, tolerance_pct: 0}]
+YAML
+	run dpone plan m.yaml
+	assert_success
+	assert_output_contains "FROM [dbo].[Заказы \"q'; x]]--]"
+	run dpone batch run m.yaml
+	assert_success
+	kcat -C -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -f '%k %s\n' > got.txt
+	grep -qxF '{"ключ]\"'"'"'":1} {"ключ]\"'"'"'":1,"naïve \"col\"; DROP":"ünï \"q\" ;","ts 時間":"2026-11-26T08:00:01.0000000"}' got.txt ||
+		flunk "$(cat got.txt)"
+	[ "$(wc -l < got.txt)" -eq 2 ]
+	[ "$(dpone-state -q m.yaml get --watermark)" = '"2026-11-26T08:00:02.0000000"' ]
+	run bash -c "echo \"SELECT COUNT(*) FROM [Заказы \\\"q'; x]]--]\" | sql"
+	assert_output "2"
+}

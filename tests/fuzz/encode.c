@@ -35,8 +35,11 @@ check_string_round_trip(const json_t *v, const uint8_t *in, size_t n)
 		return; /* db-lib's strings end at NUL for some types; not compared */
 	for (size_t i = 0; i < n;) {
 		size_t l = dp_utf8_len(in + i, in + n);
-		if (!l)
-			return; /* invalid UTF-8: U+FFFD by design, not an exact copy */
+		if (!l) { /* invalid UTF-8: written as U+FFFD (dpone-types(7)), never passed on */
+			if (!memmem(json_string_value(v), json_string_length(v), "\xEF\xBF\xBD", 3))
+				fuzz_fail("invalid UTF-8 was not replaced by U+FFFD");
+			return;
+		}
 		i += l;
 	}
 	if (json_string_length(v) != n || memcmp(json_string_value(v), in, n))
