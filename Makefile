@@ -42,7 +42,7 @@ extract_LIBS = $(FREETDS_LIBS)
 produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
 state_LIBS   = $(shell $(PKG_CONFIG) --libs libpq)
 
-.PHONY: all testtools check check-asan fuzz deps demo bench install uninstall clean man-sync
+.PHONY: all testtools check check-asan fuzz chaos deps demo bench install uninstall clean man-sync
 
 all: $(PROGRAMS:%=$(BIN)/%) $(BIN)/dpone
 
@@ -157,6 +157,14 @@ fuzz: deps
 			{ tail -40 build-fuzz/fuzz-$$f.log; exit 1; }; \
 		grep -E '^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' build-fuzz/fuzz-$$f.log; \
 	done
+
+# Chaos: CHAOS_FAULTS random faults into batch runs, for each delivery mode
+# (tests/chaos/run; the short form runs in make check).
+CHAOS_FAULTS ?= 500
+chaos: deps
+	$(MAKE) all testtools
+	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) tests/chaos/run -n $(CHAOS_FAULTS) -d at_least_once
+	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) tests/chaos/run -n $(CHAOS_FAULTS) -d exactly_once
 
 # Rewrite every man page's EXIT STATUS from exit_codes.def.
 man-sync:
