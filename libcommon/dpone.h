@@ -306,6 +306,8 @@ char *dp_sibling_path(const char *name);
  * its exit status in *code (128+N for signal N), or NULL and *code -1 if
  * it could not start (a warning says why). */
 char *dp_run_capture(char *const argv[], int *code);
+/* The same with its stderr captured too, into *err_out (owned). */
+char *dp_run_capture_err(char *const argv[], int *code, char **err_out);
 /* The job's committed state as dpone-state get prints it ({job, record,
  * lease}; owned), read through dpone-state so that every backend works; a
  * state file that does not exist yet is not created just to be read.

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +35,60 @@ dp_sibling_path(const char *name)
 	return dp_xstrdup(name);
 }
 
+/* Read fds[0..n) to EOF into bufs (both at once: neither pipe can fill). */
+static void
+drain(int *fds, struct dp_buf *bufs, int n)
+{
+	struct pollfd pfd[2];
+	int open = n;
+	for (int i = 0; i < n; i++)
+		pfd[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+	char chunk[8192];
+	while (open > 0) {
+		if (poll(pfd, (nfds_t)n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t got = read(pfd[i].fd, chunk, sizeof chunk);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+				open--;
+				continue;
+			}
+			dp_buf_add(&bufs[i], chunk, (size_t)got);
+		}
+	}
+}
+
 char *
 dp_run_capture(char *const argv[], int *code)
 {
-	int pipefd[2];
-	if (pipe(pipefd) < 0)
+	return dp_run_capture_err(argv, code, NULL);
+}
+
+char *
+dp_run_capture_err(char *const argv[], int *code, char **err_out)
+{
+	int pipefd[2], errfd[2] = {-1, -1};
+	if (pipe(pipefd) < 0 || (err_out && pipe(errfd) < 0))
 		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
 	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
+	if (err_out) {
+		posix_spawn_file_actions_adddup2(&fa, errfd[1], 2);
+		posix_spawn_file_actions_addclose(&fa, errfd[0]);
+		posix_spawn_file_actions_addclose(&fa, errfd[1]);
+	}
 	char *prog = dp_sibling_path(argv[0]);
 	pid_t pid;
 	int err = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
@@ -52,24 +96,28 @@ dp_run_capture(char *const argv[], int *code)
 		err = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
+	if (err_out)
+		close(errfd[1]);
 	free(prog);
 	if (err) {
 		close(pipefd[0]);
-		dp_warn("%s: cannot start: %s", argv[0], strerror(err));
+		if (err_out) {
+			close(errfd[0]);
+			*err_out = dp_strfmt("%s: cannot start: %s", argv[0], strerror(err));
+		} else {
+			dp_warn("%s: cannot start: %s", argv[0], strerror(err));
+		}
 		*code = -1;
 		return NULL;
 	}
-	struct dp_buf out = {0};
-	char chunk[8192];
-	ssize_t n;
-	while ((n = read(pipefd[0], chunk, sizeof chunk)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			break;
-		dp_buf_add(&out, chunk, (size_t)n);
+	struct dp_buf bufs[2] = {{0}, {0}};
+	int fds[2] = {pipefd[0], errfd[0]};
+	drain(fds, bufs, err_out ? 2 : 1);
+	if (err_out) {
+		dp_buf_char(&bufs[1], '\0');
+		*err_out = bufs[1].p;
 	}
-	close(pipefd[0]);
+	struct dp_buf out = bufs[0];
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;

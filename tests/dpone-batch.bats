@@ -464,3 +464,67 @@ YAML
 	run bash -c "echo \"SELECT COUNT(*) FROM [Заказы \\\"q'; x]]--]\" | sql"
 	assert_output "2"
 }
+
+@test "dpone doctor: every connection checked by the stage that uses it; each failure with a fix and its exit status" {
+	use_fault_stand_ins
+	orders 2
+	batch_manifest "" "state: {type: postgres, connection_id: postgres_state}"
+	sh "$BATS_TEST_DIRNAME/pg" up "$BATS_TEST_TMPDIR/pg" > /dev/null
+	# shellcheck disable=SC1091
+	. "$BATS_TEST_TMPDIR/pg/pg.env"
+	export DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL"
+	run dpone doctor m.yaml
+	assert_success
+	assert_output_contains "ok    source     logged in; dbo.$T readable, 3 columns (freetds v"
+	assert_output_contains "ok    sink       3 brokers; topic $TOPIC: exists (librdkafka "
+	assert_output_contains "ok    state      postgres state readable and writable"
+	assert_output_contains "ok    clock      SQL Server's clock is"
+	assert_output_contains "dpone doctor: ready to run"
+	run dpone doctor --format json m.yaml
+	assert_success
+	jq -e '.ready == true and (.checks | map(.check) | index("source") != null) and all(.checks[]; .status != "fail")' \
+		<<< "$output" > /dev/null || flunk "$output"
+	# A wrong password: the source fails with the server's message and a fix.
+	good=$DPONE_CONN_MSSQL_DWH
+	export DPONE_CONN_MSSQL_DWH="mssql://$DPONE_TEST_MSSQL_USER:wrong@$DPONE_TEST_MSSQL_HOST:$DPONE_TEST_MSSQL_PORT/$DPONE_TEST_MSSQL_DATABASE"
+	run dpone doctor m.yaml
+	assert_failure 4
+	assert_output_contains "fail  source"
+	assert_output_contains "fix: check the source connection"
+	assert_output_contains "dpone doctor: something above blocks a run"
+	export DPONE_CONN_MSSQL_DWH=$good
+	# A missing topic without auto_create; the state database down; artifacts under a file.
+	sed -i 's/auto_create: true, //' m.yaml
+	control "$KAFKAD_CONTROL" "topic error $TOPIC UNKNOWN_TOPIC_OR_PART" > /dev/null
+	sh "$BATS_TEST_DIRNAME/pg" stop "$BATS_TEST_TMPDIR/pg"
+	touch afile
+	printf 'observability: {artifacts: {path: afile/runs}}\n' >> m.yaml
+	run dpone doctor --format json m.yaml
+	sh "$BATS_TEST_DIRNAME/pg" start "$BATS_TEST_TMPDIR/pg"
+	assert_failure 5
+	jq -e '.ready == false
+		and (.checks[] | select(.check == "sink") | .status == "fail" and .exit == 5 and (.detail | contains("create it, or set")))
+		and (.checks[] | select(.check == "state") | .status == "fail" and .exit == 6 and (.fix | length > 0))
+		and (.checks[] | select(.check == "artifacts") | .status == "fail" and .detail == "afile/runs: not a directory")' \
+		<<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "dpone doctor without a manifest lists the stages; --profile picks connections.NAME.yaml" {
+	run dpone doctor
+	assert_success
+	assert_output_contains "ok    stages     dpone-extract 0.1.0"
+	assert_output_contains "give a MANIFEST to check its connections"
+	run dpone doctor --profile staging
+	assert_failure 2
+	assert_output_contains "profile staging: no ./.dpone/connections.staging.yaml"
+	orders 1
+	batch_manifest
+	sed -i 's/connection_id: mssql_dwh/connection_id: mssql_dwh\n  connection_type: file/' m.yaml
+	mkdir .dpone
+	printf 'connections:\n  mssql_dwh: {url: "%s"}\n' "$DPONE_CONN_MSSQL_DWH" > .dpone/connections.staging.yaml
+	chmod 600 .dpone/connections.staging.yaml
+	unset DPONE_CONN_MSSQL_DWH
+	run dpone doctor --profile staging m.yaml
+	assert_success
+	assert_output_contains "ok    source     logged in"
+}

@@ -21,7 +21,7 @@
 
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
-	"                     [--chunk I/N] [--count] [--plan] [--run-id ID] MANIFEST\n"
+	"                     [--chunk I/N] [--count] [--plan] [--check] [--run-id ID] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
 	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
@@ -29,15 +29,16 @@ static const char usage_text[] =
 	"      --chunk I/N     only the I-th of N disjoint ranges of the boundary\n"
 	"      --count         print the number of rows in the boundary and exit\n"
 	"      --plan          print the boundary, the SQL and the row count as JSON and exit\n"
+	"      --check         log in and read the table's columns; print JSON and exit\n"
 	"      --run-id ID     the run id written into the stream header\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
 
-enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_RUN_ID };
+enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_CHECK, OPT_RUN_ID };
 
 struct options {
 	const char *from, *to, *run_id;
 	int chunk_i, chunk_n;
-	int count, plan;
+	int count, plan, check;
 };
 
 
@@ -51,6 +52,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_RUN_ID: o->run_id = arg; return 0;
 	case OPT_COUNT: o->count = 1; return 0;
 	case OPT_PLAN: o->plan = 1; return 0;
+	case OPT_CHECK: o->check = 1; return 0;
 	case OPT_CHUNK:
 		if (sscanf(arg, "%d/%d", &o->chunk_i, &o->chunk_n) != 2 || o->chunk_n < 1 || o->chunk_i < 1 ||
 		    o->chunk_i > o->chunk_n) {
@@ -338,6 +340,30 @@ rows_sql(const struct source *s, const char *table, const struct plan *p, int bc
 	return sql;
 }
 
+/* --check: the login worked and the table is readable; the server's clock
+ * for dpone doctor's skew check. Exits. */
+static _Noreturn void
+print_check(struct source *s, const struct encoding *enc)
+{
+	struct column utc = {.name = "SYSUTCDATETIME()", .data_type = "datetime2", .sql_type = "datetime2(7)",
+	                     .logical = "timestamp", .scale = 7};
+	char *now = source_scalar_json(s, "SELECT SYSUTCDATETIME()", &utc, enc);
+	json_t *keys = json_array();
+	for (int k = 0; k < s->nkey; k++)
+		json_array_append_new(keys, json_string(s->cols[s->key[k]].name));
+	json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:I}", "library", dbversion(), "schema",
+		s->schema, "table", s->table, "columns", s->ncols, "key", keys, "server_utc",
+		json_loads(now, JSON_DECODE_ANY, NULL), "local_epoch", (json_int_t)time(NULL));
+	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
+	puts(text);
+	free(text);
+	free(now);
+	json_decref(doc);
+	source_free(s);
+	dbexit();
+	dp_exit_flushing_stdout(DP_EXIT_OK);
+}
+
 /* --plan: what a run would read, as one JSON document (dpone-plan's input). */
 static void
 print_plan(const struct source *s, const struct dp_manifest *m, const struct plan *p, const struct encoding *enc,
@@ -489,7 +515,7 @@ main(int argc, char **argv)
 	static const struct option extra[] = {
 		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
 		{"chunk", required_argument, NULL, OPT_CHUNK}, {"count", no_argument, NULL, OPT_COUNT},
-		{"plan", no_argument, NULL, OPT_PLAN},
+		{"plan", no_argument, NULL, OPT_PLAN}, {"check", no_argument, NULL, OPT_CHECK},
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {NULL, 0, NULL, 0}};
 	struct options o = {0};
 	struct dp_cli cli;
@@ -514,6 +540,8 @@ main(int argc, char **argv)
 	source_connect(&s, &conn, dp_manifest_str(m, "source.table.database"), bcp, enc.max_row_bytes);
 	dp_conn_free(&conn);
 	source_discover(&s, m);
+	if (o.check)
+		print_check(&s, &enc);
 	struct plan p = {0};
 	plan_boundary(&s, m, &o, &enc, &p);
 	plan_chunk(&s, &o, &enc, &p);

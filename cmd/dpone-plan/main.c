@@ -14,20 +14,21 @@
 
 static const char usage_text[] =
 	"usage: dpone-plan [-hqV] [--registry FILE] [--print-manifest] [--get KEY] [--format md|json]\n"
-	"                  [--from VALUE] [--to VALUE] MANIFEST\n"
+	"                  [--from VALUE] [--to VALUE] [--doctor] MANIFEST\n"
 	"Show what a run of the manifest would do, without changing anything.\n"
 	DP_CLI_COMMON_HELP
 	"      --get KEY       print one value of the resolved manifest (a.b.c) and exit\n"
 	"      --format F      md (the default, for people) or json (for programs)\n"
 	"      --from VALUE    plan a manual window starting after VALUE (as dpone batch run --from)\n"
 	"      --to VALUE      plan a manual window ending at VALUE (as dpone batch run --to)\n"
+	"      --doctor        check that a run can work from here (dpone doctor)\n"
 	"See dpone-plan(1); exit codes are listed there.\n";
 
-enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO };
+enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO, OPT_DOCTOR };
 
 struct options {
 	const char *get, *format, *from, *to;
-	int quiet;
+	int quiet, doctor;
 };
 
 static int
@@ -38,6 +39,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_GET: o->get = arg; return 0;
 	case OPT_FROM: o->from = arg; return 0;
 	case OPT_TO: o->to = arg; return 0;
+	case OPT_DOCTOR: o->doctor = 1; return 0;
 	case OPT_FORMAT:
 		if (strcmp(arg, "md") && strcmp(arg, "json")) {
 			dp_warn("--format %s: expected md or json", arg);
@@ -284,7 +286,7 @@ main(int argc, char **argv)
 {
 	static const struct option extra[] = {{"get", required_argument, NULL, OPT_GET},
 		{"format", required_argument, NULL, OPT_FORMAT}, {"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO}, {NULL, 0, NULL, 0}};
+		{"to", required_argument, NULL, OPT_TO}, {"doctor", no_argument, NULL, OPT_DOCTOR}, {NULL, 0, NULL, 0}};
 	struct dp_cli cli;
 	struct options o = {.format = "md"};
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
@@ -293,6 +295,11 @@ main(int argc, char **argv)
 		dp_cli_print_manifest(m);
 	if (o.get)
 		print_value(m, o.get);
+	if (o.doctor) {
+		int code = doctor(m, cli.manifest_path, !strcmp(o.format, "json"));
+		dp_manifest_free(m);
+		dp_exit_flushing_stdout(code);
+	}
 	if ((o.from || o.to) && !dp_manifest_incremental(m))
 		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s reads no incremental boundary",
 		       dp_manifest_str(m, "sink.strategy.mode"));

@@ -10,4 +10,9 @@
  * dpone-plan(1)) written as Markdown for a pull request or a terminal. */
 void plan_markdown(FILE *out, const json_t *plan);
 
+/* doctor.c: check that a run of the manifest can work from here; prints
+ * the report (text, or JSON when json) and returns 0 or the exit status of
+ * the first check that blocks a run. */
+int doctor(const struct dp_manifest *m, const char *manifest_path, int json);
+
 #endif

@@ -14,19 +14,20 @@
 #include "produce.h"
 
 static const char usage_text[] =
-	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run]\n"
+	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run] [--check]\n"
 	"                     [--drain-timeout SECONDS] [--transactional-id ID] MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
 	DP_CLI_COMMON_HELP
 	"      --dry-run       read and check the stream, build every message, send nothing\n"
+	"      --check         ask the cluster about the topic (no stream is read), print JSON and exit\n"
 	"      --drain-timeout SECONDS  after SIGINT/SIGTERM, wait this long for deliveries (10)\n"
 	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
 
-enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID };
+enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK };
 
 struct options {
-	int dry_run;
+	int dry_run, check;
 	double drain_timeout;
 	const char *transactional_id;
 };
@@ -38,6 +39,7 @@ handle_option(int id, const char *arg, void *ctx)
 	char *end;
 	switch (id) {
 	case OPT_DRY_RUN: o->dry_run = 1; return 0;
+	case OPT_CHECK: o->check = 1; return 0;
 	case OPT_TXN_ID: o->transactional_id = arg; return 0;
 	case OPT_DRAIN:
 		o->drain_timeout = strtod(arg, &end);
@@ -275,7 +277,8 @@ main(int argc, char **argv)
 {
 	static const struct option extra[] = {
 		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-		{"transactional-id", required_argument, NULL, OPT_TXN_ID}, {NULL, 0, NULL, 0}};
+		{"transactional-id", required_argument, NULL, OPT_TXN_ID}, {"check", no_argument, NULL, OPT_CHECK},
+		{NULL, 0, NULL, 0}};
 	struct options o = {.drain_timeout = 10};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
@@ -289,6 +292,17 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_USAGE, "%s: sink.topic: missing (the topic to produce to)", cli.manifest_path);
 	struct dp_conn conn;
 	dp_cli_resolve(m, "sink", "kafka", &conn);
+	if (o.check) {
+		int code;
+		json_t *probe = sink_probe(m, &conn, topic, &code);
+		char *text = json_dumps(probe, JSON_COMPACT);
+		puts(text);
+		free(text);
+		json_decref(probe);
+		dp_conn_free(&conn);
+		dp_manifest_free(m);
+		dp_exit_flushing_stdout(code);
+	}
 	dp_catch_interrupts();
 
 	char *txn_id = o.transactional_id ? dp_xstrdup(o.transactional_id) : default_transactional_id(m);

@@ -97,6 +97,10 @@ struct sink_options {
 	double drain_timeout;  /* after SIGINT/SIGTERM, wait this long for deliveries */
 	int quiet;
 };
+/* --check: the library, the cluster's brokers and the topic (exists,
+ * partitions, problem), as a new JSON object; creates nothing. *code is 0,
+ * or the exit status a run would meet. Dies when the cluster cannot be asked. */
+json_t *sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, int *code);
 /* Connect, check (or create) the topic, begin the transaction. Dies on failure. */
 struct sink *sink_open(const struct dp_manifest *m, const struct dp_conn *conn, const struct sink_options *o);
 /* Headers every message carries (borrowed: h must outlive s). */

@@ -347,6 +347,45 @@ sink_abort(struct sink *s)
 	s->txn_state = "aborted";
 }
 
+/* ---- --check ---- */
+
+json_t *
+sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, int *code)
+{
+	struct sink_options o = {.topic = topic, .quiet = 1};
+	struct sink s = {.o = &o, .topic = dp_xstrdup(topic)};
+	char err[512];
+	rd_kafka_conf_t *c = build_conf(&s, m, conn);
+	s.rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+	if (!s.rk)
+		dp_die(DP_EXIT_USAGE, "cannot create the Kafka producer: %s", err);
+	s.rkt = rd_kafka_topic_new(s.rk, topic, NULL);
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(s.rk, 0, s.rkt, &md, 10000);
+	if (e)
+		dp_die(DP_EXIT_SINK, "cannot read the cluster's metadata from %s: %s", conn->brokers, rd_kafka_err2str(e));
+	rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+	json_t *out = json_pack("{s:s+, s:i, s:s, s:b, s:i}", "library", "librdkafka ", rd_kafka_version_str(), "brokers",
+	                        md->broker_cnt,
+	                        "topic", topic, "exists", !terr, "partitions", !terr ? md->topics[0].partition_cnt : 0);
+	int auto_create = json_is_true(dp_manifest_get(m, "sink.options.topic_config.auto_create"));
+	*code = 0;
+	if (terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+		json_object_set_new(out, "problem", json_string(auto_create ? "the topic does not exist yet; the first run "
+			"creates it (topic_config.auto_create)" : "the topic does not exist: create it, or set "
+			"sink.options.topic_config.auto_create: true"));
+		*code = auto_create ? 0 : DP_EXIT_SINK;
+	} else if (terr) {
+		json_object_set_new(out, "problem", json_string(rd_kafka_err2str(terr)));
+		*code = DP_EXIT_SINK;
+	}
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(s.rkt);
+	rd_kafka_destroy(s.rk);
+	free(s.topic);
+	return out;
+}
+
 /* ---- the producer ---- */
 
 struct sink *

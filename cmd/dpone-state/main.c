@@ -23,6 +23,7 @@ static const char usage_text[] =
 	"  lock           take the job's lease for --run-id ID (for --ttl seconds)\n"
 	"  unlock         give the lease of --run-id ID back (--force: whoever holds it)\n"
 	"  schema         the schema last published, as JSON (--clear: forget it)\n"
+	"  check          can runs read and write the state? JSON on stdout\n"
 	DP_CLI_COMMON_HELP
 	"      --run-id ID     the run taking or giving back the lease\n"
 	"      --ttl SECONDS   how long a lease lasts unless given back (21600)\n"
@@ -341,6 +342,24 @@ schema_clear_update(struct job_state *st, json_t **history, void *ctx, char *err
 	return 0;
 }
 
+/* check: the backend answers, the job's state reads, runs may write it. */
+static int
+cmd_check(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	struct job_state st = {0};
+	int rc = s->ops->read(s, &st, err, errlen);
+	if (rc)
+		return rc;
+	json_t *out = json_pack("{s:s, s:b, s:O?}", "backend", dp_manifest_str(o->m, "state.type"), "readable", 1,
+	                        "lease", st.lease);
+	job_state_clear(&st);
+	rc = s->ops->probe(s, out, err, errlen);
+	if (!rc)
+		print_json(out);
+	json_decref(out);
+	return rc;
+}
+
 static int
 cmd_schema(struct store *s, char *err, size_t errlen)
 {
@@ -428,7 +447,7 @@ open_store(const struct dp_manifest *m)
 int
 main(int argc, char **argv)
 {
-	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", "schema", NULL};
+	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", "schema", "check", NULL};
 	static const struct option extra[] = {
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"ttl", required_argument, NULL, OPT_TTL},
 		{"to", required_argument, NULL, OPT_TO}, {"force", no_argument, NULL, OPT_FORCE},
@@ -474,6 +493,8 @@ main(int argc, char **argv)
 		rc = s->ops->update(s, reset_update, &o, err, sizeof err);
 	else if (!strcmp(command, "lock"))
 		rc = s->ops->update(s, lock_update, &o, err, sizeof err);
+	else if (!strcmp(command, "check"))
+		rc = cmd_check(s, &o, err, sizeof err);
 	else if (!strcmp(command, "schema") && o.clear)
 		rc = s->ops->update(s, schema_clear_update, &o, err, sizeof err);
 	else if (!strcmp(command, "schema"))

@@ -31,6 +31,8 @@ struct store_ops {
 	/* Every history entry of the job, oldest first (a new array). */
 	int (*history)(struct store *s, json_t **out, char *err, size_t errlen);
 	void (*close)(struct store *s);
+	/* check: what a run needs of the backend, added to out (an object). */
+	int (*probe)(struct store *s, json_t *out, char *err, size_t errlen);
 };
 struct store {
 	const struct store_ops *ops;

@@ -192,7 +192,23 @@ file_close(struct store *s)
 	free(f);
 }
 
-static const struct store_ops file_ops = {file_read, file_update, file_history, file_close};
+static int
+file_probe(struct store *s, json_t *out, char *err, size_t errlen)
+{
+	struct file_store *f = (struct file_store *)s;
+	char *dircopy = dp_xstrdup(f->path);
+	int writable = access(dirname(dircopy), W_OK) == 0;
+	free(dircopy);
+	json_object_set_new(out, "path", json_string(f->path));
+	json_object_set_new(out, "writable", json_boolean(writable));
+	if (!writable) {
+		snprintf(err, errlen, "%s: its directory is not writable", f->path);
+		return DP_EXIT_STATE;
+	}
+	return 0;
+}
+
+static const struct store_ops file_ops = {file_read, file_update, file_history, file_close, file_probe};
 
 struct store *
 store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen)

@@ -247,7 +247,34 @@ pg_close(struct store *s)
 	free(p);
 }
 
-static const struct store_ops pg_ops = {pg_read, pg_update, pg_history, pg_close};
+/* The server's clock and whether this login may write the state tables. */
+static int
+pg_probe(struct store *s, json_t *out, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char *sql = dp_strfmt("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
+	                      "has_table_privilege('%s', 'SELECT, INSERT, UPDATE') AND has_table_privilege('%s', 'INSERT'), "
+	                      "current_setting('server_version')", p->table, p->history_table);
+	PGresult *res = run(p, sql, 0, NULL, "check the state tables", err, errlen);
+	free(sql);
+	if (!res)
+		return DP_EXIT_STATE;
+	char lib[32];
+	snprintf(lib, sizeof lib, "libpq %d", PQlibVersion());
+	json_object_set_new(out, "library", json_string(lib));
+	json_object_set_new(out, "server_version", json_string(PQgetvalue(res, 0, 2)));
+	json_object_set_new(out, "server_utc", json_string(PQgetvalue(res, 0, 0)));
+	int writable = !strcmp(PQgetvalue(res, 0, 1), "t");
+	json_object_set_new(out, "writable", json_boolean(writable));
+	PQclear(res);
+	if (!writable) {
+		snprintf(err, errlen, "this login may read but not write the state tables (grant INSERT, UPDATE)");
+		return DP_EXIT_STATE;
+	}
+	return 0;
+}
+
+static const struct store_ops pg_ops = {pg_read, pg_update, pg_history, pg_close, pg_probe};
 
 static PGconn *
 connect_db(const struct dp_conn *c)
