@@ -206,6 +206,7 @@ static const struct key observability_keys[] = {
 const struct key manifest_schema[] = {
 	STR("name", REQUIRED, NULL),
 	STR("description", 0, NULL),
+	STR("contract", 0, NULL), /* a type contract file, relative to the manifest */
 	MAP("source", REQUIRED, source_keys),
 	MAP("sink", REQUIRED, sink_keys),
 	MAP("state", AUTO, state_keys),

@@ -275,3 +275,76 @@ ROWS
 	run dpone-check -q m.yaml < in.ndjson
 	assert_success
 }
+
+# ---- type contracts ----
+
+# contract_file ENFORCEMENT EMPTY-STRING: ./contract.yaml for the rows below.
+contract_file() {
+	cat > contract.yaml <<YAML
+contract:
+  enforcement: $1
+  empty_string: $2
+  columns:
+    id: {logical_type: integer, nullable: false}
+    name: {logical_type: string, nullable: true}
+    updated_at: {logical_type: timestamp, nullable: false}
+    code: {logical_type: uuid}
+YAML
+}
+
+contract_stream() {
+	cat <<'NDJSON'
+["header",{"protocol":1,"run_id":"r1","columns":[{"name":"id","sql_type":"int","logical_type":"integer","nullable":false},{"name":"name","sql_type":"nvarchar(20)","logical_type":"string","nullable":true},{"name":"updated_at","sql_type":"datetime2(7)","logical_type":"timestamp","nullable":true}],"key":["id"]}]
+{"id":1,"name":"a","updated_at":"2026-11-26T08:00:00.1234567"}
+{"id":2,"name":"","updated_at":null}
+{"id":"x3","name":7,"updated_at":"2026-11-26"}
+{"id":4,"name":"","updated_at":"2026-11-26T08:00:04.1234567"}
+["end",{"rows":4}]
+NDJSON
+}
+
+@test "contract warn: violations per column with counts and sample keys; the run goes on" {
+	write_manifest
+	printf 'contract: contract.yaml\n' >> m.yaml
+	contract_file warn reject
+	contract_stream > in.ndjson
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	result=$(grep '^\["checks"' <<< "$output" | jq -c '.[1].results[] | select(.type == "contract")')
+	jq -e '.status == "warn" and .violations == 7 and .enforcement == "warn"' <<< "$result" > /dev/null || flunk "$result"
+	cols=$(jq -c '[.columns[] | [.column, .type, .null, .empty_string, .sample_keys]]' <<< "$result")
+	[ "$cols" = '[["id",1,0,0,[{"id":"x3"}]],["name",1,0,2,[{"id":2},{"id":"x3"},{"id":4}]],["updated_at",1,1,0,[{"id":2},{"id":"x3"}]],["code",0,0,0,[]]]' ] ||
+		flunk "$cols"
+	jq -e '.columns[3].missing == true' <<< "$result" > /dev/null || flunk "$result"
+	[ "$(grep -c '^{' <<< "$output")" -eq 4 ]
+}
+
+@test "contract strict fails the run (exit 8); off ignores it; empty_string as_null sends \"\" on as null" {
+	write_manifest
+	printf 'contract: contract.yaml\n' >> m.yaml
+	contract_file strict keep
+	contract_stream > in.ndjson
+	run dpone-check -q m.yaml < in.ndjson
+	assert_failure 8
+	assert_output_contains "contract failed: 5 values break the contract"
+	grep '^\["checks"' <<< "$output" | jq -e '.[1].passed == false' > /dev/null
+	contract_file off keep
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	! grep -q '"contract"' <<< "$output"
+	contract_file warn as_null
+	run dpone-check -q m.yaml < in.ndjson
+	assert_success
+	[ "$(sed -n 3p <<< "$output")" = '{"id":2,"name":null,"updated_at":null}' ] || flunk "$output"
+	[ "$(sed -n 2p <<< "$output")" = "$(sed -n 2p in.ndjson)" ]
+}
+
+@test "contract: a bad contract file is refused with file:line:col" {
+	write_manifest
+	printf 'contract: contract.yaml\n' >> m.yaml
+	printf 'contract:\n  enforcement: strict\n  columns:\n    id: {logical_type: integr}\n' > contract.yaml
+	run dpone-check m.yaml < /dev/null
+	assert_failure 2
+	assert_output_contains "contract.yaml:4:"
+	assert_output_contains "contract.columns.id.logical_type: expected one of boolean, integer"
+}

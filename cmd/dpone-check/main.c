@@ -58,6 +58,8 @@ struct run {
 	size_t nscan;
 	unsigned long long rows;
 	int hashing;                 /* a hash_reconciliation check is configured */
+	struct contract *contract;   /* the type contract, or NULL */
+	const json_t *header;        /* borrowed from the reader */
 	uint64_t row_hash;           /* sum of the rows' SHA-256 prefixes */
 	struct dp_buf id;
 };
@@ -392,6 +394,16 @@ verdict(struct run *rn, int *passed, int quiet)
 			        json_string_value(json_object_get(r, "detail")));
 		json_array_append_new(results, r);
 	}
+	int contract_failed;
+	json_t *r = contract_result(rn->contract, rn->header, &contract_failed);
+	if (r) {
+		if (contract_failed)
+			*passed = 0;
+		if (contract_failed || (!quiet && !strcmp(json_string_value(json_object_get(r, "status")), "warn")))
+			dp_warn("contract %s: %s", contract_failed ? "failed" : "broken (enforcement: warn)",
+			        json_string_value(json_object_get(r, "detail")));
+		json_array_append_new(results, r);
+	}
 	return json_pack("{s:s, s:b, s:I, s:o}", "mode", dp_manifest_str(rn->m, "quality.mode"), "passed", *passed,
 	                 "rows", (json_int_t)rn->rows, "results", results);
 }
@@ -423,17 +435,21 @@ main(int argc, char **argv)
 		dp_cli_print_manifest(m);
 	dp_catch_interrupts();
 	struct run rn = {.m = m, .manifest_path = cli.manifest_path,
-	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation")};
+	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation"), .contract = contract_load(m)};
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
 	int got, passed = 1;
 	struct evolution ev = {0};
-	struct dp_buf renamed = {0};
+	struct dp_buf renamed = {0}, nulled = {0};
 	while ((got = dp_reader_next(r)) > 0) {
 		size_t len;
 		const char *line = dp_reader_line(r, &len);
 		if (dp_reader_kind(r) == DP_LINE_ROW) {
 			take_row(&rn, line, len, dp_reader_lineno(r));
+			if (contract_row(rn.contract, line, len, &nulled)) {
+				line = nulled.p;
+				len = nulled.len;
+			}
 			if (evolve_row(&ev, line, len, &renamed)) {
 				line = renamed.p;
 				len = renamed.len;
@@ -442,6 +458,8 @@ main(int argc, char **argv)
 			/* Decided before any row passes: a breaking change stops here. */
 			json_t *header = evolve_header(m, cli.manifest_path, dp_reader_header(r), &ev);
 			plan_checks(&rn, dp_reader_header(r));
+			rn.header = dp_reader_header(r);
+			contract_header(rn.contract, rn.header);
 			if (json_object_get(header, "schema_changes")) {
 				if (dp_writer_control(w, "header", header) < 0)
 					dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
@@ -467,7 +485,9 @@ main(int argc, char **argv)
 	dp_reader_close(r);
 	run_free(&rn);
 	evolution_free(&ev);
+	contract_free(rn.contract);
 	free(renamed.p);
+	free(nulled.p);
 	dp_manifest_free(m);
 	if (!passed)
 		dp_die(DP_EXIT_QUALITY, "quality checks failed (quality.mode fail); state will not advance");

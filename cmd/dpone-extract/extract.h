@@ -99,4 +99,8 @@ unsigned long long bcp_extract(struct source *s, const char *sql, const char *ho
                                struct dp_writer *out, json_t *header, const struct encoding *enc,
                                struct watermark *wm);
 
+/* ---- infer.c ---- */
+/* --infer: profile the first sample rows; a contract YAML on stdout. */
+void infer_contract(struct source *s, const struct encoding *enc, long long sample);
+
 #endif

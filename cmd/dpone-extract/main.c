@@ -21,7 +21,7 @@
 
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
-	"                     [--chunk I/N] [--count] [--plan] [--check] [--run-id ID] MANIFEST\n"
+	"                     [--chunk I/N] [--count] [--plan] [--check] [--infer] [--sample N] [--run-id ID] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
 	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
@@ -30,15 +30,18 @@ static const char usage_text[] =
 	"      --count         print the number of rows in the boundary and exit\n"
 	"      --plan          print the boundary, the SQL and the row count as JSON and exit\n"
 	"      --check         log in and read the table's columns; print JSON and exit\n"
+	"      --infer         profile a sample of the table; print a type contract (YAML) and exit\n"
+	"      --sample N      rows --infer reads (10000)\n"
 	"      --run-id ID     the run id written into the stream header\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
 
-enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_CHECK, OPT_RUN_ID };
+enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_CHECK, OPT_INFER, OPT_SAMPLE, OPT_RUN_ID };
 
 struct options {
 	const char *from, *to, *run_id;
 	int chunk_i, chunk_n;
-	int count, plan, check;
+	int count, plan, check, infer;
+	long long sample;
 };
 
 
@@ -53,6 +56,13 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_COUNT: o->count = 1; return 0;
 	case OPT_PLAN: o->plan = 1; return 0;
 	case OPT_CHECK: o->check = 1; return 0;
+	case OPT_INFER: o->infer = 1; return 0;
+	case OPT_SAMPLE:
+		if (dp_parse_ll(arg, &o->sample) < 0 || o->sample < 1) {
+			dp_warn("--sample %s: expected a number of rows", arg);
+			return -1;
+		}
+		return 0;
 	case OPT_CHUNK:
 		if (sscanf(arg, "%d/%d", &o->chunk_i, &o->chunk_n) != 2 || o->chunk_n < 1 || o->chunk_i < 1 ||
 		    o->chunk_i > o->chunk_n) {
@@ -516,6 +526,7 @@ main(int argc, char **argv)
 		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
 		{"chunk", required_argument, NULL, OPT_CHUNK}, {"count", no_argument, NULL, OPT_COUNT},
 		{"plan", no_argument, NULL, OPT_PLAN}, {"check", no_argument, NULL, OPT_CHECK},
+		{"infer", no_argument, NULL, OPT_INFER}, {"sample", required_argument, NULL, OPT_SAMPLE},
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {NULL, 0, NULL, 0}};
 	struct options o = {0};
 	struct dp_cli cli;
@@ -542,6 +553,13 @@ main(int argc, char **argv)
 	source_discover(&s, m);
 	if (o.check)
 		print_check(&s, &enc);
+	if (o.infer) {
+		infer_contract(&s, &enc, o.sample ? o.sample : 10000);
+		source_free(&s);
+		dbexit();
+		dp_manifest_free(m);
+		dp_exit_flushing_stdout(DP_EXIT_OK);
+	}
 	struct plan p = {0};
 	plan_boundary(&s, m, &o, &enc, &p);
 	plan_chunk(&s, &o, &enc, &p);

@@ -1,0 +1,253 @@
+/*
+ * infer.c: dpone schema infer: profile a sample of the source table and
+ * write a type contract (dpone-manifest(5), contract) a user can review and
+ * commit. The sample is the first N rows the server returns (SELECT TOP (N)
+ * without ORDER BY: cheap on any table, but not random; said in the
+ * output). Memory stays bounded whatever N: per column a few counters, the
+ * smallest and largest value and a 4 KiB HyperLogLog for distinct values.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "extract.h"
+
+#define HLL_BITS 12
+#define HLL_REGISTERS (1u << HLL_BITS)
+
+/* What the text of a string column's values looks like. */
+enum shape { SHAPE_INTEGER, SHAPE_DECIMAL, SHAPE_BOOLEAN, SHAPE_DATE, SHAPE_TIMESTAMP, SHAPE_UUID, NSHAPES };
+static const char *const shape_types[NSHAPES] = {"integer", "decimal", "boolean", "date", "timestamp", "uuid"};
+
+struct column_profile {
+	unsigned long long values, nulls, empty;
+	unsigned long long shapes[NSHAPES]; /* non-empty strings of each shape */
+	struct dp_buf min, max;             /* JSON text of the extremes */
+	double min_num, max_num;            /* for number-like columns */
+	unsigned char hll[HLL_REGISTERS];
+	size_t longest;                     /* bytes of the longest value's JSON */
+};
+
+static int
+numeric(const struct column *c)
+{
+	return !strcmp(c->logical, "integer") || !strcmp(c->logical, "float") || !strcmp(c->logical, "decimal");
+}
+
+static void
+hll_add(unsigned char *hll, const char *p, size_t n)
+{
+	uint64_t h = dp_row_hash(p, n);
+	unsigned reg = (unsigned)(h >> (64 - HLL_BITS));
+	uint64_t rest = h << HLL_BITS | (1ull << (HLL_BITS - 1)); /* never all zero */
+	unsigned char rank = (unsigned char)(__builtin_clzll(rest) + 1);
+	if (rank > hll[reg])
+		hll[reg] = rank;
+}
+
+static double
+hll_estimate(const unsigned char *hll)
+{
+	double sum = 0;
+	unsigned zeros = 0;
+	for (unsigned i = 0; i < HLL_REGISTERS; i++) {
+		sum += ldexp(1.0, -hll[i]);
+		zeros += !hll[i];
+	}
+	double m = HLL_REGISTERS, e = 0.7213 / (1 + 1.079 / m) * m * m / sum;
+	if (e <= 2.5 * m && zeros)
+		e = m * log(m / zeros); /* small ranges: linear counting */
+	return e;
+}
+
+static int
+all_digits(const char *p, const char *e)
+{
+	if (p == e)
+		return 0;
+	for (; p < e; p++)
+		if (!isdigit((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
+/* The shape of a string value's characters (s..e, no quotes). */
+static int
+shape_of(const char *s, const char *e)
+{
+	size_t n = (size_t)(e - s);
+	const char *d = s + (s < e && *s == '-');
+	const char *dot = memchr(d, '.', (size_t)(e - d));
+	if (all_digits(d, e))
+		return SHAPE_INTEGER;
+	if (dot && all_digits(d, dot) && all_digits(dot + 1, e))
+		return SHAPE_DECIMAL;
+	if ((n == 4 && !strncasecmp(s, "true", 4)) || (n == 5 && !strncasecmp(s, "false", 5)))
+		return SHAPE_BOOLEAN;
+	if (n == 10 && s[4] == '-' && s[7] == '-' && all_digits(s, s + 4))
+		return SHAPE_DATE;
+	if (n >= 19 && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == ' ') && s[13] == ':')
+		return SHAPE_TIMESTAMP;
+	if (n == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-')
+		return SHAPE_UUID;
+	return -1;
+}
+
+static void
+keep_extreme(struct dp_buf *b, double *num, const char *v, size_t n, int numeric_col, int want_less)
+{
+	int replace = !b->len;
+	if (!replace && numeric_col) {
+		double x = strtod(v + (*v == '"'), NULL);
+		replace = want_less ? x < *num : x > *num;
+	} else if (!replace) {
+		int c = memcmp(v, b->p, n < b->len ? n : b->len);
+		if (!c)
+			c = (n > b->len) - (n < b->len);
+		replace = want_less ? c < 0 : c > 0;
+	}
+	if (!replace)
+		return;
+	b->len = 0;
+	dp_buf_add(b, v, n);
+	if (numeric_col)
+		*num = strtod(v + (*v == '"'), NULL);
+}
+
+static void
+profile_value(struct column_profile *cp, const struct column *c, const char *v, size_t n)
+{
+	cp->values++;
+	if (n == 4 && !memcmp(v, "null", 4)) {
+		cp->nulls++;
+		return;
+	}
+	if (n > cp->longest)
+		cp->longest = n;
+	if (n == 2 && !memcmp(v, "\"\"", 2))
+		cp->empty++;
+	else if (!strcmp(c->logical, "string") && *v == '"' && !memchr(v, '\\', n)) {
+		int sh = shape_of(v + 1, v + n - 1);
+		if (sh >= 0)
+			cp->shapes[sh]++;
+	}
+	hll_add(cp->hll, v, n);
+	keep_extreme(&cp->min, &cp->min_num, v, n, numeric(c), 1);
+	keep_extreme(&cp->max, &cp->max_num, v, n, numeric(c), 0);
+}
+
+/* The logical type to pin and how sure the sample makes it. */
+static const char *
+inferred_type(const struct column *c, const struct column_profile *cp, double *confidence)
+{
+	unsigned long long filled = cp->values - cp->nulls - cp->empty;
+	*confidence = 1.0;
+	if (strcmp(c->logical, "string") || !filled)
+		return c->logical;
+	int best = -1;
+	for (int s = 0; s < NSHAPES; s++)
+		if (best < 0 || cp->shapes[s] > cp->shapes[best])
+			best = s;
+	double share = (double)cp->shapes[best] / (double)filled;
+	if (share >= 0.95) {
+		*confidence = share;
+		return shape_types[best];
+	}
+	*confidence = 1.0 - share;
+	return "string";
+}
+
+static void
+print_scalar_json(const char *p, size_t n)
+{
+	fwrite(p, 1, n, stdout); /* JSON scalars are YAML flow scalars too */
+}
+
+static void
+print_column(const struct column *c, const struct column_profile *cp, int is_key)
+{
+	double confidence;
+	const char *type = inferred_type(c, cp, &confidence);
+	char *name = dp_strfmt("%.*s", (int)strlen(c->json_key) - 1, c->json_key); /* "name" without the ':' */
+	printf("    %s:\n      logical_type: %s\n      sql_type: %s\n      nullable: %s\n", name, type, c->sql_type,
+	       c->nullable ? "true" : "false");
+	if (is_key)
+		printf("      key: true\n");
+	if (strcmp(type, c->logical))
+		printf("      # stored as %s; %.1f%% of the sampled values read as %s\n", c->logical, confidence * 100, type);
+	double n = cp->values ? (double)cp->values : 1;
+	printf("      profile: {confidence: %.3f, null_ratio: %.4f, empty_string_ratio: %.4f, distinct_estimate: %.0f, "
+	       "longest_json_bytes: %zu", confidence, (double)cp->nulls / n, (double)cp->empty / n,
+	       fmin(hll_estimate(cp->hll), (double)(cp->values - cp->nulls)), cp->longest);
+	if (cp->min.len && cp->min.len <= 200 && strcmp(c->logical, "binary")) {
+		printf(", min: ");
+		print_scalar_json(cp->min.p, cp->min.len);
+		printf(", max: ");
+		print_scalar_json(cp->max.p, cp->max.len);
+	}
+	printf("}\n");
+	free(name);
+}
+
+void
+infer_contract(struct source *s, const struct encoding *enc, long long sample)
+{
+	char *table = source_table_name(s), *list = dp_xstrdup("");
+	for (int i = 0; i < s->ncols; i++) {
+		char *q = quote_name(s->cols[i].name);
+		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
+		free(q);
+		free(list);
+		list = next;
+	}
+	char *sql = dp_strfmt("SELECT TOP (%lld) %s FROM %s", sample, list, table);
+	free(list);
+	if (source_query(s, sql))
+		dp_die(DP_EXIT_SOURCE, "the sample query failed: %s", source_error());
+	struct column_profile *cp = dp_xcalloc((size_t)s->ncols, sizeof *cp);
+	struct dp_buf v = {0};
+	unsigned long long rows = 0;
+	size_t widest_row = 0;
+	while (dbnextrow(s->db) == REG_ROW) {
+		size_t row_bytes = 2;
+		for (int i = 0; i < s->ncols; i++) {
+			v.len = 0;
+			if (encode_value(&v, &s->cols[i], dbcoltype(s->db, i + 1), dbdata(s->db, i + 1), dbdatlen(s->db, i + 1),
+			                 enc))
+				dp_die(DP_EXIT_SOURCE, "row %llu, column %s: a value no %s column can hold", rows + 1,
+				       s->cols[i].name, s->cols[i].sql_type);
+			profile_value(&cp[i], &s->cols[i], v.p, v.len);
+			row_bytes += strlen(s->cols[i].json_key) + v.len + 1;
+		}
+		if (row_bytes > widest_row)
+			widest_row = row_bytes;
+		rows++;
+	}
+	if (source_failed())
+		dp_die(DP_EXIT_SOURCE, "reading the sample failed: %s", source_error());
+	char stamp[32];
+	time_t now = time(NULL);
+	strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+	printf("# dpone type contract for [%s].[%s], inferred by dpone schema infer on %s\n"
+	       "# from a sample of %llu rows (the first the server returned, not a random sample).\n"
+	       "# Review the types, then commit it and name it in the manifest (contract: FILE).\n"
+	       "contract:\n  table: %s.%s\n  enforcement: warn\n  empty_string: keep\n"
+	       "  sample: {rows: %llu, widest_row_json_bytes: %zu}\n  columns:\n",
+	       s->schema, s->table, stamp, rows, s->schema, s->table, rows, widest_row);
+	for (int i = 0; i < s->ncols; i++) {
+		int is_key = 0;
+		for (int k = 0; k < s->nkey; k++)
+			is_key |= s->key[k] == i;
+		print_column(&s->cols[i], &cp[i], is_key);
+	}
+	for (int i = 0; i < s->ncols; i++) {
+		free(cp[i].min.p);
+		free(cp[i].max.p);
+	}
+	free(cp);
+	free(v.p);
+	free(sql);
+	free(table);
+}
