@@ -41,6 +41,7 @@ MANPAGES = $(wildcard man/*.[0-9])
 extract_LIBS = $(FREETDS_LIBS) -lm
 produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
 state_LIBS   = $(shell $(PKG_CONFIG) --libs libpq)
+plan_LIBS    = -lm
 
 .PHONY: all testtools check check-asan fuzz chaos deps demo bench install uninstall clean man-sync
 

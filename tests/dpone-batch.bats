@@ -528,3 +528,19 @@ YAML
 	assert_success
 	assert_output_contains "ok    source     logged in"
 }
+
+@test "dpone schema physical-plan --apply: an existing topic is never changed; a missing one is created (where the cluster can)" {
+	use_fault_stand_ins
+	orders 3
+	batch_manifest
+	run dpone schema physical-plan --manifest m.yaml --apply
+	assert_success
+	assert_output_contains "topic $TOPIC exists with "
+	assert_output_contains " partitions: nothing was changed"
+	# The mock cluster has no CreateTopics: a missing topic is refused with
+	# the cluster's answer, exit 5 (a real cluster creates it).
+	control "$KAFKAD_CONTROL" "topic error $TOPIC UNKNOWN_TOPIC_OR_PART" > /dev/null
+	run dpone schema physical-plan --manifest m.yaml --apply
+	assert_failure 5
+	assert_output_contains "topic $TOPIC could not be created:"
+}

@@ -193,3 +193,50 @@ YAML
 	assert_failure 2
 	assert_output_contains "--format html: expected md or json"
 }
+
+@test "dpone schema infer: a contract YAML from a sample, that dpone-check accepts as it is" {
+	orders_job
+	sql <<SQL
+INSERT INTO $T VALUES (6, N'', '2026-11-26 08:00:06'), (7, N'42', '2026-11-26 08:00:07')
+SQL
+	run dpone schema infer --manifest m.yaml --sample 6
+	assert_success
+	printf '%s\n' "$output" > contract.yaml
+	assert_output_contains "# from a sample of 6 rows (the first the server returned, not a random sample)."
+	python3 - <<'PY' || flunk "$output"
+import yaml
+c = yaml.safe_load(open("contract.yaml"))["contract"]
+cols = c["columns"]
+assert list(cols) == ["order_id", "customer", "updated_at"], list(cols)
+assert cols["order_id"]["logical_type"] == "integer" and cols["order_id"]["key"] is True
+assert cols["order_id"]["profile"]["min"] == 1 and cols["order_id"]["profile"]["max"] == 6
+assert cols["customer"]["logical_type"] == "string"
+assert abs(cols["customer"]["profile"]["empty_string_ratio"] - 1 / 6) < 1e-3
+assert cols["customer"]["profile"]["distinct_estimate"] == 6
+assert cols["updated_at"]["sql_type"] == "datetime2(7)" and cols["updated_at"]["nullable"] is False
+assert c["sample"]["rows"] == 6 and c["enforcement"] == "warn"
+PY
+	printf 'contract: contract.yaml\n' >> m.yaml
+	run bash -c 'dpone-extract -q m.yaml | dpone-check -q m.yaml | grep "^\[\"checks\""'
+	assert_success
+	jq -e '.[1].results[] | select(.type == "contract") | .status == "pass"' <<< "$output" > /dev/null || flunk "$output"
+}
+
+@test "dpone schema physical-plan: partitions, cleanup policy and message size from the source and the strategy" {
+	orders_job
+	run dpone schema physical-plan --manifest m.yaml --format json
+	assert_success
+	jq -e --arg t "dwh.$T" '.topic == $t and .partitions == 3 and .replication_factor == 3 and .source_rows == 5
+		and .configs["cleanup.policy"] == "compact" and .configs["min.insync.replicas"] == 2
+		and .configs["max.message.bytes"] == 1048588 and (.why.partitions | length > 0)' <<< "$output" > /dev/null ||
+		flunk "$output"
+	# An append-only strategy, heavy throughput: delete policy, more partitions.
+	sed -i 's/mode: incremental_merge/mode: incremental_append/' m.yaml
+	run dpone schema physical-plan --manifest m.yaml --format json --throughput 1000000
+	assert_success
+	jq -e '.configs["cleanup.policy"] == "delete" and .configs["retention.ms"] == "604800000" and .partitions == 5' \
+		<<< "$output" > /dev/null || flunk "$output"
+	run dpone schema physical-plan --manifest m.yaml
+	assert_success
+	assert_output_contains "| cleanup.policy | delete | an event log: old events expire by time |"
+}

@@ -14,7 +14,7 @@
 
 static const char usage_text[] =
 	"usage: dpone-plan [-hqV] [--registry FILE] [--print-manifest] [--get KEY] [--format md|json]\n"
-	"                  [--from VALUE] [--to VALUE] [--doctor] MANIFEST\n"
+	"                  [--from VALUE] [--to VALUE] [--doctor] [--physical [--throughput N] [--apply]] MANIFEST\n"
 	"Show what a run of the manifest would do, without changing anything.\n"
 	DP_CLI_COMMON_HELP
 	"      --get KEY       print one value of the resolved manifest (a.b.c) and exit\n"
@@ -22,13 +22,17 @@ static const char usage_text[] =
 	"      --from VALUE    plan a manual window starting after VALUE (as dpone batch run --from)\n"
 	"      --to VALUE      plan a manual window ending at VALUE (as dpone batch run --to)\n"
 	"      --doctor        check that a run can work from here (dpone doctor)\n"
+	"      --physical      the topic design (dpone schema physical-plan)\n"
+	"      --throughput N  --physical: expected messages per second\n"
+	"      --apply         --physical: create the topic so if it is missing\n"
 	"See dpone-plan(1); exit codes are listed there.\n";
 
-enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO, OPT_DOCTOR };
+enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO, OPT_DOCTOR, OPT_PHYSICAL, OPT_THROUGHPUT, OPT_APPLY };
 
 struct options {
 	const char *get, *format, *from, *to;
-	int quiet, doctor;
+	int quiet, doctor, physical, apply;
+	double throughput;
 };
 
 static int
@@ -40,6 +44,17 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_FROM: o->from = arg; return 0;
 	case OPT_TO: o->to = arg; return 0;
 	case OPT_DOCTOR: o->doctor = 1; return 0;
+	case OPT_PHYSICAL: o->physical = 1; return 0;
+	case OPT_APPLY: o->apply = 1; return 0;
+	case OPT_THROUGHPUT: {
+		char *end;
+		o->throughput = strtod(arg, &end);
+		if (end == arg || *end || o->throughput <= 0) {
+			dp_warn("--throughput %s: expected messages per second", arg);
+			return -1;
+		}
+		return 0;
+	}
 	case OPT_FORMAT:
 		if (strcmp(arg, "md") && strcmp(arg, "json")) {
 			dp_warn("--format %s: expected md or json", arg);
@@ -281,12 +296,42 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 	return plan;
 }
 
+/* --physical [--apply]: print the design; with --apply, dpone-produce
+ * creates the topic with it when it is missing. Exits. */
+static _Noreturn void
+physical(const struct dp_manifest *m, const char *manifest_path, const struct options *o)
+{
+	json_t *p = physical_plan(m, manifest_path, o->throughput);
+	if (!strcmp(o->format, "json")) {
+		json_dumpf(p, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+		putchar('\n');
+	} else {
+		physical_markdown(stdout, p);
+	}
+	int code = 0;
+	if (o->apply) {
+		fflush(stdout);
+		char *design = json_dumps(p, JSON_COMPACT);
+		char *argv[] = {"dpone-produce", "-q", "--create-topic", design, (char *)manifest_path, NULL};
+		char *out = dp_run_capture(argv, &code);
+		fputs(out ? out : "", stdout);
+		free(out);
+		free(design);
+		if (code < 0)
+			code = DP_EXIT_FAILURE;
+	}
+	json_decref(p);
+	dp_exit_flushing_stdout(code);
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct option extra[] = {{"get", required_argument, NULL, OPT_GET},
 		{"format", required_argument, NULL, OPT_FORMAT}, {"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO}, {"doctor", no_argument, NULL, OPT_DOCTOR}, {NULL, 0, NULL, 0}};
+		{"to", required_argument, NULL, OPT_TO}, {"doctor", no_argument, NULL, OPT_DOCTOR},
+		{"physical", no_argument, NULL, OPT_PHYSICAL}, {"throughput", required_argument, NULL, OPT_THROUGHPUT},
+		{"apply", no_argument, NULL, OPT_APPLY}, {NULL, 0, NULL, 0}};
 	struct dp_cli cli;
 	struct options o = {.format = "md"};
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
@@ -300,6 +345,8 @@ main(int argc, char **argv)
 		dp_manifest_free(m);
 		dp_exit_flushing_stdout(code);
 	}
+	if (o.physical)
+		physical(m, cli.manifest_path, &o);
 	if ((o.from || o.to) && !dp_manifest_incremental(m))
 		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s reads no incremental boundary",
 		       dp_manifest_str(m, "sink.strategy.mode"));

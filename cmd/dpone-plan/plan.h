@@ -15,4 +15,9 @@ void plan_markdown(FILE *out, const json_t *plan);
  * the first check that blocks a run. */
 int doctor(const struct dp_manifest *m, const char *manifest_path, int json);
 
+/* physical.c: the topic design for the manifest's sink (owned JSON),
+ * throughput in messages/s (0: the table in 5 minutes). */
+json_t *physical_plan(const struct dp_manifest *m, const char *manifest_path, double throughput);
+void physical_markdown(FILE *out, const json_t *plan);
+
 #endif

@@ -20,16 +20,17 @@ static const char usage_text[] =
 	DP_CLI_COMMON_HELP
 	"      --dry-run       read and check the stream, build every message, send nothing\n"
 	"      --check         ask the cluster about the topic (no stream is read), print JSON and exit\n"
+	"      --create-topic DESIGN  create the missing topic as DESIGN (JSON) says, and exit\n"
 	"      --drain-timeout SECONDS  after SIGINT/SIGTERM, wait this long for deliveries (10)\n"
 	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
 
-enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK };
+enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC };
 
 struct options {
 	int dry_run, check;
 	double drain_timeout;
-	const char *transactional_id;
+	const char *transactional_id, *create_topic;
 };
 
 static int
@@ -40,6 +41,7 @@ handle_option(int id, const char *arg, void *ctx)
 	switch (id) {
 	case OPT_DRY_RUN: o->dry_run = 1; return 0;
 	case OPT_CHECK: o->check = 1; return 0;
+	case OPT_CREATE_TOPIC: o->create_topic = arg; return 0;
 	case OPT_TXN_ID: o->transactional_id = arg; return 0;
 	case OPT_DRAIN:
 		o->drain_timeout = strtod(arg, &end);
@@ -278,6 +280,7 @@ main(int argc, char **argv)
 	static const struct option extra[] = {
 		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"drain-timeout", required_argument, NULL, OPT_DRAIN},
 		{"transactional-id", required_argument, NULL, OPT_TXN_ID}, {"check", no_argument, NULL, OPT_CHECK},
+		{"create-topic", required_argument, NULL, OPT_CREATE_TOPIC},
 		{NULL, 0, NULL, 0}};
 	struct options o = {.drain_timeout = 10};
 	struct dp_cli cli;
@@ -292,6 +295,17 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_USAGE, "%s: sink.topic: missing (the topic to produce to)", cli.manifest_path);
 	struct dp_conn conn;
 	dp_cli_resolve(m, "sink", "kafka", &conn);
+	if (o.create_topic) {
+		json_error_t jerr;
+		json_t *design = json_loads(o.create_topic, 0, &jerr);
+		if (!json_is_object(design))
+			dp_die(DP_EXIT_USAGE, "--create-topic: not a JSON object: %s", jerr.text);
+		int code = sink_create_designed(m, &conn, topic, design);
+		json_decref(design);
+		dp_conn_free(&conn);
+		dp_manifest_free(m);
+		dp_exit_flushing_stdout(code);
+	}
 	if (o.check) {
 		int code;
 		json_t *probe = sink_probe(m, &conn, topic, &code);

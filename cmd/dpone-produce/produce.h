@@ -101,6 +101,9 @@ struct sink_options {
  * partitions, problem), as a new JSON object; creates nothing. *code is 0,
  * or the exit status a run would meet. Dies when the cluster cannot be asked. */
 json_t *sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, int *code);
+/* --create-topic: create a missing topic as designed ({partitions,
+ * replication_factor, configs}); says what it did on stdout. Dies on failure. */
+int sink_create_designed(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, const json_t *design);
 /* Connect, check (or create) the topic, begin the transaction. Dies on failure. */
 struct sink *sink_open(const struct dp_manifest *m, const struct dp_conn *conn, const struct sink_options *o);
 /* Headers every message carries (borrowed: h must outlive s). */

@@ -386,6 +386,59 @@ sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *
 	return out;
 }
 
+/* --create-topic: create the topic as dpone schema physical-plan designed
+ * it when it is missing; an existing topic is left as it is. */
+int
+sink_create_designed(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, const json_t *design)
+{
+	struct sink_options o = {.topic = topic, .quiet = 1};
+	struct sink s = {.o = &o, .topic = dp_xstrdup(topic)};
+	char err[512];
+	s.rk = rd_kafka_new(RD_KAFKA_PRODUCER, build_conf(&s, m, conn), err, sizeof err);
+	if (!s.rk)
+		dp_die(DP_EXIT_USAGE, "cannot create the Kafka producer: %s", err);
+	s.rkt = rd_kafka_topic_new(s.rk, topic, NULL);
+	int have = topic_partitions(&s);
+	if (have) {
+		printf("topic %s exists with %d partitions: nothing was changed (change its configs with kafka-configs "
+		       "if the plan says so)\n", topic, have);
+	} else {
+		rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, (int)json_integer_value(json_object_get(design,
+			"partitions")), (int)json_integer_value(json_object_get(design, "replication_factor")), err, sizeof err);
+		if (!nt)
+			dp_die(DP_EXIT_USAGE, "the design: %s", err);
+		const char *k;
+		json_t *v;
+		json_object_foreach(json_object_get(design, "configs"), k, v) {
+			char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+			rd_kafka_NewTopic_set_config(nt, k, text);
+			free(text);
+		}
+		rd_kafka_queue_t *q = rd_kafka_queue_new(s.rk);
+		rd_kafka_CreateTopics(s.rk, &nt, 1, NULL, q);
+		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+		const char *why = !ev ? "no answer within 30 s" : rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
+		                                                                          : NULL;
+		if (!why) {
+			size_t cnt;
+			const rd_kafka_topic_result_t **res =
+				rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+			if (cnt == 1 && rd_kafka_topic_result_error(res[0]))
+				why = rd_kafka_topic_result_error_string(res[0]);
+		}
+		if (why)
+			dp_die(DP_EXIT_SINK, "topic %s could not be created: %s", topic, why);
+		printf("created topic %s\n", topic);
+		rd_kafka_event_destroy(ev);
+		rd_kafka_queue_destroy(q);
+		rd_kafka_NewTopic_destroy(nt);
+	}
+	rd_kafka_topic_destroy(s.rkt);
+	rd_kafka_destroy(s.rk);
+	free(s.topic);
+	return 0;
+}
+
 /* ---- the producer ---- */
 
 struct sink *
