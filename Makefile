@@ -43,7 +43,7 @@ produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
 state_LIBS   = $(shell $(PKG_CONFIG) --libs libpq)
 plan_LIBS    = -lm
 
-.PHONY: all testtools check check-asan fuzz chaos deps demo bench install uninstall clean man-sync
+.PHONY: all testtools check check-asan check-valgrind fuzz chaos deps demo bench install uninstall clean man-sync
 
 all: $(PROGRAMS:%=$(BIN)/%) $(BIN)/dpone
 
@@ -127,6 +127,14 @@ check-asan: deps
 	DPONE_SANITIZED=1 DPONE_MANDIR=$(abspath man) DPONE_BIN=$(abspath build-asan/bin) DPONE_TEST_BIN=$(abspath build-asan/test-bin) \
 		$(BATS) tests
 
+# The suites with every dpone program under valgrind memcheck (the chaos
+# runs are left out: they are about timing, and valgrind is slow).
+check-valgrind:
+	@sh scripts/deps --ensure valgrind
+	$(MAKE) all testtools
+	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh scripts/valgrind-check \
+		$(filter-out tests/chaos.bats,$(wildcard tests/*.bats))
+
 demo: deps
 	$(MAKE) all testtools
 	sh scripts/demo
@@ -144,7 +152,8 @@ bench: deps
 # and stops the run (keep it under tests/fuzz/regress/NAME/ once fixed).
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-fuzz: deps
+fuzz:
+	@sh scripts/deps --ensure clang libclang-rt-14-dev
 	$(MAKE) O=build-fuzz BIN=build-fuzz/bin CC=$(FUZZ_CC) FUZZ_DRIVER= FUZZ_LDFLAGS=-fsanitize=fuzzer \
 		SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 		$(FUZZERS:%=build-fuzz/test-bin/fuzz-%)

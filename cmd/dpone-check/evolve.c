@@ -84,12 +84,11 @@ route_to_variants(const json_t *published, json_t *header, json_t *changes, stru
 	}
 }
 
-json_t *
-evolve_header(const struct dp_manifest *m, const char *manifest_path, const json_t *header, struct evolution *ev)
+void
+evolve_prepare(const struct dp_manifest *m, const char *manifest_path, struct evolution *ev)
 {
-	json_t *out = json_deep_copy(header);
 	if (!json_is_true(dp_manifest_get(m, "schema_evolution.enabled")))
-		return out;
+		return;
 	int code;
 	json_t *state = dp_committed_state(m, manifest_path, &code);
 	if (!state)
@@ -97,11 +96,21 @@ evolve_header(const struct dp_manifest *m, const char *manifest_path, const json
 		       "state; nothing was published");
 	json_t *record = json_object_get(state, "record");
 	json_t *published = json_object_get(record, "schema");
-	if (!json_is_array(published)) { /* the first run publishes the first schema */
-		json_decref(state);
-		return out;
+	if (json_is_array(published)) { /* else the first run publishes the first schema */
+		ev->published = json_incref(published);
+		const char *run = json_string_value(json_object_get(record, "run_id"));
+		ev->published_by = dp_xstrdup(run ? run : "reset");
 	}
-	json_t *changes = dp_schema_diff(published, json_object_get(header, "columns"));
+	json_decref(state);
+}
+
+json_t *
+evolve_header(const struct dp_manifest *m, const json_t *header, struct evolution *ev)
+{
+	json_t *out = json_deep_copy(header);
+	if (!ev->published)
+		return out;
+	json_t *changes = dp_schema_diff(ev->published, json_object_get(header, "columns"));
 	size_t i;
 	json_t *c;
 	json_array_foreach(changes, i, c)
@@ -112,15 +121,13 @@ evolve_header(const struct dp_manifest *m, const char *manifest_path, const json
 			describe_breaking(changes, &why);
 			dp_die(DP_EXIT_QUALITY, "schema evolution: breaking change since run %s: %s; nothing was published "
 			       "(schema_evolution.on_breaking: variant sends such values to " DP_VARIANT_PREFIX "<column>; "
-			       "dpone-state schema --clear accepts the new schema as it is)",
-			       json_string_value(json_object_get(record, "run_id")), why.p);
+			       "dpone-state schema --clear accepts the new schema as it is)", ev->published_by, why.p);
 		}
-		route_to_variants(published, out, changes, ev);
+		route_to_variants(ev->published, out, changes, ev);
 	}
 	if (json_array_size(changes))
 		json_object_set(out, "schema_changes", changes);
 	json_decref(changes);
-	json_decref(state);
 	return out;
 }
 
@@ -138,6 +145,8 @@ evolve_row(const struct evolution *ev, const char *line, size_t len, struct dp_b
 void
 evolution_free(struct evolution *ev)
 {
+	json_decref(ev->published);
+	free(ev->published_by);
 	for (size_t i = 0; i < ev->nrename; i++) {
 		free(ev->from[i]);
 		free(ev->to[i]);

@@ -436,10 +436,11 @@ main(int argc, char **argv)
 	dp_catch_interrupts();
 	struct run rn = {.m = m, .manifest_path = cli.manifest_path,
 	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation"), .contract = contract_load(m)};
+	struct evolution ev = {0};
+	evolve_prepare(m, cli.manifest_path, &ev);
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
 	int got, passed = 1;
-	struct evolution ev = {0};
 	struct dp_buf renamed = {0}, nulled = {0};
 	while ((got = dp_reader_next(r)) > 0) {
 		size_t len;
@@ -456,7 +457,7 @@ main(int argc, char **argv)
 			}
 		} else if (!strcmp(dp_reader_control_name(r), "header")) {
 			/* Decided before any row passes: a breaking change stops here. */
-			json_t *header = evolve_header(m, cli.manifest_path, dp_reader_header(r), &ev);
+			json_t *header = evolve_header(m, dp_reader_header(r), &ev);
 			plan_checks(&rn, dp_reader_header(r));
 			rn.header = dp_reader_header(r);
 			contract_header(rn.contract, rn.header);
