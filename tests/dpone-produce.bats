@@ -136,7 +136,8 @@ consume() {
 	[ "$(sed -n 1p <<< "$output")" = "$(head -n 1 in.ndjson)" ] || flunk "header not passed through"
 	[ "$(sed -n 3p <<< "$output")" = "$(tail -n 1 in.ndjson)" ] || flunk "end not passed through last"
 	sed -n 2p <<< "$output" | jq -e '.[0] == "delivery" and .[1].delivered == 50 and .[1].failed == 0
-		and .[1].rows == 50 and .[1].messages == 50 and ([.[1].partitions[].messages] | add) == 50' > /dev/null \
+		and .[1].rows == 50 and .[1].messages == 50 and ([.[1].partitions[].messages] | add) == 50
+		and .[1].topic_appended == 50' > /dev/null \
 		|| flunk "summary: $(sed -n 2p <<< "$output")"
 	consume -f '%s\n' | sort > got.txt
 	sed '1d;$d' in.ndjson | sort | cmp - got.txt

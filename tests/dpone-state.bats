@@ -271,3 +271,17 @@ lease_contract() {
 	assert_failure 6
 	assert_output_contains "deep/er/state.json:1: not a dpone state file"
 }
+
+@test "dpone-state: end offsets read back from the broker below what was delivered refuse the commit (exit 5)" {
+	state_manifest file
+	summary r1 "" '"2026-11-26T08:00:00.0000001"' | sed 's/"failed":0}/"failed":0,"topic_appended":1}/' > sum.ndjson
+	run dpone-state m.yaml commit < sum.ndjson
+	assert_failure 5
+	assert_output_contains "the topic's end offsets moved by 1, fewer than the 2 messages reported delivered"
+	run dpone-state -q m.yaml get --watermark
+	assert_output ""
+	# As many or more (a transaction's commit markers, other writers): committed.
+	summary r1 "" '"2026-11-26T08:00:00.0000001"' | sed 's/"failed":0}/"failed":0,"topic_appended":3}/' > sum.ndjson
+	run dpone-state m.yaml commit < sum.ndjson
+	assert_success
+}

@@ -124,7 +124,7 @@ unsigned long long sink_delivered(const struct sink *s);
 /* Why the run failed on the Kafka side, or NULL. */
 const char *sink_error(const struct sink *s);
 /* The delivery summary (counts, bytes, partitions, offsets); caller owns it. */
-json_t *sink_summary(const struct sink *s);
+json_t *sink_summary(struct sink *s);
 void sink_close(struct sink *s);
 
 #endif

@@ -15,6 +15,7 @@
 struct partition_stat {
 	unsigned long long messages;
 	long long first, last; /* offsets; -1 while none */
+	long long high_before;  /* the partition's end offset before the run; -1 unknown */
 };
 
 struct sink {
@@ -65,7 +66,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	if (m->partition >= s->partitions) {
 		s->parts = dp_xrealloc(s->parts, (size_t)(m->partition + 1) * sizeof *s->parts);
 		for (int p = s->partitions; p <= m->partition; p++)
-			s->parts[p] = (struct partition_stat){0, -1, -1};
+			s->parts[p] = (struct partition_stat){0, -1, -1, -1};
 		s->partitions = m->partition + 1;
 	}
 	struct partition_stat *ps = &s->parts[m->partition];
@@ -259,6 +260,36 @@ create_topic(struct sink *s, const struct dp_manifest *m)
 	rd_kafka_NewTopic_destroy(nt);
 }
 
+/* The partition's end offset (high watermark) as the broker says, -1 if
+ * it cannot be asked: read back before and after the run. */
+static long long
+end_offset(struct sink *s, int partition)
+{
+	int64_t low, high;
+	if (rd_kafka_query_watermark_offsets(s->rk, s->topic, partition, &low, &high, 5000))
+		return -1;
+	return high;
+}
+
+/* How far the partitions this run wrote to moved, read back from the
+ * broker after the run: at least the messages delivered (more when others
+ * write too, one more per partition for a transaction's commit marker);
+ * -1 when the broker could not be asked. */
+static long long
+appended_on_topic(struct sink *s)
+{
+	long long total = 0;
+	for (int p = 0; p < s->partitions; p++) {
+		if (!s->parts[p].messages)
+			continue;
+		long long after = end_offset(s, p);
+		if (after < 0 || s->parts[p].high_before < 0)
+			return -1;
+		total += after - s->parts[p].high_before;
+	}
+	return total;
+}
+
 static void
 check_topic(struct sink *s, const struct dp_manifest *m)
 {
@@ -279,7 +310,7 @@ check_topic(struct sink *s, const struct dp_manifest *m)
 	s->partitions = n;
 	s->parts = dp_xcalloc((size_t)n, sizeof *s->parts);
 	for (int p = 0; p < n; p++)
-		s->parts[p] = (struct partition_stat){0, -1, -1};
+		s->parts[p] = (struct partition_stat){0, -1, -1, end_offset(s, p)};
 }
 
 /* ---- transactions ---- */
@@ -548,7 +579,7 @@ unsigned long long sink_delivered(const struct sink *s) { return s->delivered; }
 const char *sink_error(const struct sink *s) { return s->error; }
 
 json_t *
-sink_summary(const struct sink *s)
+sink_summary(struct sink *s)
 {
 	json_t *parts = json_array();
 	for (int p = 0; p < s->partitions; p++) {
@@ -563,6 +594,9 @@ sink_summary(const struct sink *s)
 		"failed", (json_int_t)s->failed, "bytes", (json_int_t)s->bytes, "partitions", parts);
 	if (s->txn_state)
 		json_object_set_new(o, "transaction", json_string(s->txn_state));
+	long long appended = s->delivered ? appended_on_topic(s) : 0;
+	if (appended >= 0)
+		json_object_set_new(o, "topic_appended", json_integer(appended));
 	if (s->error)
 		json_object_set_new(o, "error", json_string(s->error));
 	return o;

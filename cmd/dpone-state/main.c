@@ -148,6 +148,13 @@ read_summary(struct summary *sum)
 	if (failed || delivered != messages)
 		dp_die(DP_EXIT_SINK, "stdin: the delivery message reports %lld of %lld messages delivered, %lld failed; "
 		       "state not advanced", (long long)delivered, (long long)messages, (long long)failed);
+	/* Read back from the broker: the partitions written to must have moved
+	 * by at least what was delivered, or messages were lost there. */
+	json_t *appended = json_object_get(sum->delivery, "topic_appended");
+	if (json_is_integer(appended) && json_integer_value(appended) < delivered)
+		dp_die(DP_EXIT_SINK, "stdin: the topic's end offsets moved by %lld, fewer than the %lld messages reported "
+		       "delivered: messages were lost on the broker; state not advanced",
+		       (long long)json_integer_value(appended), (long long)delivered);
 	if (sum->checks && json_is_false(json_object_get(sum->checks, "passed")))
 		dp_die(DP_EXIT_QUALITY, "stdin: the run's quality checks failed; state not advanced");
 	reconcile_hashes(sum);
