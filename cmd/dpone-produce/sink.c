@@ -224,18 +224,19 @@ topic_partitions(struct sink *s)
 	return n;
 }
 
-static void
-create_topic(struct sink *s, const struct dp_manifest *m)
+/* CreateTopics for s->topic with parts partitions, repl replicas (-1: the
+ * cluster's defaults) and configs (a JSON object, may be NULL); why not,
+ * or NULL when it was created. */
+static char *
+create_topic_as(struct sink *s, int parts, int repl, const json_t *configs)
 {
 	char err[512];
-	int parts = (int)dp_manifest_int(m, "sink.options.topic_config.partitions", -1);
-	int repl = (int)dp_manifest_int(m, "sink.options.topic_config.replication_factor", -1);
 	rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(s->topic, parts, repl, err, sizeof err);
 	if (!nt)
-		dp_die(DP_EXIT_USAGE, "sink.options.topic_config: %s", err);
+		return dp_xstrdup(err);
 	const char *k;
 	json_t *v;
-	json_object_foreach(dp_manifest_get(m, "sink.options.topic_config.configs"), k, v) {
+	json_object_foreach((json_t *)configs, k, v) {
 		char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
 		rd_kafka_NewTopic_set_config(nt, k, text);
 		free(text);
@@ -243,21 +244,32 @@ create_topic(struct sink *s, const struct dp_manifest *m)
 	rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
 	rd_kafka_CreateTopics(s->rk, &nt, 1, NULL, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-	const char *why = !ev ? "no answer within 30 s" : rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev) : NULL;
+	char *why = !ev ? dp_xstrdup("no answer within 30 s")
+	            : rd_kafka_event_error(ev) ? dp_xstrdup(rd_kafka_event_error_string(ev)) : NULL;
 	if (!why) {
 		size_t cnt;
 		const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
 		if (cnt == 1 && rd_kafka_topic_result_error(res[0]))
-			why = rd_kafka_topic_result_error_string(res[0]);
+			why = dp_xstrdup(rd_kafka_topic_result_error_string(res[0]));
 	}
+	if (ev)
+		rd_kafka_event_destroy(ev);
+	rd_kafka_queue_destroy(q);
+	rd_kafka_NewTopic_destroy(nt);
+	return why;
+}
+
+static void
+create_topic(struct sink *s, const struct dp_manifest *m)
+{
+	int parts = (int)dp_manifest_int(m, "sink.options.topic_config.partitions", -1);
+	int repl = (int)dp_manifest_int(m, "sink.options.topic_config.replication_factor", -1);
+	char *why = create_topic_as(s, parts, repl, dp_manifest_get(m, "sink.options.topic_config.configs"));
 	if (why)
 		dp_die(DP_EXIT_SINK, "topic %s is missing and could not be created (topic_config.auto_create): %s; nothing was sent",
 		       s->topic, why);
 	if (!s->o->quiet)
 		dp_warn("created topic %s", s->topic);
-	rd_kafka_event_destroy(ev);
-	rd_kafka_queue_destroy(q);
-	rd_kafka_NewTopic_destroy(nt);
 }
 
 /* The partition's end offset (high watermark) as the broker says, -1 if
@@ -378,19 +390,26 @@ sink_abort(struct sink *s)
 	s->txn_state = "aborted";
 }
 
-/* ---- --check ---- */
+/* ---- --check and --create-topic ---- */
+
+/* A producer on topic for asking the cluster, not for sending (s->o set). */
+static void
+open_bare(struct sink *s, const struct dp_manifest *m, const struct dp_conn *conn, const char *topic)
+{
+	char err[512];
+	s->topic = dp_xstrdup(topic);
+	s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, build_conf(s, m, conn), err, sizeof err);
+	if (!s->rk)
+		dp_die(DP_EXIT_USAGE, "cannot create the Kafka producer: %s", err);
+	s->rkt = rd_kafka_topic_new(s->rk, topic, NULL);
+}
 
 json_t *
 sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, int *code)
 {
 	struct sink_options o = {.topic = topic, .quiet = 1};
-	struct sink s = {.o = &o, .topic = dp_xstrdup(topic)};
-	char err[512];
-	rd_kafka_conf_t *c = build_conf(&s, m, conn);
-	s.rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
-	if (!s.rk)
-		dp_die(DP_EXIT_USAGE, "cannot create the Kafka producer: %s", err);
-	s.rkt = rd_kafka_topic_new(s.rk, topic, NULL);
+	struct sink s = {.o = &o};
+	open_bare(&s, m, conn, topic);
 	const struct rd_kafka_metadata *md;
 	rd_kafka_resp_err_t e = rd_kafka_metadata(s.rk, 0, s.rkt, &md, 10000);
 	if (e)
@@ -423,46 +442,19 @@ int
 sink_create_designed(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, const json_t *design)
 {
 	struct sink_options o = {.topic = topic, .quiet = 1};
-	struct sink s = {.o = &o, .topic = dp_xstrdup(topic)};
-	char err[512];
-	s.rk = rd_kafka_new(RD_KAFKA_PRODUCER, build_conf(&s, m, conn), err, sizeof err);
-	if (!s.rk)
-		dp_die(DP_EXIT_USAGE, "cannot create the Kafka producer: %s", err);
-	s.rkt = rd_kafka_topic_new(s.rk, topic, NULL);
+	struct sink s = {.o = &o};
+	open_bare(&s, m, conn, topic);
 	int have = topic_partitions(&s);
 	if (have) {
 		printf("topic %s exists with %d partitions: nothing was changed (change its configs with kafka-configs "
 		       "if the plan says so)\n", topic, have);
 	} else {
-		rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, (int)json_integer_value(json_object_get(design,
-			"partitions")), (int)json_integer_value(json_object_get(design, "replication_factor")), err, sizeof err);
-		if (!nt)
-			dp_die(DP_EXIT_USAGE, "the design: %s", err);
-		const char *k;
-		json_t *v;
-		json_object_foreach(json_object_get(design, "configs"), k, v) {
-			char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
-			rd_kafka_NewTopic_set_config(nt, k, text);
-			free(text);
-		}
-		rd_kafka_queue_t *q = rd_kafka_queue_new(s.rk);
-		rd_kafka_CreateTopics(s.rk, &nt, 1, NULL, q);
-		rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-		const char *why = !ev ? "no answer within 30 s" : rd_kafka_event_error(ev) ? rd_kafka_event_error_string(ev)
-		                                                                          : NULL;
-		if (!why) {
-			size_t cnt;
-			const rd_kafka_topic_result_t **res =
-				rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-			if (cnt == 1 && rd_kafka_topic_result_error(res[0]))
-				why = rd_kafka_topic_result_error_string(res[0]);
-		}
+		char *why = create_topic_as(&s, (int)json_integer_value(json_object_get(design, "partitions")),
+		                            (int)json_integer_value(json_object_get(design, "replication_factor")),
+		                            json_object_get(design, "configs"));
 		if (why)
 			dp_die(DP_EXIT_SINK, "topic %s could not be created: %s", topic, why);
 		printf("created topic %s\n", topic);
-		rd_kafka_event_destroy(ev);
-		rd_kafka_queue_destroy(q);
-		rd_kafka_NewTopic_destroy(nt);
 	}
 	rd_kafka_topic_destroy(s.rkt);
 	rd_kafka_destroy(s.rk);
