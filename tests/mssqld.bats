@@ -533,3 +533,17 @@ PY
 	run bash -c "echo 'SELECT COUNT(*), MIN(order_id), MAX(order_id) FROM dbo.seed_orders' | sql"
 	assert_output "5|1|5"
 }
+
+@test "REPLICATE, and SET TEXTSIZE cuts (max) values as SQL Server does" {
+	sql <<SQL
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, v varchar(max), b varbinary(max), s varchar(20))
+INSERT INTO $T VALUES (1, REPLICATE(CAST('ab' AS varchar(max)), 5), REPLICATE(CAST(0x0102 AS varbinary(max)), 3), 'abcdefghij')
+SQL
+	run bash -c "echo \"SELECT LEN(v), CONVERT(varchar(20), b, 1) FROM $T\" | sql"
+	assert_output "10|0x010201020102"
+	# bsqldb prints (max) columns in hex (a client limit): "abab" is 0x61626162.
+	run bash -c "printf 'SET TEXTSIZE 4\nSELECT v, b, s FROM $T\n' | sql"
+	assert_output "0x61626162|0x01020102|abcdefghij"
+	run bash -c "printf 'SET TEXTSIZE 0\nSELECT b FROM $T\n' | sql"
+	assert_output "0x010201020102"
+}
