@@ -547,3 +547,20 @@ SQL
 	run bash -c "printf 'SET TEXTSIZE 0\nSELECT b FROM $T\n' | sql"
 	assert_output "0x010201020102"
 }
+
+@test "CREATE [UNIQUE] [NONCLUSTERED] INDEX: errors 1911, 1913 and 1505 as SQL Server gives them" {
+	sql <<SQL
+CREATE TABLE $T (id int NOT NULL PRIMARY KEY, u datetime2(7) NOT NULL, c nvarchar(10))
+CREATE NONCLUSTERED INDEX ix_u ON dbo.$T (u DESC, id)
+INSERT INTO $T VALUES (1, '2026-01-01', N'x'), (2, '2026-01-02', N'x')
+SQL
+	run sql <<< "CREATE INDEX ix_u ON $T (u)"
+	assert_failure
+	assert_output_contains "Msg 1913, Level 16"
+	run sql <<< "CREATE INDEX ix_n ON $T (nope)"
+	assert_output_contains "Msg 1911, Level 16"
+	run sql <<< "CREATE UNIQUE INDEX ix_c ON $T (c)"
+	assert_output_contains "Msg 1505, Level 16"
+	run sql <<< "SELECT CONVERT(varchar(30), MAX(u), 126) FROM $T WHERE u > '2026-01-01'"
+	assert_output "2026-01-02T00:00:00.0000000"
+}

@@ -729,3 +729,44 @@ out:
 	table_info_free(&t);
 	return rc;
 }
+
+int
+catalog_create_index(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
+{
+	const char *schema = s->from.schema ? s->from.schema : "dbo";
+	struct table_info t;
+	if (catalog_table(db, schema, s->from.name, &t)) {
+		sqlerr_set(e, 1088, 16, "Cannot find the object \"%s\" because it does not exist or you do not have "
+		           "permissions.", s->from.name);
+		return -1;
+	}
+	char *cols = sqlite3_mprintf("");
+	int rc = 0;
+	for (int i = 0; i < s->ncols && !rc; i++) {
+		int found = 0;
+		for (int k = 0; k < t.ncols; k++)
+			found |= !strcasecmp(t.cols[k].name, s->cols[i]);
+		if (!found) {
+			sqlerr_set(e, 1911, 16, "Column name '%s' does not exist in the target table or view.", s->cols[i]);
+			rc = -1;
+		}
+		list_add(&cols, "\"%w\"", s->cols[i]);
+	}
+	char sname[300];
+	storage_name(schema, s->from.name, sname, sizeof sname);
+	char *sql = rc ? NULL : sqlite3_mprintf("CREATE %sINDEX \"%w.%w\" ON \"%w\" (%s)", s->unique ? "UNIQUE " : "",
+	                                        sname, s->name, sname, cols);
+	if (sql && sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		if (strstr(sqlite3_errmsg(db), "already exists"))
+			sqlerr_set(e, 1913, 16, "The operation failed because an index or statistics with name '%s' already "
+			           "exists on table '%s.%s'.", s->name, schema, s->from.name);
+		else
+			sqlerr_set(e, 1505, 16, "The CREATE UNIQUE INDEX statement terminated because a duplicate key was "
+			           "found for the object name '%s.%s'.", schema, s->from.name);
+		rc = -1;
+	}
+	sqlite3_free(sql);
+	sqlite3_free(cols);
+	table_info_free(&t);
+	return rc;
+}

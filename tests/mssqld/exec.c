@@ -1516,6 +1516,11 @@ exec_statement(struct conn *c, struct stmt *s, struct sqlerr *e)
 			done(c, 0, 0xC6, 0);
 		return rc;
 	}
+	case S_CREATE_INDEX:
+		if (catalog_create_index(c->db, s, e))
+			return -1;
+		done(c, 0, 0xC6, 0);
+		return 0;
 	case S_CREATE_SCHEMA:
 		if (catalog_create_schema(c->db, s->name, e))
 			return -1;

@@ -215,7 +215,7 @@ struct coldef {
 	struct expr *dflt;
 };
 
-enum skind { S_SELECT, S_INSERT, S_UPDATE, S_DELETE, S_CREATE_TABLE, S_CREATE_SCHEMA, S_DROP_TABLE,
+enum skind { S_SELECT, S_INSERT, S_UPDATE, S_DELETE, S_CREATE_TABLE, S_CREATE_SCHEMA, S_CREATE_INDEX, S_DROP_TABLE,
              S_ALTER_ADD, S_ALTER_COLUMN, S_ALTER_DROP, S_DECLARE, S_SET_VAR, S_SET_OPTION, S_USE,
              S_EXEC, S_BEGIN, S_COMMIT, S_ROLLBACK, S_TRUNCATE, S_IF, S_INSERT_BULK };
 struct stmt {
@@ -243,6 +243,7 @@ struct stmt {
 	int npk;
 	char *pk_name;
 	int if_exists;
+	int unique;          /* CREATE UNIQUE INDEX */
 	/* DECLARE / SET @v / SET option / USE / EXEC */
 	char **vars;
 	struct stype *var_types;
@@ -347,6 +348,8 @@ int exec_use_database(struct conn *c, const char *name, struct sqlerr *e);
 /* ---- catalog (catalog.c) ---- */
 /* Find schema.name (schema may be NULL = dbo); 0 found, -1 missing. */
 int catalog_table(sqlite3 *db, const char *schema, const char *name, struct table_info *t);
+/* CREATE [UNIQUE] INDEX name ON table (cols): an SQLite index on the storage. */
+int catalog_create_index(sqlite3 *db, const struct stmt *s, struct sqlerr *e);
 void table_info_free(struct table_info *t);
 int catalog_init(sqlite3 *db);
 int catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e);

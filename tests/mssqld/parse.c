@@ -791,6 +791,26 @@ parse_create(struct parser *p, struct stmt *s)
 			free(ident(p));
 		return;
 	}
+	s->unique = accept_word(p, "UNIQUE");
+	if (!accept_word(p, "CLUSTERED"))
+		accept_word(p, "NONCLUSTERED");
+	if (accept_word(p, "INDEX")) {
+		s->kind = S_CREATE_INDEX;
+		s->name = ident(p);
+		expect_word(p, "ON");
+		parse_tablename(p, &s->from);
+		expect_op(p, "(");
+		do {
+			s->cols = realloc(s->cols, (size_t)(s->ncols + 1) * sizeof *s->cols);
+			s->cols[s->ncols++] = ident(p);
+			if (!accept_word(p, "ASC"))
+				accept_word(p, "DESC");
+		} while (accept_op(p, ","));
+		expect_op(p, ")");
+		return;
+	}
+	if (s->unique)
+		syntax_error(p);
 	expect_word(p, "TABLE");
 	s->kind = S_CREATE_TABLE;
 	parse_tablename(p, &s->from);
