@@ -353,7 +353,7 @@ rows_sql(const struct source *s, const char *table, const struct plan *p, int bc
 /* --check: the login worked and the table is readable; the server's clock
  * for dpone doctor's skew check. Exits. */
 static _Noreturn void
-print_check(struct source *s, const struct encoding *enc)
+print_check(struct source *s, const struct encoding *enc, struct dp_manifest *m)
 {
 	struct column utc = {.name = "SYSUTCDATETIME()", .data_type = "datetime2", .sql_type = "datetime2(7)",
 	                     .logical = "timestamp", .scale = 7};
@@ -371,6 +371,7 @@ print_check(struct source *s, const struct encoding *enc)
 	json_decref(doc);
 	source_free(s);
 	dbexit();
+	dp_manifest_free(m);
 	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
 
@@ -552,7 +553,7 @@ main(int argc, char **argv)
 	dp_conn_free(&conn);
 	source_discover(&s, m);
 	if (o.check)
-		print_check(&s, &enc);
+		print_check(&s, &enc, m);
 	if (o.infer) {
 		infer_contract(&s, &enc, o.sample ? o.sample : 10000);
 		source_free(&s);

@@ -249,7 +249,9 @@ sink_section(const struct dp_manifest *m)
 		"format", dp_manifest_get(m, "sink.options.message_format"),
 		"envelope", dp_manifest_get(m, "sink.options.envelope"), "key", dp_manifest_get(m, "sink.options.key"),
 		"deletes", dp_manifest_get(m, "sink.options.deletes"));
-	json_object_update(s, delivery_path(m));
+	json_t *path = delivery_path(m);
+	json_object_update(s, path);
+	json_decref(path);
 	json_t *compression = dp_manifest_get(m, "sink.options.delivery.compression_type");
 	if (compression)
 		json_object_set(s, "compression_type", compression);
@@ -297,8 +299,8 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 }
 
 /* --physical [--apply]: print the design; with --apply, dpone-produce
- * creates the topic with it when it is missing. Exits. */
-static _Noreturn void
+ * creates the topic with it when it is missing. The exit status. */
+static int
 physical(const struct dp_manifest *m, const char *manifest_path, const struct options *o)
 {
 	json_t *p = physical_plan(m, manifest_path, o->throughput);
@@ -321,7 +323,7 @@ physical(const struct dp_manifest *m, const char *manifest_path, const struct op
 			code = DP_EXIT_FAILURE;
 	}
 	json_decref(p);
-	dp_exit_flushing_stdout(code);
+	return code;
 }
 
 int
@@ -345,8 +347,11 @@ main(int argc, char **argv)
 		dp_manifest_free(m);
 		dp_exit_flushing_stdout(code);
 	}
-	if (o.physical)
-		physical(m, cli.manifest_path, &o);
+	if (o.physical) {
+		int code = physical(m, cli.manifest_path, &o);
+		dp_manifest_free(m);
+		dp_exit_flushing_stdout(code);
+	}
 	if ((o.from || o.to) && !dp_manifest_incremental(m))
 		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s reads no incremental boundary",
 		       dp_manifest_str(m, "sink.strategy.mode"));

@@ -4,8 +4,10 @@
  * local queue is waited out (never dropped), and the run fails if any
  * delivery failed. exactly_once wraps the run in one transaction.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -31,6 +33,7 @@ struct sink {
 	size_t nfixed;
 	unsigned long long sent, delivered, failed, bytes;
 	char *error;     /* the first failure, owned */
+	int readback_stuck; /* an end-offset query did not come back in time */
 	char last_log[256];
 };
 
@@ -272,15 +275,91 @@ create_topic(struct sink *s, const struct dp_manifest *m)
 		dp_warn("created topic %s", s->topic);
 }
 
-/* The partition's end offset (high watermark) as the broker says, -1 if
- * it cannot be asked: read back before and after the run. */
-static long long
-end_offset(struct sink *s, int partition)
+/* ---- reading the topic's end offsets back ---- */
+
+/* librdkafka's rd_kafka_query_watermark_offsets() can wait far past its
+ * timeout when the brokers are unreachable, so the end offsets are asked
+ * for on a thread of their own, given READBACK_SECONDS: the run never
+ * hangs on them; when they do not come, the read-back is reported as
+ * unavailable. A query is freed by whichever side is last done with it. */
+#define READBACK_SECONDS 10
+
+struct offsets_query {
+	rd_kafka_t *rk;
+	char *topic;
+	int n;
+	long long *high; /* per partition, -1 unknown */
+	int done, refs;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static void
+query_release(struct offsets_query *q)
 {
-	int64_t low, high;
-	if (rd_kafka_query_watermark_offsets(s->rk, s->topic, partition, &low, &high, 5000))
+	pthread_mutex_lock(&q->mu);
+	int last = --q->refs == 0;
+	pthread_mutex_unlock(&q->mu);
+	if (!last)
+		return;
+	free(q->topic);
+	free(q->high);
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	free(q);
+}
+
+static void *
+query_thread(void *arg)
+{
+	struct offsets_query *q = arg;
+	for (int p = 0; p < q->n; p++) {
+		int64_t low, high;
+		q->high[p] = rd_kafka_query_watermark_offsets(q->rk, q->topic, p, &low, &high, 5000) ? -1 : high;
+	}
+	pthread_mutex_lock(&q->mu);
+	q->done = 1;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	query_release(q);
+	return NULL;
+}
+
+/* The end offset of each of the topic's n partitions into high (-1 each
+ * when unknown); 0, or -1 when the brokers did not answer in time (then
+ * s->readback_stuck is set: a query may still be waiting inside librdkafka). */
+static int
+end_offsets(struct sink *s, int n, long long *high)
+{
+	struct offsets_query *q = dp_xcalloc(1, sizeof *q);
+	q->rk = s->rk;
+	q->topic = dp_xstrdup(s->topic);
+	q->n = n;
+	q->high = dp_xcalloc((size_t)n, sizeof *q->high);
+	q->refs = 2;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, query_thread, q)) {
+		q->refs = 1;
+		query_release(q);
 		return -1;
-	return high;
+	}
+	pthread_detach(t);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += READBACK_SECONDS;
+	pthread_mutex_lock(&q->mu);
+	while (!q->done && pthread_cond_timedwait(&q->cv, &q->mu, &deadline) == 0)
+		;
+	int done = q->done;
+	if (done)
+		memcpy(high, q->high, (size_t)n * sizeof *high);
+	pthread_mutex_unlock(&q->mu);
+	query_release(q);
+	if (!done)
+		s->readback_stuck = 1;
+	return done ? 0 : -1;
 }
 
 /* How far the partitions this run wrote to moved, read back from the
@@ -290,15 +369,18 @@ end_offset(struct sink *s, int partition)
 static long long
 appended_on_topic(struct sink *s)
 {
-	long long total = 0;
-	for (int p = 0; p < s->partitions; p++) {
+	long long *after = dp_xcalloc((size_t)s->partitions, sizeof *after), total = 0;
+	if (end_offsets(s, s->partitions, after) < 0)
+		total = -1;
+	for (int p = 0; p < s->partitions && total >= 0; p++) {
 		if (!s->parts[p].messages)
 			continue;
-		long long after = end_offset(s, p);
-		if (after < 0 || s->parts[p].high_before < 0)
-			return -1;
-		total += after - s->parts[p].high_before;
+		if (after[p] < 0 || s->parts[p].high_before < 0)
+			total = -1;
+		else
+			total += after[p] - s->parts[p].high_before;
 	}
+	free(after);
 	return total;
 }
 
@@ -321,8 +403,13 @@ check_topic(struct sink *s, const struct dp_manifest *m)
 	}
 	s->partitions = n;
 	s->parts = dp_xcalloc((size_t)n, sizeof *s->parts);
+	long long *before = dp_xcalloc((size_t)n, sizeof *before);
+	if (end_offsets(s, n, before) < 0)
+		for (int p = 0; p < n; p++)
+			before[p] = -1;
 	for (int p = 0; p < n; p++)
-		s->parts[p] = (struct partition_stat){0, -1, -1, end_offset(s, p)};
+		s->parts[p] = (struct partition_stat){0, -1, -1, before[p]};
+	free(before);
 }
 
 /* ---- transactions ---- */
@@ -586,7 +673,9 @@ sink_summary(struct sink *s)
 		"failed", (json_int_t)s->failed, "bytes", (json_int_t)s->bytes, "partitions", parts);
 	if (s->txn_state)
 		json_object_set_new(o, "transaction", json_string(s->txn_state));
-	long long appended = s->delivered ? appended_on_topic(s) : 0;
+	/* Read back only after a run that delivered everything: a failed run
+	 * is not committed whatever the offsets say. */
+	long long appended = !s->delivered ? 0 : s->failed || s->error || s->readback_stuck ? -1 : appended_on_topic(s);
 	if (appended >= 0)
 		json_object_set_new(o, "topic_appended", json_integer(appended));
 	if (s->error)
@@ -600,7 +689,10 @@ sink_close(struct sink *s)
 	if (!s)
 		return;
 	rd_kafka_topic_destroy(s->rkt);
-	rd_kafka_destroy(s->rk);
+	/* With a query still inside librdkafka, destroying the handle could
+	 * wait for it; the process is about to exit anyway. */
+	if (!s->readback_stuck)
+		rd_kafka_destroy(s->rk);
 	free(s->parts);
 	free(s->topic);
 	free(s->error);
