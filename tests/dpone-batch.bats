@@ -295,12 +295,20 @@ watermark() {
 	assert_success
 }
 
-# wait_for_stage NAME: until a dpone-NAME of this test's job runs ($STAGE_PID).
+# wait_for_stage NAME: until a dpone-NAME of this test's job runs ($STAGE_PID):
+# one whose working directory is this test's, so that nothing else running
+# dpone on the machine (another suite, a chaos run) is ever picked.
 wait_for_stage() {
 	STAGE_PID=
+	local pid here
+	here=$(pwd -P)
 	for _ in $(seq 1 200); do
-		STAGE_PID=$(pgrep -f "dpone-$1 .*m.yaml" | head -n 1)
-		[ -z "$STAGE_PID" ] || return 0
+		for pid in $(pgrep -f "dpone-$1 .*m.yaml"); do
+			if [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$here" ]; then
+				STAGE_PID=$pid
+				return 0
+			fi
+		done
 		sleep 0.05
 	done
 	flunk "dpone-$1 never ran"

@@ -5,6 +5,7 @@
  * delivery failed. exactly_once wraps the run in one transaction.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -339,8 +340,16 @@ end_offsets(struct sink *s, int n, long long *high)
 	q->refs = 2;
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
+	/* The thread takes no signal: SIGINT/SIGTERM must reach the main
+	 * thread, whose blocking read they interrupt (librdkafka's own threads
+	 * block them the same way). */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	pthread_t t;
-	if (pthread_create(&t, NULL, query_thread, q)) {
+	int failed = pthread_create(&t, NULL, query_thread, q);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (failed) {
 		q->refs = 1;
 		query_release(q);
 		return -1;
