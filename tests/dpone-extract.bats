@@ -158,8 +158,8 @@ PY
 	assert_output "2 3 4 5 "
 	run bash -c 'dpone-extract --from 2026-01-01T00:00:00.0000001 --to 2026-01-03T00:00:00 m.yaml | ids'
 	assert_output "2 3 4 "
-	run bash -c 'dpone-extract --from 2026-01-03T00:00:00.9999999 m.yaml | tail -n 1'
-	assert_output '["end",{"rows":0,"source":{"elapsed_ms":0}}]'
+	run bash -c 'dpone-extract --from 2026-01-03T00:00:00.9999999 m.yaml | tail -n 1 | jq -c "del(.[1].source)"'
+	assert_output '["end",{"rows":0}]'
 	run bash -c 'dpone-extract --from 2026-01-01T00:00:00 m.yaml | tail -n 1 | jq -c ".[1].watermark"'
 	assert_output '{"column":"updated_at","low":"2026-01-01T00:00:00.0000001","high":"2026-01-03T00:00:00.9999999"}'
 }
@@ -227,9 +227,9 @@ YAML
 @test "columns allow-list and source_custom_predicate" {
 	orders_table
 	extract_manifest "$T" full_refresh "columns: [v, id], source_custom_predicate: \"[v] <> N'c'\""
-	run bash -c 'dpone-extract m.yaml | sed -n "2p;\$p"'
+	run bash -c 'dpone-extract m.yaml | sed -n "2p;\$p" | sed "s/\"elapsed_ms\":[0-9]*/\"elapsed_ms\":T/"'
 	assert_output '{"v":"a","id":1}
-["end",{"rows":4,"source":{"elapsed_ms":0}}]'
+["end",{"rows":4,"source":{"elapsed_ms":T}}]'
 	run bash -c 'dpone-extract m.yaml | head -n 1 | jq -c .[1].boundary'
 	assert_output '{"predicate":"[v] <> N'"'"'c'"'"'","kind":"full"}'
 }
