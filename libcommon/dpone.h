@@ -99,6 +99,8 @@ size_t dp_edit_distance(const char *a, const char *b);
 const char *dp_did_you_mean(const char *word, const char *const *candidates);
 /* Parse a whole decimal integer; 0 on success. */
 int dp_parse_ll(const char *s, long long *out);
+/* Nonzero if p..end is not empty and holds only the digits 0-9. */
+int dp_all_digits(const char *p, const char *end);
 /* Seconds in a duration written 30s, 15m, 2h or 1d; -1 for anything else. */
 long long dp_duration_seconds(const char *s);
 /* Seconds since the epoch of a timestamp written YYYY-MM-DD[THH:MM:SS[.f]]

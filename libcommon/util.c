@@ -91,3 +91,14 @@ dp_timestamp_utc(const char *text, long long *seconds)
 	*seconds = (long long)timegm(&tm) - (sign == '+' ? 1 : sign == '-' ? -1 : 0) * (oh * 3600LL + om * 60);
 	return 0;
 }
+
+int
+dp_all_digits(const char *p, const char *end)
+{
+	if (p >= end)
+		return 0;
+	for (; p < end; p++)
+		if (*p < '0' || *p > '9')
+			return 0;
+	return 1;
+}

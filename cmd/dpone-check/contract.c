@@ -132,17 +132,6 @@ contract_header(struct contract *k, const json_t *header)
 			k->cols[i].type_errors = 1; /* reported as missing below */
 }
 
-static int
-digits(const char *p, const char *e)
-{
-	if (p >= e)
-		return 0;
-	for (; p < e; p++)
-		if (*p < '0' || *p > '9')
-			return 0;
-	return 1;
-}
-
 /* Does the JSON value v (not null) have the shape of the logical type? */
 static int
 fits(const char *logical, const char *v, size_t n)
@@ -153,12 +142,13 @@ fits(const char *logical, const char *v, size_t n)
 	if (!strcmp(logical, "boolean"))
 		return (n == 4 && !memcmp(v, "true", 4)) || (n == 5 && !memcmp(v, "false", 5));
 	if (!strcmp(logical, "integer"))
-		return str ? digits(s + (*s == '-'), se) : digits(v + (*v == '-'), e);
+		return str ? dp_all_digits(s + (*s == '-'), se) : dp_all_digits(v + (*v == '-'), e);
 	if (!strcmp(logical, "decimal")) {
 		if (!str)
 			return 0;
 		const char *dot = memchr(s, '.', (size_t)(se - s));
-		return dot ? digits(s + (*s == '-'), dot) && digits(dot + 1, se) : digits(s + (*s == '-'), se);
+		const char *whole = s + (*s == '-');
+		return dot ? dp_all_digits(whole, dot) && dp_all_digits(dot + 1, se) : dp_all_digits(whole, se);
 	}
 	if (!strcmp(logical, "float"))
 		return !str && *v != 't' && *v != 'f' && *v != '{' && *v != '[';

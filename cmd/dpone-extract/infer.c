@@ -62,17 +62,6 @@ hll_estimate(const unsigned char *hll)
 	return e;
 }
 
-static int
-all_digits(const char *p, const char *e)
-{
-	if (p == e)
-		return 0;
-	for (; p < e; p++)
-		if (!isdigit((unsigned char)*p))
-			return 0;
-	return 1;
-}
-
 /* The shape of a string value's characters (s..e, no quotes). */
 static int
 shape_of(const char *s, const char *e)
@@ -80,13 +69,13 @@ shape_of(const char *s, const char *e)
 	size_t n = (size_t)(e - s);
 	const char *d = s + (s < e && *s == '-');
 	const char *dot = memchr(d, '.', (size_t)(e - d));
-	if (all_digits(d, e))
+	if (dp_all_digits(d, e))
 		return SHAPE_INTEGER;
-	if (dot && all_digits(d, dot) && all_digits(dot + 1, e))
+	if (dot && dp_all_digits(d, dot) && dp_all_digits(dot + 1, e))
 		return SHAPE_DECIMAL;
 	if ((n == 4 && !strncasecmp(s, "true", 4)) || (n == 5 && !strncasecmp(s, "false", 5)))
 		return SHAPE_BOOLEAN;
-	if (n == 10 && s[4] == '-' && s[7] == '-' && all_digits(s, s + 4))
+	if (n == 10 && s[4] == '-' && s[7] == '-' && dp_all_digits(s, s + 4))
 		return SHAPE_DATE;
 	if (n >= 19 && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == ' ') && s[13] == ':')
 		return SHAPE_TIMESTAMP;

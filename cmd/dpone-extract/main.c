@@ -350,6 +350,17 @@ rows_sql(const struct source *s, const char *table, const struct plan *p, int bc
 	return sql;
 }
 
+/* The modes that answer and stop (--check, --infer, --count, --plan):
+ * close the connection, free the manifest, exit 0. */
+static _Noreturn void
+exit_answered(struct source *s, struct dp_manifest *m)
+{
+	source_free(s);
+	dbexit();
+	dp_manifest_free(m);
+	dp_exit_flushing_stdout(DP_EXIT_OK);
+}
+
 /* --check: the login worked and the table is readable; the server's clock
  * for dpone doctor's skew check. Exits. */
 static _Noreturn void
@@ -369,10 +380,7 @@ print_check(struct source *s, const struct encoding *enc, struct dp_manifest *m)
 	free(text);
 	free(now);
 	json_decref(doc);
-	source_free(s);
-	dbexit();
-	dp_manifest_free(m);
-	dp_exit_flushing_stdout(DP_EXIT_OK);
+	exit_answered(s, m);
 }
 
 /* --plan: what a run would read, as one JSON document (dpone-plan's input). */
@@ -556,10 +564,7 @@ main(int argc, char **argv)
 		print_check(&s, &enc, m);
 	if (o.infer) {
 		infer_contract(&s, &enc, o.sample ? o.sample : 10000);
-		source_free(&s);
-		dbexit();
-		dp_manifest_free(m);
-		dp_exit_flushing_stdout(DP_EXIT_OK);
+		exit_answered(&s, m);
 	}
 	struct plan p = {0};
 	plan_boundary(&s, m, &o, &enc, &p);
@@ -583,10 +588,7 @@ main(int argc, char **argv)
 		free(p.where);
 		free(p.order);
 		json_decref(p.boundary);
-		source_free(&s);
-		dbexit();
-		dp_manifest_free(m);
-		dp_exit_flushing_stdout(DP_EXIT_OK);
+		exit_answered(&s, m);
 	}
 	if (!bcp && source_query(&s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());

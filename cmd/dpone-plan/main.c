@@ -83,9 +83,7 @@ print_value(const struct dp_manifest *m, const char *key)
 	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
 
-/* Run a stage and parse the JSON it prints; a failed stage's exit status
- * (its message already on stderr) is the plan's. The caller owns it. */
-static json_t *
+json_t *
 ask_stage(char *const argv[])
 {
 	int code;

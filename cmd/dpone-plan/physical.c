@@ -16,7 +16,7 @@
 #define PARTITION_BYTES_PER_SECOND (5.0 * 1024 * 1024)
 #define MAX_PARTITIONS 256
 
-/* Run a stage and parse what it prints as YAML or JSON (owned). */
+/* Run a stage and parse the YAML it prints (owned): --infer's contract. */
 static json_t *
 ask_yaml(char *const argv[])
 {
@@ -52,7 +52,7 @@ physical_plan(const struct dp_manifest *m, const char *manifest_path, double thr
 {
 	char *plan_argv[] = {"dpone-extract", "-q", "--plan", (char *)manifest_path, NULL};
 	char *infer_argv[] = {"dpone-extract", "-q", "--infer", "--sample", "1000", (char *)manifest_path, NULL};
-	json_t *src = ask_yaml(plan_argv), *contract = ask_yaml(infer_argv);
+	json_t *src = ask_stage(plan_argv), *contract = ask_yaml(infer_argv);
 	json_t *sample = json_object_get(json_object_get(contract, "contract"), "sample");
 	long long rows = json_integer_value(json_object_get(src, "rows"));
 	long long widest = json_integer_value(json_object_get(sample, "widest_row_json_bytes"));

@@ -6,6 +6,10 @@
 
 #include "dpone.h"
 
+/* main.c: run a stage and parse the JSON it prints (owned); a failed
+ * stage's exit status (its message already on stderr) is the plan's. */
+json_t *ask_stage(char *const argv[]);
+
 /* markdown.c: the plan document (main.c builds it; its keys are listed in
  * dpone-plan(1)) written as Markdown for a pull request or a terminal. */
 void plan_markdown(FILE *out, const json_t *plan);

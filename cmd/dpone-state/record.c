@@ -79,12 +79,7 @@ static int
 is_integer_text(const char *s)
 {
 	s += *s == '-';
-	if (!*s)
-		return 0;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
+	return dp_all_digits(s, s + strlen(s));
 }
 
 int
