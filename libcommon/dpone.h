@@ -210,8 +210,9 @@ const char *dp_manifest_str(const struct dp_manifest *m, const char *path);
 long long dp_manifest_int(const struct dp_manifest *m, const char *path, long long dflt);
 /* Format "FILE:LINE:COL: path: " for messages about a key, into buf. */
 const char *dp_manifest_where(const struct dp_manifest *m, const char *path, char *buf, size_t len);
-/* Nonzero if runs read an incremental boundary (low, high]: the strategy is
- * incremental_append or incremental_merge and there is an incremental_column. */
+/* Nonzero if runs read an incremental boundary (low, high] from committed
+ * state: strategy cdc (an LSN offset), or incremental_append or
+ * incremental_merge with an incremental_column. */
 int dp_manifest_incremental(const struct dp_manifest *m);
 /* Nonzero if quality.checks has a check of type and quality.mode is not off. */
 int dp_manifest_has_check(const struct dp_manifest *m, const char *type);

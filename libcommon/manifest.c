@@ -433,16 +433,22 @@ rule_key(struct check *c, json_t *root)
 		json_object_del(key, "field");
 	}
 	const char *mode = json_string_value(json_object_get(key, "mode"));
+	/* cdc keys changes by the table's primary key when no unique_key is given. */
+	int cdc = !strcmp(sget(root, "sink.strategy.mode"), "cdc");
 	if (!mode) {
-		mode = json_object_get(key, "fields") ? "fields" : ukey ? "unique_key" : "null";
+		mode = json_object_get(key, "fields") ? "fields" : ukey || cdc ? "unique_key" : "null";
 		json_object_set_new(key, "mode", json_string(mode));
 	}
-	if (!strcmp(mode, "unique_key") && !ukey)
+	if (!strcmp(mode, "unique_key") && !ukey && !cdc)
 		return cfail(c, "sink.options.key.mode", "sink.options.key.mode",
 		             "unique_key needs sink.strategy.unique_key (or use fields, hash_row or null)");
 	if (!strcmp(mode, "fields") && !json_array_size(json_object_get(key, "fields")))
 		return cfail(c, "sink.options.key", "sink.options.key.fields", "key mode fields needs the list of columns");
 	json_t *deletes = json_at(root, "sink.options.deletes");
+	if (cdc && !json_is_true(json_object_get(deletes, "enabled")))
+		return cfail(c, "sink.options.deletes", "sink.options.deletes.enabled",
+		             "strategy cdc publishes the source's deletes: set deletes: {enabled: true} (with tombstone: "
+		             "true for compacted topics)");
 	if (json_is_true(json_object_get(deletes, "enabled")) && json_is_true(json_object_get(deletes, "tombstone")) &&
 	    !strcmp(mode, "null"))
 		return cfail(c, "sink.options.deletes.tombstone", "sink.options.deletes.tombstone",
@@ -585,8 +591,8 @@ int
 dp_manifest_incremental(const struct dp_manifest *m)
 {
 	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
-	return dp_manifest_str(m, "source.options.incremental_column") &&
-	       (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge"));
+	return !strcmp(mode, "cdc") || (dp_manifest_str(m, "source.options.incremental_column") &&
+	       (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge")));
 }
 
 int

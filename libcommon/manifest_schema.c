@@ -20,6 +20,7 @@ static const char *const connection_types[] = {"env", "file", "vault", NULL};
 static const char *const export_modes[] = {"stream", "bcp", NULL};
 static const char *const bigint_modes[] = {"number", "string", NULL};
 static const char *const binary_modes[] = {"base64", "hex", NULL};
+static const char *const row_filter_options[] = {"all", "all update old", NULL};
 static const char *const snapshot_modes[] = {"initial", "never", "when_needed", NULL};
 static const char *const strategy_modes[] = {
 	"full_refresh", "incremental_append", "incremental_merge", "replace",
@@ -59,6 +60,7 @@ static const struct key source_options[] = {
 	ENUM("binary_as", 0, "base64", binary_modes),
 	STR("capture_instance", 0, NULL),
 	ENUM("snapshot", 0, "initial", snapshot_modes),
+	ENUM("row_filter_option", 0, "all", row_filter_options),
 	END};
 
 static const struct key source_keys[] = {

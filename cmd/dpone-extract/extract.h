@@ -90,6 +90,32 @@ void source_clear_error(void);
 /* Execute SQL and leave its results ready for dbnextrow; 0 or -1. */
 int source_query(struct source *s, const char *sql);
 
+/* ---- main.c, shared with cdc.c ---- */
+/* The header's columns array for s's columns; a new reference. */
+json_t *header_columns(const struct source *s);
+/* The stream header; takes the reference to boundary. */
+json_t *stream_header(const struct source *s, const struct dp_manifest *m, const char *run_id, json_t *boundary,
+                      const struct encoding *enc);
+/* --plan: what a run would read, as one JSON document on stdout (dpone-plan's input). */
+void print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
+                const char *sql, const char *count_sql, const char *rows);
+/* Stream the rows of the current result; returns the count. Exits on
+ * errors and signals. Every batch_size rows the output is flushed, so a
+ * reader downstream sees the rows in batches of that size at most. */
+unsigned long long stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress,
+                               long long batch_size, struct watermark *wm);
+
+/* ---- cdc.c ---- */
+struct cdc_request {
+	const char *from, *to;    /* committed offset, manual high LSN; NULL if not given */
+	const char *run_id;
+	const char *manifest_path; /* to read the committed capture instance from state */
+	int count, plan, progress;
+};
+/* Strategy cdc: --count, --plan, or a run (initial snapshot or changes);
+ * returns the exit status (errors exit). */
+int cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_request *rq, const struct encoding *enc);
+
 /* ---- bcp.c ---- */
 /* The select-list item that copies column c out as exact text. */
 char *bcp_select_item(const struct column *c);

@@ -314,7 +314,7 @@ plan_chunk(struct source *s, const struct options *o, const struct encoding *enc
 	free(col);
 }
 
-static json_t *
+json_t *
 header_columns(const struct source *s)
 {
 	json_t *cols = json_array();
@@ -383,9 +383,8 @@ print_check(struct source *s, const struct encoding *enc, struct dp_manifest *m)
 	exit_answered(s, m);
 }
 
-/* --plan: what a run would read, as one JSON document (dpone-plan's input). */
-static void
-print_plan(const struct source *s, const struct dp_manifest *m, const struct plan *p, const struct encoding *enc,
+void
+print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
            const char *sql, const char *count_sql, const char *rows)
 {
 	json_t *keys = json_array();
@@ -393,7 +392,7 @@ print_plan(const struct source *s, const struct dp_manifest *m, const struct pla
 		json_array_append_new(keys, json_string(s->cols[s->key[k]].name));
 	json_t *doc = json_pack("{s:{s:s, s:s, s:s}, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}",
 		"source", "type", "mssql", "schema", s->schema, "table", s->table, "columns", header_columns(s),
-		"key", keys, "boundary", p->boundary, "sql", sql, "count_sql", count_sql,
+		"key", keys, "boundary", boundary, "sql", sql, "count_sql", count_sql,
 		"rows", json_loads(rows, JSON_DECODE_ANY, NULL),
 		"export_mode", dp_manifest_str(m, "source.options.export_mode"),
 		"batch_size", (json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000),
@@ -403,6 +402,20 @@ print_plan(const struct source *s, const struct dp_manifest *m, const struct pla
 	puts(text);
 	free(text);
 	json_decref(doc);
+}
+
+json_t *
+stream_header(const struct source *s, const struct dp_manifest *m, const char *run_id, json_t *boundary,
+              const struct encoding *enc)
+{
+	json_t *keys = json_array();
+	for (int k = 0; k < s->nkey; k++)
+		json_array_append_new(keys, json_string(s->cols[s->key[k]].name));
+	return json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol",
+	                 DP_STREAM_PROTOCOL, "run_id", run_id, "job", dp_manifest_str(m, "name"), "source", "type",
+	                 "mssql", "schema", s->schema, "table", s->table, "columns", header_columns(s), "key", keys,
+	                 "boundary", boundary, "encoding", "bigint", enc->bigint_as_string ? "string" : "number",
+	                 "binary", enc->binary_as_hex ? "hex" : "base64");
 }
 
 static char *
@@ -468,10 +481,7 @@ stage_directory(const struct dp_manifest *m, const char *run_id)
 }
 
 
-/* Stream the rows; returns the count. Exits on errors and signals. Every
- * batch_size rows the output is flushed, so a reader downstream sees the
- * rows in batches of that size at most. */
-static unsigned long long
+unsigned long long
 stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress, long long batch_size,
             struct watermark *wm)
 {
@@ -543,10 +553,8 @@ main(int argc, char **argv)
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
-	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
-	if (!strcmp(mode, "cdc"))
-		dp_die(DP_EXIT_UNAVAILABLE, "strategy cdc is not available in this build yet; nothing was read");
-	int bcp = !strcmp(dp_manifest_str(m, "source.options.export_mode"), "bcp");
+	int cdc = !strcmp(dp_manifest_str(m, "sink.strategy.mode"), "cdc");
+	int bcp = !cdc && !strcmp(dp_manifest_str(m, "source.options.export_mode"), "bcp");
 
 	dp_catch_interrupts();
 
@@ -566,6 +574,21 @@ main(int argc, char **argv)
 		infer_contract(&s, &enc, o.sample ? o.sample : 10000);
 		exit_answered(&s, m);
 	}
+	if (cdc) {
+		if (o.chunk_n)
+			dp_die(DP_EXIT_USAGE, "--chunk does not apply to strategy cdc: changes are read in LSN order");
+		char *run_id = o.run_id ? dp_xstrdup(o.run_id) : new_run_id();
+		struct cdc_request rq = {.from = o.from, .to = o.to, .run_id = run_id, .manifest_path = cli.manifest_path,
+		                         .count = o.count, .plan = o.plan, .progress = isatty(2) && !cli.quiet};
+		int code = cdc_extract(&s, m, &rq, &enc);
+		free(run_id);
+		if (code == DP_EXIT_OK && (o.count || o.plan))
+			exit_answered(&s, m);
+		source_free(&s);
+		dbexit();
+		dp_manifest_free(m);
+		return code;
+	}
 	struct plan p = {0};
 	plan_boundary(&s, m, &o, &enc, &p);
 	plan_chunk(&s, &o, &enc, &p);
@@ -580,7 +603,7 @@ main(int argc, char **argv)
 		if (o.count)
 			printf("%s\n", n);
 		else
-			print_plan(&s, m, &p, &enc, sql, count_sql, n);
+			print_plan(&s, m, p.boundary, &enc, sql, count_sql, n);
 		free(n);
 		free(count_sql);
 		free(sql);
@@ -593,14 +616,7 @@ main(int argc, char **argv)
 	if (!bcp && source_query(&s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());
 	char *run_id = o.run_id ? dp_xstrdup(o.run_id) : new_run_id();
-	json_t *keys = json_array();
-	for (int k = 0; k < s.nkey; k++)
-		json_array_append_new(keys, json_string(s.cols[s.key[k]].name));
-	json_t *header = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol",
-	                           DP_STREAM_PROTOCOL, "run_id", run_id, "job", dp_manifest_str(m, "name"), "source",
-	                           "type", "mssql", "schema", s.schema, "table", s.table, "columns", header_columns(&s),
-	                           "key", keys, "boundary", p.boundary, "encoding", "bigint",
-	                           enc.bigint_as_string ? "string" : "number", "binary", enc.binary_as_hex ? "hex" : "base64");
+	json_t *header = stream_header(&s, m, run_id, p.boundary, &enc);
 	/* bcp mode stages the run in an artifact first, then streams it. */
 	char *stage_dir = NULL, *artifact = NULL, *host = NULL;
 	int stage_fd = 1;

@@ -172,6 +172,37 @@ check_artifacts(struct report *r, const struct dp_manifest *m)
 	free(dir);
 }
 
+/* Strategy cdc: the capture instance exists and the committed offset is
+ * still retained; asked of dpone-extract --plan, which decides both. */
+static void
+check_cdc(struct report *r, const struct dp_manifest *m, const char *manifest)
+{
+	if (strcmp(dp_manifest_str(m, "sink.strategy.mode"), "cdc"))
+		return;
+	int code;
+	json_t *state = dp_committed_state(m, manifest, &code);
+	json_t *offset = json_object_get(json_object_get(json_object_get(state, "record"), "watermark"), "value");
+	char *argv[] = {"dpone-extract", "-q", "--plan", (char *)manifest, NULL, NULL, NULL};
+	if (json_is_string(offset)) {
+		argv[4] = "--from";
+		argv[5] = (char *)json_string_value(offset);
+	}
+	json_t *doc = probe(r, "cdc", argv, "enable change data capture for the table (sys.sp_cdc_enable_db, "
+	                    "sys.sp_cdc_enable_table) and check source.options.capture_instance; see dpone-extract(1), CDC");
+	json_decref(state);
+	if (!doc)
+		return;
+	json_t *b = json_object_get(doc, "boundary");
+	int snapshot = json_is_true(json_object_get(b, "snapshot"));
+	char *detail = dp_strfmt("capture instance %s, oldest LSN %s; the next run %s %lld %s",
+		json_string_value(json_object_get(b, "capture_instance")), json_string_value(json_object_get(b, "min_lsn")),
+		snapshot ? "snapshots the table," : "reads", (long long)json_integer_value(json_object_get(doc, "rows")),
+		snapshot ? "rows" : "changes");
+	json_decref(doc);
+	add(r, "cdc", "ok", detail, NULL, 0);
+	free(detail);
+}
+
 static void
 print_text(FILE *out, const json_t *checks)
 {
@@ -192,6 +223,7 @@ doctor(const struct dp_manifest *m, const char *manifest_path, int json)
 	check_libraries(&r);
 	add(&r, "manifest", "ok", manifest_path, NULL, 0);
 	check_source(&r, manifest_path);
+	check_cdc(&r, m, manifest_path);
 	check_sink(&r, manifest_path);
 	check_state(&r, manifest_path);
 	check_artifacts(&r, m);

@@ -108,7 +108,9 @@ boundary(FILE *out, const json_t *plan)
 	item(out, "kind", json_object_get(b, "kind"));
 	static const char *const keys[][2] = {{"column", "column"}, {"from", "committed watermark (from)"},
 		{"lookback", "lookback"}, {"low", "reads after (low, exclusive)"}, {"high", "reads up to (high, inclusive)"},
-		{"predicate", "source_custom_predicate"}, {"chunk", "chunk"}};
+		{"predicate", "source_custom_predicate"}, {"chunk", "chunk"}, {"capture_instance", "capture instance (cdc)"},
+		{"min_lsn", "oldest LSN still retained"}, {"snapshot", "snapshot of the table first"},
+		{"snapshot_reason", "why a snapshot"}};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		if (json_object_get(b, keys[i][0]))
 			item(out, keys[i][1], json_object_get(b, keys[i][0]));

@@ -63,6 +63,7 @@ struct run {
 	struct sink *sink;      /* NULL with --dry-run */
 	struct format fmt;
 	struct msgbufs bufs;
+	struct change chg;       /* the change message the next row belongs to (cdc) */
 	unsigned long long rows, deletes, messages;
 	double start, last_progress;
 	int progress;
@@ -162,7 +163,9 @@ handle_row(struct run *rn, const char *line, size_t len)
 	rn->rows++;
 	if (rn->dedupe && !dedupe_keep(rn->dedupe, line, len, 0, dp_reader_lineno(rn->r)))
 		return;
-	if (format_row(&rn->fmt, line, len, &rn->bufs, &msg, err, sizeof err) < 0)
+	const struct change *chg = rn->chg.pending ? &rn->chg : NULL;
+	rn->chg.pending = 0;
+	if (format_row(&rn->fmt, line, len, chg, &rn->bufs, &msg, err, sizeof err) < 0)
 		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
 	if (rn->hashing)
 		rn->row_hash += dp_row_hash(line, len);
@@ -216,7 +219,14 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 			continue;
 		}
 		const char *name = dp_reader_control_name(rn->r);
-		if (!strcmp(name, "header")) {
+		if (rn->chg.pending)
+			run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: a change message must be followed by its row, not by %s",
+			         dp_reader_lineno(rn->r), name);
+		if (!strcmp(name, "change")) {
+			char err[256];
+			if (change_read(dp_reader_control(rn->r), &rn->chg, err, sizeof err) < 0)
+				run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
+		} else if (!strcmp(name, "header")) {
 			write_line(rn, line, len);
 			start(rn, conn, so);
 		} else if (!strcmp(name, "delete")) {
@@ -354,6 +364,7 @@ main(int argc, char **argv)
 	dp_reader_close(rn.r);
 	format_free(&rn.fmt);
 	msgbufs_free(&rn.bufs);
+	free(rn.chg.before.p);
 	free(rn.end_line);
 	free(txn_id);
 	dp_conn_free(&conn);

@@ -54,7 +54,8 @@ key_mode_of(const struct dp_manifest *m)
 	if (!mode) {
 		if (json_array_size(dp_manifest_get(m, "sink.options.key.fields")) || dp_manifest_str(m, "sink.options.key.field"))
 			mode = "fields";
-		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")))
+		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")) ||
+		         !strcmp(dp_manifest_str(m, "sink.strategy.mode"), "cdc"))
 			mode = "unique_key";
 		else
 			mode = "null";
@@ -72,6 +73,8 @@ init_key(struct format *f, const struct dp_manifest *m, json_t *header)
 	const char *path = NULL;
 	if (f->key_mode == KEY_UNIQUE)
 		names = dp_manifest_get(m, path = "sink.strategy.unique_key");
+	if (f->key_mode == KEY_UNIQUE && !names) /* cdc: the table's primary key, as the header names it */
+		names = json_object_get(header, "key");
 	if (f->key_mode == KEY_FIELDS) {
 		names = dp_manifest_get(m, path = "sink.options.key.fields");
 		if (!json_array_size(names) && dp_manifest_str(m, "sink.options.key.field"))
@@ -159,6 +162,9 @@ init_envelope(struct format *f, const struct dp_manifest *m, json_t *header)
 		f->envelope = ENV_DPONE; /* the Python dpone's meaning of always_envelope */
 	const char *strategy = dp_manifest_str(m, "sink.strategy.mode");
 	f->row_op = row_op_of(strategy);
+	/* A CDC run that snapshots the table reads rows, as Debezium's op r. */
+	if (json_is_true(json_object_get(json_object_get(header, "boundary"), "snapshot")))
+		f->row_op = "r";
 	json_t *src = json_object_get(header, "source");
 	json_t *run_id = json_object_get(header, "run_id");
 	f->source_json = dump_compact(json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:s}",
@@ -309,7 +315,8 @@ dpone_value(const struct format *f, struct dp_buf *vb, const char *op, const cha
 
 /* The row's value in its envelope. */
 static void
-build_row_value(const struct format *f, const char *line, size_t len, struct dp_buf *vb, struct message *msg)
+build_row_value(const struct format *f, const char *line, size_t len, const struct change *chg, struct dp_buf *vb,
+                struct message *msg)
 {
 	vb->len = 0;
 	if (f->envelope == ENV_FLAT && !f->row_marker) {
@@ -331,6 +338,11 @@ build_row_value(const struct format *f, const char *line, size_t len, struct dp_
 			dp_buf_add(vb, ",", 1);
 		dp_buf_str(vb, f->row_marker);
 		dp_buf_add(vb, "}", 1);
+	} else if (f->envelope == ENV_DEBEZIUM && chg) {
+		if (chg->before.len)
+			debezium_value(f, vb, chg->before.p, chg->before.len, line, len, chg->op);
+		else
+			debezium_value(f, vb, "null", 4, line, len, chg->op);
 	} else if (f->envelope == ENV_DEBEZIUM) {
 		debezium_value(f, vb, "null", 4, line, len, f->row_op);
 	} else {
@@ -341,9 +353,42 @@ build_row_value(const struct format *f, const char *line, size_t len, struct dp_
 	msg->has_value = 1;
 }
 
+static void
+add_line_header(struct message *msg, const char *name, const char *value, size_t len)
+{
+	msg->hname[msg->nh] = name;
+	msg->hval[msg->nh] = value;
+	msg->hval_len[msg->nh] = len;
+	msg->nh++;
+}
+
 int
-format_row(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message *msg,
-           char *err, size_t errlen)
+change_read(json_t *msg, struct change *chg, char *err, size_t errlen)
+{
+	json_t *body = json_array_get(msg, 1);
+	const char *op = json_string_value(json_object_get(body, "op"));
+	const char *lsn = json_string_value(json_object_get(body, "lsn"));
+	const char *seq = json_string_value(json_object_get(body, "seqval"));
+	json_t *before = json_object_get(body, "before");
+	if (!op || (strcmp(op, "c") && strcmp(op, "u") && strcmp(op, "r")) || !lsn || !seq || strlen(lsn) >= sizeof chg->lsn ||
+	    strlen(seq) >= sizeof chg->seqval || (before && !json_is_object(before))) {
+		snprintf(err, errlen, "a change message needs op (c, u or r), lsn and seqval (0x hex), and before, if "
+		         "any, an object");
+		return -1;
+	}
+	snprintf(chg->op, sizeof chg->op, "%s", op);
+	snprintf(chg->lsn, sizeof chg->lsn, "%s", lsn);
+	snprintf(chg->seqval, sizeof chg->seqval, "%s", seq);
+	chg->before.len = 0;
+	if (before)
+		dp_buf_json(&chg->before, before);
+	chg->pending = 1;
+	return 0;
+}
+
+int
+format_row(const struct format *f, const char *line, size_t len, const struct change *chg, struct msgbufs *b,
+           struct message *msg, char *err, size_t errlen)
 {
 	struct dp_span sp[f->nscan + 1];
 	memset(msg, 0, sizeof *msg);
@@ -361,14 +406,16 @@ format_row(const struct format *f, const char *line, size_t len, struct msgbufs 
 		msg->key_len = 64;
 		msg->has_key = 1;
 	}
-	build_row_value(f, line, len, &b->value, msg);
+	build_row_value(f, line, len, chg, &b->value, msg);
 	if (f->watermark_column && sp[f->nkey].p) {
 		b->aux.len = 0;
 		dp_buf_value_text(&b->aux, sp[f->nkey]);
-		msg->hname[0] = "dpone.watermark";
-		msg->hval[0] = b->aux.p;
-		msg->hval_len[0] = b->aux.len;
-		msg->nh = 1;
+		add_line_header(msg, "dpone.watermark", b->aux.p, b->aux.len);
+	}
+	if (chg) {
+		add_line_header(msg, "dpone.lsn", chg->lsn, strlen(chg->lsn));
+		add_line_header(msg, "dpone.seqval", chg->seqval, strlen(chg->seqval));
+		add_line_header(msg, "dpone.op", chg->op, strlen(chg->op));
 	}
 	return 0;
 }
@@ -400,16 +447,16 @@ build_delete_value(const struct format *f, json_t *key, json_t *before, struct d
 	return 1;
 }
 
-/* lsn and seqval of a CDC delete as headers, their text kept in aux. */
+/* lsn, seqval and op of a CDC delete as headers, their text kept in aux. */
 static void
 delete_headers(json_t *meta, struct dp_buf *aux, struct message *msg)
 {
-	static const char *const names[] = {"lsn", "seqval"};
-	static const char *const header_names[] = {"dpone.lsn", "dpone.seqval"};
-	size_t at[2];
+	static const char *const names[] = {"lsn", "seqval", "op"};
+	static const char *const header_names[] = {"dpone.lsn", "dpone.seqval", "dpone.op"};
+	size_t at[3];
 	aux->len = 0;
 	msg->nh = 0;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		const char *v = json_string_value(json_object_get(meta, names[i]));
 		if (!v)
 			continue;

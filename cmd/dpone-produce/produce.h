@@ -52,7 +52,16 @@ struct msgbufs {
 };
 void msgbufs_free(struct msgbufs *b);
 
-#define MAX_LINE_HEADERS 3
+/* A CDC change message (["change", {op, lsn, seqval[, before]}]): what the
+ * row after it is. Texts are copied from the line; reused line after line. */
+struct change {
+	char op[2];            /* c (insert) or u (update) */
+	char lsn[32], seqval[32];
+	struct dp_buf before;  /* the before image's JSON (all update old), or empty */
+	int pending;           /* read, its row not yet */
+};
+
+#define MAX_LINE_HEADERS 5
 /* A message ready for the sink. key, value and the header values point into
  * a struct msgbufs or into the stream line: valid until the next line. */
 struct message {
@@ -65,9 +74,12 @@ struct message {
 	int nh;
 };
 
-/* Build the message for a row line. Returns 0, or -1 with why in err. */
-int format_row(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message *msg,
-               char *err, size_t errlen);
+/* Build the message for a row line, described by chg when a change
+ * message came before it (else NULL). Returns 0, or -1 with why in err. */
+int format_row(const struct format *f, const char *line, size_t len, const struct change *chg, struct msgbufs *b,
+               struct message *msg, char *err, size_t errlen);
+/* Read a change message (the reader's parsed array) into chg; 0 or -1. */
+int change_read(json_t *msg, struct change *chg, char *err, size_t errlen);
 /* Build what a delete line publishes: the delete event and/or the tombstone,
  * *nmsg (1 or 2) messages in msgs. */
 int format_delete(const struct format *f, const char *line, size_t len, struct msgbufs *b, struct message msgs[2],

@@ -180,7 +180,8 @@ check_start(struct job_state *st, json_t *boundary, const char *run_id, char *er
 	/* A job's first commit may start anywhere (dpone batch run --from on a
 	 * new job); after that, only where state stands. */
 	int first = !st->record;
-	if (kind && !strcmp(kind, "incremental") && !first && !json_equal(current, from) && (current || from)) {
+	int from_state = kind && (!strcmp(kind, "incremental") || !strcmp(kind, "cdc"));
+	if (from_state && !first && !json_equal(current, from) && (current || from)) {
 		char *a = show(from), *b = show(current);
 		snprintf(err, errlen, "state moved since run %s planned: it started from watermark %s, state is now %s "
 		         "(run %s); nothing was overwritten", run_id ? run_id : "?", a, b, last_run ? last_run : "reset");

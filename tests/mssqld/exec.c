@@ -399,6 +399,45 @@ wrong_args:
 	return -1;
 }
 
+
+/* OBJECT_ID's argument as SQL Server reads it: [schema].[name] or
+ * schema.name or name, brackets optional, ]] inside brackets one ].
+ * The last two parts into schema and name; how many parts, or -1. */
+static int
+object_name_parts(const char *s, char *schema, char *name, size_t cap)
+{
+	char parts[4][300];
+	int n = 0;
+	for (;;) {
+		size_t len = 0;
+		if (n == 4)
+			return -1;
+		if (*s == '[') {
+			for (s++; *s && !(s[0] == ']' && s[1] != ']'); s++) {
+				if (s[0] == ']')
+					s++;
+				if (len + 1 < sizeof parts[n])
+					parts[n][len++] = *s;
+			}
+			if (*s++ != ']')
+				return -1;
+		} else {
+			for (; *s && *s != '.'; s++)
+				if (len + 1 < sizeof parts[n])
+					parts[n][len++] = *s;
+		}
+		parts[n++][len] = '\0';
+		if (*s != '.')
+			break;
+		s++;
+	}
+	if (*s)
+		return -1;
+	snprintf(name, cap, "%s", parts[n - 1]);
+	snprintf(schema, cap, "%s", n > 1 ? parts[n - 2] : "");
+	return n;
+}
+
 static int
 translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 {
@@ -440,13 +479,10 @@ translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 	}
 	if (!strcmp(base, "object_id") && ex->nargs >= 1 && ex->args[0]->kind == E_LIT &&
 	    ex->args[0]->lit.kind == V_TEXT) {
-		char buf[300], *dot;
-		snprintf(buf, sizeof buf, "%s", ex->args[0]->lit.text);
-		dot = strrchr(buf, '.');
+		char schema[300], name[300];
 		struct table_info ti;
-		if (dot)
-			*dot = '\0';
-		int found = catalog_table(x->c->db, dot ? buf : NULL, dot ? dot + 1 : buf, &ti) == 0;
+		int parts = object_name_parts(ex->args[0]->lit.text, schema, name, sizeof name);
+		int found = parts > 0 && catalog_table(x->c->db, parts > 1 ? schema : NULL, name, &ti) == 0;
 		struct value v = {.kind = found ? V_INT : V_NULL, .i = found ? ti.object_id : 0};
 		if (found)
 			table_info_free(&ti);
