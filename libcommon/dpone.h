@@ -10,6 +10,7 @@
 #define DPONE_H
 
 #include <signal.h>
+#include <sys/types.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,6 +93,24 @@ uint32_t dp_keyset_put(struct dp_keyset *ks, const void *key, size_t len, uint32
 uint32_t dp_keyset_find(const struct dp_keyset *ks, const void *key, size_t len);
 size_t dp_keyset_count(const struct dp_keyset *ks);
 void dp_keyset_free(struct dp_keyset *ks);
+
+/* ---- sorting keys in bounded memory (keysort.c) ---- */
+struct dp_keysort;
+/* Sort with at most memory_bytes of keys in memory (at least 1 MiB); the
+ * rest spills to unlinked files under TMPDIR. */
+struct dp_keysort *dp_keysort_new(size_t memory_bytes);
+/* Add a key; 0, or -1 with errno (a temporary file could not be written). */
+int dp_keysort_add(struct dp_keysort *ks, const char *key, size_t len);
+/* No more keys: prepare the merge; 0 or -1 with errno. */
+int dp_keysort_finish(struct dp_keysort *ks);
+/* The next key in byte order, duplicates dropped: 1 (key valid until the
+ * next call), 0 at the end, -1 with errno. */
+int dp_keysort_next(struct dp_keysort *ks, const char **key, size_t *len);
+/* Keys written to temporary files so far. */
+unsigned long long dp_keysort_spilled(const struct dp_keysort *ks);
+void dp_keysort_free(struct dp_keysort *ks);
+/* The order keys sort in: bytes, then length. */
+int dp_keysort_compare(const char *a, size_t alen, const char *b, size_t blen);
 
 /* ---- small helpers (util.c) ---- */
 size_t dp_edit_distance(const char *a, const char *b);
@@ -311,6 +330,11 @@ char *dp_sibling_path(const char *name);
 char *dp_run_capture(char *const argv[], int *code);
 /* The same with its stderr captured too, into *err_out (owned). */
 char *dp_run_capture_err(char *const argv[], int *code, char **err_out);
+/* Start argv with its stdout on a pipe; the pipe's read end, or -1 (said
+ * on stderr). Its stderr is ours. Reap it with dp_spawn_wait. */
+int dp_spawn_reader(char *const argv[], pid_t *pid);
+/* Wait for pid: its exit status, 128 + signal, or -1. */
+int dp_spawn_wait(pid_t pid);
 /* The job's committed state as dpone-state get prints it ({job, record,
  * lease}; owned), read through dpone-state so that every backend works; a
  * state file that does not exist yet is not created just to be read.

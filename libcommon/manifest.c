@@ -55,14 +55,6 @@ cfail(struct check *c, const char *mark_path, const char *path, const char *fmt,
 	return -1;
 }
 
-static void
-cwarn(struct check *c, const char *path, const char *msg)
-{
-	long long line, col;
-	where_of(c->marks, path, &line, &col);
-	fprintf(stderr, "%s: warning: %s:%lld:%lld: %s: %s\n", dp_progname, c->file, line, col, path, msg);
-}
-
 static char *
 join(const char *parent, const char *name)
 {
@@ -392,10 +384,6 @@ rule_strategy(struct check *c, json_t *root)
 	if (!strcmp(mode, "incremental_append") && !sget(root, "source.options.incremental_column"))
 		return cfail(c, "source.options", "source.options.incremental_column",
 		             "incremental_append needs the column that bounds each run");
-	if (!strcmp(mode, "snapshot_reconciliation") && strcmp(sget(root, "sink.strategy.delete_mode"), "report_only"))
-		cwarn(c, "sink.strategy.mode",
-		      "snapshot_reconciliation is not recommended on Kafka: the target does not expose a safe native "
-		      "finalization path; run it with delete_mode: report_only first");
 	return 0;
 }
 

@@ -85,6 +85,7 @@ static const struct key strategy_keys[] = {
 	ENUM("delete_mode", 0, "report_only", delete_modes),
 	STR("soft_delete_column", 0, "__deleted"),
 	NUM("max_delete_pct", 0, NULL, 0, 100),
+	INT("reconcile_memory_mb", 0, "64", 1, 65536),
 	MAP("window", 0, window_keys),
 	END};
 

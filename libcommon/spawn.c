@@ -150,3 +150,39 @@ dp_committed_state(const struct dp_manifest *m, const char *manifest_path, int *
 	}
 	return doc;
 }
+
+int
+dp_spawn_reader(char *const argv[], pid_t *pid)
+{
+	int pipefd[2];
+	if (pipe(pipefd) < 0)
+		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
+	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
+	char *prog = dp_sibling_path(argv[0]);
+	int err = posix_spawn(pid, prog, &fa, NULL, argv, environ);
+	if (err == ENOENT && !strchr(prog, '/'))
+		err = posix_spawnp(pid, prog, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	free(prog);
+	if (err) {
+		close(pipefd[0]);
+		dp_warn("%s: cannot start: %s", argv[0], strerror(err));
+		return -1;
+	}
+	return pipefd[0];
+}
+
+int
+dp_spawn_wait(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -354,12 +354,15 @@ SQL
 	! grep -q '^\["end"' out.ndjson
 }
 
-@test "strategy cdc says it is not available yet" {
+@test "strategy cdc on a database without change data capture says what to enable" {
 	orders_table
 	extract_manifest "$T" cdc
+	printf '%s\n' "  options: {deletes: {enabled: true}}" >> m.yaml
 	run dpone-extract m.yaml
-	assert_failure 9
-	assert_output_contains "strategy cdc is not available in this build yet"
+	assert_failure 4
+	assert_output_contains "change data capture is not enabled in this database"
+	assert_output_contains "sys.sp_cdc_enable_db"
+	[ "$(echo "$output" | grep -c '^{')" -eq 0 ]
 }
 
 # types_table: every type, extremes, NULLs and empty values, in table $T.

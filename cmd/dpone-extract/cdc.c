@@ -722,7 +722,7 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 		if (rq->count)
 			printf("%s\n", n);
 		else
-			print_plan(s, m, p.boundary, enc, sql, count_sql, n);
+			print_plan(s, m, p.boundary, enc, sql, count_sql, n, NULL);
 		free(n);
 		free(count_sql);
 		free(sql);

@@ -98,7 +98,7 @@ json_t *stream_header(const struct source *s, const struct dp_manifest *m, const
                       const struct encoding *enc);
 /* --plan: what a run would read, as one JSON document on stdout (dpone-plan's input). */
 void print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
-                const char *sql, const char *count_sql, const char *rows);
+                const char *sql, const char *count_sql, const char *rows, json_t *reconciliation);
 /* Stream the rows of the current result; returns the count. Exits on
  * errors and signals. Every batch_size rows the output is flushed, so a
  * reader downstream sees the rows in batches of that size at most. */
@@ -115,6 +115,26 @@ struct cdc_request {
 /* Strategy cdc: --count, --plan, or a run (initial snapshot or changes);
  * returns the exit status (errors exit). */
 int cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_request *rq, const struct encoding *enc);
+
+/* ---- reconcile.c ---- */
+struct reconcile;
+/* For strategy snapshot_reconciliation (else NULL): gather the keys of
+ * every row emit_row writes from now on. */
+struct reconcile *reconcile_start(const struct source *s, const struct dp_manifest *m, const char *manifest_path,
+                                  const char *run_id);
+/* emit_row's hook: the row's key into the running reconciliation, if any. */
+void reconcile_row(const char *row, size_t len, unsigned long long row_number);
+/* After the last row: compare with the committed key index, stage the new
+ * one, check max_delete_pct (exits 8), write the deletes and the
+ * reconciliation message to w (and also). Returns the deletes written. */
+unsigned long long reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *also);
+/* --plan: gather the keys of the boundary (where may be NULL) with a
+ * query of the key columns alone. */
+void reconcile_keys_from(struct reconcile *rc, struct source *s, const char *where, const struct encoding *enc);
+/* --plan: what a run would find missing and delete, a new object; every
+ * missing key also goes to list, one per line, unless it is NULL. */
+json_t *reconcile_plan(struct reconcile *rc, FILE *list);
+void reconcile_free(struct reconcile *rc);
 
 /* ---- bcp.c ---- */
 /* The select-list item that copies column c out as exact text. */

@@ -21,7 +21,8 @@
 
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
-	"                     [--chunk I/N] [--count] [--plan] [--check] [--infer] [--sample N] [--run-id ID] MANIFEST\n"
+	"                     [--chunk I/N] [--count] [--plan] [--check] [--infer] [--sample N] [--run-id ID]\n"
+	"                     [--missing-keys] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
 	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
@@ -33,14 +34,16 @@ static const char usage_text[] =
 	"      --infer         profile a sample of the table; print a type contract (YAML) and exit\n"
 	"      --sample N      rows --infer reads (10000)\n"
 	"      --run-id ID     the run id written into the stream header\n"
+	"      --missing-keys  snapshot_reconciliation: print every key a run would find deleted and exit\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
 
-enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_CHECK, OPT_INFER, OPT_SAMPLE, OPT_RUN_ID };
+enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_CHECK, OPT_INFER, OPT_SAMPLE, OPT_RUN_ID,
+       OPT_MISSING_KEYS };
 
 struct options {
 	const char *from, *to, *run_id;
 	int chunk_i, chunk_n;
-	int count, plan, check, infer;
+	int count, plan, check, infer, missing_keys;
 	long long sample;
 };
 
@@ -57,6 +60,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_PLAN: o->plan = 1; return 0;
 	case OPT_CHECK: o->check = 1; return 0;
 	case OPT_INFER: o->infer = 1; return 0;
+	case OPT_MISSING_KEYS: o->missing_keys = 1; return 0;
 	case OPT_SAMPLE:
 		if (dp_parse_ll(arg, &o->sample) < 0 || o->sample < 1) {
 			dp_warn("--sample %s: expected a number of rows", arg);
@@ -385,7 +389,7 @@ print_check(struct source *s, const struct encoding *enc, struct dp_manifest *m)
 
 void
 print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
-           const char *sql, const char *count_sql, const char *rows)
+           const char *sql, const char *count_sql, const char *rows, json_t *reconciliation)
 {
 	json_t *keys = json_array();
 	for (int k = 0; k < s->nkey; k++)
@@ -398,6 +402,8 @@ print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary
 		"batch_size", (json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000),
 		"encoding", "bigint", enc->bigint_as_string ? "string" : "number", "binary",
 		enc->binary_as_hex ? "hex" : "base64");
+	if (reconciliation)
+		json_object_set(doc, "reconciliation", reconciliation);
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
 	puts(text);
 	free(text);
@@ -546,7 +552,8 @@ main(int argc, char **argv)
 		{"chunk", required_argument, NULL, OPT_CHUNK}, {"count", no_argument, NULL, OPT_COUNT},
 		{"plan", no_argument, NULL, OPT_PLAN}, {"check", no_argument, NULL, OPT_CHECK},
 		{"infer", no_argument, NULL, OPT_INFER}, {"sample", required_argument, NULL, OPT_SAMPLE},
-		{"run-id", required_argument, NULL, OPT_RUN_ID}, {NULL, 0, NULL, 0}};
+		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"missing-keys", no_argument, NULL, OPT_MISSING_KEYS},
+		{NULL, 0, NULL, 0}};
 	struct options o = {0};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
@@ -593,6 +600,18 @@ main(int argc, char **argv)
 	plan_boundary(&s, m, &o, &enc, &p);
 	plan_chunk(&s, &o, &enc, &p);
 
+	if (o.missing_keys) {
+		struct reconcile *rc = reconcile_start(&s, m, cli.manifest_path, "plan");
+		if (!rc)
+			dp_die(DP_EXIT_USAGE, "--missing-keys applies to strategy snapshot_reconciliation");
+		reconcile_keys_from(rc, &s, p.where, &enc);
+		json_decref(reconcile_plan(rc, stdout));
+		reconcile_free(rc);
+		free(p.where);
+		free(p.order);
+		json_decref(p.boundary);
+		exit_answered(&s, m);
+	}
 	char *table = source_table_name(&s);
 	char *sql = rows_sql(&s, table, &p, bcp);
 	if (o.count || o.plan) {
@@ -600,10 +619,20 @@ main(int argc, char **argv)
 		struct column as = {.logical = "integer"};
 		struct encoding as_number = {.binary_as_hex = enc.binary_as_hex}; /* a count, even with bigint_as: string */
 		char *n = source_scalar_json(&s, count_sql, &as, &as_number);
-		if (o.count)
+		if (o.count) {
 			printf("%s\n", n);
-		else
-			print_plan(&s, m, p.boundary, &enc, sql, count_sql, n);
+		} else {
+			/* snapshot_reconciliation: the keys a run would delete, decided now. */
+			struct reconcile *rc = reconcile_start(&s, m, cli.manifest_path, "plan");
+			json_t *recon = NULL;
+			if (rc) {
+				reconcile_keys_from(rc, &s, p.where, &enc);
+				recon = reconcile_plan(rc, NULL);
+				reconcile_free(rc);
+			}
+			print_plan(&s, m, p.boundary, &enc, sql, count_sql, n, recon);
+			json_decref(recon);
+		}
 		free(n);
 		free(count_sql);
 		free(sql);
@@ -635,6 +664,7 @@ main(int argc, char **argv)
 	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 1 : 0);
 	struct dp_writer *out = bcp ? dp_writer_open(1, "stdout", 0) : NULL;
 	dp_writer_control(w, "header", json_incref(header));
+	struct reconcile *rc = reconcile_start(&s, m, cli.manifest_path, run_id);
 	double start = dp_now();
 	struct watermark wm = {0};
 	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header, &enc, &wm)
@@ -642,8 +672,12 @@ main(int argc, char **argv)
 	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm);
 	json_decref(header);
 	free(sql);
+	unsigned long long deletes = rc ? reconcile_finish(rc, w, out) : 0;
+	reconcile_free(rc);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((dp_now() - start) * 1000));
+	if (deletes)
+		json_object_set_new(end, "deletes", json_integer((json_int_t)deletes));
 	if (s.inc >= 0 && wm.high)
 		json_object_set_new(end, "watermark", json_pack("{s:s, s:o, s:o}", "column", s.cols[s.inc].name, "low",
 		                                                json_loads(wm.low, JSON_DECODE_ANY, NULL), "high",

@@ -291,6 +291,8 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 		"sink", sink_section(m), "state", state_section(m, current, boundary), "quality", quality(m),
 		"artifacts", artifacts);
 	json_object_set_new(plan, "schema", schema_section(m, current, json_object_get(extract, "columns")));
+	if (json_object_get(extract, "reconciliation"))
+		json_object_set(plan, "reconciliation", json_object_get(extract, "reconciliation"));
 	json_decref(extract);
 	json_decref(current);
 	return plan;

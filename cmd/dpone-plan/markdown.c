@@ -166,6 +166,46 @@ strategy(FILE *out, const json_t *plan)
 	item(out, "finalization", at(plan, "sink.finalization"));
 }
 
+/* snapshot_reconciliation: the keys a run would find missing, decided now. */
+static void
+reconciliation(FILE *out, const json_t *plan)
+{
+	const json_t *r = at(plan, "reconciliation");
+	if (!r)
+		return;
+	const char *mode = json_string_value(json_object_get(r, "mode"));
+	long long missing = (long long)json_integer_value(json_object_get(r, "missing"));
+	fputs("\n## Reconciliation (deletes)\n\n", out);
+	item(out, "delete mode", json_object_get(r, "mode"));
+	item(out, "keys published and not deleted (the committed key index)", json_object_get(r, "previous_keys"));
+	item(out, "keys in the source now", json_object_get(r, "current_keys"));
+	item(out, "keys no longer in the source", json_object_get(r, "missing"));
+	item(out, "share of the published keys", json_object_get(r, "delete_pct"));
+	if (json_object_get(r, "max_delete_pct"))
+		item(out, "max_delete_pct", json_object_get(r, "max_delete_pct"));
+	item(out, "guard", json_object_get(r, "guard"));
+	if (!strcmp(mode, "report_only"))
+		fputs("- report_only: a run lists these keys in its artifacts and publishes no delete\n", out);
+	else if (!strcmp(json_string_value(json_object_get(r, "guard")), "fail"))
+		fputs("- a run would fail before its first delete: more keys would go than max_delete_pct allows\n", out);
+	else
+		fprintf(out, "- a run publishes %s for each of these keys after the snapshot's rows\n",
+		        !strcmp(mode, "tombstone") ? "a tombstone" : "a soft delete (the flag column set true)");
+	fputs("- on Kafka this strategy is not recommended: the topic has no native finalization; with "
+	      "exactly_once the rows and deletes commit in one transaction\n", out);
+	const json_t *sample = json_object_get(r, "missing_sample");
+	if (json_array_size(sample)) {
+		fprintf(out, "\nThe first %zu of %lld keys:\n\n", json_array_size(sample), missing);
+		size_t i;
+		json_t *k;
+		json_array_foreach(sample, i, k) {
+			fputs("- `", out);
+			cell(out, k);
+			fputs("`\n", out);
+		}
+	}
+}
+
 static void
 state(FILE *out, const json_t *plan)
 {
@@ -227,6 +267,7 @@ plan_markdown(FILE *out, const json_t *plan)
 	boundary(out, plan);
 	schema(out, plan);
 	strategy(out, plan);
+	reconciliation(out, plan);
 	state(out, plan);
 	checks(out, plan);
 	fputs("\n## Artifacts\n\n", out);

@@ -176,6 +176,27 @@ init_envelope(struct format *f, const struct dp_manifest *m, json_t *header)
 		"job", dp_manifest_str(m, "name"), "strategy", strategy));
 }
 
+/* snapshot_reconciliation: its delete_mode says what a delete message
+ * publishes, whatever sink.options.deletes says. */
+static void
+init_reconciliation(struct format *f, const struct dp_manifest *m)
+{
+	const char *mode = dp_manifest_str(m, "sink.strategy.delete_mode");
+	f->deletes_enabled = strcmp(mode, "report_only") != 0;
+	f->tombstone = !strcmp(mode, "tombstone");
+	f->rewrite = 0;
+	free(f->row_marker);
+	f->row_marker = NULL;
+	if (!strcmp(mode, "soft_delete")) {
+		f->soft_delete_column = dp_xstrdup(dp_manifest_str(m, "sink.strategy.soft_delete_column"));
+		if (f->envelope == ENV_FLAT) {
+			char *name = json_literal(f->soft_delete_column);
+			f->row_marker = dp_strfmt("%s:false", name);
+			free(name);
+		}
+	}
+}
+
 void
 format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 {
@@ -192,6 +213,8 @@ format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 		f->row_marker = dp_xstrdup("\"__deleted\":\"false\"");
 	else if (f->envelope == ENV_FLAT && f->deletes_enabled && !f->tombstone)
 		f->row_marker = dp_strfmt("%s:\"upsert\"", f->op_field_json);
+	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "snapshot_reconciliation"))
+		init_reconciliation(f, m);
 	const char *wm = json_string_value(json_object_get(json_object_get(header, "boundary"), "column"));
 	if (!wm)
 		wm = dp_manifest_str(m, "source.options.incremental_column");
@@ -219,6 +242,7 @@ format_free(struct format *f)
 	free(f->op_field);
 	free(f->op_field_json);
 	free(f->row_marker);
+	free(f->soft_delete_column);
 	free(f->source_json);
 	free(f->metadata_json);
 	free(f->watermark_column);
@@ -430,7 +454,9 @@ build_delete_value(const struct format *f, json_t *key, json_t *before, struct d
 		if (f->tombstone && !f->rewrite)
 			return 0;
 		json_t *v = json_deep_copy(f->rewrite ? before : key);
-		if (f->rewrite)
+		if (f->soft_delete_column)
+			json_object_set_new(v, f->soft_delete_column, json_true());
+		else if (f->rewrite)
 			json_object_set_new(v, "__deleted", json_string("true"));
 		else
 			json_object_set_new(v, f->op_field, json_string("delete"));

@@ -33,6 +33,7 @@ struct format {
 	char *op_field;            /* deletes.op_field, owned */
 	char *op_field_json;       /* the same as a JSON string literal, owned */
 	char *row_marker;          /* member appended to flat rows ("__deleted":"false"), or NULL; owned */
+	char *soft_delete_column;  /* snapshot_reconciliation soft_delete: the flag column, or NULL; owned */
 	const char *row_op;        /* debezium op for rows: r, c or u */
 	char *source_json;         /* envelope "source" object, owned */
 	char *metadata_json;       /* dpone envelope "metadata" object, owned */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store.h"
 
@@ -24,13 +25,15 @@ static const char usage_text[] =
 	"  unlock         give the lease of --run-id ID back (--force: whoever holds it)\n"
 	"  schema         the schema last published, as JSON (--clear: forget it)\n"
 	"  check          can runs read and write the state? JSON on stdout\n"
+	"  keys           the committed key index of snapshot_reconciliation, on stdout\n"
+	"                 (--clear: forget it; the next run deletes nothing)\n"
 	DP_CLI_COMMON_HELP
 	"      --run-id ID     the run taking or giving back the lease\n"
 	"      --ttl SECONDS   how long a lease lasts unless given back (21600)\n"
 	"      --to VALUE      reset: the new watermark, as JSON or as text\n"
 	"      --force         unlock a lease another run holds\n"
 	"      --watermark     get: print only the watermark's value\n"
-	"      --clear         schema: forget the published schema; the next run publishes a new one\n"
+	"      --clear         schema, keys: forget the published schema or the key index\n"
 	"See dpone-state(1); exit codes are listed there.\n";
 
 enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK, OPT_CLEAR };
@@ -92,6 +95,7 @@ watermark_value(const json_t *record)
 /* What a summary stream says about its run. */
 struct summary {
 	json_t *header, *delivery, *checks, *end; /* owned */
+	json_t *reconciliation;                   /* snapshot_reconciliation's message, owned */
 };
 
 /* hash_reconciliation: what dpone-check hashed on the way in against what
@@ -135,6 +139,8 @@ read_summary(struct summary *sum)
 			sum->checks = json_incref(body);
 		else if (!strcmp(name, "end"))
 			sum->end = json_incref(body);
+		else if (!strcmp(name, "reconciliation"))
+			sum->reconciliation = json_incref(body);
 	}
 	if (got < 0)
 		dp_die(dp_reader_error_code(r), "%s; state not advanced", dp_reader_error(r));
@@ -162,6 +168,7 @@ read_summary(struct summary *sum)
 
 struct commit_ctx {
 	struct summary *sum;
+	json_t *key_index; /* the stored key index ({name, keys}), or NULL */
 	json_t *result; /* the record written, for stdout */
 	char *moved;    /* "A -> B", for the message */
 };
@@ -229,11 +236,19 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 		json_object_set(record, "schema", columns);
 	json_object_set_new(record, "watermark", after ? json_pack("{s:s?, s:s?, s:O}", "column", column, "sql_type",
 	                                                           sql_type, "value", after) : json_null());
+	if (c->key_index)
+		json_object_set(record, "key_index", c->key_index);
 	*history = json_pack("{s:s, s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", "commit", "run_id", run_id,
 		"committed_at", now, "watermark_before", before, "watermark_after", after,
 		"rows", json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks);
 	if (json_object_get(header, "schema_changes"))
 		json_object_set(*history, "schema_changes", json_object_get(header, "schema_changes"));
+	json_t *recon = c->sum->reconciliation;
+	if (recon)
+		json_object_set_new(*history, "reconciliation", json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "mode",
+			json_object_get(recon, "mode"), "previous_keys", json_object_get(recon, "previous_keys"),
+			"current_keys", json_object_get(recon, "current_keys"), "missing", json_object_get(recon, "missing"),
+			"deleted", json_object_get(recon, "deleted"), "missing_list", json_object_get(recon, "missing_list")));
 	char *a = show(before), *b = show(after);
 	c->moved = dp_strfmt("%s -> %s", a, b);
 	free(a);
@@ -285,8 +300,31 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	    strcmp(dp_manifest_str(o->m, "quality.mode"), "off"))
 		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
 		        "summary: dpone-check belongs between dpone-extract and dpone-produce)");
-	struct commit_ctx c = {&sum, NULL, NULL};
+	struct commit_ctx c = {&sum, NULL, NULL, NULL};
+	json_t *staged = json_object_get(sum.reconciliation, "key_index");
+	const char *staged_path = json_string_value(json_object_get(staged, "path"));
+	char *index_name = NULL;
+	if (staged_path) {
+		/* Stored before the record that names it, verified first. */
+		json_int_t keys = json_integer_value(json_object_get(staged, "keys"));
+		const char *run_id = json_string_value(json_object_get(sum.header, "run_id"));
+		int vrc = key_index_verify(staged_path, keys, err, errlen);
+		if (vrc)
+			return vrc;
+		index_name = key_index_name(s->job, run_id ? run_id : "");
+		if ((vrc = s->ops->put_keys(s, staged_path, index_name, err, errlen))) {
+			free(index_name);
+			return vrc;
+		}
+		c.key_index = json_pack("{s:s, s:I, s:s?}", "name", index_name, "keys", keys, "run_id", run_id);
+	}
 	int rc = s->ops->update(s, commit_update, &c, err, errlen);
+	/* The old index goes once the new record is written; after a failure
+	 * the next commit removes what this one stored. */
+	if (!rc && index_name && s->ops->drop_keys(s, index_name, err, errlen))
+		dp_warn("warning: removing old key indexes: %s", err);
+	free(index_name);
+	json_decref(c.key_index);
 	if (!rc) {
 		json_object_set_new(c.result, "job", json_string(s->job));
 		print_json(c.result);
@@ -298,6 +336,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	json_decref(c.result);
 	free(c.moved);
 	json_decref(sum.header);
+	json_decref(sum.reconciliation);
 	json_decref(sum.delivery);
 	json_decref(sum.checks);
 	json_decref(sum.end);
@@ -348,6 +387,47 @@ schema_clear_update(struct job_state *st, json_t **history, void *ctx, char *err
 	json_object_del(st->record, "schema");
 	free(now);
 	return 0;
+}
+
+static int
+keys_clear_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	(void)ctx, (void)err, (void)errlen;
+	json_t *index = json_object_get(st->record, "key_index");
+	if (!index)
+		return 0;
+	char *now = utc_now();
+	*history = json_pack("{s:s, s:s, s:O}", "kind", "keys_clear", "committed_at", now, "key_index_before", index);
+	json_object_del(st->record, "key_index");
+	free(now);
+	return 0;
+}
+
+/* keys: the committed key index (a zstd-compressed dpone stream) on
+ * stdout; --clear forgets it, audited, and removes the stored ones. */
+static int
+cmd_keys(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	if (o->clear) {
+		int rc = s->ops->update(s, keys_clear_update, NULL, err, errlen);
+		return rc ? rc : s->ops->drop_keys(s, NULL, err, errlen);
+	}
+	struct job_state st = {0};
+	int rc = s->ops->read(s, &st, err, errlen);
+	if (rc)
+		return rc;
+	const char *name = json_string_value(json_object_get(json_object_get(st.record, "key_index"), "name"));
+	if (!name) {
+		snprintf(err, errlen, "job %s has no key index (no snapshot_reconciliation run was committed)", s->job);
+		rc = DP_EXIT_STATE;
+	} else if (isatty(1)) {
+		snprintf(err, errlen, "the key index is zstd-compressed: pipe it (dpone-state M keys | zstdcat | jq .)");
+		rc = DP_EXIT_USAGE;
+	} else {
+		rc = s->ops->get_keys(s, name, 1, err, errlen);
+	}
+	job_state_clear(&st);
+	return rc;
 }
 
 /* check: the backend answers, the job's state reads, runs may write it. */
@@ -455,7 +535,8 @@ open_store(const struct dp_manifest *m)
 int
 main(int argc, char **argv)
 {
-	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", "schema", "check", NULL};
+	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", "schema", "check",
+	                                       "keys", NULL};
 	static const struct option extra[] = {
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"ttl", required_argument, NULL, OPT_TTL},
 		{"to", required_argument, NULL, OPT_TO}, {"force", no_argument, NULL, OPT_FORCE},
@@ -507,6 +588,8 @@ main(int argc, char **argv)
 		rc = s->ops->update(s, schema_clear_update, &o, err, sizeof err);
 	else if (!strcmp(command, "schema"))
 		rc = cmd_schema(s, err, sizeof err);
+	else if (!strcmp(command, "keys"))
+		rc = cmd_keys(s, &o, err, sizeof err);
 	else
 		rc = s->ops->update(s, unlock_update, &o, err, sizeof err);
 	s->ops->close(s);

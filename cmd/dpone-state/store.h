@@ -33,6 +33,12 @@ struct store_ops {
 	void (*close)(struct store *s);
 	/* check: what a run needs of the backend, added to out (an object). */
 	int (*probe)(struct store *s, json_t *out, char *err, size_t errlen);
+	/* snapshot_reconciliation's key index (keys.c): store the file at
+	 * path under name, write the one stored under name to fd, remove the
+	 * job's indexes but keep (NULL: all). */
+	int (*put_keys)(struct store *s, const char *path, const char *name, char *err, size_t errlen);
+	int (*get_keys)(struct store *s, const char *name, int fd, char *err, size_t errlen);
+	int (*drop_keys)(struct store *s, const char *keep, char *err, size_t errlen);
 };
 struct store {
 	const struct store_ops *ops;
@@ -43,6 +49,15 @@ struct store {
 struct store *store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen);
 struct store *store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job,
                             int *code, char *err, size_t errlen);
+
+/* keys.c: the name a run's key index is stored under (job and run id
+ * hashed: safe as a file name); the caller frees it. */
+char *key_index_name(const char *job, const char *run_id);
+/* A staged key index is what it claims: a key_index stream of exactly
+ * keys keys in order. 0, or an exit code with why in err. */
+int key_index_verify(const char *path, long long keys, char *err, size_t errlen);
+/* Copy in to out (fds) to the end; 0 or -1 with errno. */
+int copy_fd(int in, int out);
 
 /* record.c: <0, 0, >0 as a is below, equal to, above b in the order of
  * the column's SQL type (sql_type may be NULL). */

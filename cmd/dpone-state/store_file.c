@@ -8,6 +8,7 @@
  * PATH.tmp, is fsynced, renamed over PATH, and the directory is fsynced, so
  * a crash leaves either the old state or the new one, never a torn file.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -208,7 +209,83 @@ file_probe(struct store *s, json_t *out, char *err, size_t errlen)
 	return 0;
 }
 
-static const struct store_ops file_ops = {file_read, file_update, file_history, file_close, file_probe};
+/* ---- key indexes: PATH.keys/NAME.ndjson.zst ---- */
+
+static char *
+keys_file(const struct file_store *f, const char *name)
+{
+	return dp_strfmt("%s.keys/%s.ndjson.zst", f->path, name);
+}
+
+static int
+file_put_keys(struct store *s, const char *path, const char *name, char *err, size_t errlen)
+{
+	struct file_store *f = (struct file_store *)s;
+	char *dest = keys_file(f, name), *tmp = dp_strfmt("%s.tmp", dest);
+	int in = open(path, O_RDONLY | O_CLOEXEC), out = -1, rc = DP_EXIT_STATE;
+	if (in >= 0 && make_dirs(dest) == 0)
+		out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (in < 0 || out < 0)
+		snprintf(err, errlen, "storing the key index: %s: %s", in < 0 ? path : tmp, strerror(errno));
+	else if (copy_fd(in, out) < 0 || fsync(out) < 0)
+		snprintf(err, errlen, "storing the key index: %s: %s", tmp, strerror(errno));
+	else if (close(out) < 0 || (out = -1, rename(tmp, dest) < 0))
+		snprintf(err, errlen, "storing the key index: %s: %s", dest, strerror(errno));
+	else
+		rc = 0;
+	if (out >= 0)
+		close(out);
+	if (in >= 0)
+		close(in);
+	if (rc)
+		unlink(tmp);
+	free(tmp);
+	free(dest);
+	return rc;
+}
+
+static int
+file_get_keys(struct store *s, const char *name, int fd, char *err, size_t errlen)
+{
+	char *src = keys_file((struct file_store *)s, name);
+	int in = open(src, O_RDONLY | O_CLOEXEC), rc = 0;
+	if (in < 0 || copy_fd(in, fd) < 0) {
+		snprintf(err, errlen, "the key index %s: %s", src, strerror(errno));
+		rc = DP_EXIT_STATE;
+	}
+	if (in >= 0)
+		close(in);
+	free(src);
+	return rc;
+}
+
+static int
+file_drop_keys(struct store *s, const char *keep, char *err, size_t errlen)
+{
+	struct file_store *f = (struct file_store *)s;
+	char *dir = dp_strfmt("%s.keys", f->path);
+	char *prefix = key_index_name(f->base.job, "");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	(void)err;
+	(void)errlen;
+	while (d && (e = readdir(d))) {
+		/* The job's indexes share the first 16 hex digits (the job's hash). */
+		if (strncmp(e->d_name, prefix, 17) || (keep && !strncmp(e->d_name, keep, strlen(keep))))
+			continue;
+		char *path = dp_strfmt("%s/%s", dir, e->d_name);
+		unlink(path);
+		free(path);
+	}
+	if (d)
+		closedir(d);
+	free(prefix);
+	free(dir);
+	return 0;
+}
+
+static const struct store_ops file_ops = {file_read, file_update, file_history, file_close, file_probe,
+                                          file_put_keys, file_get_keys, file_drop_keys};
 
 struct store *
 store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen)

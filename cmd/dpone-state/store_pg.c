@@ -11,6 +11,9 @@
  *     id bigserial PRIMARY KEY, job text NOT NULL, run_id text, kind text NOT NULL,
  *     watermark_before text, watermark_after text, entry json NOT NULL,
  *     committed_at timestamptz NOT NULL DEFAULT now());
+ *   CREATE TABLE IF NOT EXISTS etl_state.dpone_state_keys (   -- when a job first stores one
+ *     job text NOT NULL, name text NOT NULL, seq int NOT NULL, chunk bytea NOT NULL,
+ *     PRIMARY KEY (job, name, seq));
  *
  * record and entry are the JSON documents dpone-state works with, kept as
  * json (text, byte for byte: a watermark keeps every digit); run_id and the
@@ -19,8 +22,11 @@
  * pg_advisory_xact_lock on the job, so updates of one job are serialised
  * whoever runs them, and a failure rolls everything back.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -274,7 +280,131 @@ pg_probe(struct store *s, json_t *out, char *err, size_t errlen)
 	return 0;
 }
 
-static const struct store_ops pg_ops = {pg_read, pg_update, pg_history, pg_close, pg_probe};
+/* ---- key indexes: SCHEMA.TABLE_keys, 1 MiB bytea chunks ---- */
+
+#define KEY_CHUNK (1 << 20)
+
+static char *
+keys_table(const struct pg_store *p)
+{
+	/* p->table is "schema"."table": the keys table sits beside it. */
+	size_t n = strlen(p->table);
+	return dp_strfmt("%.*s_keys\"", (int)(n - 1), p->table);
+}
+
+static int
+pg_put_keys(struct store *s, const char *path, const char *name, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char *table = keys_table(p);
+	char *ddl = dp_strfmt("CREATE TABLE IF NOT EXISTS %s (job text NOT NULL, name text NOT NULL, seq int NOT NULL,"
+	                      " chunk bytea NOT NULL, PRIMARY KEY (job, name, seq))", table);
+	char *ins = dp_strfmt("INSERT INTO %s (job, name, seq, chunk) VALUES ($1, $2, $3, $4)", table);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+	char *chunk = dp_xmalloc(KEY_CHUNK);
+	if (fd < 0) {
+		snprintf(err, errlen, "storing the key index: %s: %s", path, strerror(errno));
+		rc = DP_EXIT_STATE;
+	}
+	if (!rc)
+		rc = exec_sql(p, "BEGIN", "begin", err, errlen);
+	if (!rc)
+		rc = exec_sql(p, ddl, "create the key index table", err, errlen);
+	for (int seq = 0; !rc; seq++) {
+		ssize_t n = 0, got;
+		while (n < KEY_CHUNK && (got = read(fd, chunk + n, (size_t)(KEY_CHUNK - n))) > 0)
+			n += got;
+		if (n == 0)
+			break;
+		char seqtext[16];
+		snprintf(seqtext, sizeof seqtext, "%d", seq);
+		const char *vals[4] = {p->base.job, name, seqtext, chunk};
+		int lens[4] = {0, 0, 0, (int)n}, formats[4] = {0, 0, 0, 1};
+		PGresult *res = PQexecParams(p->db, ins, 4, NULL, vals, lens, formats, 0);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			rc = pg_fail(p, res, "store the key index", err, errlen);
+		else
+			PQclear(res);
+	}
+	if (!rc)
+		rc = exec_sql(p, "COMMIT", "commit", err, errlen);
+	else
+		PQclear(PQexec(p->db, "ROLLBACK"));
+	if (fd >= 0)
+		close(fd);
+	free(chunk);
+	free(ins);
+	free(ddl);
+	free(table);
+	return rc;
+}
+
+/* Row by row (single-row mode): memory is one chunk, whatever the index. */
+static int
+pg_get_keys(struct store *s, const char *name, int fd, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char *table = keys_table(p);
+	char *sql = dp_strfmt("SELECT chunk FROM %s WHERE job = $1 AND name = $2 ORDER BY seq", table);
+	const char *vals[2] = {p->base.job, name};
+	int rc = 0;
+	if (!PQsendQueryParams(p->db, sql, 2, NULL, vals, NULL, NULL, 1) || !PQsetSingleRowMode(p->db))
+		rc = pg_fail(p, NULL, "read the key index", err, errlen);
+	PGresult *res;
+	while (!rc && (res = PQgetResult(p->db))) {
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_SINGLE_TUPLE) {
+			const char *data = PQgetvalue(res, 0, 0);
+			size_t n = (size_t)PQgetlength(res, 0, 0);
+			for (size_t done = 0; done < n;) {
+				ssize_t w = write(fd, data + done, n - done);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w < 0) {
+					snprintf(err, errlen, "writing the key index: %s", strerror(errno));
+					rc = DP_EXIT_FAILURE;
+					break;
+				}
+				done += (size_t)w;
+			}
+			PQclear(res);
+		} else if (st != PGRES_TUPLES_OK) {
+			rc = pg_fail(p, res, "read the key index", err, errlen);
+		} else {
+			PQclear(res);
+		}
+	}
+	while (rc && (res = PQgetResult(p->db)))
+		PQclear(res);
+	free(sql);
+	free(table);
+	return rc;
+}
+
+static int
+pg_drop_keys(struct store *s, const char *keep, char *err, size_t errlen)
+{
+	struct pg_store *p = (struct pg_store *)s;
+	char *table = keys_table(p);
+	char *sql = dp_strfmt("DELETE FROM %s WHERE job = $1 AND name IS DISTINCT FROM $2", table);
+	const char *name[1] = {table};
+	PGresult *res = run(p, "SELECT to_regclass($1) IS NOT NULL", 1, name, "find the key index table", err, errlen);
+	int rc = res ? 0 : DP_EXIT_STATE;
+	int present = res && !strcmp(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	if (!rc && present) {
+		const char *vals[2] = {p->base.job, keep};
+		res = run(p, sql, 2, vals, "remove old key indexes", err, errlen);
+		rc = res ? 0 : DP_EXIT_STATE;
+		PQclear(res);
+	}
+	free(sql);
+	free(table);
+	return rc;
+}
+
+static const struct store_ops pg_ops = {pg_read, pg_update, pg_history, pg_close, pg_probe,
+                                        pg_put_keys, pg_get_keys, pg_drop_keys};
 
 static PGconn *
 connect_db(const struct dp_conn *c)
