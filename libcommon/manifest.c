@@ -488,6 +488,9 @@ rule_checks(struct check *c, json_t *root)
 			return cfail(c, path, path, "freshness needs max_age (for example 24h)");
 		if (json_object_get(chk, "tolerance") && json_object_get(chk, "tolerance_pct"))
 			return cfail(c, path, path, "give tolerance or tolerance_pct, not both");
+		if (!strcmp(type, "unique") && !strcmp(sget(root, "sink.strategy.mode"), "cdc"))
+			return cfail(c, path, path, "unique does not apply to strategy cdc: a key may change several times "
+			             "in one run, each change an event");
 	}
 	return 0;
 }

@@ -300,6 +300,28 @@ SQL
 	assert_output_contains "ok    cdc        capture instance dbo_$T"
 }
 
+@test "cdc: quality checks see the changed rows; unique is refused, a key changes many times" {
+	cdc_table
+	cdc_manifest
+	printf '%s\n' "quality: {checks: [{type: not_null, columns: [id, v]}, {type: min_rows, threshold: 0}]}" >> m.yaml
+	dpone batch run m.yaml 2> /dev/null
+	sql <<SQL
+UPDATE $T SET amount = 1.10 WHERE id = 1
+UPDATE $T SET amount = 1.20 WHERE id = 1
+SQL
+	cdc_sync
+	run dpone batch run m.yaml
+	assert_success
+	dpone-state -q m.yaml get | jq -e '.record.checks.passed == true and .record.rows == 2'
+	assert_topic_is_table
+	printf '%s\n' "quality: {checks: [{type: unique}]}" > q.yaml
+	sed -i '/^quality:/d' m.yaml
+	cat q.yaml >> m.yaml
+	run dpone-extract m.yaml
+	[ "$status" -eq 2 ]
+	assert_output_contains "unique does not apply to strategy cdc"
+}
+
 @test "cdc: the manifest must enable deletes; --from must be an LSN offset" {
 	write_manifest
 	sed -i 's/mode: full_refresh/mode: cdc/' m.yaml

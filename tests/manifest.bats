@@ -152,12 +152,14 @@ YAML
 	assert_output_contains "a topic is an append-only event log; use incremental_merge with merge_policy: event_upsert"
 }
 
-@test "snapshot_reconciliation warns unless report_only" {
-	write_manifest
-	sed -i 's/mode: full_refresh/mode: snapshot_reconciliation\n    unique_key: id\n    delete_mode: tombstone/' m.yaml
-	run resolved m.yaml
-	assert_success
-	assert_output_contains "warning: m.yaml:12:11: sink.strategy.mode: snapshot_reconciliation is not recommended"
+@test "snapshot_reconciliation loads in every delete mode, quietly (dpone plan says it is not recommended)" {
+	for mode in tombstone soft_delete; do
+		write_manifest
+		sed -i "s/mode: full_refresh/mode: snapshot_reconciliation\n    unique_key: id\n    delete_mode: $mode/" m.yaml
+		run resolved m.yaml
+		assert_success
+		refute_output_contains "warning"
+	done
 	write_manifest
 	sed -i 's/mode: full_refresh/mode: snapshot_reconciliation\n    unique_key: id\n    delete_mode: report_only/' m.yaml
 	run resolved m.yaml

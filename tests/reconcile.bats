@@ -166,6 +166,7 @@ SQL
 	run dpone plan m.yaml
 	assert_success
 	assert_output_contains "keys no longer in the source: 1"
+	assert_output_contains "on Kafka this strategy is not recommended"
 	[ "$(cat state/state.json state/state.json.keys/* | sha256sum)" = "$sum_before" ]
 	[ "$(tombstones)" -eq 0 ]
 }

@@ -135,6 +135,8 @@ void reconcile_keys_from(struct reconcile *rc, struct source *s, const char *whe
  * missing key also goes to list, one per line, unless it is NULL. */
 json_t *reconcile_plan(struct reconcile *rc, FILE *list);
 void reconcile_free(struct reconcile *rc);
+/* dp_die's cleanup: the staged key index of a run that did not finish. */
+void reconcile_remove_staged(void);
 
 /* ---- bcp.c ---- */
 /* The select-list item that copies column c out as exact text. */

@@ -444,6 +444,7 @@ static struct {
 static void
 remove_staged(void)
 {
+	reconcile_remove_staged();
 	if (staged.host)
 		unlink(staged.host);
 	if (staged.temporary) {
@@ -665,6 +666,8 @@ main(int argc, char **argv)
 	struct dp_writer *out = bcp ? dp_writer_open(1, "stdout", 0) : NULL;
 	dp_writer_control(w, "header", json_incref(header));
 	struct reconcile *rc = reconcile_start(&s, m, cli.manifest_path, run_id);
+	if (rc)
+		dp_on_die(remove_staged);
 	double start = dp_now();
 	struct watermark wm = {0};
 	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header, &enc, &wm)

@@ -325,11 +325,12 @@ reconcile_keys_from(struct reconcile *rc, struct source *s, const char *where, c
 /* ---- after the last row of a run ---- */
 
 static char *staged_index; /* removed if the run dies before its end */
+static int index_done;     /* the reconciliation message names it: keep it */
 
-static void
-remove_staged_index(void)
+void
+reconcile_remove_staged(void)
 {
-	if (staged_index)
+	if (staged_index && !index_done)
 		unlink(staged_index);
 }
 
@@ -341,7 +342,6 @@ open_index(struct reconcile *rc, int *fd)
 	*fd = open(staged_index, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (*fd < 0)
 		dp_die(DP_EXIT_FAILURE, "%s: %s", staged_index, strerror(errno));
-	dp_on_die(remove_staged_index);
 	struct dp_writer *w = dp_writer_open(*fd, staged_index, 3);
 	json_t *keys = json_array();
 	for (size_t k = 0; k < rc->nkey; k++)
@@ -453,7 +453,7 @@ reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *al
 		dp_writer_control(also, "reconciliation", json_incref(doc));
 	json_decref(doc);
 	json_decref(o.sample);
-	dp_on_die(NULL);
+	index_done = 1;
 	return deleted;
 }
 
