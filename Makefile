@@ -83,7 +83,7 @@ $(O)/test-bin/%: $(O)/tests/tools/%.o $(LIBCOMMON)
 fuzz_stream_OBJ   =
 fuzz_manifest_OBJ =
 fuzz_encode_OBJ   = $(O)/cmd/dpone-extract/encode.o
-fuzz_state_OBJ    = $(O)/cmd/dpone-state/store_file.o $(O)/cmd/dpone-state/record.o
+fuzz_state_OBJ    = $(O)/cmd/dpone-state/store_file.o $(O)/cmd/dpone-state/record.o $(O)/cmd/dpone-state/keys.o
 FUZZ_DRIVER  = $(O)/tests/fuzz/driver.o
 FUZZ_LDFLAGS =
 define fuzzer_rule

@@ -18,6 +18,8 @@
 
 #include "extract.h"
 
+void (*emit_row_hook)(const char *row, size_t len, unsigned long long row_number);
+
 void
 emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
          struct watermark *wm, const struct encoding *enc, unsigned long long row_number)
@@ -27,7 +29,8 @@ emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, 
 		       "max_message_bytes (%zu): it could not be published; nothing after it was read (raise the limit, "
 		       "and the topic's max.message.bytes, or leave the column out with source.options.columns)",
 		       row_number, row->len, enc->max_row_bytes);
-	reconcile_row(row->p, row->len, row_number);
+	if (emit_row_hook)
+		emit_row_hook(row->p, row->len, row_number);
 	if (dp_writer_line(w, row->p, row->len))
 		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
 	if (also && dp_writer_line(also, row->p, row->len))

@@ -39,6 +39,8 @@ struct watermark {
  * message): it could not be published. */
 void emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
               struct watermark *wm, const struct encoding *enc, unsigned long long row_number);
+/* Called by emit_row with every row it writes, when set (reconcile.c). */
+extern void (*emit_row_hook)(const char *row, size_t len, unsigned long long row_number);
 
 /* Append the JSON of one value (db-lib type and raw data) to b; -1 (b
  * unchanged or partly written) for a value no SQL Server column can hold:
@@ -122,8 +124,6 @@ struct reconcile;
  * every row emit_row writes from now on. */
 struct reconcile *reconcile_start(const struct source *s, const struct dp_manifest *m, const char *manifest_path,
                                   const char *run_id);
-/* emit_row's hook: the row's key into the running reconciliation, if any. */
-void reconcile_row(const char *row, size_t len, unsigned long long row_number);
 /* After the last row: compare with the committed key index, stage the new
  * one, check max_delete_pct (exits 8), write the deletes and the
  * reconciliation message to w (and also). Returns the deletes written. */

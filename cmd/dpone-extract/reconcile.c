@@ -44,6 +44,7 @@ struct reconcile {
 };
 
 static struct reconcile *collecting; /* the run's, while rows are emitted */
+static void reconcile_row(const char *row, size_t len, unsigned long long row_number);
 
 struct reconcile *
 reconcile_start(const struct source *s, const struct dp_manifest *m, const char *manifest_path, const char *run_id)
@@ -69,6 +70,7 @@ reconcile_start(const struct source *s, const struct dp_manifest *m, const char 
 	rc->keys = dp_keysort_new((size_t)mb << 20);
 	rc->mode = dp_manifest_str(m, "sink.strategy.delete_mode");
 	collecting = rc;
+	emit_row_hook = reconcile_row;
 	return rc;
 }
 
@@ -94,7 +96,8 @@ add_key(struct reconcile *rc, const struct dp_span *sp, unsigned long long row_n
 	rc->rows++;
 }
 
-void
+/* emit_row_hook: the row's key into the running reconciliation. */
+static void
 reconcile_row(const char *row, size_t len, unsigned long long row_number)
 {
 	struct reconcile *rc = collecting;
@@ -406,6 +409,7 @@ unsigned long long
 reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *also)
 {
 	collecting = NULL;
+	emit_row_hook = NULL;
 	int deleting = strcmp(rc->mode, "report_only") != 0;
 	struct previous p;
 	json_t *index = committed_index(rc);
