@@ -314,7 +314,7 @@ wait_for_stage() {
 	flunk "dpone-$1 never ran"
 }
 
-@test "batch run: the state database goes down before the commit -> exit 6, state kept; the rerun delivers again" {
+@test "batch run: the state database goes down before the commit -> exit 6, the commit waits; the next run makes it, publishing nothing again" {
 	use_fault_stand_ins
 	sh "$BATS_TEST_DIRNAME/pg" up "$BATS_TEST_TMPDIR/pg" > /dev/null
 	# shellcheck disable=SC1091
@@ -334,7 +334,10 @@ wait_for_stage() {
 	wait "$pid" || rc=$?
 	sh "$BATS_TEST_DIRNAME/pg" start "$BATS_TEST_TMPDIR/pg"
 	[ "$rc" -eq 6 ] || flunk "exit $rc: $(cat out.txt)"
-	grep -q "the data was delivered but state was not advanced" out.txt || flunk "$(cat out.txt)"
+	# Tried again, then kept for the next run.
+	grep -q "trying again in 3 s" out.txt || flunk "$(cat out.txt)"
+	grep -q "the next run of this job commits it first" out.txt || flunk "$(cat out.txt)"
+	[ -f .dpone/pending/batch_$T/summary.ndjson ]
 	[ "$(messages)" -eq 6 ]
 	[ -z "$(watermark)" ]
 	# The lease could not be given back while the database was down: it
@@ -342,8 +345,37 @@ wait_for_stage() {
 	dpone-state -q m.yaml unlock --force
 	run dpone batch run m.yaml
 	assert_success
-	[ "$(keys | wc -l)" -eq 6 ] && [ "$(messages)" -eq 12 ] # at_least_once: repeated, none lost
+	assert_output_contains "committing an earlier run that delivered but was not committed"
+	# exactly what was delivered once: no row published twice
+	[ "$(keys | wc -l)" -eq 6 ] && [ "$(messages)" -eq 6 ] || flunk "$(messages) messages"
 	[ "$(watermark)" = '"2026-11-26T08:00:06.1234567"' ]
+	[ ! -e .dpone/pending/batch_$T ]
+	dpone-state -q m.yaml history | jq -e -s 'length == 2 and .[0].rows == 6 and .[1].rows == 0'
+}
+
+@test "batch run: a kept commit that no longer applies is dropped with a warning; one that cannot be made stops the run" {
+	orders 3
+	batch_manifest "" "observability: {artifacts: {enabled: true, path: runs}}"
+	dpone batch run m.yaml 2> /dev/null
+	# The summary of the run already committed, as if its commit had been kept.
+	mkdir -p .dpone/pending/batch_$T
+	cp runs/*/summary.ndjson .dpone/pending/batch_$T/summary.ndjson
+	add_orders 4 4
+	run dpone batch run m.yaml
+	assert_success
+	assert_output_contains "the earlier run's commit no longer applies"
+	assert_output_contains "is already committed"
+	[ "$(messages)" -eq 4 ]
+	[ ! -e .dpone/pending/batch_$T ]
+	# A kept summary that is not a complete summary: the run stops, publishing nothing.
+	mkdir -p .dpone/pending/batch_$T
+	head -n 1 "$(ls runs/*/summary.ndjson | head -n 1)" > .dpone/pending/batch_$T/summary.ndjson
+	add_orders 5 5
+	run dpone batch run m.yaml
+	[ "$status" -eq 3 ]
+	assert_output_contains "nothing is run until it is made"
+	[ "$(messages)" -eq 4 ]
+	[ -f .dpone/pending/batch_$T/summary.ndjson ]
 }
 
 @test "batch run: two runs of one job at once -> one runs, the other is refused (exit 7); nothing is lost" {

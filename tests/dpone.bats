@@ -221,7 +221,7 @@ SH
 	assert_success
 	assert_output_contains "dpone-state m.yaml lock --run-id RUN"
 	assert_output_contains "dpone-extract m.yaml --run-id RUN"
-	assert_output_contains "dpone-state m.yaml commit < SUMMARY"
+	assert_output_contains "dpone-state m.yaml commit --run-id RUN < SUMMARY"
 	refute_file_contains log "extract"
 }
 

@@ -28,7 +28,7 @@ static const char usage_text[] =
 	"  keys           the committed key index of snapshot_reconciliation, on stdout\n"
 	"                 (--clear: forget it; the next run deletes nothing)\n"
 	DP_CLI_COMMON_HELP
-	"      --run-id ID     the run taking or giving back the lease\n"
+	"      --run-id ID     the run taking or giving back the lease (commit: whose lease it is made under)\n"
 	"      --ttl SECONDS   how long a lease lasts unless given back (21600)\n"
 	"      --to VALUE      reset: the new watermark, as JSON or as text\n"
 	"      --force         unlock a lease another run holds\n"
@@ -168,6 +168,7 @@ read_summary(struct summary *sum)
 
 struct commit_ctx {
 	struct summary *sum;
+	const char *lease_holder; /* --run-id: the run whose lease this commit is made under, or NULL */
 	json_t *key_index; /* the stored key index ({name, keys}), or NULL */
 	json_t *result; /* the record written, for stdout */
 	char *moved;    /* "A -> B", for the message */
@@ -175,7 +176,8 @@ struct commit_ctx {
 
 /* The compare-and-set: the run must start where state still is. */
 static int
-check_start(struct job_state *st, json_t *boundary, const char *run_id, char *err, size_t errlen)
+check_start(struct job_state *st, json_t *boundary, const char *run_id, const char *lease_holder, char *err,
+            size_t errlen)
 {
 	json_t *current = watermark_value(st->record), *from = json_object_get(boundary, "from");
 	const char *kind = json_string_value(json_object_get(boundary, "kind"));
@@ -198,7 +200,8 @@ check_start(struct job_state *st, json_t *boundary, const char *run_id, char *er
 	}
 	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
 	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
-	if (owner && (!run_id || strcmp(owner, run_id)) && expires > (json_int_t)time(NULL)) {
+	int ours = (run_id && !strcmp(owner ? owner : "", run_id)) || (lease_holder && owner && !strcmp(owner, lease_holder));
+	if (owner && !ours && expires > (json_int_t)time(NULL)) {
 		snprintf(err, errlen, "run %s holds the job's lock; nothing was overwritten", owner);
 		return DP_EXIT_CONFLICT;
 	}
@@ -212,7 +215,7 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	json_t *header = c->sum->header, *end = c->sum->end;
 	json_t *boundary = json_object_get(header, "boundary");
 	const char *run_id = json_string_value(json_object_get(header, "run_id"));
-	int rc = check_start(st, boundary, run_id, err, errlen);
+	int rc = check_start(st, boundary, run_id, c->lease_holder, err, errlen);
 	if (rc)
 		return rc;
 	json_t *seen = json_object_get(end, "watermark");
@@ -300,7 +303,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	    strcmp(dp_manifest_str(o->m, "quality.mode"), "off"))
 		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
 		        "summary: dpone-check belongs between dpone-extract and dpone-produce)");
-	struct commit_ctx c = {&sum, NULL, NULL, NULL};
+	struct commit_ctx c = {&sum, o->run_id, NULL, NULL, NULL};
 	json_t *staged = json_object_get(sum.reconciliation, "key_index");
 	const char *staged_path = json_string_value(json_object_get(staged, "path"));
 	char *index_name = NULL;
