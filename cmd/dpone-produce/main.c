@@ -263,9 +263,17 @@ finish(struct run *rn)
 		         !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once")
 		         ? "; nothing becomes visible to read_committed consumers"
 		         : "; the rows were published (delivery is not transactional) but state does not advance");
-	if (rn->sink && sink_commit(rn->sink) < 0)
-		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
+	/* The summary (with the offsets read back) is made before the commit:
+	 * once the transaction is committed the rows are visible, and the
+	 * summary must reach the commit of state with as little as possible
+	 * left to go wrong in between. */
 	json_t *summary = run_summary(rn);
+	if (rn->sink && sink_commit(rn->sink) < 0) {
+		json_decref(summary);
+		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
+	}
+	if (rn->sink && !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once"))
+		json_object_set_new(summary, "transaction", json_string("committed"));
 	if (rn->progress)
 		fprintf(stderr, "\r%s: %llu rows, %llu messages delivered in %.1f s\n", dp_progname, rn->rows,
 		        rn->sink ? sink_delivered(rn->sink) : 0, dp_now() - rn->start);

@@ -452,6 +452,11 @@ sink_commit(struct sink *s)
 		if (!e) {
 			s->in_txn = 0;
 			s->txn_state = "committed";
+			/* Said once the broker acknowledged it: what an operator (or
+			 * tests/chaos) needs to know whether this run's rows are visible. */
+			if (!s->o->quiet)
+				dp_warn("transaction committed: %llu messages visible to read_committed consumers",
+				        sink_delivered(s));
 			return 0;
 		}
 		int retry = rd_kafka_error_is_retriable(e) && !dp_interrupted;
