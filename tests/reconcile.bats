@@ -143,6 +143,10 @@ SQL
 	assert_output_contains "keys no longer in the source: 3"
 	assert_output_contains "guard: fail"
 	assert_output_contains '`{"id":8}`'
+	assert_output_contains "all of them: \`dpone-extract m.yaml --missing-keys\`"
+	run dpone-extract m.yaml --chunk 1/2
+	[ "$status" -eq 2 ]
+	assert_output_contains "--chunk does not apply to strategy snapshot_reconciliation"
 	dpone plan m.yaml --format json | jq -e '.reconciliation.missing == 3 and .reconciliation.guard == "fail" and (.reconciliation.missing_sample | length) == 3'
 	run dpone batch run m.yaml
 	[ "$status" -eq 8 ]

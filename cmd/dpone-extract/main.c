@@ -597,6 +597,9 @@ main(int argc, char **argv)
 		dp_manifest_free(m);
 		return code;
 	}
+	if (o.chunk_n && !strcmp(dp_manifest_str(m, "sink.strategy.mode"), "snapshot_reconciliation"))
+		dp_die(DP_EXIT_USAGE, "--chunk does not apply to strategy snapshot_reconciliation: a chunk's keys are not "
+		       "the table's, and every other key would look deleted");
 	struct plan p = {0};
 	plan_boundary(&s, m, &o, &enc, &p);
 	plan_chunk(&s, &o, &enc, &p);

@@ -195,7 +195,8 @@ reconciliation(FILE *out, const json_t *plan)
 	      "exactly_once the rows and deletes commit in one transaction\n", out);
 	const json_t *sample = json_object_get(r, "missing_sample");
 	if (json_array_size(sample)) {
-		fprintf(out, "\nThe first %zu of %lld keys:\n\n", json_array_size(sample), missing);
+		fprintf(out, "\nThe first %zu of %lld keys (all of them: `dpone-extract %s --missing-keys`):\n\n",
+		        json_array_size(sample), missing, json_string_value(at(plan, "manifest")));
 		size_t i;
 		json_t *k;
 		json_array_foreach(sample, i, k) {
