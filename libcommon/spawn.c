@@ -67,6 +67,19 @@ drain(int *fds, struct dp_buf *bufs, int n)
 	}
 }
 
+/* Start the stage argv[0] (beside this program, else on PATH) with fa;
+ * 0 or an errno value. */
+static int
+start_sibling(char *const argv[], const posix_spawn_file_actions_t *fa, pid_t *pid)
+{
+	char *prog = dp_sibling_path(argv[0]);
+	int err = posix_spawn(pid, prog, fa, NULL, argv, environ);
+	if (err == ENOENT && !strchr(prog, '/'))
+		err = posix_spawnp(pid, prog, fa, NULL, argv, environ);
+	free(prog);
+	return err;
+}
+
 char *
 dp_run_capture(char *const argv[], int *code)
 {
@@ -89,16 +102,12 @@ dp_run_capture_err(char *const argv[], int *code, char **err_out)
 		posix_spawn_file_actions_addclose(&fa, errfd[0]);
 		posix_spawn_file_actions_addclose(&fa, errfd[1]);
 	}
-	char *prog = dp_sibling_path(argv[0]);
 	pid_t pid;
-	int err = posix_spawn(&pid, prog, &fa, NULL, argv, environ);
-	if (err == ENOENT && !strchr(prog, '/'))
-		err = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
+	int err = start_sibling(argv, &fa, &pid);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
 	if (err_out)
 		close(errfd[1]);
-	free(prog);
 	if (err) {
 		close(pipefd[0]);
 		if (err_out) {
@@ -118,10 +127,7 @@ dp_run_capture_err(char *const argv[], int *code, char **err_out)
 		*err_out = bufs[1].p;
 	}
 	struct dp_buf out = bufs[0];
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	*code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	*code = dp_spawn_wait(pid);
 	dp_buf_char(&out, '\0');
 	return out.p;
 }
@@ -162,13 +168,9 @@ dp_spawn_reader(char *const argv[], pid_t *pid)
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
 	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
-	char *prog = dp_sibling_path(argv[0]);
-	int err = posix_spawn(pid, prog, &fa, NULL, argv, environ);
-	if (err == ENOENT && !strchr(prog, '/'))
-		err = posix_spawnp(pid, prog, &fa, NULL, argv, environ);
+	int err = start_sibling(argv, &fa, pid);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
-	free(prog);
 	if (err) {
 		close(pipefd[0]);
 		dp_warn("%s: cannot start: %s", argv[0], strerror(err));

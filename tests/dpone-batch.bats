@@ -353,7 +353,7 @@ wait_for_stage() {
 	dpone-state -q m.yaml history | jq -e -s 'length == 2 and .[0].rows == 6 and .[1].rows == 0'
 }
 
-@test "batch run: a kept commit that no longer applies is dropped with a warning; one that cannot be made stops the run" {
+@test "batch run: a kept commit that no longer applies is dropped with a warning; a refused one is dropped and its rows repeated" {
 	orders 3
 	batch_manifest "" "observability: {artifacts: {enabled: true, path: runs}}"
 	dpone batch run m.yaml 2> /dev/null
@@ -367,15 +367,16 @@ wait_for_stage() {
 	assert_output_contains "is already committed"
 	[ "$(messages)" -eq 4 ]
 	[ ! -e .dpone/pending/batch_$T ]
-	# A kept summary that is not a complete summary: the run stops, publishing nothing.
+	# A kept summary the commit refuses (no end): dropped, and this run
+	# goes on from the committed state, publishing only what is new.
 	mkdir -p .dpone/pending/batch_$T
 	head -n 1 "$(ls runs/*/summary.ndjson | head -n 1)" > .dpone/pending/batch_$T/summary.ndjson
 	add_orders 5 5
 	run dpone batch run m.yaml
-	[ "$status" -eq 3 ]
-	assert_output_contains "nothing is run until it is made"
-	[ "$(messages)" -eq 4 ]
-	[ -f .dpone/pending/batch_$T/summary.ndjson ]
+	assert_success
+	assert_output_contains "the earlier run's commit is refused; this run repeats its rows"
+	[ "$(messages)" -eq 5 ]
+	[ ! -e .dpone/pending/batch_$T ]
 }
 
 @test "batch run: two runs of one job at once -> one runs, the other is refused (exit 7); nothing is lost" {

@@ -272,8 +272,17 @@ finish(struct run *rn)
 		json_decref(summary);
 		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
 	}
-	if (rn->sink && !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once"))
+	if (rn->sink && !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once")) {
+		/* A broker may leave an open transaction's records out of the end
+		 * offsets (the mock cluster did, once in 200 chaos runs): then
+		 * they are read back again, now that the transaction is committed. */
+		json_t *appended = json_object_get(summary, "topic_appended");
+		if (!appended || json_integer_value(appended) < (json_int_t)sink_delivered(rn->sink)) {
+			json_decref(summary);
+			summary = run_summary(rn);
+		}
 		json_object_set_new(summary, "transaction", json_string("committed"));
+	}
 	if (rn->progress)
 		fprintf(stderr, "\r%s: %llu rows, %llu messages delivered in %.1f s\n", dp_progname, rn->rows,
 		        rn->sink ? sink_delivered(rn->sink) : 0, dp_now() - rn->start);
