@@ -67,6 +67,18 @@ drain(int *fds, struct dp_buf *bufs, int n)
 	}
 }
 
+/* A pipe whose write end becomes the child's stdout under fa. */
+static void
+stdout_to_pipe(int pipefd[2], posix_spawn_file_actions_t *fa)
+{
+	if (pipe(pipefd) < 0)
+		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
+	posix_spawn_file_actions_init(fa);
+	posix_spawn_file_actions_adddup2(fa, pipefd[1], 1);
+	posix_spawn_file_actions_addclose(fa, pipefd[0]);
+	posix_spawn_file_actions_addclose(fa, pipefd[1]);
+}
+
 /* Start the stage argv[0] (beside this program, else on PATH) with fa;
  * 0 or an errno value. */
 static int
@@ -90,13 +102,10 @@ char *
 dp_run_capture_err(char *const argv[], int *code, char **err_out)
 {
 	int pipefd[2], errfd[2] = {-1, -1};
-	if (pipe(pipefd) < 0 || (err_out && pipe(errfd) < 0))
-		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
 	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
+	stdout_to_pipe(pipefd, &fa);
+	if (err_out && pipe(errfd) < 0)
+		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
 	if (err_out) {
 		posix_spawn_file_actions_adddup2(&fa, errfd[1], 2);
 		posix_spawn_file_actions_addclose(&fa, errfd[0]);
@@ -161,13 +170,8 @@ int
 dp_spawn_reader(char *const argv[], pid_t *pid)
 {
 	int pipefd[2];
-	if (pipe(pipefd) < 0)
-		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
 	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
+	stdout_to_pipe(pipefd, &fa);
 	int err = start_sibling(argv, &fa, pid);
 	posix_spawn_file_actions_destroy(&fa);
 	close(pipefd[1]);
