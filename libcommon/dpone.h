@@ -109,6 +109,9 @@ int dp_keysort_next(struct dp_keysort *ks, const char **key, size_t *len);
 /* Keys written to temporary files so far. */
 unsigned long long dp_keysort_spilled(const struct dp_keysort *ks);
 void dp_keysort_free(struct dp_keysort *ks);
+/* A new temporary file under TMPDIR (else /tmp), already unlinked, open
+ * for writing and reading back; NULL with errno. */
+FILE *dp_tmpfile(const char *prefix);
 /* The order keys sort in: bytes, then length. */
 int dp_keysort_compare(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -94,18 +94,8 @@ sort_arena(struct dp_keysort *ks)
 static FILE *
 temp_file(void)
 {
-	const char *dir = getenv("TMPDIR");
-	char *path = dp_strfmt("%s/dpone-keys.XXXXXX", dir && *dir ? dir : "/tmp");
-	int fd = mkstemp(path);
-	if (fd >= 0)
-		unlink(path); /* gone when closed, whatever happens to the process */
-	free(path);
-	if (fd < 0)
-		return NULL;
-	FILE *f = fdopen(fd, "w+");
-	if (!f)
-		close(fd);
-	else
+	FILE *f = dp_tmpfile("dpone-keys");
+	if (f)
 		setvbuf(f, NULL, _IOFBF, RUN_BUFFER);
 	return f;
 }

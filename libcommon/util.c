@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dpone.h"
 
@@ -101,4 +102,22 @@ dp_all_digits(const char *p, const char *end)
 		if (*p < '0' || *p > '9')
 			return 0;
 	return 1;
+}
+
+FILE *
+dp_tmpfile(const char *prefix)
+{
+	const char *dir = getenv("TMPDIR");
+	char *path = dp_strfmt("%s/%s.123456", dir && *dir ? dir : "/tmp", prefix);
+	memset(path + strlen(path) - 6, 'X', 6); /* mkstemp's template */
+	int fd = mkstemp(path);
+	if (fd >= 0)
+		unlink(path); /* gone when closed, whatever happens to the process */
+	free(path);
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "w+");
+	if (!f)
+		close(fd);
+	return f;
 }

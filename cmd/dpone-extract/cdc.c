@@ -412,20 +412,6 @@ plan_cdc(struct source *s, const struct dp_manifest *m, const struct cdc_request
 
 /* ---- SQL ---- */
 
-static char *
-column_list(const struct source *s)
-{
-	struct dp_buf b = {0};
-	for (int i = 0; i < s->ncols; i++) {
-		char *q = quote_name(s->cols[i].name);
-		dp_buf_str(&b, i ? ", " : "");
-		dp_buf_str(&b, q);
-		free(q);
-	}
-	dp_buf_char(&b, '\0');
-	return b.p;
-}
-
 static const char *
 row_filter(const struct dp_manifest *m)
 {
@@ -452,7 +438,7 @@ changes_sql(const struct source *s, const struct dp_manifest *m, const struct cd
 	lsn_text(&pos->seq, q);
 	char *fn_name = dp_strfmt("fn_cdc_get_all_changes_%s", p->ci.name);
 	char *fn = quote_name(fn_name);
-	char *cols = what ? dp_xstrdup(what) : column_list(s);
+	char *cols = what ? dp_xstrdup(what) : source_column_list(s, 0);
 	char *topn = top > 0 ? dp_strfmt("TOP (%lld) ", top) : dp_xstrdup("");
 	char *sql = dp_strfmt("SELECT %s%s%s FROM cdc.%s(%s, %s, N'%s') WHERE __$start_lsn > %s OR (__$start_lsn = %s AND "
 	                      "(__$seqval > %s OR (__$seqval = %s AND __$operation > %d)))%s",
@@ -480,17 +466,9 @@ start_position(const struct cdc_plan *p, struct position *pos)
 static char *
 snapshot_sql(const struct source *s)
 {
-	char *table = source_table_name(s), *cols = column_list(s);
-	struct dp_buf order = {0};
-	for (int k = 0; k < s->nkey; k++) {
-		char *kc = quote_name(s->cols[s->key[k]].name);
-		dp_buf_str(&order, k ? ", " : "");
-		dp_buf_str(&order, kc);
-		free(kc);
-	}
-	dp_buf_char(&order, '\0');
-	char *sql = dp_strfmt("SELECT %s FROM %s ORDER BY %s", cols, table, order.p);
-	free(order.p);
+	char *table = source_table_name(s), *cols = source_column_list(s, 0), *order = source_column_list(s, 1);
+	char *sql = dp_strfmt("SELECT %s FROM %s ORDER BY %s", cols, table, order);
+	free(order);
 	free(cols);
 	free(table);
 	return sql;

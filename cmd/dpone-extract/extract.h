@@ -77,6 +77,9 @@ void source_discover(struct source *s, const struct dp_manifest *m);
 char *source_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc);
 /* A typed T-SQL literal for a watermark value given as JSON text. */
 char *sql_literal(const struct column *c, const char *json_value);
+/* "[a], [b], ...": every column, or the key columns in key order; the
+ * caller frees it. */
+char *source_column_list(const struct source *s, int keys_only);
 /* [schema].[table], quoted; the caller frees it. */
 char *source_table_name(const struct source *s);
 /* The index of the column named name (case-insensitive), or -1. */

@@ -290,16 +290,8 @@ reconcile_plan(struct reconcile *rc, FILE *list)
 void
 reconcile_keys_from(struct reconcile *rc, struct source *s, const char *where, const struct encoding *enc)
 {
-	struct dp_buf list = {0};
-	for (int k = 0; k < s->nkey; k++) {
-		char *q = quote_name(s->cols[s->key[k]].name);
-		dp_buf_str(&list, k ? ", " : "");
-		dp_buf_str(&list, q);
-		free(q);
-	}
-	dp_buf_char(&list, '\0');
-	char *table = source_table_name(s);
-	char *sql = dp_strfmt("SELECT %s FROM %s%s%s", list.p, table, where ? " WHERE " : "", where ? where : "");
+	char *list = source_column_list(s, 1), *table = source_table_name(s);
+	char *sql = dp_strfmt("SELECT %s FROM %s%s%s", list, table, where ? " WHERE " : "", where ? where : "");
 	if (source_query(s, sql))
 		dp_die(DP_EXIT_SOURCE, "reading the keys: %s", source_error());
 	struct dp_buf vals = {0};
@@ -322,7 +314,7 @@ reconcile_keys_from(struct reconcile *rc, struct source *s, const char *where, c
 	free(vals.p);
 	free(sql);
 	free(table);
-	free(list.p);
+	free(list);
 }
 
 /* ---- after the last row of a run ---- */
@@ -417,13 +409,8 @@ reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *al
 	json_decref(index);
 	int fd;
 	struct outcome o = {.sample = json_array(), .index = open_index(rc, &fd)};
-	const char *tmp = getenv("TMPDIR");
-	char *tmpl = dp_strfmt("%s/dpone-missing.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	int mfd = mkstemp(tmpl);
-	if (mfd < 0 || !(o.missing_keys = fdopen(mfd, "w+")))
-		dp_die(DP_EXIT_FAILURE, "%s: %s", tmpl, strerror(errno));
-	unlink(tmpl);
-	free(tmpl);
+	if (!(o.missing_keys = dp_tmpfile("dpone-missing")))
+		dp_die(DP_EXIT_FAILURE, "a temporary file for the missing keys under TMPDIR: %s", strerror(errno));
 	/* report_only deletes nothing, so the index keeps the missing keys:
 	 * they are still in the topic, and a later mode must still see them. */
 	compare(rc, &p, &o, !deleting);

@@ -51,6 +51,21 @@ on_message(DBPROCESS *db, DBINT number, int state, int severity, char *text, cha
 }
 
 char *
+source_column_list(const struct source *s, int keys_only)
+{
+	struct dp_buf b = {0};
+	int n = keys_only ? s->nkey : s->ncols;
+	for (int i = 0; i < n; i++) {
+		char *q = quote_name(s->cols[keys_only ? s->key[i] : i].name);
+		dp_buf_str(&b, i ? ", " : "");
+		dp_buf_str(&b, q);
+		free(q);
+	}
+	dp_buf_char(&b, '\0');
+	return b.p;
+}
+
+char *
 source_table_name(const struct source *s)
 {
 	char *schema = quote_name(s->schema), *table = quote_name(s->table);
