@@ -1,5 +1,7 @@
 /* util.c: small string helpers. */
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -120,4 +122,43 @@ dp_tmpfile(const char *prefix)
 	if (!f)
 		close(fd);
 	return f;
+}
+
+/* Written to PATH.tmp, fsynced, renamed over PATH, and the directory
+ * fsynced: whoever finds PATH finds all of it, even after a crash. */
+int
+dp_write_file_durably(const char *path, const void *data, size_t len)
+{
+	char *tmp = dp_strfmt("%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	const char *p = data;
+	size_t left = len;
+	while (fd >= 0 && left > 0) {
+		ssize_t n = write(fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		p += n;
+		left -= (size_t)n;
+	}
+	int ok = fd >= 0 && !left && !fsync(fd);
+	if (fd >= 0 && close(fd) < 0)
+		ok = 0;
+	ok = ok && !rename(tmp, path);
+	int saved = errno;
+	if (!ok)
+		unlink(tmp);
+	free(tmp);
+	if (ok) {
+		char *dir = dp_xstrdup(path);
+		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+		if (dfd >= 0) {
+			fsync(dfd); /* the rename itself is durable */
+			close(dfd);
+		}
+		free(dir);
+	}
+	errno = saved;
+	return ok ? 0 : -1;
 }

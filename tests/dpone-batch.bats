@@ -353,6 +353,72 @@ wait_for_stage() {
 	dpone-state -q m.yaml history | jq -e -s 'length == 2 and .[0].rows == 6 and .[1].rows == 0'
 }
 
+# shim_bin STAGE ACTION: a copy of dpone in ./shim whose dpone-STAGE runs
+# the real one and then does ACTION (sh, e.g. 'kill -KILL $$': the stage
+# dies after it did all its work).
+shim_bin() {
+	rm -rf shim
+	mkdir shim
+	cp "$DPONE_BIN/dpone" shim/dpone
+	for s in extract check produce state plan; do
+		ln -s "$DPONE_BIN/dpone-$s" "shim/dpone-$s"
+	done
+	rm "shim/dpone-$1"
+	printf '#!/bin/sh\n"%s/dpone-%s" "$@"\n%s\n' "$DPONE_BIN" "$1" "$2" > "shim/dpone-$1"
+	chmod +x "shim/dpone-$1"
+}
+
+@test "batch run: a stage killed after the run was delivered -> state follows the run; the rerun publishes nothing again" {
+	orders 5
+	batch_manifest "delivery: {mode: exactly_once}"
+	# dpone-produce killed after its transaction committed
+	shim_bin produce 'kill -KILL $$'
+	run shim/dpone batch run m.yaml
+	assert_success
+	assert_output_contains "dpone-produce was killed by signal 9 after the run was delivered; state follows the delivered run"
+	assert_output_contains "committed: 5 rows, 5 messages"
+	[ "$(watermark)" = '"2026-11-26T08:00:05.1234567"' ] || flunk "state: $(watermark)"
+	# dpone-extract killed after its stream ended
+	add_orders 6 8
+	shim_bin extract 'kill -KILL $$'
+	run shim/dpone batch run m.yaml
+	assert_success
+	assert_output_contains "dpone-extract was killed by signal 9 after the run was delivered"
+	[ "$(watermark)" = '"2026-11-26T08:00:08.1234567"' ] || flunk "state: $(watermark)"
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(messages)" -eq 8 ] || flunk "$(messages) messages: rows were published twice"
+	dpone-state -q m.yaml history | jq -e -s 'map(.rows) == [5, 3, 0]' > /dev/null
+	# Without a commit record (killed before delivering) the run fails as before.
+	add_orders 9 9
+	shim_bin produce 'exit 5'
+	printf '#!/bin/sh\nexit 5\n' > shim/dpone-produce
+	run shim/dpone batch run m.yaml
+	assert_failure 5
+	[ "$(watermark)" = '"2026-11-26T08:00:08.1234567"' ]
+}
+
+@test "batch run: the wrapper killed after the run was delivered -> the next run commits it, publishing nothing again" {
+	orders 4
+	batch_manifest
+	# dpone-produce delivers, then the wrapper (its parent) is killed.
+	shim_bin produce 'kill -KILL $PPID'
+	rc=0
+	shim/dpone batch run m.yaml > out.txt 2>&1 || rc=$?
+	[ "$rc" -eq 137 ] || flunk "exit $rc: $(cat out.txt)"
+	[ -f .dpone/pending/batch_$T/summary.ndjson ]
+	[ -z "$(watermark)" ]
+	# The lease of the killed run lapses, or is taken away by hand.
+	dpone-state -q m.yaml unlock --force
+	add_orders 5 6
+	run dpone batch run m.yaml
+	assert_success
+	assert_output_contains "committing an earlier run that delivered but was not committed"
+	assert_output_contains "committed: 2 rows"
+	[ "$(keys | wc -l)" -eq 6 ] && [ "$(messages)" -eq 6 ] || flunk "$(messages) messages"
+	dpone-state -q m.yaml history | jq -e -s 'map(.rows) == [4, 2]' > /dev/null
+}
+
 @test "batch run: a kept commit that no longer applies is dropped with a warning; a refused one is dropped and its rows repeated" {
 	orders 3
 	batch_manifest "" "observability: {artifacts: {enabled: true, path: runs}}"

@@ -375,6 +375,33 @@ NULL'
 	[ "$(consume -X isolation.level=read_committed -f '%s\n' | wc -l)" -eq 200 ]
 }
 
+@test "--commit-record: the summary, written once the run is delivered (committed); none for a failed run" {
+	make_topic "$TOPIC" 2
+	for mode in at_least_once exactly_once; do
+		produce_manifest full_refresh "delivery: {mode: $mode}"
+		rm -f record.ndjson
+		dpone-produce -q m.yaml --commit-record record.ndjson < <(stream 50) > out.ndjson
+		cmp record.ndjson out.ndjson || flunk "$mode: the record is not what went to stdout"
+		tail -n 1 record.ndjson | grep -q '^\["end",' || flunk "$mode: $(cat record.ndjson)"
+		grep '^\["delivery"' record.ndjson | jq -e '.[1].delivered == 50' > /dev/null
+		[ ! -e record.ndjson.tmp ]
+		# truncated input, a failed run: no record
+		rm -f record.ndjson
+		run dpone-produce -q m.yaml --commit-record record.ndjson < <(stream 50 | sed '$d')
+		assert_failure 3
+		[ ! -e record.ndjson ] || flunk "$mode: a failed run left a commit record"
+	done
+	# checks that failed: no record either
+	run dpone-produce -q m.yaml --commit-record record.ndjson < <(stream 5 | sed '$i ["checks",{"passed":false}]')
+	assert_failure 8
+	[ ! -e record.ndjson ]
+	# a record that cannot be written is said, and the run still ends
+	run dpone-produce -q m.yaml --commit-record no/such/dir/record.ndjson < <(stream 5)
+	assert_success
+	assert_output_contains "--commit-record no/such/dir/record.ndjson: No such file or directory"
+	assert_output_contains '["end",'
+}
+
 @test "exactly_once: a truncated stream aborts the transaction; read_committed consumers see nothing" {
 	make_topic "$TOPIC" 2
 	produce_manifest full_refresh 'delivery: {mode: exactly_once}'

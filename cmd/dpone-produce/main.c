@@ -6,6 +6,7 @@
  * transaction committed), so that nothing downstream commits state for a
  * run that did not fully land.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@
 
 static const char usage_text[] =
 	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run] [--check]\n"
-	"                     [--drain-timeout SECONDS] [--transactional-id ID] MANIFEST < STREAM\n"
+	"                     [--drain-timeout SECONDS] [--transactional-id ID] [--commit-record FILE]\n"
+	"                     MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
 	DP_CLI_COMMON_HELP
 	"      --dry-run       read and check the stream, build every message, send nothing\n"
@@ -23,14 +25,15 @@ static const char usage_text[] =
 	"      --create-topic DESIGN  create the missing topic as DESIGN (JSON) says, and exit\n"
 	"      --drain-timeout SECONDS  after SIGINT/SIGTERM, wait this long for deliveries (10)\n"
 	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
+	"      --commit-record FILE     once delivered (committed), write the summary to FILE durably\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
 
-enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC };
+enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC, OPT_COMMIT_RECORD };
 
 struct options {
 	int dry_run, check;
 	double drain_timeout;
-	const char *transactional_id, *create_topic;
+	const char *transactional_id, *create_topic, *commit_record;
 };
 
 static int
@@ -43,6 +46,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_CHECK: o->check = 1; return 0;
 	case OPT_CREATE_TOPIC: o->create_topic = arg; return 0;
 	case OPT_TXN_ID: o->transactional_id = arg; return 0;
+	case OPT_COMMIT_RECORD: o->commit_record = arg; return 0;
 	case OPT_DRAIN:
 		o->drain_timeout = strtod(arg, &end);
 		if (end == arg || *end || o->drain_timeout < 0) {
@@ -72,6 +76,8 @@ struct run {
 	int hashing;             /* hash_reconciliation is configured */
 	uint64_t row_hash;       /* dp_row_hash summed over the rows published */
 	char *end_line;          /* the stream's end message, owned */
+	const char *record_path; /* --commit-record FILE, or NULL */
+	struct dp_buf record;    /* what goes to stdout, kept for the commit record */
 };
 
 static enum dup_policy
@@ -190,8 +196,33 @@ handle_delete(struct run *rn, const char *line, size_t len)
 static void
 write_line(struct run *rn, const char *line, size_t len)
 {
+	if (rn->record_path) {
+		dp_buf_add(&rn->record, line, len);
+		dp_buf_char(&rn->record, '\n');
+	}
 	if (dp_writer_line(rn->out, line, len) < 0)
 		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
+}
+
+/* The commit record: the whole summary, written once the data is delivered
+ * (exactly_once: the transaction committed) and before anything else can
+ * fail, so that whoever commits state does not depend on this process
+ * living on to exit 0. A run killed from here on is committed from it. */
+static void
+write_commit_record(struct run *rn, const char *delivery)
+{
+	if (!rn->record_path)
+		return;
+	dp_buf_str(&rn->record, delivery);
+	dp_buf_char(&rn->record, '\n');
+	dp_buf_str(&rn->record, rn->end_line);
+	dp_buf_char(&rn->record, '\n');
+	if (dp_write_file_durably(rn->record_path, rn->record.p, rn->record.len) < 0)
+		dp_warn("--commit-record %s: %s; the run is delivered, its summary goes to stdout only",
+		        rn->record_path, strerror(errno));
+	free(rn->record.p);
+	rn->record = (struct dp_buf){0};
+	rn->record_path = NULL; /* what follows on stdout is already in it */
 }
 
 /* After the header: the message format and, unless dry, the producer. */
@@ -286,8 +317,14 @@ finish(struct run *rn)
 	if (rn->progress)
 		fprintf(stderr, "\r%s: %llu rows, %llu messages delivered in %.1f s\n", dp_progname, rn->rows,
 		        rn->sink ? sink_delivered(rn->sink) : 0, dp_now() - rn->start);
-	if (dp_writer_control(rn->out, "delivery", summary) < 0)
-		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
+	json_t *msg = json_pack("[so]", "delivery", summary);
+	char *delivery = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (!delivery)
+		dp_die(DP_EXIT_FAILURE, "cannot build the delivery message");
+	write_commit_record(rn, delivery);
+	write_line(rn, delivery, strlen(delivery));
+	free(delivery);
 	write_line(rn, rn->end_line, strlen(rn->end_line));
 	if (dp_writer_close(rn->out) < 0)
 		dp_die(DP_EXIT_FAILURE, "stdout: write error");
@@ -308,6 +345,7 @@ main(int argc, char **argv)
 		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"drain-timeout", required_argument, NULL, OPT_DRAIN},
 		{"transactional-id", required_argument, NULL, OPT_TXN_ID}, {"check", no_argument, NULL, OPT_CHECK},
 		{"create-topic", required_argument, NULL, OPT_CREATE_TOPIC},
+		{"commit-record", required_argument, NULL, OPT_COMMIT_RECORD},
 		{NULL, 0, NULL, 0}};
 	struct options o = {.drain_timeout = 10};
 	struct dp_cli cli;
@@ -356,7 +394,8 @@ main(int argc, char **argv)
 		.drain_timeout = o.drain_timeout,
 		.quiet = cli.quiet};
 	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2),
-	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation")};
+	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation"),
+	                 .record_path = o.dry_run ? NULL : o.commit_record};
 	int in = 0;
 	char **names = NULL; /* the unique key for duplicate_policy; strings borrowed from m */
 	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "incremental_merge")) {
