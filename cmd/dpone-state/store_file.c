@@ -22,7 +22,7 @@
 
 struct file_store {
 	struct store base;
-	char *path, *lock_path, *tmp_path;
+	char *path, *lock_path;
 	int lock_fd;
 };
 
@@ -62,28 +62,18 @@ load_doc(struct file_store *f, char *err, size_t errlen)
 static int
 save_doc(struct file_store *f, json_t *doc, char *err, size_t errlen)
 {
-	int fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd < 0 || json_dumpfd(doc, fd, JSON_INDENT(1)) < 0 || write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
-		snprintf(err, errlen, "%s: cannot write: %s", f->tmp_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		unlink(f->tmp_path);
-		return -1;
-	}
-	close(fd);
-	if (rename(f->tmp_path, f->path) < 0) {
-		snprintf(err, errlen, "%s: cannot replace: %s", f->path, strerror(errno));
-		unlink(f->tmp_path);
-		return -1;
-	}
-	char *dircopy = dp_xstrdup(f->path);
-	int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY);
-	free(dircopy);
-	if (dfd >= 0) {
-		fsync(dfd); /* the rename itself is durable */
-		close(dfd);
-	}
-	return 0;
+	char *text = json_dumps(doc, JSON_INDENT(1));
+	if (!text)
+		dp_die(DP_EXIT_FAILURE, "cannot encode the state of %s", f->path);
+	struct dp_buf file = {0};
+	dp_buf_str(&file, text);
+	dp_buf_char(&file, '\n');
+	free(text);
+	int rc = dp_write_file_durably(f->path, file.p, file.len);
+	if (rc < 0)
+		snprintf(err, errlen, "%s: cannot write: %s", f->path, strerror(errno));
+	free(file.p);
+	return rc;
 }
 
 static int
@@ -188,7 +178,6 @@ file_close(struct store *s)
 	close(f->lock_fd);
 	free(f->path);
 	free(f->lock_path);
-	free(f->tmp_path);
 	free(f->base.job);
 	free(f);
 }
@@ -300,7 +289,6 @@ store_file_open(const char *path, const char *job, int *code, char *err, size_t 
 	f->base.job = dp_xstrdup(job);
 	f->path = dp_xstrdup(path);
 	f->lock_path = dp_strfmt("%s.lock", path);
-	f->tmp_path = dp_strfmt("%s.tmp", path);
 	f->lock_fd = open(f->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f->lock_fd < 0) {
 		snprintf(err, errlen, "%s: cannot open: %s", f->lock_path, strerror(errno));
