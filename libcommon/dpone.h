@@ -114,6 +114,8 @@ void dp_keysort_free(struct dp_keysort *ks);
 FILE *dp_tmpfile(const char *prefix);
 /* Replace path with len bytes of data, durably (see util.c); 0, or -1 with errno. */
 int dp_write_file_durably(const char *path, const void *data, size_t len);
+/* fsync the directory holding path, so that a rename into it is durable. */
+void dp_fsync_dir(const char *path);
 /* The order keys sort in: bytes, then length. */
 int dp_keysort_compare(const char *a, size_t alen, const char *b, size_t blen);
 

@@ -150,15 +150,20 @@ dp_write_file_durably(const char *path, const void *data, size_t len)
 	if (!ok)
 		unlink(tmp);
 	free(tmp);
-	if (ok) {
-		char *dir = dp_xstrdup(path);
-		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-		if (dfd >= 0) {
-			fsync(dfd); /* the rename itself is durable */
-			close(dfd);
-		}
-		free(dir);
-	}
+	if (ok)
+		dp_fsync_dir(path);
 	errno = saved;
 	return ok ? 0 : -1;
+}
+
+void
+dp_fsync_dir(const char *path)
+{
+	char *dir = dp_xstrdup(path);
+	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	free(dir);
 }

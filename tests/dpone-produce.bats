@@ -384,12 +384,13 @@ NULL'
 		cmp record.ndjson out.ndjson || flunk "$mode: the record is not what went to stdout"
 		tail -n 1 record.ndjson | grep -q '^\["end",' || flunk "$mode: $(cat record.ndjson)"
 		grep '^\["delivery"' record.ndjson | jq -e '.[1].delivered == 50' > /dev/null
-		[ ! -e record.ndjson.tmp ]
+		[ ! -e record.ndjson.tmp ] && [ ! -e record.ndjson.prepared ]
 		# truncated input, a failed run: no record
 		rm -f record.ndjson
 		run dpone-produce -q m.yaml --commit-record record.ndjson < <(stream 50 | sed '$d')
 		assert_failure 3
 		[ ! -e record.ndjson ] || flunk "$mode: a failed run left a commit record"
+		[ ! -e record.ndjson.prepared ] || flunk "$mode: a failed run left a prepared record"
 	done
 	# checks that failed: no record either
 	run dpone-produce -q m.yaml --commit-record record.ndjson < <(stream 5 | sed '$i ["checks",{"passed":false}]')
@@ -398,7 +399,7 @@ NULL'
 	# a record that cannot be written is said, and the run still ends
 	run dpone-produce -q m.yaml --commit-record no/such/dir/record.ndjson < <(stream 5)
 	assert_success
-	assert_output_contains "--commit-record no/such/dir/record.ndjson: No such file or directory"
+	assert_output_contains "--commit-record no/such/dir/record.ndjson.prepared: No such file or directory"
 	assert_output_contains '["end",'
 }
 

@@ -204,25 +204,80 @@ write_line(struct run *rn, const char *line, size_t len)
 		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
 }
 
-/* The commit record: the whole summary, written once the data is delivered
- * (exactly_once: the transaction committed) and before anything else can
- * fail, so that whoever commits state does not depend on this process
- * living on to exit 0. A run killed from here on is committed from it. */
+/*
+ * The commit record: everything this run writes on stdout, in the file
+ * --commit-record names, so that whoever commits state does not depend on
+ * this process living on to exit 0. It is written durably to FILE.prepared
+ * before the commit (the fsync is slow) and renamed to FILE the moment the
+ * commit returned: a process killed after that finds FILE complete, one
+ * killed before leaves only FILE.prepared, which nobody reads.
+ */
+static char *
+record_text(const struct run *rn, const json_t *summary)
+{
+	json_t *msg = json_pack("[sO]", "delivery", summary);
+	char *delivery = json_dumps(msg, JSON_COMPACT);
+	json_decref(msg);
+	if (!delivery)
+		dp_die(DP_EXIT_FAILURE, "cannot build the delivery message");
+	struct dp_buf text = {0};
+	dp_buf_add(&text, rn->record.p, rn->record.len);
+	dp_buf_str(&text, delivery);
+	dp_buf_char(&text, '\n');
+	dp_buf_str(&text, rn->end_line);
+	dp_buf_char(&text, '\n');
+	dp_buf_char(&text, '\0');
+	free(delivery);
+	return text.p;
+}
+
+static int
+record_write(struct run *rn, const char *path, const json_t *summary)
+{
+	char *text = record_text(rn, summary);
+	int rc = dp_write_file_durably(path, text, strlen(text));
+	if (rc < 0)
+		dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", path, strerror(errno));
+	free(text);
+	return rc;
+}
+
 static void
-write_commit_record(struct run *rn, const char *delivery)
+record_prepare(struct run *rn, const json_t *summary)
 {
 	if (!rn->record_path)
 		return;
-	dp_buf_str(&rn->record, delivery);
-	dp_buf_char(&rn->record, '\n');
-	dp_buf_str(&rn->record, rn->end_line);
-	dp_buf_char(&rn->record, '\n');
-	if (dp_write_file_durably(rn->record_path, rn->record.p, rn->record.len) < 0)
-		dp_warn("--commit-record %s: %s; the run is delivered, its summary goes to stdout only",
-		        rn->record_path, strerror(errno));
-	free(rn->record.p);
-	rn->record = (struct dp_buf){0};
-	rn->record_path = NULL; /* what follows on stdout is already in it */
+	char *prepared = dp_strfmt("%s.prepared", rn->record_path);
+	if (record_write(rn, prepared, summary) < 0)
+		rn->record_path = NULL;
+	free(prepared);
+}
+
+static void
+record_drop(struct run *rn)
+{
+	if (!rn->record_path)
+		return;
+	char *prepared = dp_strfmt("%s.prepared", rn->record_path);
+	unlink(prepared);
+	free(prepared);
+}
+
+/* The commit returned: one rename makes the record count. */
+static void
+record_publish(struct run *rn)
+{
+	if (!rn->record_path)
+		return;
+	char *prepared = dp_strfmt("%s.prepared", rn->record_path);
+	if (rename(prepared, rn->record_path) == 0) {
+		dp_fsync_dir(rn->record_path);
+	} else {
+		dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", rn->record_path,
+		        strerror(errno));
+		rn->record_path = NULL;
+	}
+	free(prepared);
 }
 
 /* After the header: the message format and, unless dry, the producer. */
@@ -294,37 +349,40 @@ finish(struct run *rn)
 		         !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once")
 		         ? "; nothing becomes visible to read_committed consumers"
 		         : "; the rows were published (delivery is not transactional) but state does not advance");
-	/* The summary (with the offsets read back) is made before the commit:
-	 * once the transaction is committed the rows are visible, and the
-	 * summary must reach the commit of state with as little as possible
-	 * left to go wrong in between. */
+	/* The summary (with the offsets read back) is made, and the commit
+	 * record prepared with it, before the commit: once the transaction is
+	 * committed the rows are visible, and as little as possible may stand
+	 * between that and the record of it. */
+	int transactional = rn->sink && !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once");
 	json_t *summary = run_summary(rn);
+	if (transactional)
+		json_object_set_new(summary, "transaction", json_string("committed")); /* what the record will say */
+	record_prepare(rn, summary);
 	if (rn->sink && sink_commit(rn->sink) < 0) {
+		record_drop(rn);
 		json_decref(summary);
 		run_fail(rn, DP_EXIT_SINK, "%s", sink_error(rn->sink));
 	}
-	if (rn->sink && !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once")) {
+	record_publish(rn);
+	if (transactional) {
 		/* A broker may leave an open transaction's records out of the end
 		 * offsets (the mock cluster did, once in 200 chaos runs): then
-		 * they are read back again, now that the transaction is committed. */
+		 * they are read back again, now that the transaction is committed,
+		 * and the record says so. */
 		json_t *appended = json_object_get(summary, "topic_appended");
 		if (!appended || json_integer_value(appended) < (json_int_t)sink_delivered(rn->sink)) {
 			json_decref(summary);
 			summary = run_summary(rn);
+			if (rn->record_path)
+				record_write(rn, rn->record_path, summary);
 		}
-		json_object_set_new(summary, "transaction", json_string("committed"));
 	}
 	if (rn->progress)
 		fprintf(stderr, "\r%s: %llu rows, %llu messages delivered in %.1f s\n", dp_progname, rn->rows,
 		        rn->sink ? sink_delivered(rn->sink) : 0, dp_now() - rn->start);
-	json_t *msg = json_pack("[so]", "delivery", summary);
-	char *delivery = json_dumps(msg, JSON_COMPACT);
-	json_decref(msg);
-	if (!delivery)
-		dp_die(DP_EXIT_FAILURE, "cannot build the delivery message");
-	write_commit_record(rn, delivery);
-	write_line(rn, delivery, strlen(delivery));
-	free(delivery);
+	rn->record_path = NULL; /* what follows on stdout is in the record */
+	if (dp_writer_control(rn->out, "delivery", summary) < 0)
+		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
 	write_line(rn, rn->end_line, strlen(rn->end_line));
 	if (dp_writer_close(rn->out) < 0)
 		dp_die(DP_EXIT_FAILURE, "stdout: write error");
@@ -422,6 +480,7 @@ main(int argc, char **argv)
 	msgbufs_free(&rn.bufs);
 	free(rn.chg.before.p);
 	free(rn.end_line);
+	free(rn.record.p);
 	free(txn_id);
 	dp_conn_free(&conn);
 	dp_manifest_free(m);
