@@ -271,6 +271,6 @@ SH
 	FAKE_CHECK_RC=8 run fakebin/dpone batch run m.yaml
 	assert_failure 8
 	assert_output_contains "dpone-check exited 8 (quality)"
-	refute_file_contains log "commit"
+	refute_file_contains log "state m.yaml commit"
 	assert_file_contains log "check m.yaml"
 }
