@@ -77,6 +77,7 @@ struct run {
 	uint64_t row_hash;       /* dp_row_hash summed over the rows published */
 	char *end_line;          /* the stream's end message, owned */
 	const char *record_path; /* --commit-record FILE, or NULL */
+	char *prepared_path;     /* FILE.prepared, owned */
 	struct dp_buf record;    /* what goes to stdout, kept for the commit record */
 };
 
@@ -245,22 +246,15 @@ record_write(struct run *rn, const char *path, const json_t *summary)
 static void
 record_prepare(struct run *rn, const json_t *summary)
 {
-	if (!rn->record_path)
-		return;
-	char *prepared = dp_strfmt("%s.prepared", rn->record_path);
-	if (record_write(rn, prepared, summary) < 0)
+	if (rn->record_path && record_write(rn, rn->prepared_path, summary) < 0)
 		rn->record_path = NULL;
-	free(prepared);
 }
 
 static void
 record_drop(struct run *rn)
 {
-	if (!rn->record_path)
-		return;
-	char *prepared = dp_strfmt("%s.prepared", rn->record_path);
-	unlink(prepared);
-	free(prepared);
+	if (rn->record_path)
+		unlink(rn->prepared_path);
 }
 
 /* The commit returned: one rename makes the record count. */
@@ -269,15 +263,13 @@ record_publish(struct run *rn)
 {
 	if (!rn->record_path)
 		return;
-	char *prepared = dp_strfmt("%s.prepared", rn->record_path);
-	if (rename(prepared, rn->record_path) == 0) {
+	if (rename(rn->prepared_path, rn->record_path) == 0) {
 		dp_fsync_dir(rn->record_path);
-	} else {
-		dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", rn->record_path,
-		        strerror(errno));
-		rn->record_path = NULL;
+		return;
 	}
-	free(prepared);
+	dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", rn->record_path,
+	        strerror(errno));
+	rn->record_path = NULL;
 }
 
 /* After the header: the message format and, unless dry, the producer. */
@@ -454,6 +446,8 @@ main(int argc, char **argv)
 	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2),
 	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation"),
 	                 .record_path = o.dry_run ? NULL : o.commit_record};
+	if (rn.record_path)
+		rn.prepared_path = dp_strfmt("%s.prepared", rn.record_path);
 	int in = 0;
 	char **names = NULL; /* the unique key for duplicate_policy; strings borrowed from m */
 	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "incremental_merge")) {
@@ -481,6 +475,7 @@ main(int argc, char **argv)
 	free(rn.chg.before.p);
 	free(rn.end_line);
 	free(rn.record.p);
+	free(rn.prepared_path);
 	free(txn_id);
 	dp_conn_free(&conn);
 	dp_manifest_free(m);
