@@ -1,4 +1,4 @@
-/* util.c: small string helpers. */
+/* util.c: small helpers: strings, numbers, time, temporary and durable files. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
