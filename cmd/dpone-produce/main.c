@@ -213,7 +213,16 @@ write_line(struct run *rn, const char *line, size_t len)
  * commit returned: a process killed after that finds FILE complete, one
  * killed before leaves only FILE.prepared, which nobody reads.
  */
-static char *
+/* The record could not be kept: said once, and no more is tried. */
+static void
+record_lost(struct run *rn, const char *path)
+{
+	dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", path, strerror(errno));
+	rn->record_path = NULL;
+}
+
+/* The record's text: what was recorded, then delivery and end (a dp_buf the caller frees). */
+static struct dp_buf
 record_text(const struct run *rn, const json_t *summary)
 {
 	json_t *msg = json_pack("[sO]", "delivery", summary);
@@ -227,27 +236,24 @@ record_text(const struct run *rn, const json_t *summary)
 	dp_buf_char(&text, '\n');
 	dp_buf_str(&text, rn->end_line);
 	dp_buf_char(&text, '\n');
-	dp_buf_char(&text, '\0');
 	free(delivery);
-	return text.p;
+	return text;
 }
 
-static int
+static void
 record_write(struct run *rn, const char *path, const json_t *summary)
 {
-	char *text = record_text(rn, summary);
-	int rc = dp_write_file_durably(path, text, strlen(text));
-	if (rc < 0)
-		dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", path, strerror(errno));
-	free(text);
-	return rc;
+	struct dp_buf text = record_text(rn, summary);
+	if (dp_write_file_durably(path, text.p, text.len) < 0)
+		record_lost(rn, path);
+	free(text.p);
 }
 
 static void
 record_prepare(struct run *rn, const json_t *summary)
 {
-	if (rn->record_path && record_write(rn, rn->prepared_path, summary) < 0)
-		rn->record_path = NULL;
+	if (rn->record_path)
+		record_write(rn, rn->prepared_path, summary);
 }
 
 static void
@@ -263,13 +269,10 @@ record_publish(struct run *rn)
 {
 	if (!rn->record_path)
 		return;
-	if (rename(rn->prepared_path, rn->record_path) == 0) {
+	if (rename(rn->prepared_path, rn->record_path) == 0)
 		dp_fsync_dir(rn->record_path);
-		return;
-	}
-	dp_warn("--commit-record %s: %s; the run goes on, its summary goes to stdout only", rn->record_path,
-	        strerror(errno));
-	rn->record_path = NULL;
+	else
+		record_lost(rn, rn->record_path);
 }
 
 /* After the header: the message format and, unless dry, the producer. */
