@@ -38,7 +38,7 @@ HEADERS = libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h
 
 MANPAGES = $(wildcard man/*.[0-9])
 
-extract_LIBS = $(FREETDS_LIBS) -lm
+extract_LIBS = $(FREETDS_LIBS) -lm -lpthread
 produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
 state_LIBS   = $(shell $(PKG_CONFIG) --libs libpq)
 plan_LIBS    = -lm

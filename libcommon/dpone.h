@@ -112,6 +112,8 @@ void dp_keysort_free(struct dp_keysort *ks);
 /* A new temporary file under TMPDIR (else /tmp), already unlinked, open
  * for writing and reading back; NULL with errno. */
 FILE *dp_tmpfile(const char *prefix);
+/* All n bytes of data to fd, through short writes and EINTR; 0, or -1 with errno. */
+int dp_write_all(int fd, const void *data, size_t n);
 /* Replace path with len bytes of data, durably (see util.c); 0, or -1 with errno. */
 int dp_write_file_durably(const char *path, const void *data, size_t len);
 /* fsync the directory holding path, so that a rename into it is durable. */

@@ -441,17 +441,7 @@ wfail(struct dp_writer *w, const char *what)
 static int
 write_all(struct dp_writer *w, const char *p, size_t n)
 {
-	while (n) {
-		ssize_t put = write(w->fd, p, n);
-		if (put < 0) {
-			if (errno == EINTR)
-				continue;
-			return wfail(w, "write error");
-		}
-		p += put;
-		n -= (size_t)put;
-	}
-	return 0;
+	return dp_write_all(w->fd, p, n) ? wfail(w, "write error") : 0;
 }
 
 static int

@@ -124,6 +124,23 @@ dp_tmpfile(const char *prefix)
 	return f;
 }
 
+/* All n bytes to fd, through short writes and EINTR; 0, or -1 with errno. */
+int
+dp_write_all(int fd, const void *data, size_t n)
+{
+	const char *p = data;
+	while (n) {
+		ssize_t put = write(fd, p, n);
+		if (put < 0 && errno == EINTR)
+			continue;
+		if (put <= 0)
+			return -1;
+		p += put;
+		n -= (size_t)put;
+	}
+	return 0;
+}
+
 /* Written to PATH.tmp, fsynced, renamed over PATH, and the directory
  * fsynced: whoever finds PATH finds all of it, even after a crash. */
 int
@@ -131,18 +148,7 @@ dp_write_file_durably(const char *path, const void *data, size_t len)
 {
 	char *tmp = dp_strfmt("%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	const char *p = data;
-	size_t left = len;
-	while (fd >= 0 && left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		p += n;
-		left -= (size_t)n;
-	}
-	int ok = fd >= 0 && !left && !fsync(fd);
+	int ok = fd >= 0 && !dp_write_all(fd, data, len) && !fsync(fd);
 	if (fd >= 0 && close(fd) < 0)
 		ok = 0;
 	ok = ok && !rename(tmp, path);

@@ -436,6 +436,28 @@ SQL
 	[ "$(ls /tmp | grep -c '^dpone-extract\.' || true)" = "$before" ] || flunk "a failed run left its staging directory"
 }
 
+@test "bcp mode: SIGTERM during the copy exits 130 at once, nothing on stdout, nothing staged" {
+	use_fault_stand_ins
+	orders_table
+	extract_manifest "$T" full_refresh "export_mode: bcp"
+	printf 'observability:\n  artifacts: {path: runs}\n' >> m.yaml
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 30000 dbo.$T"
+	dpone-extract --run-id r7 m.yaml > out.ndjson 2> err &
+	pid=$!
+	sleep 0.7
+	kill -TERM "$pid"
+	started=$(date +%s)
+	status=0
+	wait "$pid" || status=$?
+	[ "$status" -eq 130 ] || flunk "exit $status: $(cat err)"
+	# Not after the server's 30 s stall: the signal reached the converting
+	# thread, not the one waiting on the server.
+	[ $(($(date +%s) - started)) -lt 20 ] || flunk "the extract waited for the stalled copy"
+	assert_file_contains err "interrupted"
+	[ ! -s out.ndjson ] || flunk "stdout got: $(cat out.ndjson)"
+	[ ! -e runs/r7/extract.ndjson.zst ] || flunk "a cut run left its artifact"
+}
+
 @test "batch_size rows reach the reader before the extract ends" {
 	use_fault_stand_ins
 	orders_table

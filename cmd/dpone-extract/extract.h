@@ -142,13 +142,12 @@ void reconcile_free(struct reconcile *rc);
 void reconcile_remove_staged(void);
 
 /* ---- bcp.c ---- */
-/* The select-list item that copies column c out as exact text. */
-char *bcp_select_item(const struct column *c);
-/* Bulk-copy sql out into host_path; once that succeeded, write the header
- * (borrowed) to out and the rows to both the artifact w and out. */
-unsigned long long bcp_extract(struct source *s, const char *sql, const char *host_path, struct dp_writer *w,
-                               struct dp_writer *out, json_t *header, const struct encoding *enc,
+/* Bulk-copy sql out, converting the copy into rows on the artifact w as
+ * it arrives (nothing on stdout); exits on errors. */
+unsigned long long bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct encoding *enc,
                                struct watermark *wm);
+/* Write the finished artifact's stream on stdout. */
+void bcp_replay(const char *artifact);
 
 /* ---- infer.c ---- */
 /* --infer: profile the first sample rows; a contract YAML on stdout. */

@@ -339,11 +339,11 @@ header_columns(const struct source *s)
 
 /* The SELECT that reads the rows; the caller frees it. */
 static char *
-rows_sql(const struct source *s, const char *table, const struct plan *p, int bcp)
+rows_sql(const struct source *s, const char *table, const struct plan *p)
 {
 	char *list = dp_xstrdup("");
 	for (int i = 0; i < s->ncols; i++) {
-		char *q = bcp ? bcp_select_item(&s->cols[i]) : quote_name(s->cols[i].name);
+		char *q = quote_name(s->cols[i].name);
 		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
 		free(q);
 		free(list);
@@ -437,22 +437,21 @@ new_run_id(void)
 
 /* What a failed bcp run must not leave behind. */
 static struct {
-	char *host, *artifact, *dir;
+	char *artifact, *dir;
 	int temporary; /* dir is a private temporary directory */
+	int complete;  /* the artifact holds the whole run and stays (unless temporary) */
 } staged;
 
+/* dp_die's cleanup, and the end of a bcp run: a cut run's artifact is not
+ * a replayable extract, so it goes too. */
 static void
 remove_staged(void)
 {
 	reconcile_remove_staged();
-	if (staged.host)
-		unlink(staged.host);
-	if (staged.temporary) {
-		if (staged.artifact)
-			unlink(staged.artifact);
-		if (staged.dir)
-			rmdir(staged.dir);
-	}
+	if (staged.artifact && (staged.temporary || !staged.complete))
+		unlink(staged.artifact);
+	if (staged.temporary && staged.dir)
+		rmdir(staged.dir);
 }
 
 /* Where a bcp run is staged: the run's artifact directory, or a private
@@ -617,7 +616,7 @@ main(int argc, char **argv)
 		exit_answered(&s, m);
 	}
 	char *table = source_table_name(&s);
-	char *sql = rows_sql(&s, table, &p, bcp);
+	char *sql = rows_sql(&s, table, &p);
 	if (o.count || o.plan) {
 		char *count_sql = select_sql("COUNT_BIG(*)", table, p.where, NULL);
 		struct column as = {.logical = "integer"};
@@ -651,13 +650,11 @@ main(int argc, char **argv)
 	char *run_id = o.run_id ? dp_xstrdup(o.run_id) : new_run_id();
 	json_t *header = stream_header(&s, m, run_id, p.boundary, &enc);
 	/* bcp mode stages the run in an artifact first, then streams it. */
-	char *stage_dir = NULL, *artifact = NULL, *host = NULL;
+	char *stage_dir = NULL, *artifact = NULL;
 	int stage_fd = 1;
 	if (bcp) {
 		stage_dir = stage_directory(m, run_id);
 		artifact = dp_strfmt("%s/extract.ndjson.zst", stage_dir);
-		host = dp_strfmt("%s/extract.bcp", stage_dir);
-		staged.host = host;
 		staged.artifact = artifact;
 		staged.dir = stage_dir;
 		dp_on_die(remove_staged);
@@ -666,19 +663,18 @@ main(int argc, char **argv)
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
 	}
 	struct dp_writer *w = dp_writer_open(stage_fd, bcp ? artifact : "stdout", bcp ? 1 : 0);
-	struct dp_writer *out = bcp ? dp_writer_open(1, "stdout", 0) : NULL;
 	dp_writer_control(w, "header", json_incref(header));
 	struct reconcile *rc = reconcile_start(&s, m, cli.manifest_path, run_id);
 	if (rc)
 		dp_on_die(remove_staged);
 	double start = dp_now();
 	struct watermark wm = {0};
-	unsigned long long rows = bcp ? bcp_extract(&s, sql, host, w, out, header, &enc, &wm)
+	unsigned long long rows = bcp ? bcp_extract(&s, sql, w, &enc, &wm)
 	                              : stream_rows(&s, w, &enc, isatty(2) && !cli.quiet,
 	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm);
 	json_decref(header);
 	free(sql);
-	unsigned long long deletes = rc ? reconcile_finish(rc, w, out) : 0;
+	unsigned long long deletes = rc ? reconcile_finish(rc, w, NULL) : 0;
 	reconcile_free(rc);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((dp_now() - start) * 1000));
@@ -688,20 +684,19 @@ main(int argc, char **argv)
 		json_object_set_new(end, "watermark", json_pack("{s:s, s:o, s:o}", "column", s.cols[s.inc].name, "low",
 		                                                json_loads(wm.low, JSON_DECODE_ANY, NULL), "high",
 		                                                json_loads(wm.high, JSON_DECODE_ANY, NULL)));
-	if (out)
-		dp_writer_control(out, "end", json_incref(end));
 	dp_writer_control(w, "end", end);
 	int code = dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;
-	if (out && dp_writer_close(out))
-		code = DP_EXIT_FAILURE;
 	if (bcp) {
 		if (close(stage_fd))
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
+		/* The artifact is complete: only now does stdout get the run. */
+		if (code == DP_EXIT_OK)
+			bcp_replay(artifact);
+		staged.complete = code == DP_EXIT_OK;
 		remove_staged();
 		dp_on_die(NULL);
 		free(stage_dir);
 		free(artifact);
-		free(host);
 	}
 	source_free(&s);
 	dbexit();
