@@ -444,7 +444,9 @@ SQL
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 30000 dbo.$T"
 	dpone-extract --run-id r7 m.yaml > out.ndjson 2> err &
 	pid=$!
-	sleep 0.7
+	# The artifact is opened just before the copy starts.
+	for _ in $(seq 200); do [ -e runs/r7/extract.ndjson.zst ] && break; sleep 0.1; done
+	sleep 0.5
 	kill -TERM "$pid"
 	started=$(date +%s)
 	status=0
