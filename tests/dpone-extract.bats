@@ -411,6 +411,16 @@ SQL
 	assert_output "4 5 "
 }
 
+@test "bcp mode: an empty boundary is a header and an end of 0 rows" {
+	orders_table
+	extract_manifest "$T" incremental_append "export_mode: bcp, incremental_column: updated_at"
+	printf 'observability:\n  artifacts: {enabled: false}\n' >> m.yaml
+	run dpone-extract --from 2100-01-01T00:00:00 m.yaml
+	assert_success
+	[ "$(printf '%s\n' "$output" | wc -l)" -eq 2 ] || flunk "$output"
+	printf '%s\n' "$output" | tail -n 1 | grep -q '^\["end",{"rows":0'
+}
+
 @test "bcp mode with artifacts off leaves no staged file" {
 	orders_table
 	extract_manifest "$T" full_refresh "export_mode: bcp"
