@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -53,9 +54,30 @@ struct dp_buf {
 	size_t len, cap;
 };
 void dp_buf_reserve(struct dp_buf *b, size_t more);
-void dp_buf_add(struct dp_buf *b, const void *p, size_t n);
-void dp_buf_str(struct dp_buf *b, const char *s);
-void dp_buf_char(struct dp_buf *b, char c);
+/* The appends run for every value of every row: inline, growing out of
+ * line only when the buffer is full. */
+static inline void
+dp_buf_add(struct dp_buf *b, const void *p, size_t n)
+{
+	if (!n)
+		return; /* b->p may still be NULL: memcpy must not see it */
+	if (b->cap - b->len < n)
+		dp_buf_reserve(b, n);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+static inline void
+dp_buf_str(struct dp_buf *b, const char *s)
+{
+	dp_buf_add(b, s, strlen(s));
+}
+static inline void
+dp_buf_char(struct dp_buf *b, char c)
+{
+	if (b->cap == b->len)
+		dp_buf_reserve(b, 1);
+	b->p[b->len++] = c;
+}
 
 /* ---- fields of valid JSON without parsing it (json_scan.c) ---- */
 /* Bytes of one JSON value inside a line; p is NULL when the field is absent. */

@@ -347,7 +347,7 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 			}
 			if (i)
 				dp_buf_char(&row, ',');
-			dp_buf_str(&row, s->cols[i].json_key);
+			dp_buf_add(&row, s->cols[i].json_key, s->cols[i].json_key_len);
 			size_t at = row.len;
 			if (len == 0)
 				dp_buf_add(&row, "null", 4);

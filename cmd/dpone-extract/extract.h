@@ -26,6 +26,7 @@ struct column {
 	int nullable;
 	int precision, scale, max_length; /* -1 where the type has none; max_length -1 = (max) */
 	char *json_key;      /* "name": pre-escaped, owned */
+	size_t json_key_len;
 };
 
 /* The watermark seen so far: the JSON of the incremental column's first

@@ -505,7 +505,7 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 		for (int i = 0; i < s->ncols; i++) {
 			if (i)
 				dp_buf_char(&row, ',');
-			dp_buf_str(&row, s->cols[i].json_key);
+			dp_buf_add(&row, s->cols[i].json_key, s->cols[i].json_key_len);
 			size_t at = row.len;
 			if (encode_value(&row, &s->cols[i], types[i], dbdata(s->db, i + 1), dbdatlen(s->db, i + 1), enc))
 				dp_die(DP_EXIT_SOURCE, "row %llu, column %s: the server sent a value no %s column can hold "

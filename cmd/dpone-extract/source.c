@@ -378,6 +378,7 @@ source_discover(struct source *s, const struct dp_manifest *m)
 		struct dp_buf b = {0};
 		encode_string(&b, s->cols[k].name, strlen(s->cols[k].name));
 		dp_buf_char(&b, ':');
+		s->cols[k].json_key_len = b.len;
 		dp_buf_char(&b, '\0');
 		s->cols[k].json_key = b.p;
 	}
