@@ -227,7 +227,8 @@ SH
 
 @test "batch run: SIGTERM stops the stages, exit 130, no commit" {
 	fake_bin
-	FAKE_EXTRACT_SLEEP=30 fakebin/dpone batch run m.yaml 2> err &
+	# An odd duration, so only this test's stage matches it below.
+	FAKE_EXTRACT_SLEEP=30.0$$ fakebin/dpone batch run m.yaml 2> err &
 	pid=$!
 	for _ in $(seq 1 100); do
 		grep -q "produce" log && break
@@ -241,7 +242,7 @@ SH
 	assert_file_contains err "interrupted; state not advanced"
 	refute_file_contains log "state m.yaml"
 	# No stage is left running.
-	! pgrep -f "sleep 30" >/dev/null || { pkill -f "sleep 30"; flunk "a stage was left running"; }
+	! pgrep -fx "sleep 30.0$$" >/dev/null || { pkill -fx "sleep 30.0$$"; flunk "a stage was left running"; }
 }
 
 @test "batch run: no secret appears in any process's arguments" {
