@@ -359,7 +359,7 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 			}
 		}
 		dp_buf_char(&row, '}');
-		emit_row(w, NULL, &row, inc_at, inc_len, wm, enc, rows + 1);
+		emit_row(w, &row, inc_at, inc_len, wm, enc, rows + 1);
 		rows++;
 	}
 	if (dp_interrupted)

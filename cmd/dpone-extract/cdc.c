@@ -598,7 +598,7 @@ emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, s
 	write_line(w, l);
 	cb->have_before = 0;
 	struct watermark none = {0};
-	emit_row(w, NULL, &cb->row, 0, 0, &none, enc, n->rows + 1);
+	emit_row(w, &cb->row, 0, 0, &none, enc, n->rows + 1);
 	n->rows++;
 	if (op == 2)
 		n->inserts++;

@@ -21,8 +21,8 @@
 void (*emit_row_hook)(const char *row, size_t len, unsigned long long row_number);
 
 void
-emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
-         struct watermark *wm, const struct encoding *enc, unsigned long long row_number)
+emit_row(struct dp_writer *w, const struct dp_buf *row, size_t inc_at, size_t inc_len, struct watermark *wm,
+         const struct encoding *enc, unsigned long long row_number)
 {
 	if (enc->max_row_bytes && row->len > enc->max_row_bytes)
 		dp_die(DP_EXIT_SINK, "row %llu is %zu bytes or more as JSON, more than sink.options.delivery."
@@ -33,8 +33,6 @@ emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, 
 		emit_row_hook(row->p, row->len, row_number);
 	if (dp_writer_line(w, row->p, row->len))
 		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
-	if (also && dp_writer_line(also, row->p, row->len))
-		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(also));
 	if (inc_len && strncmp(row->p + inc_at, "null", 4)) {
 		if (!wm->low)
 			wm->low = dp_xstrndup(row->p + inc_at, inc_len);

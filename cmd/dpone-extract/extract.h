@@ -34,12 +34,12 @@ struct column {
 struct watermark {
 	char *low, *high;
 };
-/* Write a finished row to w (and to also, if not NULL) and remember the
+/* Write a finished row to w and remember the
  * incremental column's value, inc_len bytes at row->p + inc_at (0: none).
  * A row longer than enc->max_row_bytes stops the run (row_number in the
  * message): it could not be published. */
-void emit_row(struct dp_writer *w, struct dp_writer *also, const struct dp_buf *row, size_t inc_at, size_t inc_len,
-              struct watermark *wm, const struct encoding *enc, unsigned long long row_number);
+void emit_row(struct dp_writer *w, const struct dp_buf *row, size_t inc_at, size_t inc_len, struct watermark *wm,
+              const struct encoding *enc, unsigned long long row_number);
 /* Called by emit_row with every row it writes, when set (reconcile.c). */
 extern void (*emit_row_hook)(const char *row, size_t len, unsigned long long row_number);
 
@@ -130,8 +130,8 @@ struct reconcile *reconcile_start(const struct source *s, const struct dp_manife
                                   const char *run_id);
 /* After the last row: compare with the committed key index, stage the new
  * one, check max_delete_pct (exits 8), write the deletes and the
- * reconciliation message to w (and also). Returns the deletes written. */
-unsigned long long reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *also);
+ * reconciliation message to w. Returns the deletes written. */
+unsigned long long reconcile_finish(struct reconcile *rc, struct dp_writer *w);
 /* --plan: gather the keys of the boundary (where may be NULL) with a
  * query of the key columns alone. */
 void reconcile_keys_from(struct reconcile *rc, struct source *s, const char *where, const struct encoding *enc);

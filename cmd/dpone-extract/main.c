@@ -517,7 +517,7 @@ stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, i
 			}
 		}
 		dp_buf_char(&row, '}');
-		emit_row(w, NULL, &row, inc_at, inc_len, wm, enc, rows + 1);
+		emit_row(w, &row, inc_at, inc_len, wm, enc, rows + 1);
 		rows++;
 		if (batch_size > 0 && rows % (unsigned long long)batch_size == 0 && dp_writer_flush(w))
 			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
@@ -674,7 +674,7 @@ main(int argc, char **argv)
 	                                            dp_manifest_int(m, "source.options.batch_size", 50000), &wm);
 	json_decref(header);
 	free(sql);
-	unsigned long long deletes = rc ? reconcile_finish(rc, w, NULL) : 0;
+	unsigned long long deletes = rc ? reconcile_finish(rc, w) : 0;
 	reconcile_free(rc);
 	json_t *end = json_pack("{s:I, s:{s:I}}", "rows", (json_int_t)rows, "source", "elapsed_ms",
 	                        (json_int_t)((dp_now() - start) * 1000));

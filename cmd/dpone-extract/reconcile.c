@@ -375,7 +375,7 @@ list_missing(const struct reconcile *rc, FILE *missing)
 
 /* The delete messages, from the missing keys' file. */
 static unsigned long long
-write_deletes(FILE *missing, struct dp_writer *w, struct dp_writer *also)
+write_deletes(FILE *missing, struct dp_writer *w)
 {
 	rewind(missing);
 	struct dp_buf line = {0};
@@ -388,7 +388,7 @@ write_deletes(FILE *missing, struct dp_writer *w, struct dp_writer *also)
 		dp_buf_str(&line, "[\"delete\",");
 		dp_buf_add(&line, key, (size_t)n - 1);
 		dp_buf_char(&line, ']');
-		if (dp_writer_line(w, line.p, line.len) || (also && dp_writer_line(also, line.p, line.len)))
+		if (dp_writer_line(w, line.p, line.len))
 			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
 		count++;
 	}
@@ -398,7 +398,7 @@ write_deletes(FILE *missing, struct dp_writer *w, struct dp_writer *also)
 }
 
 unsigned long long
-reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *also)
+reconcile_finish(struct reconcile *rc, struct dp_writer *w)
 {
 	collecting = NULL;
 	emit_row_hook = NULL;
@@ -427,7 +427,7 @@ reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *al
 		       json_number_value(dp_manifest_get(rc->m, "sink.strategy.max_delete_pct")));
 	unsigned long long deleted = 0;
 	if (deleting) {
-		deleted = write_deletes(o.missing_keys, w, also);
+		deleted = write_deletes(o.missing_keys, w);
 	} else if (o.missing) {
 		char *list = list_missing(rc, o.missing_keys);
 		if (list)
@@ -439,10 +439,7 @@ reconcile_finish(struct reconcile *rc, struct dp_writer *w, struct dp_writer *al
 	fclose(o.missing_keys);
 	json_object_set_new(doc, "key_index", json_pack("{s:s, s:I}", "path", staged_index, "keys",
 	                                                (json_int_t)o.indexed));
-	dp_writer_control(w, "reconciliation", json_incref(doc));
-	if (also)
-		dp_writer_control(also, "reconciliation", json_incref(doc));
-	json_decref(doc);
+	dp_writer_control(w, "reconciliation", doc);
 	json_decref(o.sample);
 	index_done = 1;
 	return deleted;
