@@ -1,15 +1,16 @@
 /*
- * bcp.c: export_mode: bcp. db-lib bulk copy out (DB_QUERYOUT) writes the
- * boundary's rows into a staged host file with a 4-byte length before
- * every value (length 0 is NULL). Numbers, bits and every date/time type
- * are copied in db-lib's native form (the bytes stream mode reads with
- * dbdata, so the same encoder turns them into JSON, and no value is
- * formatted as text only to be parsed again); the other types in
- * character form (no terminators, so any text is safe; a single NUL byte
- * is the empty string, as bcp writes it). The host file then becomes a
- * zstd NDJSON artifact with the same rows dpone-extract writes in stream
- * mode, and the same lines go to stdout as they are written; the artifact
- * can be replayed into dpone-produce later without touching the source.
+ * bcp.c: export_mode: bcp. db-lib bulk copy out (DB_QUERYOUT), on a
+ * thread of its own, writes the boundary's rows as a host file into a
+ * pipe, with a 4-byte length before every value (length 0 is NULL).
+ * Numbers, bits and every date/time type are copied in db-lib's native
+ * form (the bytes stream mode reads with dbdata, so the same encoder turns
+ * them into JSON, and no value is formatted as text only to be parsed
+ * again); the other types in character form (no terminators, so any text
+ * is safe; a single NUL byte is the empty string, as bcp writes it). The
+ * copy becomes a zstd NDJSON artifact, with the same rows dpone-extract
+ * writes in stream mode, as it arrives; only once it is complete does
+ * bcp_replay put it on stdout. The artifact can be replayed into
+ * dpone-produce later without touching the source.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -81,6 +81,12 @@ text_decimal(struct dp_buf *b, const char *t, int scale)
  * before the first row, so no value pays for comparing type names. */
 enum value_kind { VALUE_NATIVE, VALUE_STRING, VALUE_DECIMAL, VALUE_UUID, VALUE_BINARY };
 
+/* How each column is copied out and read back; one per column. */
+struct host_column {
+	int type; /* the db-lib host type (bcp_host_type) */
+	enum value_kind kind;
+};
+
 static enum value_kind
 value_kind(const struct column *c, int host_type)
 {
@@ -95,23 +101,23 @@ value_kind(const struct column *c, int host_type)
 	return VALUE_STRING;
 }
 
+/* Hex text as the column's binary JSON; the bytes are decoded into
+ * scratch, reused from value to value. */
 static int
-text_binary(struct dp_buf *b, const struct column *c, const char *t, size_t n, const struct encoding *enc)
+text_binary(struct dp_buf *b, struct dp_buf *scratch, const struct column *c, const char *t, size_t n,
+            const struct encoding *enc)
 {
 	if (n % 2)
 		return -1;
-	BYTE *bytes = dp_xmalloc(n / 2 + 1);
+	scratch->len = 0;
+	dp_buf_reserve(scratch, n / 2 + 1);
 	for (size_t i = 0; i < n / 2; i++) {
 		int hi = hexval((unsigned char)t[2 * i]), lo = hexval((unsigned char)t[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			free(bytes);
+		if (hi < 0 || lo < 0)
 			return -1;
-		}
-		bytes[i] = (BYTE)(hi << 4 | lo);
+		scratch->p[i] = (char)(hi << 4 | lo);
 	}
-	int rc = encode_value(b, c, SYBVARBINARY, bytes, (DBINT)(n / 2), enc);
-	free(bytes);
-	return rc;
+	return encode_value(b, c, SYBVARBINARY, (const BYTE *)scratch->p, (DBINT)(n / 2), enc);
 }
 
 /* The native value of host type `type`, n bytes at p, as JSON; -1 if the
@@ -138,12 +144,12 @@ native_value(struct dp_buf *b, const struct column *c, int type, const char *p, 
 /* One host-file value as the stream's JSON for column c; -1 if it is not
  * a value of the column. Text values are NUL-terminated. */
 static int
-host_value(struct dp_buf *b, const struct column *c, enum value_kind kind, int type, const char *t, size_t n,
-           const struct encoding *enc)
+host_value(struct dp_buf *b, struct dp_buf *scratch, const struct column *c, struct host_column hc, const char *t,
+           size_t n, const struct encoding *enc)
 {
-	switch (kind) {
+	switch (hc.kind) {
 	case VALUE_NATIVE:
-		return native_value(b, c, type, t, n, enc);
+		return native_value(b, c, hc.type, t, n, enc);
 	case VALUE_STRING:
 		encode_string(b, t, n == 1 && t[0] == '\0' ? 0 : n);
 		return 0;
@@ -158,7 +164,7 @@ host_value(struct dp_buf *b, const struct column *c, enum value_kind kind, int t
 		return 0;
 	}
 	case VALUE_BINARY:
-		return text_binary(b, c, t, n == 1 && t[0] == '\0' ? 0 : n, enc);
+		return text_binary(b, scratch, c, t, n == 1 && t[0] == '\0' ? 0 : n, enc);
 	}
 	return -1;
 }
@@ -263,7 +269,8 @@ take_length(struct host_reader *r, int32_t *len)
 }
 
 static void
-start_copy_out(struct source *s, const char *sql, struct copy_out *c, int *types, struct host_reader *host)
+start_copy_out(struct source *s, const char *sql, struct copy_out *c, const struct host_column *hcs,
+               struct host_reader *host)
 {
 	int fds[2];
 	char path[32];
@@ -280,7 +287,7 @@ start_copy_out(struct source *s, const char *sql, struct copy_out *c, int *types
 	if (bcp_init(s->db, sql, path, NULL, DB_QUERYOUT) == FAIL || bcp_columns(s->db, s->ncols) == FAIL)
 		dp_die(DP_EXIT_SOURCE, "bulk copy out could not start: %s", source_error());
 	for (int i = 0; i < s->ncols; i++)
-		if (bcp_colfmt(s->db, i + 1, types[i], 4, -1, NULL, 0, i + 1) == FAIL)
+		if (bcp_colfmt(s->db, i + 1, hcs[i].type, 4, -1, NULL, 0, i + 1) == FAIL)
 			dp_die(DP_EXIT_SOURCE, "bulk copy out: column %d: %s", i + 1, source_error());
 	*c = (struct copy_out){.db = s->db, .write_fd = fds[1]};
 	*host = (struct host_reader){.fd = fds[0], .cap = 1 << 16};
@@ -307,16 +314,15 @@ start_copy_out(struct source *s, const char *sql, struct copy_out *c, int *types
 unsigned long long
 bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct encoding *enc, struct watermark *wm)
 {
-	int *types = dp_xcalloc((size_t)s->ncols, sizeof *types);
-	enum value_kind *kinds = dp_xcalloc((size_t)s->ncols, sizeof *kinds);
+	struct host_column *hcs = dp_xcalloc((size_t)s->ncols, sizeof *hcs);
 	for (int i = 0; i < s->ncols; i++) {
-		types[i] = bcp_host_type(&s->cols[i]);
-		kinds[i] = value_kind(&s->cols[i], types[i]);
+		hcs[i].type = bcp_host_type(&s->cols[i]);
+		hcs[i].kind = value_kind(&s->cols[i], hcs[i].type);
 	}
 	struct copy_out copy;
 	struct host_reader host;
-	start_copy_out(s, sql, &copy, types, &host);
-	struct dp_buf row = {0}, val = {0};
+	start_copy_out(s, sql, &copy, hcs, &host);
+	struct dp_buf row = {0}, val = {0}, scratch = {0}; /* scratch: decoded binary */
 	unsigned long long rows = 0;
 	int32_t len;
 	while (take_length(&host, &len) == 0) {
@@ -338,7 +344,7 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 			const char *v = host_take(&host, (size_t)len);
 			if (!v)
 				host_file_error(&copy, rows + 1, "the row is cut short");
-			if (kinds[i] != VALUE_NATIVE && kinds[i] != VALUE_STRING) {
+			if (hcs[i].kind != VALUE_NATIVE && hcs[i].kind != VALUE_STRING) {
 				/* The text parsers want it NUL-terminated. */
 				val.len = 0;
 				dp_buf_add(&val, v, (size_t)len);
@@ -351,8 +357,8 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 			size_t at = row.len;
 			if (len == 0)
 				dp_buf_add(&row, "null", 4);
-			else if (host_value(&row, &s->cols[i], kinds[i], types[i], v, (size_t)len, enc))
-				bad_value(&copy, rows + 1, &s->cols[i], kinds[i], v, (size_t)len);
+			else if (host_value(&row, &scratch, &s->cols[i], hcs[i], v, (size_t)len, enc))
+				bad_value(&copy, rows + 1, &s->cols[i], hcs[i].kind, v, (size_t)len);
 			if (i == s->inc) {
 				inc_at = at;
 				inc_len = row.len - at;
@@ -373,8 +379,8 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 	close(host.fd);
 	free(host.buf);
 	copy_out_finish(&copy, rows);
-	free(kinds);
-	free(types);
+	free(hcs);
+	free(scratch.p);
 	free(row.p);
 	free(val.p);
 	if (rows != (unsigned long long)copy.copied)
