@@ -33,17 +33,27 @@ dp_setprogname(const char *argv0)
 	dp_progname = slash ? slash + 1 : argv0;
 }
 
+/* One line on stderr, written with a single write(2): stages of one
+ * pipeline share stderr, and their lines must not interleave mid-line.
+ * No allocation (it reports malloc failing too); a line is cut at 4 KiB. */
 static void
 vwarn(const char *fmt, va_list ap)
 {
-	fprintf(stderr, "%s: ", dp_progname);
-	vfprintf(stderr, fmt, ap);
+	int saved = errno;
+	char line[4096];
+	size_t cap = sizeof line - 1; /* room kept for the newline */
+	int n = snprintf(line, cap, "%s: ", dp_progname);
+	size_t len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+	n = vsnprintf(line + len, cap - len, fmt, ap);
+	len = n < 0 ? len : len + (size_t)n < cap ? len + (size_t)n : cap - 1;
 	if (fmt[0] && fmt[strlen(fmt) - 1] == ':') {
-		fputc(' ', stderr);
-		perror(NULL);
-	} else {
-		fputc('\n', stderr);
+		n = snprintf(line + len, cap - len, " %s", strerror(saved));
+		len = n < 0 ? len : len + (size_t)n < cap ? len + (size_t)n : cap - 1;
 	}
+	line[len++] = '\n';
+	fflush(stderr);
+	(void)dp_write_all(2, line, len);
+	errno = saved;
 }
 
 void
