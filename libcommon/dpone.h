@@ -88,6 +88,10 @@ struct dp_span {
 /* Find the values of names (n of them) among the members of the JSON object
  * obj[0..len), which must be valid JSON. Returns 0, -1 if it is not an object. */
 int dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out);
+/* Which of names (lens: their lengths) the member name q..qe (with its
+ * quotes, valid JSON) is, skipping those already found: an index, or -1. */
+int dp_member_index(const char *q, const char *qe, char *const *names, const size_t *lens, size_t n,
+                    const struct dp_span *found);
 /* The object in the second element of a control line ["delete", {...}, ...]. */
 int dp_control_object(const char *line, size_t len, struct dp_span *out);
 /* Copy the object obj[0..len) (valid JSON) to out with the members named
@@ -192,6 +196,11 @@ size_t dp_utf8_len(const unsigned char *p, const unsigned char *end);
 /* 0 if buf[0..len) is exactly one RFC 8259 JSON value in valid UTF-8
  * (no lone surrogates), as jansson would accept it; -1 otherwise. */
 int dp_json_validate(const char *buf, size_t len, struct dp_json_error *err);
+/* The same, also finding the values of names (n of them, lens their
+ * lengths) among the members of a top-level object as dp_scan_object does,
+ * in the same pass. */
+int dp_json_validate_members(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n,
+                             struct dp_span *out, struct dp_json_error *err);
 
 /* ---- the dpone stream (stream.c); documented in dpone-stream(7) ---- */
 #define DP_STREAM_PROTOCOL 1
@@ -223,6 +232,13 @@ json_t *dp_reader_control(const struct dp_reader *r);
 json_t *dp_reader_header(const struct dp_reader *r);
 /* The column object named name in a header body (borrowed), or NULL. */
 json_t *dp_header_column(const json_t *header, const char *name);
+/* Ask for the values of the top-level members names (n of them, borrowed
+ * until the reader is closed) of every row from now on: found while the row
+ * is validated, so that a stage needing a few fields scans a row only once. */
+void dp_reader_want(struct dp_reader *r, char *const *names, size_t n);
+/* For a row line: the values of the wanted names, in their order (a span's
+ * p is NULL when the row has no such member); borrowed until the next call. */
+const struct dp_span *dp_reader_members(const struct dp_reader *r);
 unsigned long long dp_reader_rows(const struct dp_reader *r);
 unsigned long long dp_reader_deletes(const struct dp_reader *r);
 unsigned long long dp_reader_bytes(const struct dp_reader *r);

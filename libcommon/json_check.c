@@ -17,6 +17,7 @@
 struct scan {
 	const unsigned char *p, *end, *start;
 	const char *what;
+	unsigned long escapes; /* escapes seen so far in strings */
 };
 
 static int
@@ -62,6 +63,7 @@ escape(struct scan *s)
 	unsigned u, lo;
 	if (s->p >= s->end)
 		return fail(s, "unterminated string");
+	s->escapes++;
 	switch (*s->p++) {
 	case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
 		return 0;
@@ -228,11 +230,41 @@ scalar(struct scan *s)
 int
 dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
 {
+	return dp_json_validate_members(buf, len, NULL, NULL, 0, NULL, err);
+}
+
+/* A top-level member: its value is out[i] for each name it is (not found
+ * before). key..key+key_len is the name with its quotes. */
+static void
+take_member(const char *key, size_t key_len, int escaped, const unsigned char *value, const unsigned char *end,
+            char *const *names, const size_t *lens, size_t n, struct dp_span *out)
+{
+	struct dp_span v = {(const char *)value, (size_t)(end - value)};
+	if (escaped) { /* rare: the name must be decoded to compare */
+		for (int at; (at = dp_member_index(key, key + key_len, names, lens, n, out)) >= 0;)
+			out[at] = v;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!out[i].p && lens[i] == key_len - 2 && !memcmp(key + 1, names[i], key_len - 2))
+			out[i] = v;
+}
+
+int
+dp_json_validate_members(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n,
+                         struct dp_span *out, struct dp_json_error *err)
+{
 	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len,
-	                 (const unsigned char *)buf, NULL};
+	                 (const unsigned char *)buf, NULL, 0};
 	char stack[MAX_DEPTH]; /* '{' or '[' per open container */
 	int depth = 0;
 	int rc = 0;
+	for (size_t i = 0; i < n; i++)
+		out[i] = (struct dp_span){NULL, 0};
+	const char *key = NULL;   /* the top-level member being read, quoted */
+	size_t key_len = 0;
+	int key_escaped = 0;
+	const unsigned char *value = NULL;
 
 	skip_ws(&s);
 	for (;;) {
@@ -263,6 +295,10 @@ dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
 			break;
 		}
 	after_value:
+		if (key && depth == 1) { /* a top-level member's value ends here */
+			take_member(key, key_len, key_escaped, value, s.p, names, lens, n, out);
+			key = NULL;
+		}
 		skip_ws(&s);
 		if (depth == 0) {
 			if (s.p != s.end)
@@ -292,9 +328,16 @@ dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
 			rc = fail(&s, "expected a string key");
 			break;
 		}
+		const unsigned char *name = s.p;
+		unsigned long escapes = s.escapes;
 		if (string(&s)) {
 			rc = -1;
 			break;
+		}
+		if (n && depth == 1) {
+			key = (const char *)name;
+			key_len = (size_t)(s.p - name);
+			key_escaped = s.escapes != escapes;
 		}
 		skip_ws(&s);
 		if (s.p >= s.end || *s.p != ':') {
@@ -303,6 +346,8 @@ dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
 		}
 		s.p++;
 		skip_ws(&s);
+		if (depth == 1)
+			value = s.p;
 	}
 	if (rc && err) {
 		err->offset = (size_t)(s.p - s.start);

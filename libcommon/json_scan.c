@@ -5,6 +5,7 @@
  * Used where a stage needs a few fields of every row (keys, watermarks,
  * checks) and must not pay for building a document.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "dpone.h"
@@ -36,17 +37,23 @@ skip_ws(const char *p, const char *e)
 	return p;
 }
 
-/* p is at an opening quote; returns the byte after the closing one. */
+/* p is at an opening quote; returns the byte after the closing one. A
+ * quote closes the string unless an odd run of backslashes precedes it. */
 static const char *
 skip_string(const char *p, const char *e)
 {
-	for (p++; p < e; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
+	const char *from = p + 1;
+	for (;;) {
+		const char *q = memchr(from, '"', (size_t)(e - from));
+		if (!q)
+			return e;
+		size_t backslashes = 0;
+		while (q - backslashes > from && q[-1 - (ptrdiff_t)backslashes] == '\\')
+			backslashes++;
+		if (!(backslashes & 1))
+			return q + 1;
+		from = q + 1;
 	}
-	return e;
 }
 
 static const char *
@@ -78,21 +85,40 @@ skip_value(const char *p, const char *e)
 static int
 name_is(const char *q, const char *qe, const char *name)
 {
-	size_t n = (size_t)(qe - q) - 2;
-	if (!memchr(q + 1, '\\', n))
-		return strlen(name) == n && !memcmp(q + 1, name, n);
+	size_t len = strlen(name);
+	return dp_member_index(q, qe, (char *const *)&name, &len, 1, NULL) == 0;
+}
+
+int
+dp_member_index(const char *q, const char *qe, char *const *names, const size_t *lens, size_t n,
+                const struct dp_span *found)
+{
+	size_t raw = (size_t)(qe - q) - 2;
+	if (!memchr(q + 1, '\\', raw)) {
+		for (size_t i = 0; i < n; i++)
+			if ((!found || !found[i].p) && lens[i] == raw && !memcmp(q + 1, names[i], raw))
+				return (int)i;
+		return -1;
+	}
+	/* An escaped name: rare enough to decode. */
 	json_t *s = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
-	int same = s && json_is_string(s) && !strcmp(json_string_value(s), name);
+	int at = -1;
+	for (size_t i = 0; s && json_is_string(s) && i < n && at < 0; i++)
+		if ((!found || !found[i].p) && json_string_length(s) == lens[i] && !memcmp(json_string_value(s), names[i], lens[i]))
+			at = (int)i;
 	json_decref(s);
-	return same;
+	return at;
 }
 
 int
 dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out)
 {
 	const char *p = obj, *e = obj + len;
-	for (size_t i = 0; i < n; i++)
+	size_t lens[n + 1];
+	for (size_t i = 0; i < n; i++) {
 		out[i] = (struct dp_span){NULL, 0};
+		lens[i] = strlen(names[i]);
+	}
 	size_t found = 0;
 	p = skip_ws(p, e);
 	if (p == e || *p != '{')
@@ -103,11 +129,9 @@ dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct
 		if (p == e || *p != ':')
 			return -1;
 		const char *v = skip_ws(p + 1, e), *ve = skip_value(v, e);
-		for (size_t i = 0; i < n; i++)
-			if (!out[i].p && name_is(q, qe, names[i])) {
-				out[i] = (struct dp_span){v, (size_t)(ve - v)};
-				found++;
-			}
+		/* A name asked for twice gets the value twice. */
+		for (int at; (at = dp_member_index(q, qe, names, lens, n, out)) >= 0; found++)
+			out[at] = (struct dp_span){v, (size_t)(ve - v)};
 		p = skip_ws(ve, e);
 		if (p < e && *p == ',')
 			p = skip_ws(p + 1, e);

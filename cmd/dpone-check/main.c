@@ -263,15 +263,13 @@ check_row(struct run *rn, struct check *c, const char *line, size_t len, const s
 	}
 }
 
+/* sp: the values of rn->scan_names in the row, as the reader found them. */
 static void
-take_row(struct run *rn, const char *line, size_t len, unsigned long long lineno)
+take_row(struct run *rn, const char *line, size_t len, const struct dp_span *sp, unsigned long long lineno)
 {
-	struct dp_span sp[rn->nscan + 1];
 	rn->rows++;
 	if (rn->hashing) /* a sum: the same whatever the order of the rows */
 		rn->row_hash += dp_row_hash(line, len);
-	if (rn->nscan)
-		dp_scan_object(line, len, rn->scan_names, rn->nscan, sp);
 	for (size_t i = 0; i < rn->nchecks; i++)
 		check_row(rn, &rn->checks[i], line, len, sp, lineno);
 }
@@ -446,7 +444,7 @@ main(int argc, char **argv)
 		size_t len;
 		const char *line = dp_reader_line(r, &len);
 		if (dp_reader_kind(r) == DP_LINE_ROW) {
-			take_row(&rn, line, len, dp_reader_lineno(r));
+			take_row(&rn, line, len, dp_reader_members(r), dp_reader_lineno(r));
 			if (contract_row(rn.contract, line, len, &nulled)) {
 				line = nulled.p;
 				len = nulled.len;
@@ -459,6 +457,7 @@ main(int argc, char **argv)
 			/* Decided before any row passes: a breaking change stops here. */
 			json_t *header = evolve_header(m, dp_reader_header(r), &ev);
 			plan_checks(&rn, dp_reader_header(r));
+			dp_reader_want(r, rn.scan_names, rn.nscan);
 			rn.header = dp_reader_header(r);
 			contract_header(rn.contract, rn.header);
 			if (json_object_get(header, "schema_changes")) {

@@ -172,7 +172,7 @@ handle_row(struct run *rn, const char *line, size_t len)
 		return;
 	const struct change *chg = rn->chg.pending ? &rn->chg : NULL;
 	rn->chg.pending = 0;
-	if (format_row(&rn->fmt, line, len, chg, &rn->bufs, &msg, err, sizeof err) < 0)
+	if (format_row(&rn->fmt, line, len, dp_reader_members(rn->r), chg, &rn->bufs, &msg, err, sizeof err) < 0)
 		run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: %s", dp_reader_lineno(rn->r), err);
 	if (rn->hashing)
 		rn->row_hash += dp_row_hash(line, len);
@@ -280,6 +280,7 @@ static void
 start(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 {
 	format_init(&rn->fmt, rn->m, dp_reader_header(rn->r));
+	dp_reader_want(rn->r, rn->fmt.scan_names, rn->fmt.nscan);
 	rn->started = 1;
 	if (so) {
 		rn->sink = sink_open(rn->m, conn, so);

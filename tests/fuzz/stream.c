@@ -25,6 +25,23 @@ jansson_accepts(const char *buf, size_t len, int *representable)
 	return v != NULL;
 }
 
+/* On valid JSON, the members found while validating are the ones
+ * dp_scan_object finds (names chosen to hit short keys, twice). */
+static void
+check_members_agree(const char *buf, size_t len)
+{
+	static char *const names[] = {"a", "id", "a", ""};
+	static const size_t lens[] = {1, 2, 1, 0};
+	struct dp_span found[4], scanned[4];
+	if (dp_json_validate_members(buf, len, names, lens, 4, found, NULL) < 0)
+		fuzz_fail("dp_json_validate_members refuses what dp_json_validate accepts");
+	if (dp_scan_object(buf, len, names, 4, scanned) < 0)
+		return; /* not an object: nothing to find */
+	for (int i = 0; i < 4; i++)
+		if (found[i].p != scanned[i].p || found[i].n != scanned[i].n)
+			fuzz_fail("member %s: validator and dp_scan_object disagree", names[i]);
+}
+
 static void
 check_validator_agrees(const char *buf, size_t len)
 {
@@ -38,6 +55,8 @@ check_validator_agrees(const char *buf, size_t len)
 	if (representable && ours != theirs)
 		fuzz_fail("dp_json_validate says %s, jansson says %s", ours ? "valid" : "invalid",
 		          theirs ? "valid" : "invalid");
+	if (ours)
+		check_members_agree(buf, len);
 }
 
 int

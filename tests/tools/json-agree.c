@@ -22,6 +22,53 @@ next_rand(void)
 	return (unsigned)(rng >> 11);
 }
 
+/* The top-level members dp_json_validate_members finds in a valid object:
+ * the same spans as dp_scan_object, and (keys being unique) the values
+ * jansson has for them. Asked for: each of the object's first keys, one of
+ * them twice, and a name it does not have. */
+static int
+compare_members(const char *buf, size_t len, json_t *v)
+{
+	char *names[6];
+	size_t n = 0;
+	const char *key;
+	json_t *value;
+	json_object_foreach(v, key, value) {
+		if (n == 4)
+			break;
+		names[n++] = (char *)key;
+	}
+	if (n)
+		names[n++] = names[0];
+	names[n++] = "\x01 no such member";
+	struct dp_span found[6], scanned[6];
+	struct dp_json_error derr;
+	size_t lens[6];
+	for (size_t i = 0; i < n; i++)
+		lens[i] = strlen(names[i]);
+	if (dp_json_validate_members(buf, len, names, lens, n, found, &derr) < 0 ||
+	    dp_scan_object(buf, len, names, n, scanned) < 0) {
+		printf("members: valid object refused on: %.*s\n", (int)(len > 200 ? 200 : len), buf);
+		return 1;
+	}
+	json_t *unique = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		json_t *want = unique ? json_object_get(unique, names[i]) : NULL;
+		json_t *got = found[i].p ? json_loadb(found[i].p, found[i].n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+		int same_span = found[i].p == scanned[i].p && found[i].n == scanned[i].n;
+		int same_value = !unique || (want ? got && json_equal(want, got) : !found[i].p);
+		json_decref(got);
+		if (!same_span || !same_value) {
+			printf("members: %s for member %s on: %.*s\n", same_span ? "not jansson's value" : "not dp_scan_object's span",
+			       names[i], (int)(len > 200 ? 200 : len), buf);
+			json_decref(unique);
+			return 1;
+		}
+	}
+	json_decref(unique);
+	return 0;
+}
+
 static int
 compare(const char *buf, size_t len)
 {
@@ -30,6 +77,10 @@ compare(const char *buf, size_t len)
 	int ours = dp_json_validate(buf, len, &derr) == 0;
 	json_t *v = json_loadb(buf, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	int theirs = v != NULL;
+	if (ours && json_is_object(v) && compare_members(buf, len, v)) {
+		json_decref(v);
+		return 1;
+	}
 	json_decref(v);
 	if (!theirs && (strstr(jerr.text, "overflow") || strstr(jerr.text, "too big")))
 		return 0;
