@@ -142,8 +142,14 @@ string(struct scan *s)
 			uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
 			uint64_t special = (v | ((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) |
 			                    ((backslash - ones) & ~backslash)) & high;
-			if (special)
+			if (special) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+				/* The lowest flagged byte is the first special one (a
+				 * false flag can only sit above a true one). */
+				s->p += __builtin_ctzll(special) / 8;
+#endif
 				break;
+			}
 			s->p += 8;
 		}
 		while (s->p < s->end && *s->p >= 0x20 && *s->p < 0x80 && *s->p != '"' && *s->p != '\\')
