@@ -88,10 +88,12 @@ struct dp_span {
 /* Find the values of names (n of them) among the members of the JSON object
  * obj[0..len), which must be valid JSON. Returns 0, -1 if it is not an object. */
 int dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out);
-/* Which of names (lens: their lengths) the member name q..qe (with its
- * quotes, valid JSON) is, skipping those already found: an index, or -1. */
-int dp_member_index(const char *q, const char *qe, char *const *names, const size_t *lens, size_t n,
-                    const struct dp_span *found);
+/* The member named q..qe (with its quotes, valid JSON; escaped: it has a
+ * backslash) has the value v: out[i] = v for each names[i] (lens[i] long)
+ * it is that has no value yet, so a name asked for twice gets it twice.
+ * Returns how many it set. */
+size_t dp_member_take(const char *q, const char *qe, int escaped, char *const *names, const size_t *lens, size_t n,
+                      struct dp_span *out, struct dp_span v);
 /* The object in the second element of a control line ["delete", {...}, ...]. */
 int dp_control_object(const char *line, size_t len, struct dp_span *out);
 /* Copy the object obj[0..len) (valid JSON) to out with the members named

@@ -239,23 +239,6 @@ dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
 	return dp_json_validate_members(buf, len, NULL, NULL, 0, NULL, err);
 }
 
-/* A top-level member: its value is out[i] for each name it is (not found
- * before). key..key+key_len is the name with its quotes. */
-static void
-take_member(const char *key, size_t key_len, int escaped, const unsigned char *value, const unsigned char *end,
-            char *const *names, const size_t *lens, size_t n, struct dp_span *out)
-{
-	struct dp_span v = {(const char *)value, (size_t)(end - value)};
-	if (escaped) { /* rare: the name must be decoded to compare */
-		for (int at; (at = dp_member_index(key, key + key_len, names, lens, n, out)) >= 0;)
-			out[at] = v;
-		return;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (!out[i].p && lens[i] == key_len - 2 && !memcmp(key + 1, names[i], key_len - 2))
-			out[i] = v;
-}
-
 int
 dp_json_validate_members(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n,
                          struct dp_span *out, struct dp_json_error *err)
@@ -302,7 +285,8 @@ dp_json_validate_members(const char *buf, size_t len, char *const *names, const 
 		}
 	after_value:
 		if (key && depth == 1) { /* a top-level member's value ends here */
-			take_member(key, key_len, key_escaped, value, s.p, names, lens, n, out);
+			dp_member_take(key, key + key_len, key_escaped, names, lens, n, out,
+			               (struct dp_span){(const char *)value, (size_t)(s.p - value)});
 			key = NULL;
 		}
 		skip_ws(&s);

@@ -86,28 +86,34 @@ static int
 name_is(const char *q, const char *qe, const char *name)
 {
 	size_t len = strlen(name);
-	return dp_member_index(q, qe, (char *const *)&name, &len, 1, NULL) == 0;
+	struct dp_span got = {NULL, 0};
+	int escaped = memchr(q + 1, '\\', (size_t)(qe - q) - 2) != NULL;
+	return dp_member_take(q, qe, escaped, (char *const *)&name, &len, 1, &got, (struct dp_span){q, 0}) == 1;
 }
 
-int
-dp_member_index(const char *q, const char *qe, char *const *names, const size_t *lens, size_t n,
-                const struct dp_span *found)
+size_t
+dp_member_take(const char *q, const char *qe, int escaped, char *const *names, const size_t *lens, size_t n,
+               struct dp_span *out, struct dp_span v)
 {
-	size_t raw = (size_t)(qe - q) - 2;
-	if (!memchr(q + 1, '\\', raw)) {
-		for (size_t i = 0; i < n; i++)
-			if ((!found || !found[i].p) && lens[i] == raw && !memcmp(q + 1, names[i], raw))
-				return (int)i;
-		return -1;
+	const char *name = q + 1;
+	size_t name_len = (size_t)(qe - q) - 2, taken = 0;
+	json_t *decoded = NULL;
+	if (escaped) { /* rare: the name must be decoded to compare */
+		decoded = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
+		if (!json_is_string(decoded)) {
+			json_decref(decoded);
+			return 0;
+		}
+		name = json_string_value(decoded);
+		name_len = json_string_length(decoded);
 	}
-	/* An escaped name: rare enough to decode. */
-	json_t *s = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
-	int at = -1;
-	for (size_t i = 0; s && json_is_string(s) && i < n && at < 0; i++)
-		if ((!found || !found[i].p) && json_string_length(s) == lens[i] && !memcmp(json_string_value(s), names[i], lens[i]))
-			at = (int)i;
-	json_decref(s);
-	return at;
+	for (size_t i = 0; i < n; i++)
+		if (!out[i].p && lens[i] == name_len && !memcmp(name, names[i], name_len)) {
+			out[i] = v;
+			taken++;
+		}
+	json_decref(decoded);
+	return taken;
 }
 
 int
@@ -129,9 +135,8 @@ dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct
 		if (p == e || *p != ':')
 			return -1;
 		const char *v = skip_ws(p + 1, e), *ve = skip_value(v, e);
-		/* A name asked for twice gets the value twice. */
-		for (int at; (at = dp_member_index(q, qe, names, lens, n, out)) >= 0; found++)
-			out[at] = (struct dp_span){v, (size_t)(ve - v)};
+		found += dp_member_take(q, qe, memchr(q + 1, '\\', (size_t)(qe - q) - 2) != NULL, names, lens, n, out,
+		                        (struct dp_span){v, (size_t)(ve - v)});
 		p = skip_ws(ve, e);
 		if (p < e && *p == ',')
 			p = skip_ws(p + 1, e);

@@ -411,16 +411,10 @@ change_read(json_t *msg, struct change *chg, char *err, size_t errlen)
 }
 
 int
-format_row(const struct format *f, const char *line, size_t len, const struct dp_span *members,
+format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp,
            const struct change *chg, struct msgbufs *b, struct message *msg, char *err, size_t errlen)
 {
-	struct dp_span scanned[f->nscan + 1];
-	const struct dp_span *sp = members;
 	memset(msg, 0, sizeof *msg);
-	if (!sp) {
-		dp_scan_object(line, len, f->scan_names, f->nscan, scanned);
-		sp = scanned;
-	}
 	if (f->key_mode == KEY_UNIQUE || f->key_mode == KEY_FIELDS) {
 		if (build_key(f, sp, &b->key, msg, err, errlen) < 0)
 			return -1;

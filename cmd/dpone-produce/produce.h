@@ -76,9 +76,9 @@ struct message {
 };
 
 /* Build the message for a row line, described by chg when a change
- * message came before it (else NULL); members: the values of f->scan_names
- * in the line, or NULL to find them here. Returns 0, or -1 with why in err. */
-int format_row(const struct format *f, const char *line, size_t len, const struct dp_span *members,
+ * message came before it (else NULL); sp: the values of f->scan_names in
+ * the line (dp_reader_members). Returns 0, or -1 with why in err. */
+int format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp,
                const struct change *chg, struct msgbufs *b, struct message *msg, char *err, size_t errlen);
 /* Read a change message (the reader's parsed array) into chg; 0 or -1. */
 int change_read(json_t *msg, struct change *chg, char *err, size_t errlen);
