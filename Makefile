@@ -24,7 +24,9 @@ DP_CPPFLAGS = -D_GNU_SOURCE -Ilibcommon $(shell $(PKG_CONFIG) --cflags $(COMMON_
 
 COMMON_PKGS = yaml-0.1 jansson libzstd libcurl
 STAGE_PKGS  = rdkafka libpq
-COMMON_LIBS = $(shell $(PKG_CONFIG) --libs $(COMMON_PKGS))
+# libcurl (and libpq) are opened when first needed, not linked: see
+# dp_library_open in libcommon/util.c.
+COMMON_LIBS = $(shell $(PKG_CONFIG) --libs yaml-0.1 jansson libzstd)
 # FreeTDS ships no pkg-config file.
 FREETDS_LIBS = -lsybdb
 
@@ -40,7 +42,7 @@ MANPAGES = $(wildcard man/*.[0-9])
 
 extract_LIBS = $(FREETDS_LIBS) -lm -lpthread
 produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
-state_LIBS   = $(shell $(PKG_CONFIG) --libs libpq)
+state_LIBS   =
 plan_LIBS    = -lm
 
 .PHONY: all testtools check check-asan check-valgrind fuzz chaos deps demo bench install uninstall clean man-sync

@@ -142,6 +142,13 @@ void dp_keysort_free(struct dp_keysort *ks);
 FILE *dp_tmpfile(const char *prefix);
 /* All n bytes of data to fd, through short writes and EINTR; 0, or -1 with errno. */
 int dp_write_all(int fd, const void *data, size_t n);
+/* Libraries only some runs need (libcurl for Vault, libpq for a postgres
+ * state) are opened on first use rather than linked: loading one with its
+ * dependencies costs every process ~6 ms at start-up. The first of sonames
+ * (NULL-terminated) that loads, or NULL with why in err. */
+void *dp_library_open(const char *what, const char *const *sonames, char *err, size_t errlen);
+/* A function of such a library, or NULL with why in err. */
+void *dp_library_symbol(void *lib, const char *what, const char *name, char *err, size_t errlen);
 /* Replace path with len bytes of data, durably (see util.c); 0, or -1 with errno. */
 int dp_write_file_durably(const char *path, const void *data, size_t len);
 /* fsync the directory holding path, so that a rename into it is durable. */
@@ -321,6 +328,8 @@ void dp_registry_set_path(const char *path);
 /* Vault / OpenBao KV v2 read: GET $VAULT_ADDR/v1/<mount>/data/<path>.
  * Returns the secret's data object (owned), or NULL with err set. */
 json_t *dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t errlen);
+/* The version of the libcurl Vault reads go through, or NULL with why in err. */
+const char *dp_vault_curl_version(char *err, size_t errlen);
 
 /* ---- shared command-line handling (cli.c) ---- */
 struct dp_cli {

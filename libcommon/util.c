@@ -1,4 +1,5 @@
 /* util.c: small helpers: strings, numbers, time, temporary and durable files. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -172,4 +173,25 @@ dp_fsync_dir(const char *path)
 		close(dfd);
 	}
 	free(dir);
+}
+
+void *
+dp_library_open(const char *what, const char *const *sonames, char *err, size_t errlen)
+{
+	for (const char *const *name = sonames; *name; name++) {
+		void *lib = dlopen(*name, RTLD_NOW | RTLD_LOCAL);
+		if (lib)
+			return lib;
+		snprintf(err, errlen, "cannot load %s (%s): %s", what, *name, dlerror());
+	}
+	return NULL;
+}
+
+void *
+dp_library_symbol(void *lib, const char *what, const char *name, char *err, size_t errlen)
+{
+	void *sym = dlsym(lib, name);
+	if (!sym)
+		snprintf(err, errlen, "%s has no %s: %s", what, name, dlerror());
+	return sym;
 }

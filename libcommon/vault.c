@@ -10,9 +10,49 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* libcurl is called through the pointers below: no type-checking macros. */
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 
 #include "dpone.h"
+
+/* libcurl is opened on the first Vault read (see dp_library_open). */
+#define CURL_FUNCTIONS(X) X(curl_global_init) X(curl_easy_init) X(curl_easy_escape) X(curl_free) \
+	X(curl_slist_append) X(curl_easy_setopt) X(curl_easy_perform) X(curl_easy_getinfo) X(curl_easy_strerror) \
+	X(curl_slist_free_all) X(curl_easy_cleanup) X(curl_version_info)
+
+static struct {
+#define CURL_POINTER(f) __typeof__(f) *f;
+	CURL_FUNCTIONS(CURL_POINTER)
+} cu;
+
+/* 0 once libcurl is loaded and initialised, else -1 with why in err. */
+static int
+load_curl(char *err, size_t errlen)
+{
+	static int state; /* 0 not tried, 1 loaded, -1 failed (why kept) */
+	static char why[256];
+	if (!state) {
+		static const char *const sonames[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
+		void *lib = dp_library_open("libcurl", sonames, why, sizeof why);
+#define CURL_RESOLVE(f) \
+		if (lib && !(cu.f = (__typeof__(cu.f))dp_library_symbol(lib, "libcurl", #f, why, sizeof why))) \
+			lib = NULL;
+		CURL_FUNCTIONS(CURL_RESOLVE)
+		state = lib && cu.curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 1 : -1;
+		if (lib && state < 0)
+			snprintf(why, sizeof why, "libcurl failed to initialise");
+	}
+	if (state < 0)
+		snprintf(err, errlen, "vault: %s", why);
+	return state > 0 ? 0 : -1;
+}
+
+const char *
+dp_vault_curl_version(char *err, size_t errlen)
+{
+	return load_curl(err, errlen) < 0 ? NULL : cu.curl_version_info(CURLVERSION_NOW)->version;
+}
 
 #define MAX_ANSWER (1u << 20)
 
@@ -69,9 +109,9 @@ escape_path(CURL *curl, const char *path)
 	const char *p = path;
 	while (*p) {
 		size_t n = strcspn(p, "/");
-		char *seg = curl_easy_escape(curl, p, (int)n);
+		char *seg = cu.curl_easy_escape(curl, p, (int)n);
 		char *next = dp_strfmt("%s%s%s", out, *out ? "/" : "", seg ? seg : "");
-		curl_free(seg);
+		cu.curl_free(seg);
 		free(out);
 		out = next;
 		p += n;
@@ -112,10 +152,12 @@ dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t 
 		snprintf(err, errlen, "vault: no token (set VAULT_TOKEN, VAULT_TOKEN_FILE or ~/.vault-token)");
 		return NULL;
 	}
-	static int curl_ready;
-	if (!curl_ready++)
-		curl_global_init(CURL_GLOBAL_DEFAULT);
-	CURL *curl = curl_easy_init();
+	if (load_curl(err, errlen) < 0) {
+		memset(token, 0, strlen(token));
+		free(token);
+		return NULL;
+	}
+	CURL *curl = cu.curl_easy_init();
 	if (!curl)
 		dp_die(DP_EXIT_FAILURE, "vault: cannot start libcurl");
 	char *epath = escape_path(curl, path);
@@ -125,33 +167,33 @@ dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t 
 	                      emount, epath);
 	char *url_path = dp_strfmt("%s/data/%s", mount, path);
 	char *token_header = dp_strfmt("X-Vault-Token: %s", token);
-	struct curl_slist *headers = curl_slist_append(NULL, token_header);
+	struct curl_slist *headers = cu.curl_slist_append(NULL, token_header);
 	const char *ns = getenv("VAULT_NAMESPACE");
 	char *ns_header = ns && *ns ? dp_strfmt("X-Vault-Namespace: %s", ns) : NULL;
 	if (ns_header)
-		headers = curl_slist_append(headers, ns_header);
+		headers = cu.curl_slist_append(headers, ns_header);
 	struct answer a = {0};
 	char curl_err[CURL_ERROR_SIZE] = "";
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu.curl_easy_setopt(curl, CURLOPT_URL, url);
+	cu.curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	cu.curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+	cu.curl_easy_setopt(curl, CURLOPT_WRITEDATA, &a);
+	cu.curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_err);
+	cu.curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
+	cu.curl_easy_setopt(curl, CURLOPT_TIMEOUT, 30L);
+	cu.curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	cu.curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	const char *cacert = getenv("VAULT_CACERT");
 	if (cacert && *cacert)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
-	CURLcode rc = curl_easy_perform(curl);
+		cu.curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
+	CURLcode rc = cu.curl_easy_perform(curl);
 	long status = 0;
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	cu.curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 	json_t *data = NULL;
 	if (a.too_big)
 		snprintf(err, errlen, "vault %s: answer larger than %u bytes", url_path, MAX_ANSWER);
 	else if (rc != CURLE_OK)
-		snprintf(err, errlen, "vault: cannot reach VAULT_ADDR: %s", curl_err[0] ? curl_err : curl_easy_strerror(rc));
+		snprintf(err, errlen, "vault: cannot reach VAULT_ADDR: %s", curl_err[0] ? curl_err : cu.curl_easy_strerror(rc));
 	else if (status == 404)
 		snprintf(err, errlen, "vault %s: no such secret (HTTP 404)", url_path);
 	else if (status == 403)
@@ -163,8 +205,8 @@ dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t 
 	/* Wipe what held the token before freeing it. */
 	memset(token_header, 0, strlen(token_header));
 	memset(token, 0, strlen(token));
-	curl_slist_free_all(headers);
-	curl_easy_cleanup(curl);
+	cu.curl_slist_free_all(headers);
+	cu.curl_easy_cleanup(curl);
 	free(token_header);
 	free(token);
 	free(ns_header);

@@ -46,3 +46,16 @@ build_vars() {
 	assert_success
 	assert_output "deps: everything is installed"
 }
+
+@test "no program links libcurl or libpq: they are opened when a Vault secret or a postgres state needs them" {
+	for prog in dpone-extract dpone-produce dpone-state dpone-check dpone-plan; do
+		run ldd "$DPONE_BIN/$prog"
+		assert_success
+		case $output in
+		*libcurl* | *libpq*) flunk "$prog links: $output" ;;
+		esac
+	done
+	# ... and they are there when asked for: the doctor reports libcurl's version.
+	run dpone-plan --doctor --format json "$SRCDIR/examples/mssql_to_kafka.yaml"
+	echo "$output" | grep -q '"detail": "jansson .*, libcurl [0-9][0-9.]*"' || flunk "no libcurl version: $output"
+}

@@ -4,7 +4,6 @@
  * (dpone-extract --check, dpone-produce --check, dpone-state check), so
  * the doctor sees what a run would see. Every failure comes with a fix.
  */
-#include <curl/curl.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,9 +73,12 @@ probe(struct report *r, const char *check, char *const argv[], const char *fix)
 static void
 check_libraries(struct report *r)
 {
+	char why[256];
+	const char *curl = dp_vault_curl_version(why, sizeof why);
 	char *text = dp_strfmt("jansson %s, libyaml %s, zstd %s, libcurl %s", JANSSON_VERSION, yaml_get_version_string(),
-	                       ZSTD_versionString(), curl_version_info(CURLVERSION_NOW)->version);
-	add(r, "libraries", "ok", text, NULL, 0);
+	                       ZSTD_versionString(), curl ? curl : why);
+	add(r, "libraries", curl ? "ok" : "warn", text,
+	    curl ? NULL : "install libcurl (Debian: libcurl4) if a connection uses connection_type: vault", 0);
 	free(text);
 }
 

@@ -17,7 +17,7 @@ static const char usage_text[] =
 	"                  [--from VALUE] [--to VALUE] [--doctor] [--physical [--throughput N] [--apply]] MANIFEST\n"
 	"Show what a run of the manifest would do, without changing anything.\n"
 	DP_CLI_COMMON_HELP
-	"      --get KEY       print one value of the resolved manifest (a.b.c) and exit\n"
+	"      --get KEY       print a value of the resolved manifest (a.b.c), a line per --get, and exit\n"
 	"      --format F      md (the default, for people) or json (for programs)\n"
 	"      --from VALUE    plan a manual window starting after VALUE (as dpone batch run --from)\n"
 	"      --to VALUE      plan a manual window ending at VALUE (as dpone batch run --to)\n"
@@ -29,8 +29,12 @@ static const char usage_text[] =
 
 enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO, OPT_DOCTOR, OPT_PHYSICAL, OPT_THROUGHPUT, OPT_APPLY };
 
+#define MAX_GET 16
+
 struct options {
-	const char *get, *format, *from, *to;
+	const char *get[MAX_GET]; /* --get KEYs, in order (argv strings) */
+	int nget;
+	const char *format, *from, *to;
 	int quiet, doctor, physical, apply;
 	double throughput;
 };
@@ -40,7 +44,13 @@ handle_option(int id, const char *arg, void *ctx)
 {
 	struct options *o = ctx;
 	switch (id) {
-	case OPT_GET: o->get = arg; return 0;
+	case OPT_GET:
+		if (o->nget == MAX_GET) {
+			dp_warn("--get: at most %d keys", MAX_GET);
+			return -1;
+		}
+		o->get[o->nget++] = arg;
+		return 0;
 	case OPT_FROM: o->from = arg; return 0;
 	case OPT_TO: o->to = arg; return 0;
 	case OPT_DOCTOR: o->doctor = 1; return 0;
@@ -66,19 +76,25 @@ handle_option(int id, const char *arg, void *ctx)
 	return -1;
 }
 
-/* --get KEY: strings as they are, numbers and booleans as JSON, nothing
- * for an absent key; objects and lists as compact JSON. For scripts such as
- * the dpone wrapper, which have no YAML parser. */
+/* --get KEY...: a line per key: a string as it is (as JSON if it holds a
+ * newline, so that lines stay lines), numbers, booleans, objects and lists
+ * as compact JSON, an empty line for an absent key. For scripts such as
+ * the dpone wrapper, which have no YAML parser: one process for all the
+ * values it needs. */
 static _Noreturn void
-print_value(const struct dp_manifest *m, const char *key)
+print_values(const struct dp_manifest *m, const char *const *keys, int n)
 {
-	json_t *v = dp_manifest_get(m, key);
-	if (json_is_string(v)) {
-		puts(json_string_value(v));
-	} else if (v && !json_is_null(v)) {
-		char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-		puts(text);
-		free(text);
+	for (int i = 0; i < n; i++) {
+		json_t *v = dp_manifest_get(m, keys[i]);
+		if (json_is_string(v) && !strchr(json_string_value(v), '\n')) {
+			puts(json_string_value(v));
+		} else if (v && !json_is_null(v)) {
+			char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+			puts(text);
+			free(text);
+		} else {
+			putchar('\n');
+		}
 	}
 	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
@@ -340,8 +356,8 @@ main(int argc, char **argv)
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
-	if (o.get)
-		print_value(m, o.get);
+	if (o.nget)
+		print_values(m, o.get, o.nget);
 	if (o.doctor) {
 		int code = doctor(m, cli.manifest_path, !strcmp(o.format, "json"));
 		dp_manifest_free(m);

@@ -32,6 +32,36 @@
 
 #include "store.h"
 
+/* libpq is opened when a postgres state is, not linked: runs with a file
+ * state (and every dpone-state call of the wrapper) skip loading it and its
+ * dependencies (see dp_library_open). */
+#define PQ_FUNCTIONS(X) X(PQclear) X(PQconnectdbParams) X(PQerrorMessage) X(PQescapeIdentifier) \
+	X(PQexec) X(PQexecParams) X(PQfinish) X(PQfreemem) X(PQgetResult) X(PQgetisnull) X(PQgetlength) \
+	X(PQgetvalue) X(PQlibVersion) X(PQntuples) X(PQresultErrorMessage) X(PQresultStatus) \
+	X(PQsendQueryParams) X(PQsetNoticeProcessor) X(PQsetSingleRowMode) X(PQstatus)
+
+static struct {
+#define PQ_POINTER(f) __typeof__(f) *f;
+	PQ_FUNCTIONS(PQ_POINTER)
+} pq;
+
+/* 0 once libpq is loaded, else -1 with why in err. */
+static int
+load_libpq(char *err, size_t errlen)
+{
+	static const char *const sonames[] = {"libpq.so.5", NULL};
+	if (pq.PQconnectdbParams)
+		return 0;
+	void *lib = dp_library_open("libpq", sonames, err, errlen);
+#define PQ_RESOLVE(f) \
+	if (lib && !(pq.f = (__typeof__(pq.f))dp_library_symbol(lib, "libpq", #f, err, errlen))) \
+		lib = NULL;
+	PQ_FUNCTIONS(PQ_RESOLVE)
+	if (!lib)
+		pq.PQconnectdbParams = NULL; /* tried again, and failing again, next time */
+	return lib ? 0 : -1;
+}
+
 struct pg_store {
 	struct store base;
 	PGconn *db;
@@ -42,9 +72,9 @@ struct pg_store {
 static int
 pg_fail(struct pg_store *p, PGresult *res, const char *what, char *err, size_t errlen)
 {
-	const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(p->db);
+	const char *msg = res ? pq.PQresultErrorMessage(res) : pq.PQerrorMessage(p->db);
 	snprintf(err, errlen, "state database: %s: %.*s", what, (int)strcspn(msg, "\n"), msg);
-	PQclear(res);
+	pq.PQclear(res);
 	return DP_EXIT_STATE;
 }
 
@@ -52,8 +82,8 @@ pg_fail(struct pg_store *p, PGresult *res, const char *what, char *err, size_t e
 static PGresult *
 run(struct pg_store *p, const char *sql, int n, const char *const *params, const char *what, char *err, size_t errlen)
 {
-	PGresult *res = PQexecParams(p->db, sql, n, NULL, params, NULL, NULL, 0);
-	ExecStatusType st = PQresultStatus(res);
+	PGresult *res = pq.PQexecParams(p->db, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = pq.PQresultStatus(res);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return res;
 	pg_fail(p, res, what, err, errlen);
@@ -64,10 +94,10 @@ run(struct pg_store *p, const char *sql, int n, const char *const *params, const
 static int
 exec_sql(struct pg_store *p, const char *sql, const char *what, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(p->db, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+	PGresult *res = pq.PQexec(p->db, sql);
+	if (pq.PQresultStatus(res) != PGRES_COMMAND_OK && pq.PQresultStatus(res) != PGRES_TUPLES_OK)
 		return pg_fail(p, res, what, err, errlen);
-	PQclear(res);
+	pq.PQclear(res);
 	return 0;
 }
 
@@ -81,10 +111,10 @@ static int
 tables_exist(struct pg_store *p)
 {
 	const char *names[] = {p->table, p->history_table};
-	PGresult *res = PQexecParams(p->db, "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", 2,
+	PGresult *res = pq.PQexecParams(p->db, "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", 2,
 	                             NULL, names, NULL, NULL, 0);
-	int yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
-	PQclear(res);
+	int yes = pq.PQresultStatus(res) == PGRES_TUPLES_OK && pq.PQntuples(res) == 1 && !strcmp(pq.PQgetvalue(res, 0, 0), "t");
+	pq.PQclear(res);
 	return yes;
 }
 
@@ -107,14 +137,14 @@ create_tables(struct pg_store *p, char *err, size_t errlen)
 		const char *key[] = {"dpone:ddl"};
 		PGresult *res = run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, key, "lock", err, errlen);
 		rc = res ? 0 : DP_EXIT_STATE;
-		PQclear(res);
+		pq.PQclear(res);
 	}
 	if (!rc)
 		rc = exec_sql(p, ddl, "create the state tables", err, errlen);
 	if (!rc)
 		rc = exec_sql(p, "COMMIT", "commit", err, errlen);
 	else
-		PQclear(PQexec(p->db, "ROLLBACK"));
+		pq.PQclear(pq.PQexec(p->db, "ROLLBACK"));
 	free(ddl);
 	return rc;
 }
@@ -122,9 +152,9 @@ create_tables(struct pg_store *p, char *err, size_t errlen)
 static json_t *
 json_column(PGresult *res, int col)
 {
-	if (!PQntuples(res) || PQgetisnull(res, 0, col))
+	if (!pq.PQntuples(res) || pq.PQgetisnull(res, 0, col))
 		return NULL;
-	json_t *v = json_loads(PQgetvalue(res, 0, col), 0, NULL);
+	json_t *v = json_loads(pq.PQgetvalue(res, 0, col), 0, NULL);
 	if (v && !json_is_object(v)) {
 		json_decref(v);
 		v = NULL;
@@ -143,7 +173,7 @@ select_state(struct pg_store *p, struct job_state *out, int for_update, char *er
 		return DP_EXIT_STATE;
 	out->record = json_column(res, 0);
 	out->lease = json_column(res, 1);
-	PQclear(res);
+	pq.PQclear(res);
 	return 0;
 }
 
@@ -171,7 +201,7 @@ write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err
 	PGresult *res = run(p, sql, 5, params, "write the state", err, errlen);
 	free(sql);
 	int rc = res ? 0 : DP_EXIT_STATE;
-	PQclear(res);
+	pq.PQclear(res);
 	if (!rc && history) {
 		char *entry = dump_or_null(history);
 		char *before = dump_or_null(json_object_get(history, "watermark_before"));
@@ -182,7 +212,7 @@ write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err
 		                "VALUES ($1, $2, $3, $4, $5, $6)", p->history_table);
 		res = run(p, sql, 6, hp, "write the history", err, errlen);
 		rc = res ? 0 : DP_EXIT_STATE;
-		PQclear(res);
+		pq.PQclear(res);
 		free(sql);
 		free(entry);
 		free(before);
@@ -205,7 +235,7 @@ pg_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t errl
 		const char *key[] = {p->lock_key};
 		PGresult *res = run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, key, "lock the job", err, errlen);
 		rc = res ? 0 : DP_EXIT_STATE;
-		PQclear(res);
+		pq.PQclear(res);
 	}
 	if (!rc)
 		rc = select_state(p, &st, 1, err, errlen);
@@ -216,7 +246,7 @@ pg_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t errl
 	if (!rc)
 		rc = exec_sql(p, "COMMIT", "commit", err, errlen);
 	else
-		PQclear(PQexec(p->db, "ROLLBACK"));
+		pq.PQclear(pq.PQexec(p->db, "ROLLBACK"));
 	job_state_clear(&st);
 	json_decref(history);
 	return rc;
@@ -233,9 +263,9 @@ pg_history(struct store *s, json_t **out, char *err, size_t errlen)
 	if (!res)
 		return DP_EXIT_STATE;
 	*out = json_array();
-	for (int i = 0; i < PQntuples(res); i++)
-		json_array_append_new(*out, json_loads(PQgetvalue(res, i, 0), 0, NULL) ?: json_null());
-	PQclear(res);
+	for (int i = 0; i < pq.PQntuples(res); i++)
+		json_array_append_new(*out, json_loads(pq.PQgetvalue(res, i, 0), 0, NULL) ?: json_null());
+	pq.PQclear(res);
 	return 0;
 }
 
@@ -247,7 +277,7 @@ pg_close(struct store *s)
 	free(p->history_table);
 	free(p->schema);
 	if (p->db)
-		PQfinish(p->db);
+		pq.PQfinish(p->db);
 	free(p->lock_key);
 	free(p->base.job);
 	free(p);
@@ -266,13 +296,13 @@ pg_probe(struct store *s, json_t *out, char *err, size_t errlen)
 	if (!res)
 		return DP_EXIT_STATE;
 	char lib[32];
-	snprintf(lib, sizeof lib, "libpq %d", PQlibVersion());
+	snprintf(lib, sizeof lib, "libpq %d", pq.PQlibVersion());
 	json_object_set_new(out, "library", json_string(lib));
-	json_object_set_new(out, "server_version", json_string(PQgetvalue(res, 0, 2)));
-	json_object_set_new(out, "server_utc", json_string(PQgetvalue(res, 0, 0)));
-	int writable = !strcmp(PQgetvalue(res, 0, 1), "t");
+	json_object_set_new(out, "server_version", json_string(pq.PQgetvalue(res, 0, 2)));
+	json_object_set_new(out, "server_utc", json_string(pq.PQgetvalue(res, 0, 0)));
+	int writable = !strcmp(pq.PQgetvalue(res, 0, 1), "t");
 	json_object_set_new(out, "writable", json_boolean(writable));
-	PQclear(res);
+	pq.PQclear(res);
 	if (!writable) {
 		snprintf(err, errlen, "this login may read but not write the state tables (grant INSERT, UPDATE)");
 		return DP_EXIT_STATE;
@@ -320,16 +350,16 @@ pg_put_keys(struct store *s, const char *path, const char *name, char *err, size
 		snprintf(seqtext, sizeof seqtext, "%d", seq);
 		const char *vals[4] = {p->base.job, name, seqtext, chunk};
 		int lens[4] = {0, 0, 0, (int)n}, formats[4] = {0, 0, 0, 1};
-		PGresult *res = PQexecParams(p->db, ins, 4, NULL, vals, lens, formats, 0);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		PGresult *res = pq.PQexecParams(p->db, ins, 4, NULL, vals, lens, formats, 0);
+		if (pq.PQresultStatus(res) != PGRES_COMMAND_OK)
 			rc = pg_fail(p, res, "store the key index", err, errlen);
 		else
-			PQclear(res);
+			pq.PQclear(res);
 	}
 	if (!rc)
 		rc = exec_sql(p, "COMMIT", "commit", err, errlen);
 	else
-		PQclear(PQexec(p->db, "ROLLBACK"));
+		pq.PQclear(pq.PQexec(p->db, "ROLLBACK"));
 	if (fd >= 0)
 		close(fd);
 	free(chunk);
@@ -348,14 +378,14 @@ pg_get_keys(struct store *s, const char *name, int fd, char *err, size_t errlen)
 	char *sql = dp_strfmt("SELECT chunk FROM %s WHERE job = $1 AND name = $2 ORDER BY seq", table);
 	const char *vals[2] = {p->base.job, name};
 	int rc = 0;
-	if (!PQsendQueryParams(p->db, sql, 2, NULL, vals, NULL, NULL, 1) || !PQsetSingleRowMode(p->db))
+	if (!pq.PQsendQueryParams(p->db, sql, 2, NULL, vals, NULL, NULL, 1) || !pq.PQsetSingleRowMode(p->db))
 		rc = pg_fail(p, NULL, "read the key index", err, errlen);
 	PGresult *res;
-	while (!rc && (res = PQgetResult(p->db))) {
-		ExecStatusType st = PQresultStatus(res);
+	while (!rc && (res = pq.PQgetResult(p->db))) {
+		ExecStatusType st = pq.PQresultStatus(res);
 		if (st == PGRES_SINGLE_TUPLE) {
-			const char *data = PQgetvalue(res, 0, 0);
-			size_t n = (size_t)PQgetlength(res, 0, 0);
+			const char *data = pq.PQgetvalue(res, 0, 0);
+			size_t n = (size_t)pq.PQgetlength(res, 0, 0);
 			for (size_t done = 0; done < n;) {
 				ssize_t w = write(fd, data + done, n - done);
 				if (w < 0 && errno == EINTR)
@@ -367,15 +397,15 @@ pg_get_keys(struct store *s, const char *name, int fd, char *err, size_t errlen)
 				}
 				done += (size_t)w;
 			}
-			PQclear(res);
+			pq.PQclear(res);
 		} else if (st != PGRES_TUPLES_OK) {
 			rc = pg_fail(p, res, "read the key index", err, errlen);
 		} else {
-			PQclear(res);
+			pq.PQclear(res);
 		}
 	}
-	while (rc && (res = PQgetResult(p->db)))
-		PQclear(res);
+	while (rc && (res = pq.PQgetResult(p->db)))
+		pq.PQclear(res);
 	free(sql);
 	free(table);
 	return rc;
@@ -390,13 +420,13 @@ pg_drop_keys(struct store *s, const char *keep, char *err, size_t errlen)
 	const char *name[1] = {table};
 	PGresult *res = run(p, "SELECT to_regclass($1) IS NOT NULL", 1, name, "find the key index table", err, errlen);
 	int rc = res ? 0 : DP_EXIT_STATE;
-	int present = res && !strcmp(PQgetvalue(res, 0, 0), "t");
-	PQclear(res);
+	int present = res && !strcmp(pq.PQgetvalue(res, 0, 0), "t");
+	pq.PQclear(res);
 	if (!rc && present) {
 		const char *vals[2] = {p->base.job, keep};
 		res = run(p, sql, 2, vals, "remove old key indexes", err, errlen);
 		rc = res ? 0 : DP_EXIT_STATE;
-		PQclear(res);
+		pq.PQclear(res);
 	}
 	free(sql);
 	free(table);
@@ -431,16 +461,16 @@ connect_db(const struct dp_conn *c)
 	}
 	keys[n] = NULL;
 	vals[n] = NULL;
-	return PQconnectdbParams(keys, vals, 0);
+	return pq.PQconnectdbParams(keys, vals, 0);
 }
 
 /* A quoted identifier in malloc'd memory. */
 static char *
 quote_ident(PGconn *db, const char *name)
 {
-	char *q = PQescapeIdentifier(db, name, strlen(name));
+	char *q = pq.PQescapeIdentifier(db, name, strlen(name));
 	char *out = dp_xstrdup(q ? q : "\"\"");
-	PQfreemem(q);
+	pq.PQfreemem(q);
 	return out;
 }
 
@@ -448,19 +478,23 @@ struct store *
 store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job, int *code,
               char *err, size_t errlen)
 {
+	if (load_libpq(err, errlen) < 0) {
+		*code = DP_EXIT_STATE;
+		return NULL;
+	}
 	struct pg_store *p = dp_xcalloc(1, sizeof *p);
 	p->base.ops = &pg_ops;
 	p->base.job = dp_xstrdup(job);
 	p->db = connect_db(conn);
-	if (PQstatus(p->db) != CONNECTION_OK) {
-		const char *msg = PQerrorMessage(p->db);
+	if (pq.PQstatus(p->db) != CONNECTION_OK) {
+		const char *msg = pq.PQerrorMessage(p->db);
 		snprintf(err, errlen, "cannot connect to the state database %s (%s): %.*s", conn->id, conn->origin,
 		         (int)strcspn(msg, "\n"), msg);
 		*code = DP_EXIT_STATE;
 		pg_close(&p->base);
 		return NULL;
 	}
-	PQsetNoticeProcessor(p->db, quiet_notice, NULL);
+	pq.PQsetNoticeProcessor(p->db, quiet_notice, NULL);
 	p->schema = quote_ident(p->db, schema);
 	char *t = quote_ident(p->db, table);
 	char *history = dp_strfmt("%s_history", table);
