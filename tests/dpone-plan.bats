@@ -67,6 +67,24 @@ YAML
 	assert_output_contains "usage: dpone-plan"
 }
 
+@test "dpone-plan --get, repeated: a line per key in order, an empty line for an absent one" {
+	cat > g.yaml <<'YAML'
+name: get_job
+source: {type: mssql, connection_id: mssql_dwh, table: {name: t}}
+sink: {type: kafka, connection_id: kafka_cluster, topic: t, strategy: {mode: full_refresh}}
+observability: {artifacts: {path: "two\nlines"}}
+YAML
+	run dpone-plan --get name --get no.such.key --get observability.artifacts.keep \
+		--get observability.artifacts.path --get sink.strategy g.yaml
+	assert_success
+	[ "$(printf '%s\n' "$output" | wc -l)" -eq 5 ] || flunk "not 5 lines: $output"
+	[ "$(printf '%s\n' "$output" | sed -n 1p)" = get_job ] || flunk "$output"
+	[ -z "$(printf '%s\n' "$output" | sed -n 2p)" ] || flunk "$output"
+	[ "$(printf '%s\n' "$output" | sed -n 3p)" = 20 ] || flunk "$output"
+	[ "$(printf '%s\n' "$output" | sed -n 4p)" = '"two\nlines"' ] || flunk "$output"
+	printf '%s\n' "$output" | sed -n 5p | grep -q '^{"mode": *"full_refresh"' || flunk "$output"
+}
+
 @test "dpone-plan: a missing manifest operand is a usage error" {
 	run dpone-plan
 	assert_failure 2
