@@ -26,26 +26,31 @@ static struct {
 	CURL_FUNCTIONS(CURL_POINTER)
 } cu;
 
-/* 0 once libcurl is loaded and initialised, else -1 with why in err. */
+/* 0 once libcurl is loaded and initialised, else -1 with why in err (a
+ * later call tries again). */
 static int
 load_curl(char *err, size_t errlen)
 {
-	static int state; /* 0 not tried, 1 loaded, -1 failed (why kept) */
-	static char why[256];
-	if (!state) {
-		static const char *const sonames[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
-		void *lib = dp_library_open("libcurl", sonames, why, sizeof why);
+	static const char *const sonames[] = {"libcurl.so.4", "libcurl-gnutls.so.4", NULL};
+	static int loaded;
+	if (loaded)
+		return 0;
+	char why[256];
+	void *lib = dp_library_open("libcurl", sonames, why, sizeof why);
 #define CURL_RESOLVE(f) \
-		if (lib && !(cu.f = (__typeof__(cu.f))dp_library_symbol(lib, "libcurl", #f, why, sizeof why))) \
-			lib = NULL;
-		CURL_FUNCTIONS(CURL_RESOLVE)
-		state = lib && cu.curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 1 : -1;
-		if (lib && state < 0)
-			snprintf(why, sizeof why, "libcurl failed to initialise");
+	if (lib && !(cu.f = (__typeof__(cu.f))dp_library_symbol(lib, "libcurl", #f, why, sizeof why))) \
+		lib = NULL;
+	CURL_FUNCTIONS(CURL_RESOLVE)
+	if (lib && cu.curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(why, sizeof why, "libcurl failed to initialise");
+		lib = NULL;
 	}
-	if (state < 0)
+	if (!lib) {
 		snprintf(err, errlen, "vault: %s", why);
-	return state > 0 ? 0 : -1;
+		return -1;
+	}
+	loaded = 1;
+	return 0;
 }
 
 const char *

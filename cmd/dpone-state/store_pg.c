@@ -45,21 +45,22 @@ static struct {
 	PQ_FUNCTIONS(PQ_POINTER)
 } pq;
 
-/* 0 once libpq is loaded, else -1 with why in err. */
+/* 0 once libpq is loaded, else -1 with why in err (a later call tries
+ * again). */
 static int
 load_libpq(char *err, size_t errlen)
 {
 	static const char *const sonames[] = {"libpq.so.5", NULL};
-	if (pq.PQconnectdbParams)
+	static int loaded;
+	if (loaded)
 		return 0;
 	void *lib = dp_library_open("libpq", sonames, err, errlen);
 #define PQ_RESOLVE(f) \
 	if (lib && !(pq.f = (__typeof__(pq.f))dp_library_symbol(lib, "libpq", #f, err, errlen))) \
 		lib = NULL;
 	PQ_FUNCTIONS(PQ_RESOLVE)
-	if (!lib)
-		pq.PQconnectdbParams = NULL; /* tried again, and failing again, next time */
-	return lib ? 0 : -1;
+	loaded = lib != NULL;
+	return loaded ? 0 : -1;
 }
 
 struct pg_store {
