@@ -115,7 +115,7 @@ dp_cli_print_manifest(const struct dp_manifest *m)
 	json_t *conns = json_object();
 	json_object_set_new(conns, "source", dp_conn_redacted(&src));
 	json_object_set_new(conns, "sink", dp_conn_redacted(&sink));
-	if (!strcmp(dp_manifest_str(m, "state.type"), "postgres")) {
+	if (m->state_type == DP_STATE_POSTGRES) {
 		struct dp_conn state;
 		dp_cli_resolve(m, "state", "postgres", &state);
 		json_object_set_new(conns, "state", dp_conn_redacted(&state));

@@ -33,9 +33,12 @@ const char *dp_exit_label(int code);
 /* ---- errors and memory (err.c), in the style of sbase's eprintf ---- */
 extern const char *dp_progname;
 void dp_setprogname(const char *argv0);
+/* Print "prog: message" on stderr as one line. An errno is reported one
+ * way everywhere: "...: %s", strerror(errno) in the message itself. */
 void dp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Print "prog: message" and _exit(code), after the cleanup set by dp_on_die. */
-_Noreturn void dp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "prog: message" and _exit(code), after the cleanup set by dp_on_die.
+ * (noreturn twice: cppcheck reads the attribute, not C11's keyword.) */
+_Noreturn void dp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 void dp_on_die(void (*cleanup)(void));
 void *dp_xmalloc(size_t n);
 void *dp_xcalloc(size_t nmemb, size_t n);
@@ -137,22 +140,6 @@ int dp_keysort_next(struct dp_keysort *ks, const char **key, size_t *len);
 /* Keys written to temporary files so far. */
 unsigned long long dp_keysort_spilled(const struct dp_keysort *ks);
 void dp_keysort_free(struct dp_keysort *ks);
-/* A new temporary file under TMPDIR (else /tmp), already unlinked, open
- * for writing and reading back; NULL with errno. */
-FILE *dp_tmpfile(const char *prefix);
-/* All n bytes of data to fd, through short writes and EINTR; 0, or -1 with errno. */
-int dp_write_all(int fd, const void *data, size_t n);
-/* Libraries only some runs need (libcurl for Vault, libpq for a postgres
- * state) are opened on first use rather than linked: loading one with its
- * dependencies costs every process ~6 ms at start-up. The first of sonames
- * (NULL-terminated) that loads, or NULL with why in err. */
-void *dp_library_open(const char *what, const char *const *sonames, char *err, size_t errlen);
-/* A function of such a library, or NULL with why in err. */
-void *dp_library_symbol(void *lib, const char *what, const char *name, char *err, size_t errlen);
-/* Replace path with len bytes of data, durably (see util.c); 0, or -1 with errno. */
-int dp_write_file_durably(const char *path, const void *data, size_t len);
-/* fsync the directory holding path, so that a rename into it is durable. */
-void dp_fsync_dir(const char *path);
 /* The order keys sort in: bytes, then length. */
 int dp_keysort_compare(const char *a, size_t alen, const char *b, size_t blen);
 
@@ -169,6 +156,25 @@ long long dp_duration_seconds(const char *s);
 /* Seconds since the epoch of a timestamp written YYYY-MM-DD[THH:MM:SS[.f]]
  * with an optional +hh:mm / -hh:mm / Z (UTC when there is none); 0 or -1. */
 int dp_timestamp_utc(const char *text, long long *seconds);
+/* A new temporary file under TMPDIR (else /tmp), already unlinked, open
+ * for writing and reading back; NULL with errno. */
+FILE *dp_tmpfile(const char *prefix);
+/* All n bytes of data to fd, through short writes and EINTR; 0, or -1 with errno. */
+int dp_write_all(int fd, const void *data, size_t n);
+/* Libraries only some runs need (libcurl for Vault, libpq for a postgres
+ * state) are opened on first use rather than linked: loading one with its
+ * dependencies costs every process ~6 ms at start-up. The first of sonames
+ * (NULL-terminated) that loads, or NULL with why in err. */
+void *dp_library_open(const char *what, const char *const *sonames, char *err, size_t errlen);
+/* A function of such a library, or NULL with why in err. */
+void *dp_library_symbol(void *lib, const char *what, const char *name, char *err, size_t errlen);
+/* Replace path with len bytes of data, durably (see util.c); 0, or -1 with errno. */
+int dp_write_file_durably(const char *path, const void *data, size_t len);
+/* fsync the directory holding path, so that a rename into it is durable. */
+void dp_fsync_dir(const char *path);
+/* mkdir -p: dir and every missing parent, new ones with mode; 0, or -1
+ * with errno (the component that failed is not named: say dir). */
+int dp_mkdir_p(const char *dir, mode_t mode);
 
 /* ---- signals and time (signals.c) ---- */
 /* Set to the signal number by SIGINT/SIGTERM once dp_catch_interrupts ran.
@@ -270,11 +276,54 @@ const char *dp_writer_error(const struct dp_writer *w);
 int dp_writer_close(struct dp_writer *w);
 
 /* ---- manifest (manifest.c, manifest_schema.c); see dpone-manifest(5) ---- */
+/* The manifest's choices that commands branch on, each one table: its
+ * enum here, the values manifest_schema.c accepts (in enum order), and the
+ * field of struct dp_manifest it is resolved into at load. */
+#define DP_STRATEGIES(X) \
+	X(DP_FULL_REFRESH, "full_refresh") X(DP_INCREMENTAL_APPEND, "incremental_append") \
+	X(DP_INCREMENTAL_MERGE, "incremental_merge") X(DP_REPLACE, "replace") \
+	X(DP_PARTITION_REPLACE, "partition_replace") X(DP_SNAPSHOT_RECONCILIATION, "snapshot_reconciliation") \
+	X(DP_CDC, "cdc")
+#define DP_DELIVERY_MODES(X) X(DP_AT_LEAST_ONCE, "at_least_once") X(DP_IDEMPOTENT, "idempotent") \
+	X(DP_EXACTLY_ONCE, "exactly_once")
+#define DP_QUALITY_MODES(X) X(DP_QUALITY_FAIL, "fail") X(DP_QUALITY_WARN, "warn") X(DP_QUALITY_OFF, "off")
+#define DP_STATE_TYPES(X) X(DP_STATE_FILE, "file") X(DP_STATE_POSTGRES, "postgres")
+#define DP_EXPORT_MODES(X) X(DP_EXPORT_STREAM, "stream") X(DP_EXPORT_BCP, "bcp")
+#define DP_BIGINT_MODES(X) X(DP_BIGINT_NUMBER, "number") X(DP_BIGINT_STRING, "string")
+#define DP_BINARY_MODES(X) X(DP_BINARY_BASE64, "base64") X(DP_BINARY_HEX, "hex")
+#define DP_BREAKING_POLICIES(X) X(DP_BREAKING_FAIL, "fail") X(DP_BREAKING_VARIANT, "variant")
+/* quality.checks[].type (resolved by dp_check_type, one per check). */
+#define DP_CHECK_TYPES(X) \
+	X(DP_CHECK_MIN_ROWS, "min_rows") X(DP_CHECK_MAX_ROWS, "max_rows") \
+	X(DP_CHECK_SOURCE_COUNT, "source_target_count") X(DP_CHECK_NOT_NULL, "not_null") \
+	X(DP_CHECK_UNIQUE, "unique") X(DP_CHECK_FRESHNESS, "freshness") X(DP_CHECK_HASH, "hash_reconciliation")
+#define DP_ENUM_ID(id, name) id,
+#define DP_ENUM_NAME(id, name) name,
+enum dp_strategy { DP_STRATEGIES(DP_ENUM_ID) };
+enum dp_delivery_mode { DP_DELIVERY_MODES(DP_ENUM_ID) };
+enum dp_quality_mode { DP_QUALITY_MODES(DP_ENUM_ID) };
+enum dp_state_type { DP_STATE_TYPES(DP_ENUM_ID) };
+enum dp_export_mode { DP_EXPORT_MODES(DP_ENUM_ID) };
+enum dp_bigint_mode { DP_BIGINT_MODES(DP_ENUM_ID) };
+enum dp_binary_mode { DP_BINARY_MODES(DP_ENUM_ID) };
+enum dp_breaking_policy { DP_BREAKING_POLICIES(DP_ENUM_ID) };
+enum dp_check_type { DP_CHECK_TYPES(DP_ENUM_ID) };
+
 struct dp_manifest {
 	char *path;
 	json_t *root;  /* resolved: defaults applied, key lists normalized */
 	json_t *marks; /* "a.b[0].c" -> [line, column] of the value in the file */
+	enum dp_strategy strategy;         /* sink.strategy.mode */
+	enum dp_delivery_mode delivery;    /* sink.options.delivery.mode */
+	enum dp_quality_mode quality;      /* quality.mode */
+	enum dp_state_type state_type;     /* state.type */
+	enum dp_export_mode export_mode;   /* source.options.export_mode */
+	enum dp_bigint_mode bigint_as;     /* source.options.bigint_as */
+	enum dp_binary_mode binary_as;     /* source.options.binary_as */
+	enum dp_breaking_policy on_breaking; /* schema_evolution.on_breaking */
 };
+/* The check type named name (a value the manifest accepted), or -1. */
+int dp_check_type(const char *name);
 /* Load and check a manifest. On error returns NULL and writes one line
  * "FILE:LINE:COL: key.path: message" into err. Warnings go to stderr. */
 struct dp_manifest *dp_manifest_load(const char *path, char *err, size_t errlen);
@@ -290,7 +339,7 @@ const char *dp_manifest_where(const struct dp_manifest *m, const char *path, cha
  * incremental_merge with an incremental_column. */
 int dp_manifest_incremental(const struct dp_manifest *m);
 /* Nonzero if quality.checks has a check of type and quality.mode is not off. */
-int dp_manifest_has_check(const struct dp_manifest *m, const char *type);
+int dp_manifest_has_check(const struct dp_manifest *m, enum dp_check_type type);
 
 /* Generic YAML loading shared by the manifest and the connection registry.
  * Scalars are typed by the YAML 1.2 core schema (plain true/false, null,
@@ -322,7 +371,9 @@ json_t *dp_conn_redacted(const struct dp_conn *c);
 int dp_is_secret_key(const char *key);
 /* Name of the environment variable holding connection id; the caller frees it. */
 char *dp_conn_env_name(const char *id);
-/* Path of the registry file to use (option, DPONE_REGISTRY, defaults), or NULL. */
+/* Use the registry file path (--registry) instead of DPONE_REGISTRY and
+ * the defaults, here and in the stages this process starts (it sets
+ * DPONE_REGISTRY for them); NULL goes back to the defaults. */
 void dp_registry_set_path(const char *path);
 
 /* Vault / OpenBao KV v2 read: GET $VAULT_ADDR/v1/<mount>/data/<path>.

@@ -46,10 +46,6 @@ vwarn(const char *fmt, va_list ap)
 	size_t len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 	n = vsnprintf(line + len, cap - len, fmt, ap);
 	len = n < 0 ? len : len + (size_t)n < cap ? len + (size_t)n : cap - 1;
-	if (fmt[0] && fmt[strlen(fmt) - 1] == ':') {
-		n = snprintf(line + len, cap - len, " %s", strerror(saved));
-		len = n < 0 ? len : len + (size_t)n < cap ? len + (size_t)n : cap - 1;
-	}
 	line[len++] = '\n';
 	fflush(stderr);
 	(void)dp_write_all(2, line, len);
@@ -94,7 +90,7 @@ dp_xmalloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		dp_die(DP_EXIT_FAILURE, "malloc:");
+		dp_die(DP_EXIT_FAILURE, "malloc: %s", strerror(errno));
 	return p;
 }
 
@@ -103,7 +99,7 @@ dp_xcalloc(size_t nmemb, size_t n)
 {
 	void *p = calloc(nmemb ? nmemb : 1, n ? n : 1);
 	if (!p)
-		dp_die(DP_EXIT_FAILURE, "calloc:");
+		dp_die(DP_EXIT_FAILURE, "calloc: %s", strerror(errno));
 	return p;
 }
 
@@ -112,7 +108,7 @@ dp_xrealloc(void *p, size_t n)
 {
 	p = realloc(p, n ? n : 1);
 	if (!p)
-		dp_die(DP_EXIT_FAILURE, "realloc:");
+		dp_die(DP_EXIT_FAILURE, "realloc: %s", strerror(errno));
 	return p;
 }
 
@@ -138,7 +134,7 @@ dp_vstrfmt(const char *fmt, va_list ap)
 	va_copy(again, ap);
 	int n = vsnprintf(NULL, 0, fmt, ap);
 	if (n < 0)
-		dp_die(DP_EXIT_FAILURE, "vsnprintf:");
+		dp_die(DP_EXIT_FAILURE, "vsnprintf: %s", strerror(errno));
 	char *s = dp_xmalloc((size_t)n + 1);
 	vsnprintf(s, (size_t)n + 1, fmt, again);
 	va_end(again);

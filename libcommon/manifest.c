@@ -1,6 +1,8 @@
 /*
  * manifest.c: load a manifest, check it against manifest_schema, apply
- * defaults and the guide's rules, and keep it as JSON for every stage.
+ * defaults and the guide's rules, and keep it as JSON for every stage, with
+ * the choices commands branch on (strategy, delivery mode, ...) resolved
+ * into dpone.h's enums once, here.
  * Every error names FILE:LINE:COL and the key path, and only the first one
  * is reported: it is usually the cause of the rest.
  */
@@ -478,13 +480,14 @@ rule_checks(struct check *c, json_t *root)
 		const char *type = json_string_value(json_object_get(chk, "type"));
 		char path[64];
 		snprintf(path, sizeof path, "quality.checks[%zu]", i);
-		int needs_threshold = !strcmp(type, "min_rows") || !strcmp(type, "max_rows");
-		int needs_column = !strcmp(type, "not_null");
+		int kind = dp_check_type(type);
+		int needs_threshold = kind == DP_CHECK_MIN_ROWS || kind == DP_CHECK_MAX_ROWS;
+		int needs_column = kind == DP_CHECK_NOT_NULL;
 		if (needs_threshold && !json_object_get(chk, "threshold"))
 			return cfail(c, path, path, "%s needs threshold", type);
 		if (needs_column && !json_object_get(chk, "column") && !json_object_get(chk, "columns"))
 			return cfail(c, path, path, "%s needs column or columns", type);
-		if (!strcmp(type, "freshness") && !json_object_get(chk, "max_age"))
+		if (kind == DP_CHECK_FRESHNESS && !json_object_get(chk, "max_age"))
 			return cfail(c, path, path, "freshness needs max_age (for example 24h)");
 		if (json_object_get(chk, "tolerance") && json_object_get(chk, "tolerance_pct"))
 			return cfail(c, path, path, "give tolerance or tolerance_pct, not both");
@@ -517,6 +520,40 @@ apply_rules(struct check *c, json_t *root)
 	return 0;
 }
 
+/* The index of the value at path in names (checked by the schema, and
+ * defaulted, so it is there). */
+static int
+enum_at(const struct dp_manifest *m, const char *path, const char *const *names)
+{
+	const char *v = dp_manifest_str(m, path);
+	for (int i = 0; v && names[i]; i++)
+		if (!strcmp(v, names[i]))
+			return i;
+	return 0;
+}
+
+static void
+resolve_enums(struct dp_manifest *m)
+{
+	m->strategy = (enum dp_strategy)enum_at(m, "sink.strategy.mode", dp_strategy_names);
+	m->delivery = (enum dp_delivery_mode)enum_at(m, "sink.options.delivery.mode", dp_delivery_mode_names);
+	m->quality = (enum dp_quality_mode)enum_at(m, "quality.mode", dp_quality_mode_names);
+	m->state_type = (enum dp_state_type)enum_at(m, "state.type", dp_state_type_names);
+	m->export_mode = (enum dp_export_mode)enum_at(m, "source.options.export_mode", dp_export_mode_names);
+	m->bigint_as = (enum dp_bigint_mode)enum_at(m, "source.options.bigint_as", dp_bigint_mode_names);
+	m->binary_as = (enum dp_binary_mode)enum_at(m, "source.options.binary_as", dp_binary_mode_names);
+	m->on_breaking = (enum dp_breaking_policy)enum_at(m, "schema_evolution.on_breaking", dp_breaking_policy_names);
+}
+
+int
+dp_check_type(const char *name)
+{
+	for (int i = 0; name && dp_check_type_names[i]; i++)
+		if (!strcmp(name, dp_check_type_names[i]))
+			return i;
+	return -1;
+}
+
 struct dp_manifest *
 dp_manifest_load(const char *path, char *err, size_t errlen)
 {
@@ -536,6 +573,7 @@ dp_manifest_load(const char *path, char *err, size_t errlen)
 	m->path = dp_xstrdup(path);
 	m->root = root;
 	m->marks = marks;
+	resolve_enums(m);
 	return m;
 }
 
@@ -587,14 +625,14 @@ dp_manifest_incremental(const struct dp_manifest *m)
 }
 
 int
-dp_manifest_has_check(const struct dp_manifest *m, const char *type)
+dp_manifest_has_check(const struct dp_manifest *m, enum dp_check_type type)
 {
-	if (!strcmp(dp_manifest_str(m, "quality.mode"), "off"))
+	if (m->quality == DP_QUALITY_OFF)
 		return 0;
 	size_t i;
 	json_t *c;
 	json_array_foreach(dp_manifest_get(m, "quality.checks"), i, c)
-		if (!strcmp(json_string_value(json_object_get(c, "type")), type))
+		if (dp_check_type(json_string_value(json_object_get(c, "type"))) == (int)type)
 			return 1;
 	return 0;
 }

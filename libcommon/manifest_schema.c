@@ -1,11 +1,16 @@
 /*
  * manifest_schema.c: every manifest key, its type and default.
- * dpone-manifest(5) documents the same table; keep them in step.
+ * dpone-manifest(5) documents the same table; keep them in step. The
+ * values of the choices commands branch on come from dpone.h's tables
+ * (DP_STRATEGIES, ...), so the schema and the enums cannot drift apart.
  */
 #include <stddef.h>
 
+#include "dpone.h"
 #include "manifest_schema.h"
 
+/* One key each; clang-format would take the braces for blocks. */
+/* clang-format off */
 #define END {NULL, K_STR, 0, NULL, NULL, NULL, 0, 0}
 #define STR(n, f, d) {n, K_STR, f, d, NULL, NULL, 0, 0}
 #define INT(n, f, d, lo, hi) {n, K_INT, f, d, NULL, NULL, lo, hi}
@@ -15,16 +20,15 @@
 #define MAP(n, f, c) {n, K_MAP, f, NULL, c, NULL, 0, 0}
 #define LIST(n, k) {n, k, 0, NULL, NULL, NULL, 0, 0}
 #define MAPLIST(n, c) {n, K_MAPLIST, 0, NULL, c, NULL, 0, 0}
+/* clang-format on */
 
 static const char *const connection_types[] = {"env", "file", "vault", NULL};
-static const char *const export_modes[] = {"stream", "bcp", NULL};
-static const char *const bigint_modes[] = {"number", "string", NULL};
-static const char *const binary_modes[] = {"base64", "hex", NULL};
+const char *const dp_export_mode_names[] = {DP_EXPORT_MODES(DP_ENUM_NAME) NULL};
+const char *const dp_bigint_mode_names[] = {DP_BIGINT_MODES(DP_ENUM_NAME) NULL};
+const char *const dp_binary_mode_names[] = {DP_BINARY_MODES(DP_ENUM_NAME) NULL};
 static const char *const row_filter_options[] = {"all", "all update old", NULL};
 static const char *const snapshot_modes[] = {"initial", "never", "when_needed", NULL};
-static const char *const strategy_modes[] = {
-	"full_refresh", "incremental_append", "incremental_merge", "replace",
-	"partition_replace", "snapshot_reconciliation", "cdc", NULL};
+const char *const dp_strategy_names[] = {DP_STRATEGIES(DP_ENUM_NAME) NULL};
 static const char *const merge_policies[] = {"event_upsert", NULL};
 static const char *const duplicate_policies[] = {"fail", "keep_last", "keep_first", NULL};
 static const char *const delete_modes[] = {"report_only", "tombstone", "soft_delete", NULL};
@@ -32,16 +36,14 @@ static const char *const message_formats[] = {"json", NULL};
 static const char *const envelopes[] = {"flat", "debezium", "dpone", NULL};
 static const char *const key_modes[] = {"unique_key", "fields", "hash_row", "null", NULL};
 static const char *const key_formats[] = {"object", "value", NULL};
-static const char *const delivery_modes[] = {"at_least_once", "idempotent", "exactly_once", NULL};
+const char *const dp_delivery_mode_names[] = {DP_DELIVERY_MODES(DP_ENUM_NAME) NULL};
 static const char *const compression_types[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
-static const char *const state_types[] = {"file", "postgres", NULL};
-static const char *const quality_modes[] = {"fail", "warn", "off", NULL};
-static const char *const check_types[] = {
-	"min_rows", "max_rows", "source_target_count", "not_null", "unique",
-	"freshness", "hash_reconciliation", NULL};
+const char *const dp_state_type_names[] = {DP_STATE_TYPES(DP_ENUM_NAME) NULL};
+const char *const dp_quality_mode_names[] = {DP_QUALITY_MODES(DP_ENUM_NAME) NULL};
+const char *const dp_check_type_names[] = {DP_CHECK_TYPES(DP_ENUM_NAME) NULL};
 static const char *const severities[] = {"error", "warning", NULL};
 static const char *const tolerance_modes[] = {"absolute", "pct", NULL};
-static const char *const breaking_policies[] = {"fail", "variant", NULL};
+const char *const dp_breaking_policy_names[] = {DP_BREAKING_POLICIES(DP_ENUM_NAME) NULL};
 
 static const struct key table_keys[] = {
 	STR("schema", 0, "dbo"),
@@ -52,12 +54,12 @@ static const struct key table_keys[] = {
 static const struct key source_options[] = {
 	STR("incremental_column", 0, NULL),
 	INT("batch_size", 0, "50000", 1, 10000000),
-	ENUM("export_mode", 0, "stream", export_modes),
+	ENUM("export_mode", 0, "stream", dp_export_mode_names),
 	LIST("columns", K_STRLIST),
 	STR("source_custom_predicate", 0, NULL),
 	STR("lookback", 0, NULL),
-	ENUM("bigint_as", 0, "number", bigint_modes),
-	ENUM("binary_as", 0, "base64", binary_modes),
+	ENUM("bigint_as", 0, "number", dp_bigint_mode_names),
+	ENUM("binary_as", 0, "base64", dp_binary_mode_names),
 	STR("capture_instance", 0, NULL),
 	ENUM("snapshot", 0, "initial", snapshot_modes),
 	ENUM("row_filter_option", 0, "all", row_filter_options),
@@ -78,7 +80,7 @@ static const struct key window_keys[] = {
 	END};
 
 static const struct key strategy_keys[] = {
-	ENUM("mode", REQUIRED, NULL, strategy_modes),
+	ENUM("mode", REQUIRED, NULL, dp_strategy_names),
 	LIST("unique_key", K_KEYLIST),
 	ENUM("merge_policy", 0, "event_upsert", merge_policies),
 	ENUM("duplicate_policy", 0, "fail", duplicate_policies),
@@ -104,7 +106,7 @@ static const struct key delete_keys[] = {
 	END};
 
 static const struct key delivery_keys[] = {
-	ENUM("mode", 0, "at_least_once", delivery_modes),
+	ENUM("mode", 0, "at_least_once", dp_delivery_mode_names),
 	ENUM("compression_type", 0, NULL, compression_types),
 	INT("linger_ms", 0, NULL, 0, 900000),
 	INT("batch_num_messages", 0, NULL, 1, 1000000),
@@ -162,7 +164,7 @@ static const struct key state_table_keys[] = {
 	END};
 
 static const struct key state_keys[] = {
-	ENUM("type", 0, "file", state_types),
+	ENUM("type", 0, "file", dp_state_type_names),
 	STR("connection_id", 0, NULL),
 	ENUM("connection_type", 0, "env", connection_types),
 	MAP("table", AUTO, state_table_keys),
@@ -175,7 +177,7 @@ static const struct key tolerance_keys[] = {
 	END};
 
 static const struct key check_keys[] = {
-	ENUM("type", REQUIRED, NULL, check_types),
+	ENUM("type", REQUIRED, NULL, dp_check_type_names),
 	STR("name", 0, NULL),
 	NUM("threshold", 0, NULL, 0, 0),
 	NUM("tolerance_pct", 0, NULL, 0, 100),
@@ -187,13 +189,13 @@ static const struct key check_keys[] = {
 	END};
 
 static const struct key quality_keys[] = {
-	ENUM("mode", 0, "fail", quality_modes),
+	ENUM("mode", 0, "fail", dp_quality_mode_names),
 	MAPLIST("checks", check_keys),
 	END};
 
 static const struct key evolution_keys[] = {
 	BOOL("enabled", "true"),
-	ENUM("on_breaking", 0, "fail", breaking_policies),
+	ENUM("on_breaking", 0, "fail", dp_breaking_policy_names),
 	END};
 
 static const struct key artifact_keys[] = {

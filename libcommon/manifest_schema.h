@@ -31,5 +31,9 @@ struct key {
 };
 
 extern const struct key manifest_schema[];
+/* The values of the enumerations in dpone.h, in enum order, NULL-ended. */
+extern const char *const dp_strategy_names[], *const dp_delivery_mode_names[], *const dp_quality_mode_names[],
+	*const dp_state_type_names[], *const dp_export_mode_names[], *const dp_bigint_mode_names[],
+	*const dp_binary_mode_names[], *const dp_breaking_policy_names[], *const dp_check_type_names[];
 
 #endif

@@ -35,7 +35,7 @@ dp_is_secret_key(const char *key)
 	static const char *const words[] = {"pass", "secret", "token", "credential", "private", NULL};
 	char lower[128];
 	size_t i;
-	for (i = 0; key[i] && i < sizeof lower - 1; i++)
+	for (i = 0; i < sizeof lower - 1 && key[i]; i++)
 		lower[i] = (char)tolower((unsigned char)key[i]);
 	lower[i] = '\0';
 	for (const char *const *w = words; *w; w++)

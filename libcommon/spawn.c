@@ -146,7 +146,7 @@ dp_committed_state(const struct dp_manifest *m, const char *manifest_path, int *
 {
 	const char *path = dp_manifest_str(m, "state.path");
 	*code = 0;
-	if (!strcmp(dp_manifest_str(m, "state.type"), "file") && path && access(path, F_OK) < 0)
+	if (m->state_type == DP_STATE_FILE && path && access(path, F_OK) < 0)
 		return json_pack("{s:s, s:n, s:n}", "job", dp_manifest_str(m, "name"), "record", "lease");
 	char *argv[] = {"dpone-state", "-q", (char *)manifest_path, "get", NULL};
 	char *out = dp_run_capture(argv, code);

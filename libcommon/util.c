@@ -5,6 +5,7 @@
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,4 +195,26 @@ dp_library_symbol(void *lib, const char *what, const char *name, char *err, size
 	if (!sym)
 		snprintf(err, errlen, "%s has no %s: %s", what, name, dlerror());
 	return sym;
+}
+
+int
+dp_mkdir_p(const char *dir, mode_t mode)
+{
+	char *path = dp_xstrdup(dir);
+	int rc = 0;
+	/* Each parent in turn (an existing one is fine), then dir itself. */
+	for (char *p = path + 1; *p && !rc; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, mode) < 0 && errno != EEXIST)
+			rc = -1;
+		*p = '/';
+	}
+	if (!rc && mkdir(path, mode) < 0 && errno != EEXIST)
+		rc = -1;
+	int saved = errno;
+	free(path);
+	errno = saved;
+	return rc;
 }

@@ -116,7 +116,7 @@ evolve_header(const struct dp_manifest *m, const json_t *header, struct evolutio
 	json_array_foreach(changes, i, c)
 		json_object_set_new(c, "action", json_string("applied"));
 	if (dp_schema_breaking(changes)) {
-		if (!strcmp(dp_manifest_str(m, "schema_evolution.on_breaking"), "fail")) {
+		if (m->on_breaking == DP_BREAKING_FAIL) {
 			struct dp_buf why = {0};
 			describe_breaking(changes, &why);
 			dp_die(DP_EXIT_QUALITY, "schema evolution: breaking change since run %s: %s; nothing was published "

@@ -9,29 +9,26 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 
+/* As laid out on the terminal (and in the man page's SYNOPSIS). */
+/* clang-format off */
 static const char usage_text[] =
 	"usage: dpone-check [-hqV] [--registry FILE] [--print-manifest] MANIFEST < STREAM\n"
 	"Run the manifest's quality checks on the stream, passing it through.\n"
 	DP_CLI_COMMON_HELP
 	"See dpone-check(1); exit codes are listed there.\n";
-
-enum kind { MIN_ROWS, MAX_ROWS, NOT_NULL, UNIQUE, FRESHNESS, HASH, SOURCE_COUNT };
-
-extern char **environ;
+/* clang-format on */
 
 /* One check of the manifest and what the stream showed it. */
 struct check {
 	json_t *spec;                /* the manifest's entry (borrowed) */
-	enum kind kind;
+	enum dp_check_type kind;
 	char **columns;              /* the columns it looks at (strings borrowed) */
 	size_t ncolumns;
 	int scan_at;                 /* where its columns start in the run's scan list */
@@ -64,17 +61,6 @@ struct run {
 	struct dp_buf id;
 };
 
-static enum kind
-kind_of(const char *type)
-{
-	static const char *const names[] = {"min_rows", "max_rows", "not_null", "unique", "freshness",
-	                                    "hash_reconciliation"};
-	for (int k = 0; k < 6; k++)
-		if (!strcmp(type, names[k]))
-			return (enum kind)k;
-	return SOURCE_COUNT;
-}
-
 /* The check's columns: columns, column, or what its kind defaults to. */
 static void
 check_columns(struct run *rn, struct check *c, json_t *header)
@@ -82,10 +68,10 @@ check_columns(struct run *rn, struct check *c, json_t *header)
 	json_t *list = json_object_get(c->spec, "columns");
 	json_t *one = json_object_get(c->spec, "column");
 	json_t *fallback = NULL;
-	if (c->kind == UNIQUE)
+	if (c->kind == DP_CHECK_UNIQUE)
 		fallback = json_array_size(dp_manifest_get(rn->m, "sink.strategy.unique_key"))
 		           ? dp_manifest_get(rn->m, "sink.strategy.unique_key") : json_object_get(header, "key");
-	else if (c->kind == FRESHNESS)
+	else if (c->kind == DP_CHECK_FRESHNESS)
 		fallback = json_object_get(json_object_get(header, "boundary"), "column");
 	if (!json_array_size(list) && one)
 		list = json_pack("[O]", one);
@@ -98,7 +84,7 @@ check_columns(struct run *rn, struct check *c, json_t *header)
 	for (size_t i = 0; i < c->ncolumns; i++)
 		c->columns[i] = dp_xstrdup(json_string_value(json_array_get(list, i)));
 	json_decref(list);
-	if ((c->kind == UNIQUE || c->kind == FRESHNESS || c->kind == NOT_NULL) && !c->ncolumns)
+	if ((c->kind == DP_CHECK_UNIQUE || c->kind == DP_CHECK_FRESHNESS || c->kind == DP_CHECK_NOT_NULL) && !c->ncolumns)
 		dp_die(DP_EXIT_USAGE, "%s check: no column to check (give column or columns)",
 		       json_string_value(json_object_get(c->spec, "type")));
 }
@@ -119,10 +105,9 @@ start_count(struct run *rn, json_t *boundary)
 		from = f ? json_dumps(f, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 		to = h && !json_is_null(h) ? json_dumps(h, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 	}
-	char *prog = dp_sibling_path("dpone-extract");
 	char *argv[10];
 	int n = 0;
-	argv[n++] = prog;
+	argv[n++] = "dpone-extract";
 	argv[n++] = "-q";
 	argv[n++] = "--count";
 	if (from)
@@ -131,29 +116,16 @@ start_count(struct run *rn, json_t *boundary)
 		argv[n++] = "--to", argv[n++] = to;
 	argv[n++] = (char *)rn->manifest_path;
 	argv[n] = NULL;
-	int pipefd[2];
-	posix_spawn_file_actions_t fa;
-	if (pipe(pipefd) < 0)
-		dp_die(DP_EXIT_FAILURE, "pipe: %s", strerror(errno));
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_addclose(&fa, pipefd[0]);
-	posix_spawn_file_actions_addclose(&fa, pipefd[1]);
-	int err = posix_spawnp(&rn->count.pid, prog, &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	rn->count.fd = pipefd[0];
-	if (err) {
+	rn->count.fd = dp_spawn_reader(argv, &rn->count.pid);
+	if (rn->count.fd < 0) {
 		rn->count.pid = 0;
-		close(pipefd[0]);
 		rn->count.why_not = "dpone-extract could not be started";
 	}
-	free(prog);
 	free(from);
 	free(to);
 }
 
-/* The source count, or -1 with why in *why (static or owned by *owned). */
+/* The source count, or -1 with why in *why (static). */
 static long long
 finish_count(struct run *rn, const char **why)
 {
@@ -173,13 +145,11 @@ finish_count(struct run *rn, const char **why)
 	}
 	buf[got] = '\0';
 	close(rn->count.fd);
-	int status;
-	while (waitpid(rn->count.pid, &status, 0) < 0 && errno == EINTR)
-		;
+	int status = dp_spawn_wait(rn->count.pid);
 	rn->count.pid = 0;
 	long long count;
 	buf[strcspn(buf, "\n")] = '\0';
-	if (!WIFEXITED(status) || WEXITSTATUS(status) || dp_parse_ll(buf, &count) < 0) {
+	if (status || dp_parse_ll(buf, &count) < 0) {
 		*why = "dpone-extract --count failed (its message is above)";
 		return -1;
 	}
@@ -190,7 +160,7 @@ static void
 plan_checks(struct run *rn, json_t *header)
 {
 	json_t *specs = dp_manifest_get(rn->m, "quality.checks");
-	if (!strcmp(dp_manifest_str(rn->m, "quality.mode"), "off"))
+	if (rn->m->quality == DP_QUALITY_OFF)
 		specs = NULL;
 	rn->nchecks = json_array_size(specs);
 	rn->checks = dp_xcalloc(rn->nchecks + 1, sizeof *rn->checks);
@@ -198,11 +168,11 @@ plan_checks(struct run *rn, json_t *header)
 	for (size_t i = 0; i < rn->nchecks; i++) {
 		struct check *c = &rn->checks[i];
 		c->spec = json_array_get(specs, i);
-		c->kind = kind_of(json_string_value(json_object_get(c->spec, "type")));
+		c->kind = (enum dp_check_type)dp_check_type(json_string_value(json_object_get(c->spec, "type")));
 		check_columns(rn, c, header);
 		c->scan_at = (int)total;
 		total += c->ncolumns;
-		if (c->kind == UNIQUE)
+		if (c->kind == DP_CHECK_UNIQUE)
 			c->seen = dp_keyset_new();
 	}
 	rn->scan_names = dp_xcalloc(total + 1, sizeof *rn->scan_names);
@@ -231,14 +201,14 @@ check_row(struct run *rn, struct check *c, const char *line, size_t len, const s
 	const struct dp_span *v = sp + c->scan_at;
 	char err[256];
 	switch (c->kind) {
-	case NOT_NULL:
+	case DP_CHECK_NOT_NULL:
 		for (size_t i = 0; i < c->ncolumns; i++)
 			if (is_null(v[i])) {
 				c->violations++;
 				note_sample(c, c->columns[i], strlen(c->columns[i]));
 			}
 		break;
-	case UNIQUE:
+	case DP_CHECK_UNIQUE:
 		if (dp_key_identity(c->columns, c->ncolumns, line, len, &rn->id, err, sizeof err) < 0)
 			dp_die(DP_EXIT_STREAM, "stdin:%llu: unique check: %s", lineno, err);
 		if (dp_keyset_put(c->seen, rn->id.p, rn->id.len, (uint32_t)(lineno > UINT32_MAX ? UINT32_MAX : lineno), 0)) {
@@ -246,7 +216,7 @@ check_row(struct run *rn, struct check *c, const char *line, size_t len, const s
 			note_sample(c, rn->id.p, rn->id.len);
 		}
 		break;
-	case FRESHNESS:
+	case DP_CHECK_FRESHNESS:
 		if (!is_null(v[0])) {
 			/* Timestamps are written fixed-width: text order is time order. */
 			rn->id.len = 0;
@@ -312,24 +282,24 @@ decide(struct run *rn, struct check *c)
 	double threshold = json_number_value(json_object_get(spec, "threshold"));
 	char *why = NULL;
 	switch (c->kind) {
-	case MIN_ROWS:
+	case DP_CHECK_MIN_ROWS:
 		ok = rn->rows >= threshold;
 		why = dp_strfmt("%llu rows, at least %g wanted", rn->rows, threshold);
 		break;
-	case MAX_ROWS:
+	case DP_CHECK_MAX_ROWS:
 		ok = rn->rows <= threshold;
 		why = dp_strfmt("%llu rows, at most %g wanted", rn->rows, threshold);
 		break;
-	case NOT_NULL:
-	case UNIQUE:
+	case DP_CHECK_NOT_NULL:
+	case DP_CHECK_UNIQUE:
 		ok = c->violations <= allowed(spec, rn->rows);
 		why = dp_strfmt("%llu %s in %llu rows (%g allowed)%s%.*s", c->violations,
-		                c->kind == UNIQUE ? "duplicate keys" : "nulls", rn->rows, allowed(spec, rn->rows),
-		                c->sample.len ? c->kind == UNIQUE ? ", first duplicate " : ", first in " : "",
+		                c->kind == DP_CHECK_UNIQUE ? "duplicate keys" : "nulls", rn->rows, allowed(spec, rn->rows),
+		                c->sample.len ? c->kind == DP_CHECK_UNIQUE ? ", first duplicate " : ", first in " : "",
 		                (int)c->sample.len, c->sample.p ? c->sample.p : "");
 		json_object_set_new(r, "violations", json_integer((json_int_t)c->violations));
 		break;
-	case FRESHNESS: {
+	case DP_CHECK_FRESHNESS: {
 		long long max_age = dp_duration_seconds(json_string_value(json_object_get(spec, "max_age")));
 		char *latest = c->max.len ? dp_xstrndup(c->max.p, c->max.len) : NULL;
 		long long age = latest ? age_of(latest) : -1;
@@ -339,7 +309,7 @@ decide(struct run *rn, struct check *c)
 		free(latest);
 		break;
 	}
-	case HASH: {
+	case DP_CHECK_HASH: {
 		char hex[17];
 		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
 		json_object_set_new(r, "row_hash", json_string(hex));
@@ -347,7 +317,7 @@ decide(struct run *rn, struct check *c)
 		json_object_set_new(r, "detail", json_string("compared with what dpone-produce published, at commit"));
 		return r;
 	}
-	case SOURCE_COUNT: {
+	case DP_CHECK_SOURCE_COUNT: {
 		const char *fail_why = NULL;
 		long long source = finish_count(rn, &fail_why);
 		if (source < 0) {
@@ -366,7 +336,7 @@ decide(struct run *rn, struct check *c)
 	}
 	}
 	const char *status = ok ? "pass" : "fail";
-	if (!ok && (!strcmp(dp_manifest_str(rn->m, "quality.mode"), "warn") ||
+	if (!ok && (rn->m->quality == DP_QUALITY_WARN ||
 	            !strcmp(json_string_value(json_object_get(r, "severity")), "warning")))
 		status = "warn";
 	json_object_set_new(r, "status", json_string(status));
@@ -433,7 +403,7 @@ main(int argc, char **argv)
 		dp_cli_print_manifest(m);
 	dp_catch_interrupts();
 	struct run rn = {.m = m, .manifest_path = cli.manifest_path,
-	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation"), .contract = contract_load(m)};
+	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH), .contract = contract_load(m)};
 	struct evolution ev = {0};
 	evolve_prepare(m, cli.manifest_path, &ev);
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
@@ -470,7 +440,7 @@ main(int argc, char **argv)
 			/* Counted after the rows were read: rows that arrived late
 			 * inside the boundary show as a difference. */
 			for (size_t i = 0; i < rn.nchecks; i++)
-				if (rn.checks[i].kind == SOURCE_COUNT && !rn.count.pid && !rn.count.why_not)
+				if (rn.checks[i].kind == DP_CHECK_SOURCE_COUNT && !rn.count.pid && !rn.count.why_not)
 					start_count(&rn, json_object_get(dp_reader_header(r), "boundary"));
 			if (dp_writer_control(w, "checks", verdict(&rn, &passed, cli.quiet)) < 0)
 				dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));

@@ -305,15 +305,16 @@ start_copy_out(struct source *s, const char *sql, struct copy_out *c, const stru
 }
 
 /*
- * Copy the query out through db-lib bulk copy and convert it into rows on
- * the artifact w as it arrives. Returns the row count; watermark values of
- * column inc are kept like stream mode keeps them. Exits on errors (the
+ * Copy the query out through db-lib bulk copy and convert it into rows
+ * through rw (built and emitted as stream mode's are, onto the artifact) as
+ * it arrives. Returns the row count. Exits on errors (the
  * copy's own error first) and on SIGINT/SIGTERM; nothing goes to stdout
  * here (bcp_replay does that once the artifact is complete).
  */
 unsigned long long
-bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct encoding *enc, struct watermark *wm)
+bcp_extract(struct source *s, const char *sql, struct row_writer *rw)
 {
+	const struct encoding *enc = rw->enc;
 	struct host_column *hcs = dp_xcalloc((size_t)s->ncols, sizeof *hcs);
 	for (int i = 0; i < s->ncols; i++) {
 		hcs[i].type = bcp_host_type(&s->cols[i]);
@@ -322,15 +323,13 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 	struct copy_out copy;
 	struct host_reader host;
 	start_copy_out(s, sql, &copy, hcs, &host);
-	struct dp_buf row = {0}, val = {0}, scratch = {0}; /* scratch: decoded binary */
+	struct dp_buf val = {0}, scratch = {0}; /* scratch: decoded binary */
 	unsigned long long rows = 0;
 	int32_t len;
 	while (take_length(&host, &len) == 0) {
 		if (dp_interrupted)
 			dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu rows; nothing was written on stdout", rows);
-		row.len = 0;
-		dp_buf_char(&row, '{');
-		size_t inc_at = 0, inc_len = 0;
+		row_open(rw);
 		for (int i = 0; i < s->ncols; i++) {
 			if (i && take_length(&host, &len))
 				host_file_error(&copy, rows + 1, "the row is cut short");
@@ -351,21 +350,14 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 				dp_buf_char(&val, '\0');
 				v = val.p;
 			}
-			if (i)
-				dp_buf_char(&row, ',');
-			dp_buf_add(&row, s->cols[i].json_key, s->cols[i].json_key_len);
-			size_t at = row.len;
+			size_t at = row_member(rw, i);
 			if (len == 0)
-				dp_buf_add(&row, "null", 4);
-			else if (host_value(&row, &scratch, &s->cols[i], hcs[i], v, (size_t)len, enc))
+				dp_buf_add(&rw->row, "null", 4);
+			else if (host_value(&rw->row, &scratch, &s->cols[i], hcs[i], v, (size_t)len, enc))
 				bad_value(&copy, rows + 1, &s->cols[i], hcs[i].kind, v, (size_t)len);
-			if (i == s->inc) {
-				inc_at = at;
-				inc_len = row.len - at;
-			}
+			row_member_end(rw, i, at);
 		}
-		dp_buf_char(&row, '}');
-		emit_row(w, &row, inc_at, inc_len, wm, enc, rows + 1);
+		row_close(rw);
 		rows++;
 	}
 	if (dp_interrupted)
@@ -381,7 +373,6 @@ bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct
 	copy_out_finish(&copy, rows);
 	free(hcs);
 	free(scratch.p);
-	free(row.p);
 	free(val.p);
 	if (rows != (unsigned long long)copy.copied)
 		dp_die(DP_EXIT_SOURCE, "bulk copy out reported %d rows but %llu were converted", (int)copy.copied, rows);

@@ -494,25 +494,20 @@ changes_failed(const struct cdc_plan *p, unsigned long long changes)
 }
 
 /* The current result row's columns (from column 4 on) as a JSON object in
- * row; at[i], len[i]: where column i's value is. */
+ * rw->row, not yet emitted; at[i], len[i]: where column i's value is. */
 static void
-encode_change_row(struct source *s, const struct encoding *enc, struct dp_buf *row, size_t *at, size_t *len,
-                  unsigned long long number)
+encode_change_row(struct source *s, struct row_writer *rw, size_t *at, size_t *len, unsigned long long number)
 {
-	row->len = 0;
-	dp_buf_char(row, '{');
+	row_open(rw);
 	for (int i = 0; i < s->ncols; i++) {
-		if (i)
-			dp_buf_char(row, ',');
-		dp_buf_str(row, s->cols[i].json_key);
-		at[i] = row->len;
-		if (encode_value(row, &s->cols[i], dbcoltype(s->db, i + 4), dbdata(s->db, i + 4), dbdatlen(s->db, i + 4),
-		                 enc))
+		at[i] = row_member(rw, i);
+		if (encode_value(&rw->row, &s->cols[i], dbcoltype(s->db, i + 4), dbdata(s->db, i + 4),
+		                 dbdatlen(s->db, i + 4), rw->enc))
 			dp_die(DP_EXIT_SOURCE, "change %llu, column %s: the server sent a value no %s column can hold; the "
 			       "stream has no end message", number, s->cols[i].name, s->cols[i].sql_type);
-		len[i] = row->len - at[i];
+		len[i] = rw->row.len - at[i];
 	}
-	dp_buf_char(row, '}');
+	dp_buf_char(&rw->row, '}');
 }
 
 static void
@@ -532,16 +527,17 @@ fixed_lsn(struct source *s, int col, struct lsn *out)
 }
 
 struct change_bufs {
-	struct dp_buf row, line, before;
+	struct dp_buf line, before;
 	size_t *at, *len;
 	int have_before;
 };
 
 /* One change of the current result row into the stream. */
 static void
-emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, struct change_bufs *cb,
-            struct position *pos, struct change_counts *n)
+emit_change(struct source *s, struct row_writer *rw, struct change_bufs *cb, struct position *pos,
+            struct change_counts *n)
 {
+	struct dp_buf *row = &rw->row;
 	DBINT op = 0;
 	if (dbdata(s->db, 3))
 		memcpy(&op, dbdata(s->db, 3), sizeof op);
@@ -549,7 +545,7 @@ emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, s
 	fixed_lsn(s, 2, &pos->seq);
 	pos->op = (int)op;
 	unsigned long long number = n->inserts + n->updates + n->deletes + 1;
-	encode_change_row(s, enc, &cb->row, cb->at, cb->len, number);
+	encode_change_row(s, rw, cb->at, cb->len, number);
 	char lsn[2 * LSN_LEN + 3], seq[2 * LSN_LEN + 3];
 	lsn_text(&pos->lsn, lsn);
 	lsn_text(&pos->seq, seq);
@@ -557,7 +553,7 @@ emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, s
 		snprintf(n->first, sizeof n->first, "%s:%s", lsn, seq);
 	if (op == 3) { /* update before image: carried with the after image */
 		cb->before.len = 0;
-		dp_buf_add(&cb->before, cb->row.p, cb->row.len);
+		dp_buf_add(&cb->before, row->p, row->len);
 		cb->have_before = 1;
 		return;
 	}
@@ -569,16 +565,16 @@ emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, s
 			int c = s->key[k];
 			dp_buf_str(l, k ? "," : "");
 			dp_buf_str(l, s->cols[c].json_key);
-			dp_buf_add(l, cb->row.p + cb->at[c], cb->len[c]);
+			dp_buf_add(l, row->p + cb->at[c], cb->len[c]);
 		}
 		dp_buf_str(l, "},{\"op\":\"d\",\"lsn\":\"");
 		dp_buf_str(l, lsn);
 		dp_buf_str(l, "\",\"seqval\":\"");
 		dp_buf_str(l, seq);
 		dp_buf_str(l, "\",\"before\":");
-		dp_buf_add(l, cb->row.p, cb->row.len);
+		dp_buf_add(l, row->p, row->len);
 		dp_buf_str(l, "}]");
-		write_line(w, l);
+		write_line(rw->w, l);
 		n->deletes++;
 		cb->have_before = 0;
 		return;
@@ -595,10 +591,9 @@ emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, s
 		dp_buf_add(l, cb->before.p, cb->before.len);
 	}
 	dp_buf_str(l, "}]");
-	write_line(w, l);
+	write_line(rw->w, l);
 	cb->have_before = 0;
-	struct watermark none = {0};
-	emit_row(w, &cb->row, 0, 0, &none, enc, n->rows + 1);
+	row_emit(rw, row);
 	n->rows++;
 	if (op == 2)
 		n->inserts++;
@@ -607,8 +602,8 @@ emit_change(struct source *s, const struct encoding *enc, struct dp_writer *w, s
 }
 
 static void
-read_changes(struct source *s, const struct dp_manifest *m, const struct cdc_plan *p, const struct encoding *enc,
-             struct dp_writer *w, int progress, struct change_counts *n)
+read_changes(struct source *s, const struct dp_manifest *m, const struct cdc_plan *p, struct row_writer *rw,
+             int progress, struct change_counts *n)
 {
 	long long batch = dp_manifest_int(m, "source.options.batch_size", 50000);
 	struct change_bufs cb = {.at = dp_xcalloc((size_t)s->ncols + 1, sizeof *cb.at),
@@ -627,18 +622,18 @@ read_changes(struct source *s, const struct dp_manifest *m, const struct cdc_pla
 		RETCODE rc;
 		while ((rc = dbnextrow(s->db)) == REG_ROW) {
 			got++;
-			emit_change(s, enc, w, &cb, &pos, n);
+			emit_change(s, rw, &cb, &pos, n);
 			if (dp_interrupted) {
 				dbcancel(s->db);
-				dp_writer_flush(w);
+				dp_writer_flush(rw->w);
 				dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu changes; the stream has no end message",
 				       n->inserts + n->updates + n->deletes);
 			}
 		}
 		if (rc != NO_MORE_ROWS || source_failed())
 			changes_failed(p, n->inserts + n->updates + n->deletes);
-		if (dp_writer_flush(w))
-			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
+		if (dp_writer_flush(rw->w))
+			dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(rw->w));
 		if (progress && dp_now() - last >= 1) {
 			last = dp_now();
 			fprintf(stderr, "\r%s: %llu changes   ", dp_progname, n->inserts + n->updates + n->deletes);
@@ -655,7 +650,6 @@ read_changes(struct source *s, const struct dp_manifest *m, const struct cdc_pla
 		        dp_now() - start);
 	free(cb.at);
 	free(cb.len);
-	free(cb.row.p);
 	free(cb.line.p);
 	free(cb.before.p);
 }
@@ -700,7 +694,7 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 		if (rq->count)
 			printf("%s\n", n);
 		else
-			print_plan(s, m, p.boundary, enc, sql, count_sql, n, NULL);
+			print_plan(s, m, p.boundary, enc, &(struct plan_queries){sql, count_sql, n}, NULL);
 		free(n);
 		free(count_sql);
 		free(sql);
@@ -712,16 +706,18 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 	dp_writer_control(w, "header", header);
 	double start = dp_now();
 	struct change_counts n = {0};
+	struct row_writer rw;
+	row_writer_init(&rw, w, s, enc, 0);
 	if (p.snapshot) {
 		/* The high LSN was read before the table: a change committed while
 		 * it is read is replayed by the next run, harmless as an upsert. */
 		if (source_query(s, sql))
 			dp_die(DP_EXIT_SOURCE, "the snapshot query failed: %s", source_error());
-		struct watermark none = {0};
-		n.rows = stream_rows(s, w, enc, rq->progress, dp_manifest_int(m, "source.options.batch_size", 50000), &none);
+		n.rows = stream_rows(s, &rw, rq->progress, dp_manifest_int(m, "source.options.batch_size", 50000));
 	} else if (!p.empty) {
-		read_changes(s, m, &p, enc, w, rq->progress, &n);
+		read_changes(s, m, &p, &rw, rq->progress, &n);
 	}
+	row_writer_free(&rw);
 	free(sql);
 	json_t *end = json_pack("{s:I, s:I, s:{s:I, s:I, s:I}, s:{s:s, s:o, s:O}, s:{s:I}}", "rows", (json_int_t)n.rows,
 		"deletes", (json_int_t)n.deletes, "changes", "insert", (json_int_t)n.inserts, "update",

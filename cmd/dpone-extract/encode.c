@@ -18,29 +18,6 @@
 
 #include "extract.h"
 
-void (*emit_row_hook)(const char *row, size_t len, unsigned long long row_number);
-
-void
-emit_row(struct dp_writer *w, const struct dp_buf *row, size_t inc_at, size_t inc_len, struct watermark *wm,
-         const struct encoding *enc, unsigned long long row_number)
-{
-	if (enc->max_row_bytes && row->len > enc->max_row_bytes)
-		dp_die(DP_EXIT_SINK, "row %llu is %zu bytes or more as JSON, more than sink.options.delivery."
-		       "max_message_bytes (%zu): it could not be published; nothing after it was read (raise the limit, "
-		       "and the topic's max.message.bytes, or leave the column out with source.options.columns)",
-		       row_number, row->len, enc->max_row_bytes);
-	if (emit_row_hook)
-		emit_row_hook(row->p, row->len, row_number);
-	if (dp_writer_line(w, row->p, row->len))
-		dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
-	if (inc_len && strncmp(row->p + inc_at, "null", 4)) {
-		if (!wm->low)
-			wm->low = dp_xstrndup(row->p + inc_at, inc_len);
-		free(wm->high);
-		wm->high = dp_xstrndup(row->p + inc_at, inc_len);
-	}
-}
-
 static const struct {
 	const char *type, *logical;
 } logical_types[] = {

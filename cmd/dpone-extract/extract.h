@@ -34,15 +34,8 @@ struct column {
 struct watermark {
 	char *low, *high;
 };
-/* Write a finished row to w and remember the
- * incremental column's value, inc_len bytes at row->p + inc_at (0: none).
- * A row longer than enc->max_row_bytes stops the run (row_number in the
- * message): it could not be published. */
-void emit_row(struct dp_writer *w, const struct dp_buf *row, size_t inc_at, size_t inc_len, struct watermark *wm,
-              const struct encoding *enc, unsigned long long row_number);
-/* Called by emit_row with every row it writes, when set (reconcile.c). */
-extern void (*emit_row_hook)(const char *row, size_t len, unsigned long long row_number);
 
+/* ---- encode.c ---- */
 /* Append the JSON of one value (db-lib type and raw data) to b; -1 (b
  * unchanged or partly written) for a value no SQL Server column can hold:
  * NaN or infinity, a date outside 0001..9999, a time past midnight, a
@@ -96,20 +89,82 @@ void source_clear_error(void);
 /* Execute SQL and leave its results ready for dbnextrow; 0 or -1. */
 int source_query(struct source *s, const char *sql);
 
-/* ---- main.c, shared with cdc.c ---- */
+/* ---- emit.c: the stream and the plan dpone-extract writes ---- */
+/* The key column names as a JSON array; a new reference. */
+json_t *key_names(const struct source *s);
 /* The header's columns array for s's columns; a new reference. */
 json_t *header_columns(const struct source *s);
 /* The stream header; takes the reference to boundary. */
 json_t *stream_header(const struct source *s, const struct dp_manifest *m, const char *run_id, json_t *boundary,
                       const struct encoding *enc);
-/* --plan: what a run would read, as one JSON document on stdout (dpone-plan's input). */
+/* What --plan shows of the queries a run would send (borrowed strings). */
+struct plan_queries {
+	const char *sql;       /* the rows' SELECT */
+	const char *count_sql; /* its COUNT_BIG(*) */
+	const char *rows;      /* the count it returned, as JSON */
+};
+/* --plan: what a run would read, as one JSON document on stdout (dpone-plan's
+ * input); reconciliation may be NULL. */
 void print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
-                const char *sql, const char *count_sql, const char *rows, json_t *reconciliation);
-/* Stream the rows of the current result; returns the count. Exits on
- * errors and signals. Every batch_size rows the output is flushed, so a
- * reader downstream sees the rows in batches of that size at most. */
-unsigned long long stream_rows(struct source *s, struct dp_writer *w, const struct encoding *enc, int progress,
-                               long long batch_size, struct watermark *wm);
+                const struct plan_queries *q, json_t *reconciliation);
+
+/* Rows on their way to the stream: each is built in row (row_open,
+ * row_member and row_member_end for every column, row_close) or handed
+ * over whole (row_emit), checked against enc->max_row_bytes, written to w,
+ * and its value of column inc kept as the watermark. */
+struct row_writer {
+	struct dp_writer *w;        /* borrowed */
+	const struct source *s;     /* borrowed: the columns */
+	const struct encoding *enc; /* borrowed */
+	int inc;                    /* the column whose values make the watermark, or -1 */
+	struct dp_buf row;          /* the row being built; owned */
+	size_t inc_at, inc_len;     /* column inc's value in row (inc_len 0: none) */
+	struct watermark wm;        /* owned */
+	unsigned long long rows;    /* rows written */
+	/* When set, sees every row before it is written (the keys that
+	 * snapshot_reconciliation gathers); row_number counts from 1. */
+	void (*tap)(void *ctx, const char *row, size_t len, unsigned long long row_number);
+	void *tap_ctx;
+};
+void row_writer_init(struct row_writer *rw, struct dp_writer *w, const struct source *s, const struct encoding *enc,
+                     int track_watermark);
+/* Free the row buffer and the watermark (not w). */
+void row_writer_free(struct row_writer *rw);
+static inline void
+row_open(struct row_writer *rw)
+{
+	rw->row.len = 0;
+	rw->inc_len = 0;
+	dp_buf_char(&rw->row, '{');
+}
+/* Append column i's separator and "name":; returns where its value starts. */
+static inline size_t
+row_member(struct row_writer *rw, int i)
+{
+	if (i)
+		dp_buf_char(&rw->row, ',');
+	dp_buf_add(&rw->row, rw->s->cols[i].json_key, rw->s->cols[i].json_key_len);
+	return rw->row.len;
+}
+/* Column i's value, started at at, is complete. */
+static inline void
+row_member_end(struct row_writer *rw, int i, size_t at)
+{
+	if (i == rw->inc) {
+		rw->inc_at = at;
+		rw->inc_len = rw->row.len - at;
+	}
+}
+/* Close the row being built and emit it. */
+void row_close(struct row_writer *rw);
+/* Write a finished row. A row longer than max_row_bytes stops the run (its
+ * number in the message): it could not be published. */
+void row_emit(struct row_writer *rw, const struct dp_buf *row);
+/* Stream the rows of the current result through rw; returns how many.
+ * Exits on errors and signals. Every batch_size rows the output is
+ * flushed, so a reader downstream sees the rows in batches of that size at
+ * most. */
+unsigned long long stream_rows(struct source *s, struct row_writer *rw, int progress, long long batch_size);
 
 /* ---- cdc.c ---- */
 struct cdc_request {
@@ -124,10 +179,13 @@ int cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_
 
 /* ---- reconcile.c ---- */
 struct reconcile;
-/* For strategy snapshot_reconciliation (else NULL): gather the keys of
- * every row emit_row writes from now on. */
+/* For strategy snapshot_reconciliation (else NULL): a reconciliation
+ * that gathers the keys of the rows given to reconcile_tap. */
 struct reconcile *reconcile_start(const struct source *s, const struct dp_manifest *m, const char *manifest_path,
                                   const char *run_id);
+/* A row_writer tap (ctx: the struct reconcile): the row's key into the
+ * running reconciliation. */
+void reconcile_tap(void *ctx, const char *row, size_t len, unsigned long long row_number);
 /* After the last row: compare with the committed key index, stage the new
  * one, check max_delete_pct (exits 8), write the deletes and the
  * reconciliation message to w. Returns the deletes written. */
@@ -143,10 +201,10 @@ void reconcile_free(struct reconcile *rc);
 void reconcile_remove_staged(void);
 
 /* ---- bcp.c ---- */
-/* Bulk-copy sql out, converting the copy into rows on the artifact w as
- * it arrives (nothing on stdout); exits on errors. */
-unsigned long long bcp_extract(struct source *s, const char *sql, struct dp_writer *w, const struct encoding *enc,
-                               struct watermark *wm);
+/* Bulk-copy sql out, converting the copy into rows through rw (whose
+ * writer is the artifact; nothing on stdout) as it arrives; returns how
+ * many. Exits on errors. */
+unsigned long long bcp_extract(struct source *s, const char *sql, struct row_writer *rw);
 /* Write the finished artifact's stream on stdout. */
 void bcp_replay(const char *artifact);
 

@@ -183,14 +183,7 @@ print_column(const struct column *c, const struct column_profile *cp, int is_key
 void
 infer_contract(struct source *s, const struct encoding *enc, long long sample)
 {
-	char *table = source_table_name(s), *list = dp_xstrdup("");
-	for (int i = 0; i < s->ncols; i++) {
-		char *q = quote_name(s->cols[i].name);
-		char *next = dp_strfmt("%s%s%s", list, i ? ", " : "", q);
-		free(q);
-		free(list);
-		list = next;
-	}
+	char *table = source_table_name(s), *list = source_column_list(s, 0);
 	char *sql = dp_strfmt("SELECT TOP (%lld) %s FROM %s", sample, list, table);
 	free(list);
 	if (source_query(s, sql))

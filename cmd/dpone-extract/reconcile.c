@@ -37,19 +37,17 @@ struct reconcile {
 	const char **json_keys; /* "name": of each, borrowed */
 	size_t nkey;
 	json_t *key_columns;   /* the key columns' header objects, for the index header */
+	json_t *key_names;     /* their names, for the index header */
 	struct dp_keysort *keys;
 	struct dp_buf key;     /* scratch: one key object */
 	const char *mode;      /* delete_mode */
 	unsigned long long rows;
 };
 
-static struct reconcile *collecting; /* the run's, while rows are emitted */
-static void reconcile_row(const char *row, size_t len, unsigned long long row_number);
-
 struct reconcile *
 reconcile_start(const struct source *s, const struct dp_manifest *m, const char *manifest_path, const char *run_id)
 {
-	if (strcmp(dp_manifest_str(m, "sink.strategy.mode"), "snapshot_reconciliation"))
+	if (m->strategy != DP_SNAPSHOT_RECONCILIATION)
 		return NULL;
 	struct reconcile *rc = dp_xcalloc(1, sizeof *rc);
 	rc->m = m;
@@ -60,6 +58,7 @@ reconcile_start(const struct source *s, const struct dp_manifest *m, const char 
 	rc->json_keys = dp_xcalloc(rc->nkey + 1, sizeof *rc->json_keys);
 	json_t *all = header_columns(s);
 	rc->key_columns = json_array();
+	rc->key_names = key_names(s);
 	for (size_t k = 0; k < rc->nkey; k++) {
 		rc->names[k] = s->cols[s->key[k]].name;
 		rc->json_keys[k] = s->cols[s->key[k]].json_key;
@@ -69,8 +68,6 @@ reconcile_start(const struct source *s, const struct dp_manifest *m, const char 
 	long long mb = dp_manifest_int(m, "sink.strategy.reconcile_memory_mb", 64);
 	rc->keys = dp_keysort_new((size_t)mb << 20);
 	rc->mode = dp_manifest_str(m, "sink.strategy.delete_mode");
-	collecting = rc;
-	emit_row_hook = reconcile_row;
 	return rc;
 }
 
@@ -96,13 +93,10 @@ add_key(struct reconcile *rc, const struct dp_span *sp, unsigned long long row_n
 	rc->rows++;
 }
 
-/* emit_row_hook: the row's key into the running reconciliation. */
-static void
-reconcile_row(const char *row, size_t len, unsigned long long row_number)
+void
+reconcile_tap(void *ctx, const char *row, size_t len, unsigned long long row_number)
 {
-	struct reconcile *rc = collecting;
-	if (!rc)
-		return;
+	struct reconcile *rc = ctx;
 	struct dp_span sp[rc->nkey + 1];
 	memset(sp, 0, sizeof sp);
 	dp_scan_object(row, len, rc->names, rc->nkey, sp);
@@ -338,12 +332,9 @@ open_index(struct reconcile *rc, int *fd)
 	if (*fd < 0)
 		dp_die(DP_EXIT_FAILURE, "%s: %s", staged_index, strerror(errno));
 	struct dp_writer *w = dp_writer_open(*fd, staged_index, 3);
-	json_t *keys = json_array();
-	for (size_t k = 0; k < rc->nkey; k++)
-		json_array_append_new(keys, json_string(rc->names[k]));
-	dp_writer_control(w, "header", json_pack("{s:i, s:s, s:s, s:s, s:O, s:o}", "protocol", DP_STREAM_PROTOCOL,
+	dp_writer_control(w, "header", json_pack("{s:i, s:s, s:s, s:s, s:O, s:O}", "protocol", DP_STREAM_PROTOCOL,
 		"kind", "key_index", "job", dp_manifest_str(rc->m, "name"), "run_id", rc->run_id, "columns",
-		rc->key_columns, "key", keys));
+		rc->key_columns, "key", rc->key_names));
 	return w;
 }
 
@@ -400,8 +391,6 @@ write_deletes(FILE *missing, struct dp_writer *w)
 unsigned long long
 reconcile_finish(struct reconcile *rc, struct dp_writer *w)
 {
-	collecting = NULL;
-	emit_row_hook = NULL;
 	int deleting = strcmp(rc->mode, "report_only") != 0;
 	struct previous p;
 	json_t *index = committed_index(rc);
@@ -452,6 +441,7 @@ reconcile_free(struct reconcile *rc)
 		return;
 	dp_keysort_free(rc->keys);
 	json_decref(rc->key_columns);
+	json_decref(rc->key_names);
 	free(rc->key.p);
 	free(rc->names);
 	free(rc->json_keys);

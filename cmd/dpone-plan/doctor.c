@@ -179,7 +179,7 @@ check_artifacts(struct report *r, const struct dp_manifest *m)
 static void
 check_cdc(struct report *r, const struct dp_manifest *m, const char *manifest)
 {
-	if (strcmp(dp_manifest_str(m, "sink.strategy.mode"), "cdc"))
+	if (m->strategy != DP_CDC)
 		return;
 	int code;
 	json_t *state = dp_committed_state(m, manifest, &code);

@@ -12,6 +12,8 @@
 
 #include "plan.h"
 
+/* As laid out on the terminal (and in the man page's SYNOPSIS). */
+/* clang-format off */
 static const char usage_text[] =
 	"usage: dpone-plan [-hqV] [--registry FILE] [--print-manifest] [--get KEY] [--format md|json]\n"
 	"                  [--from VALUE] [--to VALUE] [--doctor] [--physical [--throughput N] [--apply]] MANIFEST\n"
@@ -26,6 +28,7 @@ static const char usage_text[] =
 	"      --throughput N  --physical: expected messages per second\n"
 	"      --apply         --physical: create the topic so if it is missing\n"
 	"See dpone-plan(1); exit codes are listed there.\n";
+/* clang-format on */
 
 enum { OPT_GET = OPT_EXTRA, OPT_FORMAT, OPT_FROM, OPT_TO, OPT_DOCTOR, OPT_PHYSICAL, OPT_THROUGHPUT, OPT_APPLY };
 
@@ -121,7 +124,7 @@ connections(const struct dp_manifest *m)
 	json_t *conns = json_object();
 	static const char *const sections[][2] = {{"source", "mssql"}, {"sink", "kafka"}, {"state", "postgres"}};
 	for (int i = 0; i < 3; i++) {
-		if (i == 2 && strcmp(dp_manifest_str(m, "state.type"), "postgres"))
+		if (i == 2 && m->state_type != DP_STATE_POSTGRES)
 			continue;
 		struct dp_conn c;
 		dp_cli_resolve(m, sections[i][0], sections[i][1], &c);
@@ -153,7 +156,7 @@ static json_t *
 delivery_path(const struct dp_manifest *m)
 {
 	const char *mode = dp_manifest_str(m, "sink.options.delivery.mode");
-	int txn = !strcmp(mode, "exactly_once");
+	int txn = m->delivery == DP_EXACTLY_ONCE;
 	const char *staging = txn ? "one Kafka transaction for the whole run (transactional.id dpone.<name>)"
 	                          : "none: each message is visible to consumers once delivered";
 	const char *finalization = txn ? "the transaction commits after the stream's end arrived, every delivery "
@@ -168,7 +171,7 @@ delivery_path(const struct dp_manifest *m)
 static const char *
 check_decided(const char *type, int transactional)
 {
-	if (!strcmp(type, "hash_reconciliation"))
+	if (dp_check_type(type) == DP_CHECK_HASH)
 		return "at commit, by dpone-state, after publishing: a mismatch keeps state where it was";
 	return transactional ? "at the end of the stream, before the Kafka transaction commits: a failure aborts it, "
 	                       "so no row of the run becomes visible"
@@ -180,7 +183,7 @@ static json_t *
 quality(const struct dp_manifest *m)
 {
 	const char *mode = dp_manifest_str(m, "quality.mode");
-	int txn = !strcmp(dp_manifest_str(m, "sink.options.delivery.mode"), "exactly_once");
+	int txn = m->delivery == DP_EXACTLY_ONCE;
 	json_t *checks = json_array(), *c;
 	size_t i;
 	json_array_foreach(dp_manifest_get(m, "quality.checks"), i, c) {
@@ -189,9 +192,12 @@ quality(const struct dp_manifest *m)
 		json_object_set_new(entry, "decided", json_string(check_decided(type, txn)));
 		json_array_append_new(checks, entry);
 	}
-	const char *effect = !strcmp(mode, "off")  ? "checks are not run"
-	                     : !strcmp(mode, "warn") ? "a failed check is reported and the run goes on"
-	                                              : "a failed check (severity error) fails the run";
+	static const char *const effects[] = {
+		[DP_QUALITY_FAIL] = "a failed check (severity error) fails the run",
+		[DP_QUALITY_WARN] = "a failed check is reported and the run goes on",
+		[DP_QUALITY_OFF] = "checks are not run",
+	};
+	const char *effect = effects[m->quality];
 	return json_pack("{s:s, s:s, s:o}", "mode", mode, "effect", effect, "checks", checks);
 }
 
@@ -217,7 +223,7 @@ state_section(const struct dp_manifest *m, json_t *current, const json_t *bounda
 		"last_run", json_object_get(record, "run_id"), "last_commit", json_object_get(record, "committed_at"),
 		"watermark_before", before, "watermark_after_reason", why, "lease", json_object_get(current, "lease"));
 	json_object_set(s, "watermark_after", after ? after : json_null());
-	if (!strcmp(dp_manifest_str(m, "state.type"), "file"))
+	if (m->state_type == DP_STATE_FILE)
 		json_object_set_new(s, "path", json_string(dp_manifest_str(m, "state.path")));
 	else
 		json_object_set_new(s, "table", json_pack("{s:s, s:s}", "schema", dp_manifest_str(m, "state.table.schema"),

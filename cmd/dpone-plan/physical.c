@@ -57,7 +57,6 @@ physical_plan(const struct dp_manifest *m, const char *manifest_path, double thr
 	long long rows = json_integer_value(json_object_get(src, "rows"));
 	long long widest = json_integer_value(json_object_get(sample, "widest_row_json_bytes"));
 	long long limit = dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000);
-	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
 	int keyed = json_array_size(json_object_get(src, "key")) > 0;
 	/* Expected writes: --throughput messages/s, else the whole table in 5 minutes. */
 	double per_second = throughput > 0 ? throughput : fmax(1.0, (double)rows / 300.0);
@@ -74,8 +73,8 @@ physical_plan(const struct dp_manifest *m, const char *manifest_path, double thr
 	if (json_is_integer(fixed))
 		parts = json_integer_value(fixed);
 	long long rf = dp_manifest_int(m, "sink.options.topic_config.replication_factor", 3);
-	int compact = !strcmp(mode, "incremental_merge") || !strcmp(mode, "snapshot_reconciliation") ||
-	              !strcmp(mode, "cdc");
+	int compact = m->strategy == DP_INCREMENTAL_MERGE || m->strategy == DP_SNAPSHOT_RECONCILIATION ||
+	              m->strategy == DP_CDC;
 	const char *compression = dp_manifest_str(m, "sink.options.delivery.compression_type");
 	long long max_message = round_up(widest * 12 / 10 + 1024, 1024);
 	if (max_message < 1048588)

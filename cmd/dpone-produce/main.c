@@ -14,10 +14,12 @@
 
 #include "produce.h"
 
+/* As laid out on the terminal (and in the man page's SYNOPSIS). */
+/* clang-format off */
 static const char usage_text[] =
 	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run] [--check]\n"
-	"                     [--drain-timeout SECONDS] [--transactional-id ID] [--commit-record FILE]\n"
-	"                     MANIFEST < STREAM\n"
+	"                     [--create-topic DESIGN] [--drain-timeout SECONDS] [--transactional-id ID]\n"
+	"                     [--commit-record FILE] MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
 	DP_CLI_COMMON_HELP
 	"      --dry-run       read and check the stream, build every message, send nothing\n"
@@ -27,6 +29,7 @@ static const char usage_text[] =
 	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
 	"      --commit-record FILE     once delivered (committed), write the summary to FILE durably\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
+/* clang-format on */
 
 enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC, OPT_COMMIT_RECORD };
 
@@ -342,14 +345,14 @@ finish(struct run *rn)
 	/* Checks decided before the data is visible keep it invisible. */
 	if (rn->checks_failed)
 		run_fail(rn, DP_EXIT_QUALITY, "the stream's quality checks failed%s",
-		         !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once")
+		         rn->m->delivery == DP_EXACTLY_ONCE
 		         ? "; nothing becomes visible to read_committed consumers"
 		         : "; the rows were published (delivery is not transactional) but state does not advance");
 	/* The summary (with the offsets read back) is made, and the commit
 	 * record prepared with it, before the commit: once the transaction is
 	 * committed the rows are visible, and as little as possible may stand
 	 * between that and the record of it. */
-	int transactional = rn->sink && !strcmp(dp_manifest_str(rn->m, "sink.options.delivery.mode"), "exactly_once");
+	int transactional = rn->sink && rn->m->delivery == DP_EXACTLY_ONCE;
 	json_t *summary = run_summary(rn);
 	if (transactional)
 		json_object_set_new(summary, "transaction", json_string("committed")); /* what the record will say */
@@ -442,19 +445,19 @@ main(int argc, char **argv)
 	json_t *flush_timeout = dp_manifest_get(m, "sink.options.delivery.flush_timeout");
 	struct sink_options so = {
 		.topic = topic,
-		.transactional = !strcmp(dp_manifest_str(m, "sink.options.delivery.mode"), "exactly_once"),
+		.transactional = m->delivery == DP_EXACTLY_ONCE,
 		.transactional_id = txn_id,
 		.stall_timeout = flush_timeout ? json_number_value(flush_timeout) : 0,
 		.drain_timeout = o.drain_timeout,
 		.quiet = cli.quiet};
 	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2),
-	                 .hashing = dp_manifest_has_check(m, "hash_reconciliation"),
+	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
 	                 .record_path = o.dry_run ? NULL : o.commit_record};
 	if (rn.record_path)
 		rn.prepared_path = dp_strfmt("%s.prepared", rn.record_path);
 	int in = 0;
 	char **names = NULL; /* the unique key for duplicate_policy; strings borrowed from m */
-	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "incremental_merge")) {
+	if (m->strategy == DP_INCREMENTAL_MERGE) {
 		json_t *uk = dp_manifest_get(m, "sink.strategy.unique_key");
 		size_t n = json_array_size(uk);
 		names = dp_xcalloc(n + 1, sizeof *names);

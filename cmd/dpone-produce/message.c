@@ -55,7 +55,7 @@ key_mode_of(const struct dp_manifest *m)
 		if (json_array_size(dp_manifest_get(m, "sink.options.key.fields")) || dp_manifest_str(m, "sink.options.key.field"))
 			mode = "fields";
 		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")) ||
-		         !strcmp(dp_manifest_str(m, "sink.strategy.mode"), "cdc"))
+		         m->strategy == DP_CDC)
 			mode = "unique_key";
 		else
 			mode = "null";
@@ -80,7 +80,7 @@ init_key(struct format *f, const struct dp_manifest *m, json_t *header)
 		if (!json_array_size(names) && dp_manifest_str(m, "sink.options.key.field"))
 			names = dp_manifest_get(m, path = "sink.options.key.field");
 	}
-	if (names && json_is_string(names)) {
+	if (json_is_string(names)) {
 		json_t *one = json_pack("[O]", names);
 		f->key_names = string_list(one, &f->nkey);
 		json_decref(one);
@@ -213,7 +213,7 @@ format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 		f->row_marker = dp_xstrdup("\"__deleted\":\"false\"");
 	else if (f->envelope == ENV_FLAT && f->deletes_enabled && !f->tombstone)
 		f->row_marker = dp_strfmt("%s:\"upsert\"", f->op_field_json);
-	if (!strcmp(dp_manifest_str(m, "sink.strategy.mode"), "snapshot_reconciliation"))
+	if (m->strategy == DP_SNAPSHOT_RECONCILIATION)
 		init_reconciliation(f, m);
 	const char *wm = json_string_value(json_object_get(json_object_get(header, "boundary"), "column"));
 	if (!wm)

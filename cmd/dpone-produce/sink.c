@@ -182,14 +182,13 @@ static rd_kafka_conf_t *
 build_conf(struct sink *s, const struct dp_manifest *m, const struct dp_conn *conn)
 {
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
-	const char *mode = dp_manifest_str(m, "sink.options.delivery.mode");
 	conf_set(c, "client.id", "dpone-produce", "default");
 	conf_set(c, "acks", "all", "default");
 	/* Keys land where Java clients put them. */
 	conf_set(c, "partitioner", "murmur2_random", "default");
 	/* A missing topic is an error, not something a metadata request creates. */
 	conf_set(c, "allow.auto.create.topics", "false", "default");
-	if (strcmp(mode, "at_least_once"))
+	if (m->delivery != DP_AT_LEAST_ONCE)
 		conf_set(c, "enable.idempotence", "true", "sink.options.delivery.mode");
 	conf_connection(c, conn);
 	conf_delivery(c, m);

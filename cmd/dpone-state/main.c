@@ -12,6 +12,8 @@
 
 #include "store.h"
 
+/* As laid out on the terminal (and in the man page's SYNOPSIS). */
+/* clang-format off */
 static const char usage_text[] =
 	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] [--run-id ID] [--ttl SECONDS]\n"
 	"                   [--to VALUE] [--force] [--watermark] [--clear] MANIFEST COMMAND\n"
@@ -35,6 +37,7 @@ static const char usage_text[] =
 	"      --watermark     get: print only the watermark's value\n"
 	"      --clear         schema, keys: forget the published schema or the key index\n"
 	"See dpone-state(1); exit codes are listed there.\n";
+/* clang-format on */
 
 enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK, OPT_CLEAR };
 
@@ -111,7 +114,7 @@ reconcile_hashes(struct summary *sum)
 	json_array_foreach(json_object_get(sum->checks, "results"), i, r) {
 		const char *type = json_string_value(json_object_get(r, "type"));
 		const char *extracted = json_string_value(json_object_get(r, "row_hash"));
-		if (!type || strcmp(type, "hash_reconciliation") || !extracted || !published || dropped)
+		if (dp_check_type(type) != DP_CHECK_HASH || !extracted || !published || dropped)
 			continue;
 		if (strcmp(extracted, published)) {
 			const char *severity = json_string_value(json_object_get(r, "severity"));
@@ -300,7 +303,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	struct summary sum = {0};
 	read_summary(&sum);
 	if (!sum.checks && json_array_size(dp_manifest_get(o->m, "quality.checks")) &&
-	    strcmp(dp_manifest_str(o->m, "quality.mode"), "off"))
+	    o->m->quality != DP_QUALITY_OFF)
 		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
 		        "summary: dpone-check belongs between dpone-extract and dpone-produce)");
 	struct commit_ctx c = {&sum, o->run_id, NULL, NULL, NULL};
@@ -452,8 +455,10 @@ cmd_check(struct store *s, const struct options *o, char *err, size_t errlen)
 }
 
 static int
-cmd_schema(struct store *s, char *err, size_t errlen)
+cmd_schema(struct store *s, const struct options *o, char *err, size_t errlen)
 {
+	if (o->clear)
+		return s->ops->update(s, schema_clear_update, (void *)o, err, errlen);
 	struct job_state st = {0};
 	int rc = s->ops->read(s, &st, err, errlen);
 	if (rc)
@@ -500,8 +505,9 @@ unlock_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 }
 
 static int
-cmd_history(struct store *s, char *err, size_t errlen)
+cmd_history(struct store *s, const struct options *o, char *err, size_t errlen)
 {
+	(void)o;
 	json_t *list;
 	int rc = s->ops->history(s, &list, err, errlen);
 	if (rc)
@@ -514,6 +520,62 @@ cmd_history(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
+static int
+cmd_reset(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	return s->ops->update(s, reset_update, (void *)o, err, errlen);
+}
+
+static int
+cmd_lock(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	return s->ops->update(s, lock_update, (void *)o, err, errlen);
+}
+
+static int
+cmd_unlock(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	return s->ops->update(s, unlock_update, (void *)o, err, errlen);
+}
+
+/* The commands, git-style: name, what runs it, the option it cannot do
+ * without (NEEDS_*), and the message when it is missing. */
+enum { NEEDS_NOTHING, NEEDS_TO, NEEDS_RUN_ID };
+static const struct command {
+	const char *name;
+	int (*run)(struct store *s, const struct options *o, char *err, size_t errlen);
+	int needs;
+	const char *missing;
+} commands[] = {
+	{"get", cmd_get, NEEDS_NOTHING, NULL},
+	{"commit", cmd_commit, NEEDS_NOTHING, NULL},
+	{"history", cmd_history, NEEDS_NOTHING, NULL},
+	{"reset", cmd_reset, NEEDS_TO, "reset needs --to VALUE (null clears the watermark)"},
+	{"lock", cmd_lock, NEEDS_RUN_ID, "lock needs --run-id ID"},
+	{"unlock", cmd_unlock, NEEDS_NOTHING, NULL},
+	{"schema", cmd_schema, NEEDS_NOTHING, NULL},
+	{"check", cmd_check, NEEDS_NOTHING, NULL},
+	{"keys", cmd_keys, NEEDS_NOTHING, NULL},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* The command named name; exits with a suggestion when there is none. */
+static const struct command *
+find_command(const char *name)
+{
+	const char *names[NCOMMANDS + 1];
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+		names[i] = commands[i].name;
+	}
+	names[NCOMMANDS] = NULL;
+	const char *near = dp_did_you_mean(name, names);
+	if (near)
+		dp_die(DP_EXIT_USAGE, "unknown command '%s' (did you mean '%s'?)", name, near);
+	dp_die(DP_EXIT_USAGE, "unknown command '%s'", name);
+}
+
 static struct store *
 open_store(const struct dp_manifest *m)
 {
@@ -521,7 +583,7 @@ open_store(const struct dp_manifest *m)
 	int code = 0;
 	struct store *s;
 	const char *job = dp_manifest_str(m, "name");
-	if (!strcmp(dp_manifest_str(m, "state.type"), "postgres")) {
+	if (m->state_type == DP_STATE_POSTGRES) {
 		struct dp_conn conn;
 		dp_cli_resolve(m, "state", "postgres", &conn);
 		s = store_pg_open(&conn, dp_manifest_str(m, "state.table.schema"), dp_manifest_str(m, "state.table.name"),
@@ -538,8 +600,6 @@ open_store(const struct dp_manifest *m)
 int
 main(int argc, char **argv)
 {
-	static const char *const commands[] = {"get", "commit", "history", "reset", "lock", "unlock", "schema", "check",
-	                                       "keys", NULL};
 	static const struct option extra[] = {
 		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"ttl", required_argument, NULL, OPT_TTL},
 		{"to", required_argument, NULL, OPT_TO}, {"force", no_argument, NULL, OPT_FORCE},
@@ -556,45 +616,15 @@ main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		dp_die(DP_EXIT_USAGE, "missing COMMAND");
 	}
-	int known = 0;
-	for (const char *const *c = commands; *c; c++)
-		known |= !strcmp(*c, command);
-	if (!known) {
-		const char *near = dp_did_you_mean(command, commands);
-		if (near)
-			dp_die(DP_EXIT_USAGE, "unknown command '%s' (did you mean '%s'?)", command, near);
-		dp_die(DP_EXIT_USAGE, "unknown command '%s'", command);
-	}
-	if (!strcmp(command, "reset") && !o.to)
-		dp_die(DP_EXIT_USAGE, "reset needs --to VALUE (null clears the watermark)");
-	if (!strcmp(command, "lock") && !o.run_id)
-		dp_die(DP_EXIT_USAGE, "lock needs --run-id ID");
+	const struct command *cmd = find_command(command);
+	if ((cmd->needs == NEEDS_TO && !o.to) || (cmd->needs == NEEDS_RUN_ID && !o.run_id))
+		dp_die(DP_EXIT_USAGE, "%s", cmd->missing);
 	o.quiet = cli.quiet;
 	o.m = m;
 
 	struct store *s = open_store(m);
 	char err[1024] = "";
-	int rc;
-	if (!strcmp(command, "get"))
-		rc = cmd_get(s, &o, err, sizeof err);
-	else if (!strcmp(command, "commit"))
-		rc = cmd_commit(s, &o, err, sizeof err);
-	else if (!strcmp(command, "history"))
-		rc = cmd_history(s, err, sizeof err);
-	else if (!strcmp(command, "reset"))
-		rc = s->ops->update(s, reset_update, &o, err, sizeof err);
-	else if (!strcmp(command, "lock"))
-		rc = s->ops->update(s, lock_update, &o, err, sizeof err);
-	else if (!strcmp(command, "check"))
-		rc = cmd_check(s, &o, err, sizeof err);
-	else if (!strcmp(command, "schema") && o.clear)
-		rc = s->ops->update(s, schema_clear_update, &o, err, sizeof err);
-	else if (!strcmp(command, "schema"))
-		rc = cmd_schema(s, err, sizeof err);
-	else if (!strcmp(command, "keys"))
-		rc = cmd_keys(s, &o, err, sizeof err);
-	else
-		rc = s->ops->update(s, unlock_update, &o, err, sizeof err);
+	int rc = cmd->run(s, &o, err, sizeof err);
 	s->ops->close(s);
 	dp_manifest_free(m);
 	if (rc)

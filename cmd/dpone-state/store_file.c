@@ -26,22 +26,19 @@ struct file_store {
 	int lock_fd;
 };
 
+/* The directories above the file path. */
 static int
-make_dirs(const char *path)
+make_parent_dirs(const char *path)
 {
 	char *copy = dp_xstrdup(path);
-	for (char *p = copy + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
-			free(copy);
-			return -1;
-		}
-		*p = '/';
+	char *slash = strrchr(copy, '/');
+	int rc = 0;
+	if (slash && slash != copy) {
+		*slash = '\0';
+		rc = dp_mkdir_p(copy, 0755);
 	}
 	free(copy);
-	return 0;
+	return rc;
 }
 
 /* The whole document, or a new empty one when the file does not exist. */
@@ -50,7 +47,7 @@ load_doc(struct file_store *f, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *doc = json_load_file(f->path, JSON_REJECT_DUPLICATES, &jerr);
-	if (doc && json_is_object(doc))
+	if (json_is_object(doc))
 		return doc;
 	json_decref(doc);
 	if (access(f->path, F_OK) < 0 && errno == ENOENT)
@@ -212,7 +209,7 @@ file_put_keys(struct store *s, const char *path, const char *name, char *err, si
 	struct file_store *f = (struct file_store *)s;
 	char *dest = keys_file(f, name), *tmp = dp_strfmt("%s.tmp", dest);
 	int in = open(path, O_RDONLY | O_CLOEXEC), out = -1, rc = DP_EXIT_STATE;
-	if (in >= 0 && make_dirs(dest) == 0)
+	if (in >= 0 && make_parent_dirs(dest) == 0)
 		out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (in < 0 || out < 0)
 		snprintf(err, errlen, "storing the key index: %s: %s", in < 0 ? path : tmp, strerror(errno));
@@ -279,7 +276,7 @@ static const struct store_ops file_ops = {file_read, file_update, file_history, 
 struct store *
 store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen)
 {
-	if (make_dirs(path) < 0) {
+	if (make_parent_dirs(path) < 0) {
 		snprintf(err, errlen, "%s: cannot create its directory: %s", path, strerror(errno));
 		*code = DP_EXIT_STATE;
 		return NULL;
