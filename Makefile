@@ -45,7 +45,8 @@ produce_LIBS = $(shell $(PKG_CONFIG) --libs rdkafka)
 state_LIBS   =
 plan_LIBS    = -lm
 
-.PHONY: all testtools check check-asan check-valgrind fuzz chaos deps demo bench install uninstall clean man-sync
+.PHONY: all testtools check check-asan check-valgrind lint format fuzz chaos deps demo bench install uninstall clean \
+        man-sync
 
 all: $(PROGRAMS:%=$(BIN)/%) $(BIN)/dpone
 
@@ -120,6 +121,16 @@ deps:
 check: deps
 	$(MAKE) all testtools
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) $(BATS) tests
+	sh scripts/lint $(BIN)/dpone
+
+# clang-format, cppcheck, clang-tidy and shellcheck (scripts/lint); make
+# format rewrites the C sources in the style .clang-format describes.
+lint: deps
+	$(MAKE) $(BIN)/dpone
+	sh scripts/lint $(BIN)/dpone
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
 
 check-asan: deps
 	$(MAKE) O=build-asan BIN=build-asan/bin \

@@ -11,12 +11,11 @@ void
 dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, const struct option *extra,
                 int (*handle)(int id, const char *arg, void *ctx), void *ctx, struct dp_cli *cli)
 {
-	static const struct option common[] = {
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"registry", required_argument, NULL, OPT_REGISTRY},
-		{"print-manifest", no_argument, NULL, OPT_PRINT_MANIFEST}};
+	static const struct option common[] = {{"help", no_argument, NULL, 'h'},
+	                                       {"version", no_argument, NULL, 'V'},
+	                                       {"quiet", no_argument, NULL, 'q'},
+	                                       {"registry", required_argument, NULL, OPT_REGISTRY},
+	                                       {"print-manifest", no_argument, NULL, OPT_PRINT_MANIFEST}};
 	size_t nextra = 0;
 	while (extra && extra[nextra].name)
 		nextra++;
@@ -31,21 +30,11 @@ dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, con
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, ":hVq", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'h':
-			fputs(usage_text, stdout);
-			dp_exit_flushing_stdout(DP_EXIT_OK);
-		case 'V':
-			printf("%s %s\n", dp_progname, DPONE_VERSION);
-			dp_exit_flushing_stdout(DP_EXIT_OK);
-		case 'q':
-			cli->quiet = 1;
-			break;
-		case OPT_REGISTRY:
-			dp_registry_set_path(optarg);
-			break;
-		case OPT_PRINT_MANIFEST:
-			cli->print_manifest = 1;
-			break;
+		case 'h': fputs(usage_text, stdout); dp_exit_flushing_stdout(DP_EXIT_OK);
+		case 'V': printf("%s %s\n", dp_progname, DPONE_VERSION); dp_exit_flushing_stdout(DP_EXIT_OK);
+		case 'q': cli->quiet = 1; break;
+		case OPT_REGISTRY: dp_registry_set_path(optarg); break;
+		case OPT_PRINT_MANIFEST: cli->print_manifest = 1; break;
 		case ':':
 			dp_warn("option %s needs a value", argv[optind - 1]);
 			fputs(usage_text, stderr);

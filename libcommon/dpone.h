@@ -279,24 +279,46 @@ int dp_writer_close(struct dp_writer *w);
 /* The manifest's choices that commands branch on, each one table: its
  * enum here, the values manifest_schema.c accepts (in enum order), and the
  * field of struct dp_manifest it is resolved into at load. */
-#define DP_STRATEGIES(X) \
-	X(DP_FULL_REFRESH, "full_refresh") X(DP_INCREMENTAL_APPEND, "incremental_append") \
-	X(DP_INCREMENTAL_MERGE, "incremental_merge") X(DP_REPLACE, "replace") \
-	X(DP_PARTITION_REPLACE, "partition_replace") X(DP_SNAPSHOT_RECONCILIATION, "snapshot_reconciliation") \
+#define DP_STRATEGIES(X)                                         \
+	X(DP_FULL_REFRESH, "full_refresh")                       \
+	X(DP_INCREMENTAL_APPEND, "incremental_append")           \
+	X(DP_INCREMENTAL_MERGE, "incremental_merge")             \
+	X(DP_REPLACE, "replace")                                 \
+	X(DP_PARTITION_REPLACE, "partition_replace")             \
+	X(DP_SNAPSHOT_RECONCILIATION, "snapshot_reconciliation") \
 	X(DP_CDC, "cdc")
-#define DP_DELIVERY_MODES(X) X(DP_AT_LEAST_ONCE, "at_least_once") X(DP_IDEMPOTENT, "idempotent") \
+#define DP_DELIVERY_MODES(X)                 \
+	X(DP_AT_LEAST_ONCE, "at_least_once") \
+	X(DP_IDEMPOTENT, "idempotent")       \
 	X(DP_EXACTLY_ONCE, "exactly_once")
-#define DP_QUALITY_MODES(X) X(DP_QUALITY_FAIL, "fail") X(DP_QUALITY_WARN, "warn") X(DP_QUALITY_OFF, "off")
-#define DP_STATE_TYPES(X) X(DP_STATE_FILE, "file") X(DP_STATE_POSTGRES, "postgres")
-#define DP_EXPORT_MODES(X) X(DP_EXPORT_STREAM, "stream") X(DP_EXPORT_BCP, "bcp")
-#define DP_BIGINT_MODES(X) X(DP_BIGINT_NUMBER, "number") X(DP_BIGINT_STRING, "string")
-#define DP_BINARY_MODES(X) X(DP_BINARY_BASE64, "base64") X(DP_BINARY_HEX, "hex")
-#define DP_BREAKING_POLICIES(X) X(DP_BREAKING_FAIL, "fail") X(DP_BREAKING_VARIANT, "variant")
+#define DP_QUALITY_MODES(X)        \
+	X(DP_QUALITY_FAIL, "fail") \
+	X(DP_QUALITY_WARN, "warn") \
+	X(DP_QUALITY_OFF, "off")
+#define DP_STATE_TYPES(X)        \
+	X(DP_STATE_FILE, "file") \
+	X(DP_STATE_POSTGRES, "postgres")
+#define DP_EXPORT_MODES(X)            \
+	X(DP_EXPORT_STREAM, "stream") \
+	X(DP_EXPORT_BCP, "bcp")
+#define DP_BIGINT_MODES(X)            \
+	X(DP_BIGINT_NUMBER, "number") \
+	X(DP_BIGINT_STRING, "string")
+#define DP_BINARY_MODES(X)            \
+	X(DP_BINARY_BASE64, "base64") \
+	X(DP_BINARY_HEX, "hex")
+#define DP_BREAKING_POLICIES(X)     \
+	X(DP_BREAKING_FAIL, "fail") \
+	X(DP_BREAKING_VARIANT, "variant")
 /* quality.checks[].type (resolved by dp_check_type, one per check). */
-#define DP_CHECK_TYPES(X) \
-	X(DP_CHECK_MIN_ROWS, "min_rows") X(DP_CHECK_MAX_ROWS, "max_rows") \
-	X(DP_CHECK_SOURCE_COUNT, "source_target_count") X(DP_CHECK_NOT_NULL, "not_null") \
-	X(DP_CHECK_UNIQUE, "unique") X(DP_CHECK_FRESHNESS, "freshness") X(DP_CHECK_HASH, "hash_reconciliation")
+#define DP_CHECK_TYPES(X)                               \
+	X(DP_CHECK_MIN_ROWS, "min_rows")                \
+	X(DP_CHECK_MAX_ROWS, "max_rows")                \
+	X(DP_CHECK_SOURCE_COUNT, "source_target_count") \
+	X(DP_CHECK_NOT_NULL, "not_null")                \
+	X(DP_CHECK_UNIQUE, "unique")                    \
+	X(DP_CHECK_FRESHNESS, "freshness")              \
+	X(DP_CHECK_HASH, "hash_reconciliation")
 #define DP_ENUM_ID(id, name) id,
 #define DP_ENUM_NAME(id, name) name,
 enum dp_strategy { DP_STRATEGIES(DP_ENUM_ID) };
@@ -311,15 +333,15 @@ enum dp_check_type { DP_CHECK_TYPES(DP_ENUM_ID) };
 
 struct dp_manifest {
 	char *path;
-	json_t *root;  /* resolved: defaults applied, key lists normalized */
-	json_t *marks; /* "a.b[0].c" -> [line, column] of the value in the file */
-	enum dp_strategy strategy;         /* sink.strategy.mode */
-	enum dp_delivery_mode delivery;    /* sink.options.delivery.mode */
-	enum dp_quality_mode quality;      /* quality.mode */
-	enum dp_state_type state_type;     /* state.type */
-	enum dp_export_mode export_mode;   /* source.options.export_mode */
-	enum dp_bigint_mode bigint_as;     /* source.options.bigint_as */
-	enum dp_binary_mode binary_as;     /* source.options.binary_as */
+	json_t *root;                        /* resolved: defaults applied, key lists normalized */
+	json_t *marks;                       /* "a.b[0].c" -> [line, column] of the value in the file */
+	enum dp_strategy strategy;           /* sink.strategy.mode */
+	enum dp_delivery_mode delivery;      /* sink.options.delivery.mode */
+	enum dp_quality_mode quality;        /* quality.mode */
+	enum dp_state_type state_type;       /* state.type */
+	enum dp_export_mode export_mode;     /* source.options.export_mode */
+	enum dp_bigint_mode bigint_as;       /* source.options.bigint_as */
+	enum dp_binary_mode binary_as;       /* source.options.binary_as */
 	enum dp_breaking_policy on_breaking; /* schema_evolution.on_breaking */
 };
 /* The check type named name (a value the manifest accepted), or -1. */
@@ -349,8 +371,8 @@ json_t *dp_yaml_load_file(const char *path, json_t *marks, char *err, size_t err
 /* ---- connection registry (registry.c, vault.c); see dpone-manifest(5) ---- */
 struct dp_conn {
 	char *id;
-	char *kind;     /* "mssql", "kafka" or "postgres" */
-	char *host;     /* first host (mssql, postgres) */
+	char *kind; /* "mssql", "kafka" or "postgres" */
+	char *host; /* first host (mssql, postgres) */
 	int port;
 	char *user;
 	char *password; /* secret: never printed */
@@ -362,8 +384,8 @@ struct dp_conn {
 /* Resolve connection id through connection_type env|file|vault. kind is the
  * expected kind or NULL. Returns 0, or an exit code with a one-line message
  * (never containing a secret) in err. */
-int dp_conn_resolve(const char *id, const char *connection_type, const char *kind,
-                    struct dp_conn *out, char *err, size_t errlen);
+int dp_conn_resolve(const char *id, const char *connection_type, const char *kind, struct dp_conn *out, char *err,
+                    size_t errlen);
 void dp_conn_free(struct dp_conn *c);
 /* A JSON description with every secret replaced by "***"; the caller owns it. */
 json_t *dp_conn_redacted(const struct dp_conn *c);
@@ -391,10 +413,10 @@ struct dp_cli {
 	int print_manifest;
 };
 /* The --help lines of the options dp_cli_parse handles, for usage texts. */
-#define DP_CLI_COMMON_HELP \
-	"  -h, --help          show this help and exit\n" \
-	"  -V, --version       show the version and exit\n" \
-	"  -q, --quiet         no progress on stderr\n" \
+#define DP_CLI_COMMON_HELP                                                      \
+	"  -h, --help          show this help and exit\n"                       \
+	"  -V, --version       show the version and exit\n"                     \
+	"  -q, --quiet         no progress on stderr\n"                         \
 	"      --registry FILE connection registry for connection_type: file\n" \
 	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n"
 /* Parse the options every command shares (-h, -V, -q, --registry FILE,

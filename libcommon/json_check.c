@@ -65,8 +65,14 @@ escape(struct scan *s)
 		return fail(s, "unterminated string");
 	s->escapes++;
 	switch (*s->p++) {
-	case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-		return 0;
+	case '"':
+	case '\\':
+	case '/':
+	case 'b':
+	case 'f':
+	case 'n':
+	case 'r':
+	case 't': return 0;
 	case 'u':
 		if (hex4(s, &u))
 			return -1;
@@ -82,8 +88,7 @@ escape(struct scan *s)
 		if (lo < 0xDC00 || lo > 0xDFFF)
 			return fail(s, "invalid surrogate pair in \\u escape");
 		return 0;
-	default:
-		return fail(s, "invalid escape in string");
+	default: return fail(s, "invalid escape in string");
 	}
 }
 
@@ -96,11 +101,17 @@ dp_utf8_len(const unsigned char *p, const unsigned char *end)
 	if (c < 0x80)
 		return 1;
 	if (c >= 0xC2 && c <= 0xDF) {
-		need = 1; min = 0x80; cp = c & 0x1F;
+		need = 1;
+		min = 0x80;
+		cp = c & 0x1F;
 	} else if (c >= 0xE0 && c <= 0xEF) {
-		need = 2; min = 0x800; cp = c & 0x0F;
+		need = 2;
+		min = 0x800;
+		cp = c & 0x0F;
 	} else if (c >= 0xF0 && c <= 0xF4) {
-		need = 3; min = 0x10000; cp = c & 0x07;
+		need = 3;
+		min = 0x10000;
+		cp = c & 0x07;
 	} else {
 		return 0;
 	}
@@ -141,7 +152,8 @@ string(struct scan *s)
 			const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
 			uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
 			uint64_t special = (v | ((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) |
-			                    ((backslash - ones) & ~backslash)) & high;
+			                    ((backslash - ones) & ~backslash)) &
+			                   high;
 			if (special) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 				/* The lowest flagged byte is the first special one (a
@@ -243,14 +255,14 @@ int
 dp_json_validate_members(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n,
                          struct dp_span *out, struct dp_json_error *err)
 {
-	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len,
-	                 (const unsigned char *)buf, NULL, 0};
+	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len, (const unsigned char *)buf, NULL,
+	                 0};
 	char stack[MAX_DEPTH]; /* '{' or '[' per open container */
 	int depth = 0;
 	int rc = 0;
 	for (size_t i = 0; i < n; i++)
 		out[i] = (struct dp_span){NULL, 0};
-	const char *key = NULL;   /* the top-level member being read, quoted */
+	const char *key = NULL; /* the top-level member being read, quoted */
 	size_t key_len = 0;
 	int key_escaped = 0;
 	const unsigned char *value = NULL;
@@ -283,7 +295,7 @@ dp_json_validate_members(const char *buf, size_t len, char *const *names, const 
 			rc = -1;
 			break;
 		}
-	after_value:
+after_value:
 		if (key && depth == 1) { /* a top-level member's value ends here */
 			dp_member_take(key, key + key_len, key_escaped, names, lens, n, out,
 			               (struct dp_span){(const char *)value, (size_t)(s.p - value)});
@@ -313,7 +325,7 @@ dp_json_validate_members(const char *buf, size_t len, char *const *names, const 
 		}
 		rc = fail(&s, stack[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
 		break;
-	object_key:
+object_key:
 		if (s.p >= s.end || *s.p != '"') {
 			rc = fail(&s, "expected a string key");
 			break;

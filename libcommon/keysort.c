@@ -25,15 +25,15 @@ struct run {
 };
 
 struct dp_keysort {
-	size_t budget;        /* arena bytes + pointer bytes allowed */
-	char *arena;          /* length-prefixed keys, owned */
+	size_t budget; /* arena bytes + pointer bytes allowed */
+	char *arena;   /* length-prefixed keys, owned */
 	size_t used, cap;
-	size_t *at;           /* offsets of the keys in the arena, owned */
+	size_t *at; /* offsets of the keys in the arena, owned */
 	size_t n, atcap;
-	struct run *runs;     /* spilled runs, then the arena as one more source */
+	struct run *runs; /* spilled runs, then the arena as one more source */
 	size_t nruns;
-	size_t mem_next;      /* merge: next arena key */
-	char *last;           /* merge: the key returned last, owned */
+	size_t mem_next; /* merge: next arena key */
+	char *last;      /* merge: the key returned last, owned */
 	size_t last_len, last_cap;
 	int have_last, finished;
 	unsigned long long spilled;

@@ -39,8 +39,7 @@ where_of(json_t *marks, const char *path, long long *line, long long *col)
 	*col = m ? json_integer_value(json_array_get(m, 1)) : 1;
 }
 
-static int
-cfail(struct check *c, const char *mark_path, const char *path, const char *fmt, ...)
+static int cfail(struct check *c, const char *mark_path, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static int
@@ -72,7 +71,8 @@ type_name(const json_t *v)
 	case JSON_STRING: return "a string";
 	case JSON_INTEGER: return "an integer";
 	case JSON_REAL: return "a number";
-	case JSON_TRUE: case JSON_FALSE: return "a boolean";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
 	default: return "null";
 	}
 }
@@ -84,7 +84,8 @@ static int
 check_enum(struct check *c, const struct key *k, json_t *v, const char *path)
 {
 	if (!json_is_string(v))
-		return cfail(c, path, path, "expected one of the names listed in dpone-manifest(5), got %s", type_name(v));
+		return cfail(c, path, path, "expected one of the names listed in dpone-manifest(5), got %s",
+		             type_name(v));
 	const char *s = json_string_value(v);
 	for (const char *const *e = k->values; *e; e++)
 		if (!strcmp(*e, s))
@@ -125,7 +126,8 @@ check_keylist(struct check *c, json_t *parent, const char *name, json_t *v, cons
 		v = json_object_get(parent, name);
 	}
 	if (!json_is_array(v))
-		return cfail(c, path, path, "expected %s, got %s", allow_scalar ? "a column name or a list of them" : "a list of strings", type_name(v));
+		return cfail(c, path, path, "expected %s, got %s",
+		             allow_scalar ? "a column name or a list of them" : "a list of strings", type_name(v));
 	size_t i, j;
 	json_t *item;
 	json_array_foreach(v, i, item) {
@@ -198,18 +200,13 @@ check_value(struct check *c, json_t *parent, const struct key *k, json_t *v, con
 			return cfail(c, path, path, "must not be empty");
 		return 0;
 	case K_INT:
-	case K_NUM:
-		return check_number(c, k, v, path);
+	case K_NUM: return check_number(c, k, v, path);
 	case K_BOOL:
 		return json_is_boolean(v) ? 0 : cfail(c, path, path, "expected true or false, got %s", type_name(v));
-	case K_ENUM:
-		return check_enum(c, k, v, path);
-	case K_STRLIST:
-		return check_keylist(c, parent, k->name, v, path, 0);
-	case K_KEYLIST:
-		return check_keylist(c, parent, k->name, v, path, 1);
-	case K_SCALARMAP:
-		return check_scalarmap(c, v, path);
+	case K_ENUM: return check_enum(c, k, v, path);
+	case K_STRLIST: return check_keylist(c, parent, k->name, v, path, 0);
+	case K_KEYLIST: return check_keylist(c, parent, k->name, v, path, 1);
+	case K_SCALARMAP: return check_scalarmap(c, v, path);
 	case K_MAPLIST: {
 		if (!json_is_array(v))
 			return cfail(c, path, path, "expected a list, got %s", type_name(v));
@@ -217,8 +214,9 @@ check_value(struct check *c, json_t *parent, const struct key *k, json_t *v, con
 		json_t *item;
 		json_array_foreach(v, i, item) {
 			char *ipath = dp_strfmt("%s[%zu]", path, i);
-			int rc = json_is_object(item) ? check_map(c, item, k->children, ipath)
-			                              : cfail(c, ipath, ipath, "expected a mapping, got %s", type_name(item));
+			int rc = json_is_object(item)
+			                 ? check_map(c, item, k->children, ipath)
+			                 : cfail(c, ipath, ipath, "expected a mapping, got %s", type_name(item));
 			free(ipath);
 			if (rc)
 				return rc;
@@ -343,7 +341,8 @@ rule_types(struct check *c, json_t *root)
 	if (strcmp(src, "mssql")) {
 		if (!strcmp(mode, "cdc"))
 			return cfail(c, "source.type", "source.type",
-			             "'%s': strategy cdc reads SQL Server change data capture and needs type mssql", src);
+			             "'%s': strategy cdc reads SQL Server change data capture and needs type mssql",
+			             src);
 		return cfail(c, "source.type", "source.type", "'%s' is not supported: dpone reads from mssql", src);
 	}
 	const char *sink = sget(root, "sink.type");
@@ -418,7 +417,8 @@ rule_key(struct check *c, json_t *root)
 	if (field) {
 		/* `field:` is the single-column spelling of `fields:`. */
 		if (json_object_get(key, "fields"))
-			return cfail(c, "sink.options.key.field", "sink.options.key.field", "give field or fields, not both");
+			return cfail(c, "sink.options.key.field", "sink.options.key.field",
+			             "give field or fields, not both");
 		json_object_set_new(key, "fields", json_pack("[O]", field));
 		json_object_del(key, "field");
 	}
@@ -433,20 +433,23 @@ rule_key(struct check *c, json_t *root)
 		return cfail(c, "sink.options.key.mode", "sink.options.key.mode",
 		             "unique_key needs sink.strategy.unique_key (or use fields, hash_row or null)");
 	if (!strcmp(mode, "fields") && !json_array_size(json_object_get(key, "fields")))
-		return cfail(c, "sink.options.key", "sink.options.key.fields", "key mode fields needs the list of columns");
+		return cfail(c, "sink.options.key", "sink.options.key.fields",
+		             "key mode fields needs the list of columns");
 	json_t *deletes = json_at(root, "sink.options.deletes");
 	if (cdc && !json_is_true(json_object_get(deletes, "enabled")))
-		return cfail(c, "sink.options.deletes", "sink.options.deletes.enabled",
-		             "strategy cdc publishes the source's deletes: set deletes: {enabled: true} (with tombstone: "
-		             "true for compacted topics)");
+		return cfail(
+			c, "sink.options.deletes", "sink.options.deletes.enabled",
+			"strategy cdc publishes the source's deletes: set deletes: {enabled: true} (with tombstone: "
+			"true for compacted topics)");
 	if (json_is_true(json_object_get(deletes, "enabled")) && json_is_true(json_object_get(deletes, "tombstone")) &&
 	    !strcmp(mode, "null"))
 		return cfail(c, "sink.options.deletes.tombstone", "sink.options.deletes.tombstone",
 		             "a tombstone deletes a key, so key.mode must not be null");
 	json_t *registry = json_at(root, "sink.options.schema_registry");
 	if (json_is_true(json_object_get(registry, "enabled")))
-		return cfail(c, "sink.options.schema_registry.enabled", "sink.options.schema_registry.enabled",
-		             "a schema registry is not supported; dpone writes JSON with the schema in its stream header");
+		return cfail(
+			c, "sink.options.schema_registry.enabled", "sink.options.schema_registry.enabled",
+			"a schema registry is not supported; dpone writes JSON with the schema in its stream header");
 	return 0;
 }
 
@@ -492,7 +495,8 @@ rule_checks(struct check *c, json_t *root)
 		if (json_object_get(chk, "tolerance") && json_object_get(chk, "tolerance_pct"))
 			return cfail(c, path, path, "give tolerance or tolerance_pct, not both");
 		if (!strcmp(type, "unique") && !strcmp(sget(root, "sink.strategy.mode"), "cdc"))
-			return cfail(c, path, path, "unique does not apply to strategy cdc: a key may change several times "
+			return cfail(c, path, path,
+			             "unique does not apply to strategy cdc: a key may change several times "
 			             "in one run, each change an event");
 	}
 	return 0;
@@ -512,8 +516,8 @@ rule_name(struct check *c, json_t *root)
 static int
 apply_rules(struct check *c, json_t *root)
 {
-	int (*rules[])(struct check *, json_t *) = {rule_name, rule_types, rule_topic, rule_strategy,
-	                                            rule_columns, rule_key, rule_state, rule_checks};
+	int (*rules[])(struct check *, json_t *) = {rule_name,    rule_types, rule_topic, rule_strategy,
+	                                            rule_columns, rule_key,   rule_state, rule_checks};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
 		if (rules[i](c, root))
 			return -1;
@@ -621,7 +625,7 @@ dp_manifest_incremental(const struct dp_manifest *m)
 {
 	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
 	return !strcmp(mode, "cdc") || (dp_manifest_str(m, "source.options.incremental_column") &&
-	       (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge")));
+	                                (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge")));
 }
 
 int

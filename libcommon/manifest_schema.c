@@ -45,177 +45,133 @@ static const char *const severities[] = {"error", "warning", NULL};
 static const char *const tolerance_modes[] = {"absolute", "pct", NULL};
 const char *const dp_breaking_policy_names[] = {DP_BREAKING_POLICIES(DP_ENUM_NAME) NULL};
 
-static const struct key table_keys[] = {
-	STR("schema", 0, "dbo"),
-	STR("name", REQUIRED, NULL),
-	STR("database", 0, NULL),
-	END};
+static const struct key table_keys[] = {STR("schema", 0, "dbo"), STR("name", REQUIRED, NULL), STR("database", 0, NULL),
+                                        END};
 
-static const struct key source_options[] = {
-	STR("incremental_column", 0, NULL),
-	INT("batch_size", 0, "50000", 1, 10000000),
-	ENUM("export_mode", 0, "stream", dp_export_mode_names),
-	LIST("columns", K_STRLIST),
-	STR("source_custom_predicate", 0, NULL),
-	STR("lookback", 0, NULL),
-	ENUM("bigint_as", 0, "number", dp_bigint_mode_names),
-	ENUM("binary_as", 0, "base64", dp_binary_mode_names),
-	STR("capture_instance", 0, NULL),
-	ENUM("snapshot", 0, "initial", snapshot_modes),
-	ENUM("row_filter_option", 0, "all", row_filter_options),
-	END};
+static const struct key source_options[] = {STR("incremental_column", 0, NULL),
+                                            INT("batch_size", 0, "50000", 1, 10000000),
+                                            ENUM("export_mode", 0, "stream", dp_export_mode_names),
+                                            LIST("columns", K_STRLIST),
+                                            STR("source_custom_predicate", 0, NULL),
+                                            STR("lookback", 0, NULL),
+                                            ENUM("bigint_as", 0, "number", dp_bigint_mode_names),
+                                            ENUM("binary_as", 0, "base64", dp_binary_mode_names),
+                                            STR("capture_instance", 0, NULL),
+                                            ENUM("snapshot", 0, "initial", snapshot_modes),
+                                            ENUM("row_filter_option", 0, "all", row_filter_options),
+                                            END};
 
-static const struct key source_keys[] = {
-	STR("type", REQUIRED, NULL),
-	STR("connection_id", REQUIRED, NULL),
-	ENUM("connection_type", 0, "env", connection_types),
-	MAP("table", REQUIRED, table_keys),
-	MAP("options", AUTO, source_options),
-	END};
+static const struct key source_keys[] = {STR("type", REQUIRED, NULL),
+                                         STR("connection_id", REQUIRED, NULL),
+                                         ENUM("connection_type", 0, "env", connection_types),
+                                         MAP("table", REQUIRED, table_keys),
+                                         MAP("options", AUTO, source_options),
+                                         END};
 
-static const struct key window_keys[] = {
-	STR("column", REQUIRED, NULL),
-	STR("from", 0, NULL),
-	STR("to", 0, NULL),
-	END};
+static const struct key window_keys[] = {STR("column", REQUIRED, NULL), STR("from", 0, NULL), STR("to", 0, NULL), END};
 
-static const struct key strategy_keys[] = {
-	ENUM("mode", REQUIRED, NULL, dp_strategy_names),
-	LIST("unique_key", K_KEYLIST),
-	ENUM("merge_policy", 0, "event_upsert", merge_policies),
-	ENUM("duplicate_policy", 0, "fail", duplicate_policies),
-	ENUM("delete_mode", 0, "report_only", delete_modes),
-	STR("soft_delete_column", 0, "__deleted"),
-	NUM("max_delete_pct", 0, NULL, 0, 100),
-	INT("reconcile_memory_mb", 0, "64", 1, 65536),
-	MAP("window", 0, window_keys),
-	END};
+static const struct key strategy_keys[] = {ENUM("mode", REQUIRED, NULL, dp_strategy_names),
+                                           LIST("unique_key", K_KEYLIST),
+                                           ENUM("merge_policy", 0, "event_upsert", merge_policies),
+                                           ENUM("duplicate_policy", 0, "fail", duplicate_policies),
+                                           ENUM("delete_mode", 0, "report_only", delete_modes),
+                                           STR("soft_delete_column", 0, "__deleted"),
+                                           NUM("max_delete_pct", 0, NULL, 0, 100),
+                                           INT("reconcile_memory_mb", 0, "64", 1, 65536),
+                                           MAP("window", 0, window_keys),
+                                           END};
 
-static const struct key key_keys[] = {
-	ENUM("mode", 0, NULL, key_modes), /* default depends on unique_key */
-	LIST("fields", K_KEYLIST),
-	STR("field", 0, NULL),
-	ENUM("format", 0, "object", key_formats),
-	END};
+static const struct key key_keys[] = {ENUM("mode", 0, NULL, key_modes), /* default depends on unique_key */
+                                      LIST("fields", K_KEYLIST), STR("field", 0, NULL),
+                                      ENUM("format", 0, "object", key_formats), END};
 
-static const struct key delete_keys[] = {
-	BOOL("enabled", "false"),
-	BOOL("tombstone", "false"),
-	STR("op_field", 0, "__dpone__op"),
-	BOOL("rewrite", "false"),
-	END};
+static const struct key delete_keys[] = {BOOL("enabled", "false"), BOOL("tombstone", "false"),
+                                         STR("op_field", 0, "__dpone__op"), BOOL("rewrite", "false"), END};
 
-static const struct key delivery_keys[] = {
-	ENUM("mode", 0, "at_least_once", dp_delivery_mode_names),
-	ENUM("compression_type", 0, NULL, compression_types),
-	INT("linger_ms", 0, NULL, 0, 900000),
-	INT("batch_num_messages", 0, NULL, 1, 1000000),
-	INT("batch_size", 0, NULL, 1, 2147483647),
-	INT("request_timeout_ms", 0, NULL, 1, 900000),
-	INT("message_timeout_ms", 0, NULL, 0, 2147483647),
-	NUM("flush_timeout", 0, NULL, 0, 0),
-	INT("queue_buffering_max_messages", 0, NULL, 1, 2147483647),
-	INT("queue_buffering_max_kbytes", 0, NULL, 1, 2147483647),
-	INT("transaction_timeout_ms", 0, NULL, 1000, 2147483647),
-	STR("transactional_id", 0, NULL),
-	INT("max_message_bytes", 0, "1000000", 1, 1000000000),
-	END};
+static const struct key delivery_keys[] = {ENUM("mode", 0, "at_least_once", dp_delivery_mode_names),
+                                           ENUM("compression_type", 0, NULL, compression_types),
+                                           INT("linger_ms", 0, NULL, 0, 900000),
+                                           INT("batch_num_messages", 0, NULL, 1, 1000000),
+                                           INT("batch_size", 0, NULL, 1, 2147483647),
+                                           INT("request_timeout_ms", 0, NULL, 1, 900000),
+                                           INT("message_timeout_ms", 0, NULL, 0, 2147483647),
+                                           NUM("flush_timeout", 0, NULL, 0, 0),
+                                           INT("queue_buffering_max_messages", 0, NULL, 1, 2147483647),
+                                           INT("queue_buffering_max_kbytes", 0, NULL, 1, 2147483647),
+                                           INT("transaction_timeout_ms", 0, NULL, 1000, 2147483647),
+                                           STR("transactional_id", 0, NULL),
+                                           INT("max_message_bytes", 0, "1000000", 1, 1000000000),
+                                           END};
 
-static const struct key topic_config_keys[] = {
-	BOOL("auto_create", "false"),
-	INT("partitions", 0, NULL, 1, 100000),
-	INT("replication_factor", 0, NULL, 1, 32767),
-	LIST("configs", K_SCALARMAP),
-	END};
+static const struct key topic_config_keys[] = {BOOL("auto_create", "false"), INT("partitions", 0, NULL, 1, 100000),
+                                               INT("replication_factor", 0, NULL, 1, 32767),
+                                               LIST("configs", K_SCALARMAP), END};
 
-static const struct key schema_registry_keys[] = {
-	BOOL("enabled", "false"),
-	STR("subject_name_strategy", 0, NULL),
-	BOOL("auto_register_schemas", "false"),
-	STR("url", 0, NULL),
-	END};
+static const struct key schema_registry_keys[] = {BOOL("enabled", "false"), STR("subject_name_strategy", 0, NULL),
+                                                  BOOL("auto_register_schemas", "false"), STR("url", 0, NULL), END};
 
-static const struct key sink_options[] = {
-	STR("topic", 0, NULL),
-	ENUM("message_format", 0, "json", message_formats),
-	ENUM("envelope", 0, "flat", envelopes),
-	BOOL("always_envelope", "false"),
-	MAP("key", AUTO, key_keys),
-	MAP("deletes", AUTO, delete_keys),
-	MAP("delivery", AUTO, delivery_keys),
-	LIST("headers", K_SCALARMAP),
-	LIST("properties", K_SCALARMAP),
-	MAP("topic_config", AUTO, topic_config_keys),
-	MAP("schema_registry", 0, schema_registry_keys),
-	END};
+static const struct key sink_options[] = {STR("topic", 0, NULL),
+                                          ENUM("message_format", 0, "json", message_formats),
+                                          ENUM("envelope", 0, "flat", envelopes),
+                                          BOOL("always_envelope", "false"),
+                                          MAP("key", AUTO, key_keys),
+                                          MAP("deletes", AUTO, delete_keys),
+                                          MAP("delivery", AUTO, delivery_keys),
+                                          LIST("headers", K_SCALARMAP),
+                                          LIST("properties", K_SCALARMAP),
+                                          MAP("topic_config", AUTO, topic_config_keys),
+                                          MAP("schema_registry", 0, schema_registry_keys),
+                                          END};
 
-static const struct key sink_keys[] = {
-	STR("type", REQUIRED, NULL),
-	STR("connection_id", REQUIRED, NULL),
-	ENUM("connection_type", 0, "env", connection_types),
-	STR("topic", 0, NULL),
-	MAP("strategy", REQUIRED, strategy_keys),
-	MAP("options", AUTO, sink_options),
-	END};
+static const struct key sink_keys[] = {STR("type", REQUIRED, NULL),
+                                       STR("connection_id", REQUIRED, NULL),
+                                       ENUM("connection_type", 0, "env", connection_types),
+                                       STR("topic", 0, NULL),
+                                       MAP("strategy", REQUIRED, strategy_keys),
+                                       MAP("options", AUTO, sink_options),
+                                       END};
 
-static const struct key state_table_keys[] = {
-	STR("schema", 0, "etl_state"),
-	STR("name", 0, "dpone_state"),
-	END};
+static const struct key state_table_keys[] = {STR("schema", 0, "etl_state"), STR("name", 0, "dpone_state"), END};
 
-static const struct key state_keys[] = {
-	ENUM("type", 0, "file", dp_state_type_names),
-	STR("connection_id", 0, NULL),
-	ENUM("connection_type", 0, "env", connection_types),
-	MAP("table", AUTO, state_table_keys),
-	STR("path", 0, NULL), /* default depends on name */
-	END};
+static const struct key state_keys[] = {ENUM("type", 0, "file", dp_state_type_names),
+                                        STR("connection_id", 0, NULL),
+                                        ENUM("connection_type", 0, "env", connection_types),
+                                        MAP("table", AUTO, state_table_keys),
+                                        STR("path", 0, NULL), /* default depends on name */
+                                        END};
 
-static const struct key tolerance_keys[] = {
-	ENUM("mode", REQUIRED, NULL, tolerance_modes),
-	NUM("value", REQUIRED, NULL, 0, 0),
-	END};
+static const struct key tolerance_keys[] = {ENUM("mode", REQUIRED, NULL, tolerance_modes),
+                                            NUM("value", REQUIRED, NULL, 0, 0), END};
 
-static const struct key check_keys[] = {
-	ENUM("type", REQUIRED, NULL, dp_check_type_names),
-	STR("name", 0, NULL),
-	NUM("threshold", 0, NULL, 0, 0),
-	NUM("tolerance_pct", 0, NULL, 0, 100),
-	MAP("tolerance", 0, tolerance_keys),
-	STR("column", 0, NULL),
-	LIST("columns", K_KEYLIST),
-	STR("max_age", 0, NULL),
-	ENUM("severity", 0, "error", severities),
-	END};
+static const struct key check_keys[] = {ENUM("type", REQUIRED, NULL, dp_check_type_names),
+                                        STR("name", 0, NULL),
+                                        NUM("threshold", 0, NULL, 0, 0),
+                                        NUM("tolerance_pct", 0, NULL, 0, 100),
+                                        MAP("tolerance", 0, tolerance_keys),
+                                        STR("column", 0, NULL),
+                                        LIST("columns", K_KEYLIST),
+                                        STR("max_age", 0, NULL),
+                                        ENUM("severity", 0, "error", severities),
+                                        END};
 
-static const struct key quality_keys[] = {
-	ENUM("mode", 0, "fail", dp_quality_mode_names),
-	MAPLIST("checks", check_keys),
-	END};
+static const struct key quality_keys[] = {ENUM("mode", 0, "fail", dp_quality_mode_names), MAPLIST("checks", check_keys),
+                                          END};
 
-static const struct key evolution_keys[] = {
-	BOOL("enabled", "true"),
-	ENUM("on_breaking", 0, "fail", dp_breaking_policy_names),
-	END};
+static const struct key evolution_keys[] = {BOOL("enabled", "true"),
+                                            ENUM("on_breaking", 0, "fail", dp_breaking_policy_names), END};
 
-static const struct key artifact_keys[] = {
-	BOOL("enabled", "true"),
-	STR("path", 0, NULL), /* default depends on name */
-	INT("keep", 0, "20", 0, 100000),
-	END};
+static const struct key artifact_keys[] = {BOOL("enabled", "true"), STR("path", 0, NULL), /* default depends on name */
+                                           INT("keep", 0, "20", 0, 100000), END};
 
-static const struct key observability_keys[] = {
-	MAP("artifacts", AUTO, artifact_keys),
-	END};
+static const struct key observability_keys[] = {MAP("artifacts", AUTO, artifact_keys), END};
 
-const struct key manifest_schema[] = {
-	STR("name", REQUIRED, NULL),
-	STR("description", 0, NULL),
-	STR("contract", 0, NULL), /* a type contract file, relative to the manifest */
-	MAP("source", REQUIRED, source_keys),
-	MAP("sink", REQUIRED, sink_keys),
-	MAP("state", AUTO, state_keys),
-	MAP("quality", AUTO, quality_keys),
-	MAP("schema_evolution", AUTO, evolution_keys),
-	MAP("observability", AUTO, observability_keys),
-	END};
+const struct key manifest_schema[] = {STR("name", REQUIRED, NULL),
+                                      STR("description", 0, NULL),
+                                      STR("contract", 0, NULL), /* a type contract file, relative to the manifest */
+                                      MAP("source", REQUIRED, source_keys),
+                                      MAP("sink", REQUIRED, sink_keys),
+                                      MAP("state", AUTO, state_keys),
+                                      MAP("quality", AUTO, quality_keys),
+                                      MAP("schema_evolution", AUTO, evolution_keys),
+                                      MAP("observability", AUTO, observability_keys),
+                                      END};

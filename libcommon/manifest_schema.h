@@ -24,16 +24,21 @@ struct key {
 	const char *name;
 	enum key_kind kind;
 	int flags;
-	const char *dflt;             /* default, spelled as in YAML */
-	const struct key *children;   /* K_MAP, K_MAPLIST; ends with name NULL */
-	const char *const *values;    /* K_ENUM; ends with NULL */
-	double min, max;              /* K_INT, K_NUM; both 0 = unbounded */
+	const char *dflt;           /* default, spelled as in YAML */
+	const struct key *children; /* K_MAP, K_MAPLIST; ends with name NULL */
+	const char *const *values;  /* K_ENUM; ends with NULL */
+	double min, max;            /* K_INT, K_NUM; both 0 = unbounded */
 };
 
 extern const struct key manifest_schema[];
 /* The values of the enumerations in dpone.h, in enum order, NULL-ended. */
-extern const char *const dp_strategy_names[], *const dp_delivery_mode_names[], *const dp_quality_mode_names[],
-	*const dp_state_type_names[], *const dp_export_mode_names[], *const dp_bigint_mode_names[],
-	*const dp_binary_mode_names[], *const dp_breaking_policy_names[], *const dp_check_type_names[];
+extern const char *const dp_strategy_names[],
+	*const dp_delivery_mode_names[], *const dp_quality_mode_names[],
+						 *const dp_state_type_names[],
+							 *const dp_export_mode_names[],
+								 *const dp_bigint_mode_names[],
+									 *const dp_binary_mode_names[],
+										 *const dp_breaking_policy_names[],
+											 *const dp_check_type_names[];
 
 #endif

@@ -166,7 +166,8 @@ set_host_port(struct dp_conn *c, const char *hp, size_t n, char *err, size_t err
 		int bad = dp_parse_ll(ps, &port) || port < 1 || port > 65535;
 		free(ps);
 		if (bad) {
-			snprintf(err, errlen, "connection %s (%s): port is not a number from 1 to 65535", c->id, c->origin);
+			snprintf(err, errlen, "connection %s (%s): port is not a number from 1 to 65535", c->id,
+			         c->origin);
 			return -1;
 		}
 		c->port = (int)port;
@@ -218,8 +219,11 @@ parse_url(struct dp_conn *c, const char *url, char *err, size_t errlen)
 {
 	static const struct {
 		const char *scheme, *kind;
-	} schemes[] = {{"mssql", "mssql"}, {"sqlserver", "mssql"}, {"kafka", "kafka"},
-	               {"postgres", "postgres"}, {"postgresql", "postgres"}};
+	} schemes[] = {{"mssql", "mssql"},
+	               {"sqlserver", "mssql"},
+	               {"kafka", "kafka"},
+	               {"postgres", "postgres"},
+	               {"postgresql", "postgres"}};
 	const char *sep = strstr(url, "://");
 	if (!sep) {
 		snprintf(err, errlen, "connection %s (%s): not a URL (expected mssql://, kafka:// or postgres://)",
@@ -227,7 +231,8 @@ parse_url(struct dp_conn *c, const char *url, char *err, size_t errlen)
 		return -1;
 	}
 	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-		if (strlen(schemes[i].scheme) == (size_t)(sep - url) && !strncmp(url, schemes[i].scheme, (size_t)(sep - url)))
+		if (strlen(schemes[i].scheme) == (size_t)(sep - url) &&
+		    !strncmp(url, schemes[i].scheme, (size_t)(sep - url)))
 			c->kind = dp_xstrdup(schemes[i].kind);
 	if (!c->kind) {
 		snprintf(err, errlen, "connection %s (%s): unknown URL scheme (expected mssql, kafka or postgres)",
@@ -307,9 +312,20 @@ from_fields(struct dp_conn *c, json_t *fields, char *err, size_t errlen)
 	static const char *const url_keys[] = {"url", "uri", NULL};
 	static const char *const user_keys[] = {"user", "username", "login", NULL};
 	static const char *const broker_keys[] = {"brokers", "bootstrap_servers", "bootstrap.servers", NULL};
-	static const char *const known[] = {"url", "uri", "type", "host", "port", "user", "username", "login",
-	                                    "password", "database", "brokers", "bootstrap_servers",
-	                                    "bootstrap.servers", NULL};
+	static const char *const known[] = {"url",
+	                                    "uri",
+	                                    "type",
+	                                    "host",
+	                                    "port",
+	                                    "user",
+	                                    "username",
+	                                    "login",
+	                                    "password",
+	                                    "database",
+	                                    "brokers",
+	                                    "bootstrap_servers",
+	                                    "bootstrap.servers",
+	                                    NULL};
 	if (!json_is_object(fields)) {
 		snprintf(err, errlen, "connection %s (%s): expected a mapping of settings", c->id, c->origin);
 		return -1;
@@ -326,7 +342,8 @@ from_fields(struct dp_conn *c, json_t *fields, char *err, size_t errlen)
 	} else {
 		c->kind = scalar_text(json_object_get(fields, "type"));
 		if (!c->kind || (strcmp(c->kind, "mssql") && strcmp(c->kind, "kafka") && strcmp(c->kind, "postgres"))) {
-			snprintf(err, errlen, "connection %s (%s): needs url, or type mssql|kafka|postgres", c->id, c->origin);
+			snprintf(err, errlen, "connection %s (%s): needs url, or type mssql|kafka|postgres", c->id,
+			         c->origin);
 			return -1;
 		}
 		const char *bk = first_key(fields, broker_keys);
@@ -367,7 +384,8 @@ from_fields(struct dp_conn *c, json_t *fields, char *err, size_t errlen)
 			continue;
 		char *text = scalar_text(v);
 		if (!text) {
-			snprintf(err, errlen, "connection %s (%s): setting %s must be a scalar", c->id, c->origin, name);
+			snprintf(err, errlen, "connection %s (%s): setting %s must be a scalar", c->id, c->origin,
+			         name);
 			return -1;
 		}
 		json_object_set_new(c->params, name, json_string(text));
@@ -384,7 +402,8 @@ resolve_env(struct dp_conn *c, char *err, size_t errlen)
 	const char *url = getenv(var);
 	free(var);
 	if (!url || !*url) {
-		snprintf(err, errlen, "connection %s: %s is not set (it holds the connection URL)", c->id, c->origin + 4);
+		snprintf(err, errlen, "connection %s: %s is not set (it holds the connection URL)", c->id,
+		         c->origin + 4);
 		return DP_EXIT_CONNECTION;
 	}
 	return parse_url(c, url, err, errlen) ? DP_EXIT_USAGE : 0;
@@ -417,8 +436,10 @@ resolve_file(struct dp_conn *c, char *err, size_t errlen)
 {
 	char *path = find_registry_file();
 	if (!path) {
-		snprintf(err, errlen, "connection %s: no registry file (use --registry, DPONE_REGISTRY, "
-		         ".dpone/connections.yaml or ~/.config/dpone/connections.yaml)", c->id);
+		snprintf(err, errlen,
+		         "connection %s: no registry file (use --registry, DPONE_REGISTRY, "
+		         ".dpone/connections.yaml or ~/.config/dpone/connections.yaml)",
+		         c->id);
 		return DP_EXIT_CONNECTION;
 	}
 	c->origin = dp_strfmt("file %s", path);
@@ -429,8 +450,10 @@ resolve_file(struct dp_conn *c, char *err, size_t errlen)
 		return DP_EXIT_CONNECTION;
 	}
 	if (st.st_mode & 077) {
-		snprintf(err, errlen, "%s: registry holds secrets but group or others may access it "
-		         "(mode %03o); run chmod 600 %s", path, (unsigned)(st.st_mode & 0777), path);
+		snprintf(err, errlen,
+		         "%s: registry holds secrets but group or others may access it "
+		         "(mode %03o); run chmod 600 %s",
+		         path, (unsigned)(st.st_mode & 0777), path);
 		free(path);
 		return DP_EXIT_USAGE;
 	}
@@ -477,8 +500,8 @@ resolve_vault(struct dp_conn *c, char *err, size_t errlen)
 }
 
 int
-dp_conn_resolve(const char *id, const char *connection_type, const char *kind,
-                struct dp_conn *out, char *err, size_t errlen)
+dp_conn_resolve(const char *id, const char *connection_type, const char *kind, struct dp_conn *out, char *err,
+                size_t errlen)
 {
 	memset(out, 0, sizeof *out);
 	out->id = dp_xstrdup(id);
@@ -495,8 +518,8 @@ dp_conn_resolve(const char *id, const char *connection_type, const char *kind,
 		rc = DP_EXIT_USAGE;
 	}
 	if (rc == 0 && kind && strcmp(out->kind, kind)) {
-		snprintf(err, errlen, "connection %s (%s) is a %s connection, but a %s one is needed here",
-		         id, out->origin, out->kind, kind);
+		snprintf(err, errlen, "connection %s (%s) is a %s connection, but a %s one is needed here", id,
+		         out->origin, out->kind, kind);
 		rc = DP_EXIT_USAGE;
 	}
 	if (rc) {

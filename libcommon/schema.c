@@ -106,9 +106,9 @@ compare_types(const json_t *a, const json_t *b)
 static json_t *
 change(const char *column, const char *kind, const json_t *from, const json_t *to, int breaking)
 {
-	return json_pack("{s:s, s:s, s:s?, s:s?, s:b}", "column", column, "change", kind,
-	                 "from", from ? str(from, "sql_type") : NULL, "to", to ? str(to, "sql_type") : NULL,
-	                 "breaking", breaking);
+	return json_pack("{s:s, s:s, s:s?, s:s?, s:b}", "column", column, "change", kind, "from",
+	                 from ? str(from, "sql_type") : NULL, "to", to ? str(to, "sql_type") : NULL, "breaking",
+	                 breaking);
 }
 
 static const json_t *
@@ -142,7 +142,8 @@ dp_schema_diff(const json_t *published, const json_t *current)
 			json_array_append_new(changes, change(name, "narrowed", old, c, 1));
 		else if (cmp == 1)
 			json_array_append_new(changes, change(name, "widened", old, c, 0));
-		int was = json_is_true(json_object_get(old, "nullable")), is = json_is_true(json_object_get(c, "nullable"));
+		int was = json_is_true(json_object_get(old, "nullable")),
+		    is = json_is_true(json_object_get(c, "nullable"));
 		if (was != is)
 			json_array_append_new(changes, change(name, is ? "null_allowed" : "null_refused", old, c, 0));
 	}

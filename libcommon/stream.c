@@ -27,28 +27,28 @@ struct dp_reader {
 	int flags;
 	size_t max_line;
 
-	char *buf;          /* lines are framed in buf[start..end) */
+	char *buf; /* lines are framed in buf[start..end) */
 	size_t cap, start, end;
-	int eof;            /* no more bytes will come from the source */
-	int sniffed;        /* the first bytes were checked for the zstd magic */
+	int eof;     /* no more bytes will come from the source */
+	int sniffed; /* the first bytes were checked for the zstd magic */
 
-	ZSTD_DStream *zds;  /* non-NULL once the input proved compressed */
+	ZSTD_DStream *zds; /* non-NULL once the input proved compressed */
 	unsigned char *zin;
 	size_t zin_len, zin_pos;
 	int zin_eof;
-	size_t zret;        /* last ZSTD_decompressStream hint; 0 at a frame end */
+	size_t zret; /* last ZSTD_decompressStream hint; 0 at a frame end */
 
-	const char *line;   /* current line, inside buf */
+	const char *line; /* current line, inside buf */
 	size_t line_len;
 	enum dp_line_kind kind;
 	unsigned long long lineno, rows, deletes, bytes;
-	json_t *control;    /* current control message (owned) */
+	json_t *control; /* current control message (owned) */
 	const char *control_name;
-	json_t *header;     /* header body (owned) */
+	json_t *header; /* header body (owned) */
 	int seen_end;
 
-	char *const *want;  /* top-level members asked for by dp_reader_want (borrowed) */
-	size_t *want_lens;  /* their lengths (owned) */
+	char *const *want; /* top-level members asked for by dp_reader_want (borrowed) */
+	size_t *want_lens; /* their lengths (owned) */
 	size_t nwant;
 	struct dp_span *members; /* their values in the current row (owned) */
 
@@ -56,8 +56,7 @@ struct dp_reader {
 	int error_code;
 };
 
-static int
-rfail(struct dp_reader *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int rfail(struct dp_reader *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int
 rfail(struct dp_reader *r, int code, const char *fmt, ...)
@@ -181,7 +180,8 @@ fill_zstd(struct dp_reader *r, size_t room)
 		}
 		if (r->zin_pos == r->zin_len && r->zin_eof) {
 			if (r->zret != 0)
-				return rfail(r, DP_EXIT_STREAM, "compressed input is truncated (zstd frame not finished)");
+				return rfail(r, DP_EXIT_STREAM,
+				             "compressed input is truncated (zstd frame not finished)");
 			r->eof = 1;
 			break;
 		}
@@ -208,7 +208,8 @@ fill(struct dp_reader *r)
 	}
 	if (r->end == r->cap) {
 		if (r->cap >= r->max_line + 1)
-			return rfail(r, DP_EXIT_STREAM, "line longer than %zu bytes (DPONE_MAX_LINE_BYTES)", r->max_line);
+			return rfail(r, DP_EXIT_STREAM, "line longer than %zu bytes (DPONE_MAX_LINE_BYTES)",
+			             r->max_line);
 		size_t ncap = r->cap * 2;
 		if (ncap > r->max_line + 1)
 			ncap = r->max_line + 1;
@@ -383,11 +384,8 @@ dp_reader_next(struct dp_reader *r)
 		r->kind = DP_LINE_ROW;
 		r->control_name = NULL;
 		return take_row(r) ? -1 : 1;
-	case '[':
-		r->kind = DP_LINE_CONTROL;
-		return take_control(r) ? -1 : 1;
-	default:
-		return rfail(r, DP_EXIT_STREAM, "line is neither a row ({...}) nor a control message ([...])");
+	case '[': r->kind = DP_LINE_CONTROL; return take_control(r) ? -1 : 1;
+	default: return rfail(r, DP_EXIT_STREAM, "line is neither a row ({...}) nor a control message ([...])");
 	}
 }
 
@@ -411,17 +409,61 @@ dp_reader_want(struct dp_reader *r, char *const *names, size_t n)
 		r->want_lens[i] = strlen(names[i]);
 }
 
-const struct dp_span *dp_reader_members(const struct dp_reader *r) { return r->kind == DP_LINE_ROW ? r->members : NULL; }
-enum dp_line_kind dp_reader_kind(const struct dp_reader *r) { return r->kind; }
-unsigned long long dp_reader_lineno(const struct dp_reader *r) { return r->lineno; }
-const char *dp_reader_control_name(const struct dp_reader *r) { return r->kind == DP_LINE_CONTROL ? r->control_name : NULL; }
-json_t *dp_reader_control(const struct dp_reader *r) { return r->kind == DP_LINE_CONTROL ? r->control : NULL; }
-json_t *dp_reader_header(const struct dp_reader *r) { return r->header; }
-unsigned long long dp_reader_rows(const struct dp_reader *r) { return r->rows; }
-unsigned long long dp_reader_deletes(const struct dp_reader *r) { return r->deletes; }
-unsigned long long dp_reader_bytes(const struct dp_reader *r) { return r->bytes; }
-const char *dp_reader_error(const struct dp_reader *r) { return r->error; }
-int dp_reader_error_code(const struct dp_reader *r) { return r->error ? r->error_code : DP_EXIT_OK; }
+const struct dp_span *
+dp_reader_members(const struct dp_reader *r)
+{
+	return r->kind == DP_LINE_ROW ? r->members : NULL;
+}
+enum dp_line_kind
+dp_reader_kind(const struct dp_reader *r)
+{
+	return r->kind;
+}
+unsigned long long
+dp_reader_lineno(const struct dp_reader *r)
+{
+	return r->lineno;
+}
+const char *
+dp_reader_control_name(const struct dp_reader *r)
+{
+	return r->kind == DP_LINE_CONTROL ? r->control_name : NULL;
+}
+json_t *
+dp_reader_control(const struct dp_reader *r)
+{
+	return r->kind == DP_LINE_CONTROL ? r->control : NULL;
+}
+json_t *
+dp_reader_header(const struct dp_reader *r)
+{
+	return r->header;
+}
+unsigned long long
+dp_reader_rows(const struct dp_reader *r)
+{
+	return r->rows;
+}
+unsigned long long
+dp_reader_deletes(const struct dp_reader *r)
+{
+	return r->deletes;
+}
+unsigned long long
+dp_reader_bytes(const struct dp_reader *r)
+{
+	return r->bytes;
+}
+const char *
+dp_reader_error(const struct dp_reader *r)
+{
+	return r->error;
+}
+int
+dp_reader_error_code(const struct dp_reader *r)
+{
+	return r->error ? r->error_code : DP_EXIT_OK;
+}
 
 /* ---- writer ---- */
 

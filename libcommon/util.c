@@ -74,8 +74,11 @@ dp_duration_seconds(const char *s)
 {
 	char *end;
 	long long n = strtoll(s, &end, 10);
-	long long unit = !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600
-	               : !strcmp(end, "d") ? 86400 : 0;
+	long long unit = !strcmp(end, "s")   ? 1
+	                 : !strcmp(end, "m") ? 60
+	                 : !strcmp(end, "h") ? 3600
+	                 : !strcmp(end, "d") ? 86400
+	                                     : 0;
 	return end == s || n < 0 || !unit ? -1 : n * unit;
 }
 

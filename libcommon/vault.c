@@ -17,9 +17,19 @@
 #include "dpone.h"
 
 /* libcurl is opened on the first Vault read (see dp_library_open). */
-#define CURL_FUNCTIONS(X) X(curl_global_init) X(curl_easy_init) X(curl_easy_escape) X(curl_free) \
-	X(curl_slist_append) X(curl_easy_setopt) X(curl_easy_perform) X(curl_easy_getinfo) X(curl_easy_strerror) \
-	X(curl_slist_free_all) X(curl_easy_cleanup) X(curl_version_info)
+#define CURL_FUNCTIONS(X)      \
+	X(curl_global_init)    \
+	X(curl_easy_init)      \
+	X(curl_easy_escape)    \
+	X(curl_free)           \
+	X(curl_slist_append)   \
+	X(curl_easy_setopt)    \
+	X(curl_easy_perform)   \
+	X(curl_easy_getinfo)   \
+	X(curl_easy_strerror)  \
+	X(curl_slist_free_all) \
+	X(curl_easy_cleanup)   \
+	X(curl_version_info)
 
 static struct {
 #define CURL_POINTER(f) __typeof__(f) *f;
@@ -37,7 +47,7 @@ load_curl(char *err, size_t errlen)
 		return 0;
 	char why[256];
 	void *lib = dp_library_open("libcurl", sonames, why, sizeof why);
-#define CURL_RESOLVE(f) \
+#define CURL_RESOLVE(f)                                                                                \
 	if (lib && !(cu.f = (__typeof__(cu.f))dp_library_symbol(lib, "libcurl", #f, why, sizeof why))) \
 		lib = NULL;
 	CURL_FUNCTIONS(CURL_RESOLVE)
@@ -91,7 +101,9 @@ read_token(void)
 	if (env && *env)
 		return dp_xstrdup(env);
 	const char *file = getenv("VAULT_TOKEN_FILE");
-	char *path = file && *file ? dp_xstrdup(file) : getenv("HOME") ? dp_strfmt("%s/.vault-token", getenv("HOME")) : NULL;
+	char *path = file && *file    ? dp_xstrdup(file)
+	             : getenv("HOME") ? dp_strfmt("%s/.vault-token", getenv("HOME"))
+	                              : NULL;
 	if (!path)
 		return NULL;
 	FILE *fp = fopen(path, "r");
@@ -198,11 +210,13 @@ dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t 
 	if (a.too_big)
 		snprintf(err, errlen, "vault %s: answer larger than %u bytes", url_path, MAX_ANSWER);
 	else if (rc != CURLE_OK)
-		snprintf(err, errlen, "vault: cannot reach VAULT_ADDR: %s", curl_err[0] ? curl_err : cu.curl_easy_strerror(rc));
+		snprintf(err, errlen, "vault: cannot reach VAULT_ADDR: %s",
+		         curl_err[0] ? curl_err : cu.curl_easy_strerror(rc));
 	else if (status == 404)
 		snprintf(err, errlen, "vault %s: no such secret (HTTP 404)", url_path);
 	else if (status == 403)
-		snprintf(err, errlen, "vault %s: permission denied (HTTP 403): check the token and its policy", url_path);
+		snprintf(err, errlen, "vault %s: permission denied (HTTP 403): check the token and its policy",
+		         url_path);
 	else if (status != 200)
 		snprintf(err, errlen, "vault %s: HTTP %ld", url_path, status);
 	else

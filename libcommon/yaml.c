@@ -27,8 +27,7 @@ struct load {
 	size_t errlen;
 };
 
-static json_t *
-lfail(struct load *l, yaml_mark_t mark, const char *where, const char *fmt, ...)
+static json_t *lfail(struct load *l, yaml_mark_t mark, const char *where, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static json_t *
@@ -154,10 +153,8 @@ convert(struct load *l, yaml_node_t *node, const char *where, int depth)
 		return lfail(l, node->start_mark, where, "nested deeper than %d levels", MAX_DEPTH);
 	mark(l, where, node);
 	switch (node->type) {
-	case YAML_MAPPING_NODE:
-		return convert_map(l, node, where, depth);
-	case YAML_SEQUENCE_NODE:
-		return convert_seq(l, node, where, depth);
+	case YAML_MAPPING_NODE: return convert_map(l, node, where, depth);
+	case YAML_SEQUENCE_NODE: return convert_seq(l, node, where, depth);
 	case YAML_SCALAR_NODE: {
 		const char *s = (const char *)node->data.scalar.value;
 		if (strlen(s) != node->data.scalar.length)
@@ -167,8 +164,7 @@ convert(struct load *l, yaml_node_t *node, const char *where, int depth)
 			return lfail(l, node->start_mark, where, "value is not valid UTF-8");
 		return v;
 	}
-	default:
-		return lfail(l, node->start_mark, where, "empty YAML node");
+	default: return lfail(l, node->start_mark, where, "empty YAML node");
 	}
 }
 

@@ -4,12 +4,11 @@
 
 load test_helper
 
-build_vars() {
-	echo "O=$(dirname "$DPONE_TEST_BIN") BIN=$DPONE_BIN"
-}
+# The build directories make check used, as make arguments.
+build_vars=("O=$(dirname "$DPONE_TEST_BIN")" "BIN=$DPONE_BIN")
 
 @test "user CFLAGS and LDFLAGS are added to the project's flags" {
-	run make -s -n -B -C "$SRCDIR" $(build_vars) CFLAGS=-DUSER_CFLAG LDFLAGS=-Wl,--user-ldflag "$DPONE_BIN/dpone-plan"
+	run make -s -n -B -C "$SRCDIR" "${build_vars[@]}" CFLAGS=-DUSER_CFLAG LDFLAGS=-Wl,--user-ldflag "$DPONE_BIN/dpone-plan"
 	assert_success
 	assert_output_contains "-Wall -Wextra"
 	assert_output_contains "-DUSER_CFLAG"
@@ -17,12 +16,12 @@ build_vars() {
 }
 
 @test "warnings are errors by default" {
-	run make -s -n -B -C "$SRCDIR" $(build_vars) "$DPONE_BIN/dpone-plan"
+	run make -s -n -B -C "$SRCDIR" "${build_vars[@]}" "$DPONE_BIN/dpone-plan"
 	assert_output_contains "-Werror"
 }
 
 @test "install and uninstall honour PREFIX and DESTDIR" {
-	run make -s -C "$SRCDIR" $(build_vars) DESTDIR="$TEST_TMP/root" PREFIX=/opt/dp install
+	run make -s -C "$SRCDIR" "${build_vars[@]}" DESTDIR="$TEST_TMP/root" PREFIX=/opt/dp install
 	assert_success
 	for f in bin/dpone bin/dpone-extract bin/dpone-produce bin/dpone-state bin/dpone-check bin/dpone-plan \
 		share/man/man1/dpone.1 share/man/man1/dpone-extract.1 share/man/man5/dpone-manifest.5 \
@@ -36,7 +35,7 @@ build_vars() {
 	run env -u DPONE_MANDIR MANPAGER=cat root/opt/dp/bin/dpone help produce
 	assert_success
 	assert_output_contains "dpone-produce - publish a dpone stream"
-	run make -s -C "$SRCDIR" $(build_vars) DESTDIR="$TEST_TMP/root" PREFIX=/opt/dp uninstall
+	run make -s -C "$SRCDIR" "${build_vars[@]}" DESTDIR="$TEST_TMP/root" PREFIX=/opt/dp uninstall
 	assert_success
 	[ -z "$(find root -type f)" ] || flunk "left behind: $(find root -type f)"
 }
@@ -58,4 +57,21 @@ build_vars() {
 	# ... and they are there when asked for: the doctor reports libcurl's version.
 	run dpone-plan --doctor --format json "$SRCDIR/examples/mssql_to_kafka.yaml"
 	echo "$output" | grep -q '"detail": "jansson .*, libcurl [0-9][0-9.]*"' || flunk "no libcurl version: $output"
+}
+
+@test "make lint's style check flags a misformatted file and passes a formatted one" {
+	printf 'static int\nf(int a)\n{\n\treturn a + 1;\n}\n' > good.c
+	printf 'static int f(int a) { return a+1; }\n' > bad.c
+	run clang-format --style="file:$SRCDIR/.clang-format" --dry-run -Werror good.c
+	assert_success
+	run clang-format --style="file:$SRCDIR/.clang-format" --dry-run -Werror bad.c
+	assert_failure
+	assert_output_contains "code should be clang-formatted"
+}
+
+@test "make lint's shell check flags what ShellCheck warns about" {
+	printf '#!/bin/sh\ncd /nowhere\necho done\n' > bad.sh
+	run shellcheck -S warning bad.sh
+	assert_failure
+	assert_output_contains "SC2164"
 }

@@ -8,14 +8,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	start_stand_ins mssql kafka pg
-	start_fault_stand_ins mssql kafka
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file mssql kafka pg --faults mssql kafka
 
 setup() {
 	common_setup

@@ -331,7 +331,7 @@ NDJSON
 	contract_file off keep
 	run dpone-check -q m.yaml < in.ndjson
 	assert_success
-	! grep -q '"contract"' <<< "$output"
+	refute_output_contains '"contract"'
 	contract_file warn as_null
 	run dpone-check -q m.yaml < in.ndjson
 	assert_success

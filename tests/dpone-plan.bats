@@ -4,13 +4,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	start_stand_ins mssql
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file mssql
 
 # orders_job [DELIVERY] [STRATEGY-MODE]: table $T with 5 orders and an
 # incremental job on it, state in a file, three checks.

@@ -7,14 +7,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	start_stand_ins kafka
-	start_fault_stand_ins kafka
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file kafka --faults kafka
 
 setup() {
 	common_setup
@@ -450,7 +443,7 @@ terminate_slow_produce() {
 	terminate_slow_produce 100
 	grep -q "interrupted" err.txt || flunk "$(cat err.txt)"
 	grep -q "transaction aborted" err.txt || flunk "$(cat err.txt)"
-	! grep -q '\["end"' out.txt
+	if grep -q '\["end"' out.txt; then flunk "$(cat out.txt)"; fi
 	grep '^\["delivery"' out.txt | jq -e '.[1].transaction == "aborted"' > /dev/null || flunk "$(cat out.txt)"
 	# librdkafka 2.0.2's mock cluster serves aborted records to read_committed
 	# consumers (it writes no abort markers), so what such a consumer sees
@@ -468,7 +461,7 @@ terminate_slow_produce() {
 	make_topic "$TOPIC" 1
 	produce_manifest full_refresh
 	terminate_slow_produce 100
-	! grep -q '\["end"' out.txt
+	if grep -q '\["end"' out.txt; then flunk "$(cat out.txt)"; fi
 	# Whatever was read before the signal was drained and reported.
 	delivered=$(grep '^\["delivery"' out.txt | jq '.[1].delivered')
 	grep -q '"failed":0' out.txt || flunk "$(cat out.txt)"
@@ -510,7 +503,7 @@ outage_mid_run() {
 	control "$KAFKAD_CONTROL" "broker up -1" > /dev/null
 	[ "$rc" -eq 5 ] || flunk "exit $rc: $(cat err.txt)"
 	grep -q "was not delivered" err.txt || flunk "$(cat err.txt)"
-	! grep -q '\["end"' out.txt
+	if grep -q '\["end"' out.txt; then flunk "$(cat out.txt)"; fi
 	delivered=$(grep '^\["delivery"' out.txt | jq '.[1].delivered')
 	failed=$(grep '^\["delivery"' out.txt | jq '.[1].failed')
 	[ "$((delivered + failed))" -eq 600 ] || flunk "$(cat out.txt)"

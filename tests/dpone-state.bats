@@ -6,13 +6,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	start_stand_ins pg
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file pg
 
 setup() {
 	common_setup

@@ -49,7 +49,7 @@ replay() {
 @test "fuzz-encode: invalid UTF-8 from the server becomes U+FFFD (the harness checks it)" {
 	# type 18 = nvarchar: a lone continuation byte, a cut 3-byte sequence, an overlong NUL, a surrogate
 	printf '\022\000a\200b' > lone
-	printf '\022\000\342\202' > cut
+	printf '\022\000\342\202' > 'cut'
 	printf '\022\000\300\200' > overlong
 	printf '\022\000\355\240\200' > surrogate
 	run fuzz-encode lone cut overlong surrogate

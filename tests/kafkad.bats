@@ -5,14 +5,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	unset DPONE_TEST_KAFKA_BOOTSTRAP
-	start_stand_ins kafka
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file --private kafka
 
 setup() {
 	common_setup

@@ -6,14 +6,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	unset DPONE_TEST_MSSQL_URL
-	start_stand_ins mssql
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file --private mssql
 
 setup() {
 	common_setup

@@ -4,14 +4,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	unset DPONE_TEST_PG_URL
-	start_stand_ins pg
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file --private pg
 
 setup() {
 	common_setup

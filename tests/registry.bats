@@ -30,7 +30,8 @@ start_vault() {
 		sleep 0.05
 	done
 	[ -s port ] || flunk "vault-kv did not start"
-	export VAULT_ADDR="http://127.0.0.1:$(cat port)"
+	VAULT_ADDR="http://127.0.0.1:$(cat port)"
+	export VAULT_ADDR
 }
 
 @test "env: the URL is parsed, percent escapes decoded, secrets redacted" {

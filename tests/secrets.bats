@@ -9,13 +9,7 @@
 load test_helper
 load stand_ins
 
-setup_file() {
-	start_stand_ins mssql kafka pg
-}
-
-teardown_file() {
-	stop_stand_ins
-}
+stand_ins_per_file mssql kafka pg
 
 setup() {
 	common_setup
@@ -89,8 +83,8 @@ start_vault() {
 		[ -s port ] && break
 		sleep 0.05
 	done
-	export VAULT_ADDR="http://127.0.0.1:$(cat port)"
-	export VAULT_TOKEN_FILE="$PWD/token"
+	VAULT_ADDR="http://127.0.0.1:$(cat port)"
+	export VAULT_ADDR VAULT_TOKEN_FILE="$PWD/token"
 }
 
 # connections TYPE: make the connections resolvable that way.
@@ -99,8 +93,8 @@ connections() {
 	unset DPONE_CONN_MSSQL_DWH DPONE_CONN_KAFKA_CLUSTER DPONE_CONN_POSTGRES_STATE
 	case $1 in
 	env)
-		export DPONE_CONN_MSSQL_DWH="$mssql" DPONE_CONN_KAFKA_CLUSTER="$(kafka_url)" \
-			DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL" ;;
+		DPONE_CONN_KAFKA_CLUSTER="$(kafka_url)"
+		export DPONE_CONN_MSSQL_DWH="$mssql" DPONE_CONN_KAFKA_CLUSTER DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL" ;;
 	file)
 		printf 'connections:\n  mssql_dwh: {url: "%s"}\n  kafka_cluster: {url: "%s"}\n  postgres_state: {url: "%s"}\n' \
 			"$mssql" "$(kafka_url)" "$DPONE_TEST_PG_URL" > reg.yaml

@@ -1,6 +1,39 @@
 # Helpers for suites that talk to the stand-ins (or real servers, see
 # tests/README.md). Load after test_helper. Each .bats file starts the
-# servers it needs once (setup_file) and stops them at the end.
+# servers it needs once (setup_file) and stops them at the end: it says
+# which with stand_ins_per_file.
+
+# stand_ins_per_file [--private] SERVICE... [--faults SERVICE...]: define
+# this file's setup_file, which starts SERVICEs once (a real server where
+# DPONE_TEST_* names one; --private: always the stand-in, for the suites
+# that test the stand-ins themselves) and, after --faults, private
+# stand-ins with control ports for fault injection; and its teardown_file,
+# which stops them all.
+stand_ins_per_file() {
+	FILE_PRIVATE=0
+	FILE_SERVICES=
+	FILE_FAULT_SERVICES=
+	local into=FILE_SERVICES
+	for arg in "$@"; do
+		case $arg in
+		--private) FILE_PRIVATE=1 ;;
+		--faults) into=FILE_FAULT_SERVICES ;;
+		*) printf -v "$into" '%s %s' "${!into}" "$arg" ;;
+		esac
+	done
+	setup_file() {
+		if [ "$FILE_PRIVATE" -eq 1 ]; then
+			unset DPONE_TEST_MSSQL_URL DPONE_TEST_KAFKA_BOOTSTRAP DPONE_TEST_PG_URL
+		fi
+		# shellcheck disable=SC2086 # service names have no blanks
+		start_stand_ins $FILE_SERVICES
+		# shellcheck disable=SC2086
+		[ -z "$FILE_FAULT_SERVICES" ] || start_fault_stand_ins $FILE_FAULT_SERVICES
+	}
+	teardown_file() {
+		stop_stand_ins
+	}
+}
 
 # start_stand_ins SERVICE...: tests/env up into the file's temp dir.
 start_stand_ins() {
@@ -19,7 +52,7 @@ stop_stand_ins() {
 # start_fault_stand_ins SERVICE...: private stand-ins for the tests that
 # inject faults, never real servers (faults need the control ports).
 start_fault_stand_ins() {
-	DPONE_TEST_MSSQL_URL= DPONE_TEST_KAFKA_BOOTSTRAP= DPONE_TEST_PG_URL= DPONE_TEST_BIN="$DPONE_TEST_BIN" \
+	DPONE_TEST_MSSQL_URL='' DPONE_TEST_KAFKA_BOOTSTRAP='' DPONE_TEST_PG_URL='' DPONE_TEST_BIN="$DPONE_TEST_BIN" \
 		"$BATS_TEST_DIRNAME/env" up "$BATS_FILE_TMPDIR/faults" "$@"
 }
 

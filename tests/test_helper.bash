@@ -4,7 +4,9 @@
 
 : "${DPONE_BIN:?run the tests through make check (DPONE_BIN is not set)}"
 : "${DPONE_TEST_BIN:?run the tests through make check (DPONE_TEST_BIN is not set)}"
+# shellcheck disable=SC2034 # used by the .bats files
 FIXTURES="$BATS_TEST_DIRNAME/fixtures"
+# shellcheck disable=SC2034
 SRCDIR="$(cd "$BATS_TEST_DIRNAME/.." && pwd)"
 
 # A private temporary directory as cwd and HOME, the programs on PATH,
@@ -72,6 +74,28 @@ refute_output_contains() {
 	*"$1"*) flunk "expected output not to contain: $1" ;;
 	*) ;;
 	esac
+}
+
+# assert_line [INDEX] LINE (rbenv's): some line of output is LINE, or line
+# INDEX (from 0) is.
+assert_line() {
+	if [ $# -gt 1 ]; then
+		[ "${lines[$1]:-}" = "$2" ] || flunk "expected line $1 to be: $2" "(it is: ${lines[$1]:-<none>})"
+		return
+	fi
+	local line
+	for line in "${lines[@]}"; do
+		[ "$line" != "$1" ] || return 0
+	done
+	flunk "expected a line: $1"
+}
+
+# refute_line LINE: no line of output is LINE.
+refute_line() {
+	local line
+	for line in "${lines[@]}"; do
+		[ "$line" != "$1" ] || flunk "expected no line: $1"
+	done
 }
 
 # assert_line_count N: output has exactly N lines.

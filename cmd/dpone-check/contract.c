@@ -15,8 +15,8 @@
 
 #define SAMPLE_KEYS 3
 
-static const char *const logical_types[] = {"boolean", "integer", "decimal", "float", "string", "date", "time",
-                                            "timestamp", "timestamp_tz", "uuid", "binary", NULL};
+static const char *const logical_types[] = {"boolean", "integer",   "decimal",      "float", "string", "date",
+                                            "time",    "timestamp", "timestamp_tz", "uuid",  "binary", NULL};
 
 struct pinned {
 	char *name;          /* owned */
@@ -31,8 +31,8 @@ struct contract {
 	const char *enforcement, *empty_string; /* static */
 	struct pinned *cols;
 	size_t ncols;
-	char **names;        /* cols[i].name, for dp_scan_object */
-	char **key;          /* the header's key, for sample keys; owned */
+	char **names; /* cols[i].name, for dp_scan_object */
+	char **key;   /* the header's key, for sample keys; owned */
 	size_t nkey;
 };
 
@@ -103,7 +103,8 @@ contract_load(const struct dp_manifest *m)
 		snprintf(key, sizeof key, "contract.columns.%s.logical_type", name);
 		const char *logical = one_of(json_string_value(json_object_get(spec, "logical_type")), logical_types);
 		if (!logical)
-			bad(path, marks, key, "expected one of boolean, integer, decimal, float, string, date, time, timestamp, "
+			bad(path, marks, key,
+			    "expected one of boolean, integer, decimal, float, string, date, time, timestamp, "
 			    "timestamp_tz, uuid, binary");
 		struct pinned *p = &k->cols[k->ncols];
 		p->name = dp_xstrdup(name);
@@ -221,7 +222,8 @@ contract_row(struct contract *k, const char *line, size_t len, struct dp_buf *ou
 	for (;;) {
 		const char *next = NULL;
 		for (size_t i = 0; i < k->ncols; i++)
-			if (sp[i].p && sp[i].n == 2 && !memcmp(sp[i].p, "\"\"", 2) && sp[i].p >= at && (!next || sp[i].p < next))
+			if (sp[i].p && sp[i].n == 2 && !memcmp(sp[i].p, "\"\"", 2) && sp[i].p >= at &&
+			    (!next || sp[i].p < next))
 				next = sp[i].p;
 		if (!next)
 			break;
@@ -248,10 +250,10 @@ contract_result(struct contract *k, const json_t *header, int *failed)
 		if (!n)
 			continue;
 		total += n;
-		json_t *c = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:O}", "column", p->name, "logical_type", p->logical,
-		                      "violations", (json_int_t)n, "type", (json_int_t)(missing ? 0 : p->type_errors),
-		                      "null", (json_int_t)p->nulls, "empty_string", (json_int_t)p->empties, "sample_keys",
-		                      p->sample_keys);
+		json_t *c = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:O}", "column", p->name, "logical_type",
+		                      p->logical, "violations", (json_int_t)n, "type",
+		                      (json_int_t)(missing ? 0 : p->type_errors), "null", (json_int_t)p->nulls,
+		                      "empty_string", (json_int_t)p->empties, "sample_keys", p->sample_keys);
 		if (missing)
 			json_object_set_new(c, "missing", json_true());
 		json_array_append_new(cols, c);

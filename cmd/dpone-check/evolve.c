@@ -23,9 +23,9 @@ describe_breaking(const json_t *changes, struct dp_buf *b)
 			continue;
 		const char *from = json_string_value(json_object_get(c, "from"));
 		const char *to = json_string_value(json_object_get(c, "to"));
-		char *item = dp_strfmt("%s%s %s (%s -> %s)", b->len ? "; " : "",
-		                       json_string_value(json_object_get(c, "column")),
-		                       json_string_value(json_object_get(c, "change")), from ? from : "none", to ? to : "none");
+		char *item = dp_strfmt(
+			"%s%s %s (%s -> %s)", b->len ? "; " : "", json_string_value(json_object_get(c, "column")),
+			json_string_value(json_object_get(c, "change")), from ? from : "none", to ? to : "none");
 		dp_buf_str(b, item);
 		free(item);
 	}
@@ -57,11 +57,15 @@ route_to_variants(const json_t *published, json_t *header, json_t *changes, stru
 		const char *name = json_string_value(json_object_get(c, "column"));
 		const char *kind = json_string_value(json_object_get(c, "change"));
 		if (!strcmp(kind, "dropped"))
-			dp_die(DP_EXIT_QUALITY, "schema evolution: NOT NULL column %s was dropped; a variant column cannot "
-			       "stand in for it; nothing was published", name);
+			dp_die(DP_EXIT_QUALITY,
+			       "schema evolution: NOT NULL column %s was dropped; a variant column cannot "
+			       "stand in for it; nothing was published",
+			       name);
 		if (is_key(header, name))
-			dp_die(DP_EXIT_QUALITY, "schema evolution: key column %s changed (%s); keys cannot move to a variant "
-			       "column; nothing was published", name, kind);
+			dp_die(DP_EXIT_QUALITY,
+			       "schema evolution: key column %s changed (%s); keys cannot move to a variant "
+			       "column; nothing was published",
+			       name, kind);
 		json_object_set_new(c, "action", json_string("variant"));
 		ev->from = dp_xrealloc(ev->from, (ev->nrename + 1) * sizeof *ev->from);
 		ev->to = dp_xrealloc(ev->to, (ev->nrename + 1) * sizeof *ev->to);
@@ -92,7 +96,8 @@ evolve_prepare(const struct dp_manifest *m, const char *manifest_path, struct ev
 	int code;
 	json_t *state = dp_committed_state(m, manifest_path, &code);
 	if (!state)
-		dp_die(code < 0 ? DP_EXIT_FAILURE : code, "schema evolution: the published schema could not be read from "
+		dp_die(code < 0 ? DP_EXIT_FAILURE : code,
+		       "schema evolution: the published schema could not be read from "
 		       "state; nothing was published");
 	json_t *record = json_object_get(state, "record");
 	json_t *published = json_object_get(record, "schema");
@@ -119,9 +124,12 @@ evolve_header(const struct dp_manifest *m, const json_t *header, struct evolutio
 		if (m->on_breaking == DP_BREAKING_FAIL) {
 			struct dp_buf why = {0};
 			describe_breaking(changes, &why);
-			dp_die(DP_EXIT_QUALITY, "schema evolution: breaking change since run %s: %s; nothing was published "
-			       "(schema_evolution.on_breaking: variant sends such values to " DP_VARIANT_PREFIX "<column>; "
-			       "dpone-state schema --clear accepts the new schema as it is)", ev->published_by, why.p);
+			dp_die(DP_EXIT_QUALITY,
+			       "schema evolution: breaking change since run %s: %s; nothing was published "
+			       "(schema_evolution.on_breaking: variant sends such values to " DP_VARIANT_PREFIX
+			       "<column>; "
+			       "dpone-state schema --clear accepts the new schema as it is)",
+			       ev->published_by, why.p);
 		}
 		route_to_variants(ev->published, out, changes, ev);
 	}

@@ -27,21 +27,21 @@ static const char usage_text[] =
 
 /* One check of the manifest and what the stream showed it. */
 struct check {
-	json_t *spec;                /* the manifest's entry (borrowed) */
+	json_t *spec; /* the manifest's entry (borrowed) */
 	enum dp_check_type kind;
-	char **columns;              /* the columns it looks at (strings borrowed) */
+	char **columns; /* the columns it looks at (strings borrowed) */
 	size_t ncolumns;
-	int scan_at;                 /* where its columns start in the run's scan list */
+	int scan_at; /* where its columns start in the run's scan list */
 	unsigned long long violations;
-	struct dp_keyset *seen;      /* unique */
-	struct dp_buf sample;        /* a violating key or column, for the report */
-	struct dp_buf max;           /* freshness: the latest value seen (text) */
+	struct dp_keyset *seen; /* unique */
+	struct dp_buf sample;   /* a violating key or column, for the report */
+	struct dp_buf max;      /* freshness: the latest value seen (text) */
 };
 
 /* dpone-extract --count for the run's boundary, running beside the stream. */
 struct source_count {
-	pid_t pid;  /* 0: not started */
-	int fd;     /* its stdout */
+	pid_t pid;           /* 0: not started */
+	int fd;              /* its stdout */
 	const char *why_not; /* static: why it was not started */
 };
 
@@ -51,13 +51,13 @@ struct run {
 	struct source_count count;
 	struct check *checks;
 	size_t nchecks;
-	char **scan_names;           /* every column any check reads, in scan order */
+	char **scan_names; /* every column any check reads, in scan order */
 	size_t nscan;
 	unsigned long long rows;
-	int hashing;                 /* a hash_reconciliation check is configured */
-	struct contract *contract;   /* the type contract, or NULL */
-	const json_t *header;        /* borrowed from the reader */
-	uint64_t row_hash;           /* sum of the rows' SHA-256 prefixes */
+	int hashing;               /* a hash_reconciliation check is configured */
+	struct contract *contract; /* the type contract, or NULL */
+	const json_t *header;      /* borrowed from the reader */
+	uint64_t row_hash;         /* sum of the rows' SHA-256 prefixes */
 	struct dp_buf id;
 };
 
@@ -70,7 +70,8 @@ check_columns(struct run *rn, struct check *c, json_t *header)
 	json_t *fallback = NULL;
 	if (c->kind == DP_CHECK_UNIQUE)
 		fallback = json_array_size(dp_manifest_get(rn->m, "sink.strategy.unique_key"))
-		           ? dp_manifest_get(rn->m, "sink.strategy.unique_key") : json_object_get(header, "key");
+		                   ? dp_manifest_get(rn->m, "sink.strategy.unique_key")
+		                   : json_object_get(header, "key");
 	else if (c->kind == DP_CHECK_FRESHNESS)
 		fallback = json_object_get(json_object_get(header, "boundary"), "column");
 	if (!json_array_size(list) && one)
@@ -84,7 +85,8 @@ check_columns(struct run *rn, struct check *c, json_t *header)
 	for (size_t i = 0; i < c->ncolumns; i++)
 		c->columns[i] = dp_xstrdup(json_string_value(json_array_get(list, i)));
 	json_decref(list);
-	if ((c->kind == DP_CHECK_UNIQUE || c->kind == DP_CHECK_FRESHNESS || c->kind == DP_CHECK_NOT_NULL) && !c->ncolumns)
+	if ((c->kind == DP_CHECK_UNIQUE || c->kind == DP_CHECK_FRESHNESS || c->kind == DP_CHECK_NOT_NULL) &&
+	    !c->ncolumns)
 		dp_die(DP_EXIT_USAGE, "%s check: no column to check (give column or columns)",
 		       json_string_value(json_object_get(c->spec, "type")));
 }
@@ -211,7 +213,8 @@ check_row(struct run *rn, struct check *c, const char *line, size_t len, const s
 	case DP_CHECK_UNIQUE:
 		if (dp_key_identity(c->columns, c->ncolumns, line, len, &rn->id, err, sizeof err) < 0)
 			dp_die(DP_EXIT_STREAM, "stdin:%llu: unique check: %s", lineno, err);
-		if (dp_keyset_put(c->seen, rn->id.p, rn->id.len, (uint32_t)(lineno > UINT32_MAX ? UINT32_MAX : lineno), 0)) {
+		if (dp_keyset_put(c->seen, rn->id.p, rn->id.len, (uint32_t)(lineno > UINT32_MAX ? UINT32_MAX : lineno),
+		                  0)) {
 			c->violations++;
 			note_sample(c, rn->id.p, rn->id.len);
 		}
@@ -228,8 +231,7 @@ check_row(struct run *rn, struct check *c, const char *line, size_t len, const s
 			}
 		}
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -294,7 +296,8 @@ decide(struct run *rn, struct check *c)
 	case DP_CHECK_UNIQUE:
 		ok = c->violations <= allowed(spec, rn->rows);
 		why = dp_strfmt("%llu %s in %llu rows (%g allowed)%s%.*s", c->violations,
-		                c->kind == DP_CHECK_UNIQUE ? "duplicate keys" : "nulls", rn->rows, allowed(spec, rn->rows),
+		                c->kind == DP_CHECK_UNIQUE ? "duplicate keys" : "nulls", rn->rows,
+		                allowed(spec, rn->rows),
 		                c->sample.len ? c->kind == DP_CHECK_UNIQUE ? ", first duplicate " : ", first in " : "",
 		                (int)c->sample.len, c->sample.p ? c->sample.p : "");
 		json_object_set_new(r, "violations", json_integer((json_int_t)c->violations));
@@ -304,7 +307,8 @@ decide(struct run *rn, struct check *c)
 		char *latest = c->max.len ? dp_xstrndup(c->max.p, c->max.len) : NULL;
 		long long age = latest ? age_of(latest) : -1;
 		ok = latest && age >= -86400 && max_age >= 0 && age <= max_age;
-		why = latest ? dp_strfmt("latest %s %s is %lld s old, at most %lld s wanted", c->columns[0], latest, age, max_age)
+		why = latest ? dp_strfmt("latest %s %s is %lld s old, at most %lld s wanted", c->columns[0], latest,
+		                         age, max_age)
 		             : dp_strfmt("no value of %s in this run", c->columns[0]);
 		free(latest);
 		break;
@@ -325,12 +329,15 @@ decide(struct run *rn, struct check *c)
 			why = dp_strfmt("the source could not be counted: %s", fail_why);
 			break;
 		}
-		unsigned long long diff = (unsigned long long)(source > (long long)rn->rows ? source - (long long)rn->rows
-		                                                                            : (long long)rn->rows - source);
+		unsigned long long diff =
+			(unsigned long long)(source > (long long)rn->rows ? source - (long long)rn->rows
+		                                                          : (long long)rn->rows - source);
 		double limit = allowed(spec, (unsigned long long)source);
 		ok = diff <= limit;
-		why = dp_strfmt("the source has %lld rows in the boundary, the stream %llu (difference %llu, %g allowed); "
-		                "every one of them must then be delivered for the commit", source, rn->rows, diff, limit);
+		why = dp_strfmt(
+			"the source has %lld rows in the boundary, the stream %llu (difference %llu, %g allowed); "
+			"every one of them must then be delivered for the commit",
+			source, rn->rows, diff, limit);
 		json_object_set_new(r, "source_rows", json_integer(source));
 		break;
 	}
@@ -402,8 +409,10 @@ main(int argc, char **argv)
 	if (cli.print_manifest)
 		dp_cli_print_manifest(m);
 	dp_catch_interrupts();
-	struct run rn = {.m = m, .manifest_path = cli.manifest_path,
-	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH), .contract = contract_load(m)};
+	struct run rn = {.m = m,
+	                 .manifest_path = cli.manifest_path,
+	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
+	                 .contract = contract_load(m)};
 	struct evolution ev = {0};
 	evolve_prepare(m, cli.manifest_path, &ev);
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);

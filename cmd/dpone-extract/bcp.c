@@ -32,11 +32,24 @@
 static int
 bcp_host_type(const struct column *c)
 {
-	static const struct { const char *name; int type; } native[] = {
-		{"bit", SYBBIT}, {"tinyint", SYBINT1}, {"smallint", SYBINT2}, {"int", SYBINT4}, {"bigint", SYBINT8},
-		{"real", SYBREAL}, {"float", SYBFLT8}, {"decimal", SYBDECIMAL}, {"numeric", SYBNUMERIC},
-		{"datetime", SYBDATETIME}, {"smalldatetime", SYBDATETIME4}, {"date", SYBMSDATE}, {"time", SYBMSTIME},
-		{"datetime2", SYBMSDATETIME2}, {"datetimeoffset", SYBMSDATETIMEOFFSET}};
+	static const struct {
+		const char *name;
+		int type;
+	} native[] = {{"bit", SYBBIT},
+	              {"tinyint", SYBINT1},
+	              {"smallint", SYBINT2},
+	              {"int", SYBINT4},
+	              {"bigint", SYBINT8},
+	              {"real", SYBREAL},
+	              {"float", SYBFLT8},
+	              {"decimal", SYBDECIMAL},
+	              {"numeric", SYBNUMERIC},
+	              {"datetime", SYBDATETIME},
+	              {"smalldatetime", SYBDATETIME4},
+	              {"date", SYBMSDATE},
+	              {"time", SYBMSTIME},
+	              {"datetime2", SYBMSDATETIME2},
+	              {"datetimeoffset", SYBMSDATETIMEOFFSET}};
 	for (size_t i = 0; i < sizeof native / sizeof *native; i++)
 		if (!strcmp(c->data_type, native[i].name))
 			return native[i].type;
@@ -134,7 +147,12 @@ native_value(struct dp_buf *b, const struct column *c, int type, const char *p, 
 		return encode_value(b, c, type, (const BYTE *)&num, (DBINT)sizeof num, enc);
 	}
 	/* Aligned for the encoder's structures. */
-	union { DBDATETIMEALL dta; DBDATETIME dt; double d; long long ll; } v;
+	union {
+		DBDATETIMEALL dta;
+		DBDATETIME dt;
+		double d;
+		long long ll;
+	} v;
 	if (n > sizeof v)
 		return -1;
 	memcpy(&v, p, n);
@@ -148,13 +166,9 @@ host_value(struct dp_buf *b, struct dp_buf *scratch, const struct column *c, str
            size_t n, const struct encoding *enc)
 {
 	switch (hc.kind) {
-	case VALUE_NATIVE:
-		return native_value(b, c, hc.type, t, n, enc);
-	case VALUE_STRING:
-		encode_string(b, t, n == 1 && t[0] == '\0' ? 0 : n);
-		return 0;
-	case VALUE_DECIMAL:
-		return text_decimal(b, t, c->scale >= 0 ? c->scale : 4);
+	case VALUE_NATIVE: return native_value(b, c, hc.type, t, n, enc);
+	case VALUE_STRING: encode_string(b, t, n == 1 && t[0] == '\0' ? 0 : n); return 0;
+	case VALUE_DECIMAL: return text_decimal(b, t, c->scale >= 0 ? c->scale : 4);
 	case VALUE_UUID: {
 		char lower[40];
 		snprintf(lower, sizeof lower, "%s", t);
@@ -163,8 +177,7 @@ host_value(struct dp_buf *b, struct dp_buf *scratch, const struct column *c, str
 		encode_string(b, lower, strlen(lower));
 		return 0;
 	}
-	case VALUE_BINARY:
-		return text_binary(b, scratch, c, t, n == 1 && t[0] == '\0' ? 0 : n, enc);
+	case VALUE_BINARY: return text_binary(b, scratch, c, t, n == 1 && t[0] == '\0' ? 0 : n, enc);
 	}
 	return -1;
 }
@@ -174,7 +187,7 @@ host_value(struct dp_buf *b, struct dp_buf *scratch, const struct column *c, str
  * host file ever touches the disk. */
 struct copy_out {
 	DBPROCESS *db;
-	int write_fd;   /* the pipe's write end; closed by the thread */
+	int write_fd; /* the pipe's write end; closed by the thread */
 	RETCODE rc;
 	DBINT copied;
 	pthread_t thread;
@@ -337,9 +350,12 @@ bcp_extract(struct source *s, const char *sql, struct row_writer *rw)
 				host_file_error(&copy, rows + 1, "a bad value length");
 			/* Text at least as long as the JSON it becomes, halved for UTF-16. */
 			if (enc->max_row_bytes && (size_t)len > 2 * enc->max_row_bytes + 2)
-				dp_die(DP_EXIT_SINK, "row %llu, column %s: a value of %d bytes, more than sink.options.delivery."
-				       "max_message_bytes (%zu) allows a message: it could not be published; nothing after it was "
-				       "read", rows + 1, s->cols[i].name, (int)len, enc->max_row_bytes);
+				dp_die(DP_EXIT_SINK,
+				       "row %llu, column %s: a value of %d bytes, more than sink.options.delivery."
+				       "max_message_bytes (%zu) allows a message: it could not be published; nothing "
+				       "after it was "
+				       "read",
+				       rows + 1, s->cols[i].name, (int)len, enc->max_row_bytes);
 			const char *v = host_take(&host, (size_t)len);
 			if (!v)
 				host_file_error(&copy, rows + 1, "the row is cut short");
@@ -375,7 +391,8 @@ bcp_extract(struct source *s, const char *sql, struct row_writer *rw)
 	free(scratch.p);
 	free(val.p);
 	if (rows != (unsigned long long)copy.copied)
-		dp_die(DP_EXIT_SOURCE, "bulk copy out reported %d rows but %llu were converted", (int)copy.copied, rows);
+		dp_die(DP_EXIT_SOURCE, "bulk copy out reported %d rows but %llu were converted", (int)copy.copied,
+		       rows);
 	return rows;
 }
 
@@ -397,7 +414,8 @@ bcp_replay(const char *artifact)
 		if (n < 0 && errno == EINTR && !dp_interrupted)
 			continue;
 		if (dp_interrupted)
-			dp_die(DP_EXIT_INTERRUPTED, "interrupted while writing the staged rows; the stream has no end message");
+			dp_die(DP_EXIT_INTERRUPTED,
+			       "interrupted while writing the staged rows; the stream has no end message");
 		if (n < 0)
 			dp_die(DP_EXIT_FAILURE, "%s: %s", artifact, strerror(errno));
 		ZSTD_inBuffer in = {in_buf, (size_t)n, 0};

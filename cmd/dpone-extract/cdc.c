@@ -38,15 +38,15 @@ struct capture {
 
 struct cdc_plan {
 	struct capture ci;
-	char committed_ci[260];  /* the instance the offset was read on, from state; "" if unknown */
-	struct lsn min, high;    /* the instance's oldest LSN, the run's high LSN */
-	struct offset from;      /* the committed offset (have_from) */
+	char committed_ci[260]; /* the instance the offset was read on, from state; "" if unknown */
+	struct lsn min, high;   /* the instance's oldest LSN, the run's high LSN */
+	struct offset from;     /* the committed offset (have_from) */
 	int have_from;
-	int snapshot;            /* read the table, not the changes */
-	int empty;               /* no change can lie in the window */
-	struct lsn query_from;   /* the function's @from_lsn when reading changes */
-	const char *why;         /* why a snapshot, for the boundary and the plan */
-	json_t *boundary;        /* the header's boundary object */
+	int snapshot;          /* read the table, not the changes */
+	int empty;             /* no change can lie in the window */
+	struct lsn query_from; /* the function's @from_lsn when reading changes */
+	const char *why;       /* why a snapshot, for the boundary and the plan */
+	json_t *boundary;      /* the header's boundary object */
 };
 
 /* ---- LSN text ---- */
@@ -63,9 +63,12 @@ lsn_text(const struct lsn *l, char out[2 * LSN_LEN + 3])
 static int
 hex_digit(int c)
 {
-	if (c >= '0' && c <= '9') return c - '0';
-	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
 	return -1;
 }
 
@@ -176,12 +179,15 @@ read_captures(struct source *s, struct capture *out, int max)
 	dp_buf_str(&lit, "'");
 	dp_buf_char(&lit, '\0');
 	char *sql = dp_strfmt("SELECT capture_instance, object_id, start_lsn FROM cdc.change_tables"
-	                      " WHERE source_object_id = OBJECT_ID(%s) ORDER BY start_lsn", lit.p);
+	                      " WHERE source_object_id = OBJECT_ID(%s) ORDER BY start_lsn",
+	                      lit.p);
 	free(lit.p);
 	if (source_query(s, sql)) {
 		if (strstr(source_error(), "Invalid object name"))
-			dp_die(DP_EXIT_SOURCE, "change data capture is not enabled in this database (no cdc.change_tables): "
-			       "EXEC sys.sp_cdc_enable_db, then sys.sp_cdc_enable_table for %s", table);
+			dp_die(DP_EXIT_SOURCE,
+			       "change data capture is not enabled in this database (no cdc.change_tables): "
+			       "EXEC sys.sp_cdc_enable_db, then sys.sp_cdc_enable_table for %s",
+			       table);
 		dp_die(DP_EXIT_SOURCE, "reading the capture instances of %s: %s", table, source_error());
 	}
 	int n = 0;
@@ -216,8 +222,8 @@ committed_instance(const struct dp_manifest *m, const char *manifest_path, char 
 	if (!manifest_path)
 		return;
 	json_t *doc = dp_committed_state(m, manifest_path, &code);
-	const char *ci = json_string_value(json_object_get(json_object_get(json_object_get(doc, "record"), "boundary"),
-	                                                   "capture_instance"));
+	const char *ci = json_string_value(
+		json_object_get(json_object_get(json_object_get(doc, "record"), "boundary"), "capture_instance"));
 	if (ci)
 		snprintf(out, cap, "%s", ci);
 	json_decref(doc);
@@ -236,7 +242,8 @@ choose_instance(struct source *s, const struct dp_manifest *m, const char *manif
 	if (have_from)
 		committed_instance(m, manifest_path, committed, 260);
 	if (!n)
-		dp_die(DP_EXIT_SOURCE, "change data capture is not enabled for %s.%s: EXEC sys.sp_cdc_enable_table "
+		dp_die(DP_EXIT_SOURCE,
+		       "change data capture is not enabled for %s.%s: EXEC sys.sp_cdc_enable_table "
 		       "@source_schema = N'%s', @source_name = N'%s', @role_name = NULL; nothing was read",
 		       s->schema, s->table, s->schema, s->table);
 	const char *want = pinned ? pinned : *committed ? committed : found[n - 1].name;
@@ -252,16 +259,20 @@ choose_instance(struct source *s, const struct dp_manifest *m, const char *manif
 	}
 	if (k < 0) {
 		/* The committed instance is gone: its changes went with it. */
-		dp_die(DP_EXIT_SOURCE, "capture instance '%s', on which the committed offset was read, no longer exists "
-		       "for %s.%s (it now has %s%s%s): changes between the offset and the new instance's start may be lost. "
-		       "Re-snapshot: dpone-state MANIFEST reset --to null, then run with source.options.snapshot: initial "
+		dp_die(DP_EXIT_SOURCE,
+		       "capture instance '%s', on which the committed offset was read, no longer exists "
+		       "for %s.%s (it now has %s%s%s): changes between the offset and the new instance's start may be "
+		       "lost. "
+		       "Re-snapshot: dpone-state MANIFEST reset --to null, then run with source.options.snapshot: "
+		       "initial "
 		       "and source.options.capture_instance: %s",
 		       committed, s->schema, s->table, found[0].name, n > 1 ? ", " : "", n > 1 ? found[1].name : "",
 		       found[n - 1].name);
 	}
 	if (!pinned && n > 1 && k != n - 1)
 		dp_warn("warning: %s.%s has a newer capture instance '%s' (after an ALTER TABLE?); still reading '%s', "
-		        "where the offset was committed. To switch without a gap, set source.options.capture_instance: %s "
+		        "where the offset was committed. To switch without a gap, set source.options.capture_instance: "
+		        "%s "
 		        "once a run has committed past its first LSN (see dpone-extract(1), CDC)",
 		        s->schema, s->table, found[n - 1].name, found[k].name, found[n - 1].name);
 	if (*committed && strcmp(committed, found[k].name))
@@ -273,8 +284,9 @@ choose_instance(struct source *s, const struct dp_manifest *m, const char *manif
 static void
 keep_captured_columns(struct source *s, const struct capture *ci)
 {
-	char *sql = dp_strfmt("SELECT column_name FROM cdc.captured_columns WHERE object_id = %lld ORDER BY column_ordinal",
-	                      ci->object_id);
+	char *sql =
+		dp_strfmt("SELECT column_name FROM cdc.captured_columns WHERE object_id = %lld ORDER BY column_ordinal",
+	                  ci->object_id);
 	if (source_query(s, sql))
 		dp_die(DP_EXIT_SOURCE, "reading the columns of capture instance %s: %s", ci->name, source_error());
 	free(sql);
@@ -299,10 +311,11 @@ keep_captured_columns(struct source *s, const struct capture *ci)
 			continue;
 		}
 		map[i] = -1;
-		dp_warn("warning: column %s of %s.%s is not captured by %s (added after the instance was created?): its "
+		dp_warn("warning: column %s of %s.%s is not captured by %s (added after the instance was created?): "
+		        "its "
 		        "values are not in the changes and it is left out of the stream; to capture it, create a new "
-		        "capture instance and switch to it (dpone-extract(1), CDC)", s->cols[i].name, s->schema, s->table,
-		        ci->name);
+		        "capture instance and switch to it (dpone-extract(1), CDC)",
+		        s->cols[i].name, s->schema, s->table, ci->name);
 		free(s->cols[i].json_key);
 	}
 	for (int k = 0; k < s->nkey; k++) {
@@ -330,14 +343,18 @@ plan_cdc(struct source *s, const struct dp_manifest *m, const struct cdc_request
 {
 	memset(p, 0, sizeof *p);
 	if (rq->from && offset_parse(rq->from, &p->from))
-		dp_die(DP_EXIT_USAGE, "--from %s: a CDC offset is 0xLSN:0xSEQVAL (20 hex digits each), as dpone-state "
-		       "get --watermark prints it", rq->from);
+		dp_die(DP_EXIT_USAGE,
+		       "--from %s: a CDC offset is 0xLSN:0xSEQVAL (20 hex digits each), as dpone-state "
+		       "get --watermark prints it",
+		       rq->from);
 	p->have_from = rq->from != NULL;
 	choose_instance(s, m, rq->manifest_path, p->have_from, &p->ci, p->committed_ci);
 	keep_captured_columns(s, &p->ci);
 	if (s->nkey == 0)
-		dp_die(DP_EXIT_SOURCE, "%s.%s has no primary key and the manifest no unique_key: CDC changes could not "
-		       "be keyed", s->schema, s->table);
+		dp_die(DP_EXIT_SOURCE,
+		       "%s.%s has no primary key and the manifest no unique_key: CDC changes could not "
+		       "be keyed",
+		       s->schema, s->table);
 	char *ci = dp_strfmt("SELECT sys.fn_cdc_get_min_lsn(N'%s')", p->ci.name);
 	if (strchr(p->ci.name, '\''))
 		dp_die(DP_EXIT_SOURCE, "capture instance %s: a quote in its name is not supported", p->ci.name);
@@ -350,7 +367,8 @@ plan_cdc(struct source *s, const struct dp_manifest *m, const struct cdc_request
 			dp_die(DP_EXIT_USAGE, "--to %s: expected an LSN, 0x and up to 20 hex digits", rq->to);
 		p->high = to.lsn;
 	} else if (query_lsn(s, "SELECT sys.fn_cdc_get_max_lsn()", &p->high, "reading the maximum LSN")) {
-		dp_die(DP_EXIT_SOURCE, "sys.fn_cdc_get_max_lsn() is NULL: no change has been captured in this database yet");
+		dp_die(DP_EXIT_SOURCE,
+		       "sys.fn_cdc_get_max_lsn() is NULL: no change has been captured in this database yet");
 	}
 	const char *mode = dp_manifest_str(m, "source.options.snapshot");
 	if (p->have_from) {
@@ -362,18 +380,27 @@ plan_cdc(struct source *s, const struct dp_manifest *m, const struct cdc_request
 			lsn_text(&p->from.lsn, off);
 			lsn_text(&p->min, min);
 			if (*p->committed_ci && strcmp(p->committed_ci, p->ci.name))
-				dp_die(DP_EXIT_SOURCE, "capture instance %s starts at LSN %s, after the committed offset %s: the "
+				dp_die(DP_EXIT_SOURCE,
+				       "capture instance %s starts at LSN %s, after the committed offset %s: the "
 				       "changes between are only in %s, where the offset was read. Keep source.options."
-				       "capture_instance: %s until a run commits past %s, then switch; nothing was read",
+				       "capture_instance: %s until a run commits past %s, then switch; nothing was "
+				       "read",
 				       p->ci.name, min, off, p->committed_ci, p->committed_ci, min);
 			if (strcmp(mode, "when_needed"))
-				dp_die(DP_EXIT_SOURCE, "the committed offset %s is out of capture instance %s's retention: its "
-				       "oldest change is now %s, so changes after the offset were cleaned up (SQL Server error 313 "
-				       "if read); nothing was read and state is unchanged. Re-snapshot: set source.options.snapshot: "
-				       "when_needed, or dpone-state MANIFEST reset --to null and run again", off, p->ci.name, min);
-			dp_warn("warning: the committed offset %s is out of %s's retention (oldest change %s): snapshot: "
-			        "when_needed reads the table again; rows deleted in the lost window stay in the topic (a "
-			        "snapshot_reconciliation job finds them)", off, p->ci.name, min);
+				dp_die(DP_EXIT_SOURCE,
+				       "the committed offset %s is out of capture instance %s's retention: its "
+				       "oldest change is now %s, so changes after the offset were cleaned up (SQL "
+				       "Server error 313 "
+				       "if read); nothing was read and state is unchanged. Re-snapshot: set "
+				       "source.options.snapshot: "
+				       "when_needed, or dpone-state MANIFEST reset --to null and run again",
+				       off, p->ci.name, min);
+			dp_warn("warning: the committed offset %s is out of %s's retention (oldest change %s): "
+			        "snapshot: "
+			        "when_needed reads the table again; rows deleted in the lost window stay in the topic "
+			        "(a "
+			        "snapshot_reconciliation job finds them)",
+			        off, p->ci.name, min);
 			p->snapshot = 1;
 			p->why = "offset out of retention";
 		}
@@ -392,8 +419,9 @@ plan_cdc(struct source *s, const struct dp_manifest *m, const struct cdc_request
 	struct lsn all = {{0}};
 	memset(all.b, 0xFF, LSN_LEN);
 	high_off = offset_text(&p->high, &all);
-	p->boundary = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "kind", "cdc", "column", LSN_COLUMN,
-	                        "capture_instance", p->ci.name, "min_lsn", min, "high", high_off, "snapshot", p->snapshot);
+	p->boundary =
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "kind", "cdc", "column", LSN_COLUMN, "capture_instance",
+	                  p->ci.name, "min_lsn", min, "high", high_off, "snapshot", p->snapshot);
 	if (p->why)
 		json_object_set_new(p->boundary, "snapshot_reason", json_string(p->why));
 	if (p->have_from) {
@@ -406,7 +434,7 @@ plan_cdc(struct source *s, const struct dp_manifest *m, const struct cdc_request
 	const char *predicate = dp_manifest_str(m, "source.options.source_custom_predicate");
 	if (predicate)
 		dp_die(DP_EXIT_USAGE, "source.options.source_custom_predicate does not apply to strategy cdc: a change "
-		       "cannot be skipped without losing it");
+		                      "cannot be skipped without losing it");
 	free(high_off);
 }
 
@@ -440,11 +468,11 @@ changes_sql(const struct source *s, const struct dp_manifest *m, const struct cd
 	char *fn = quote_name(fn_name);
 	char *cols = what ? dp_xstrdup(what) : source_column_list(s, 0);
 	char *topn = top > 0 ? dp_strfmt("TOP (%lld) ", top) : dp_xstrdup("");
-	char *sql = dp_strfmt("SELECT %s%s%s FROM cdc.%s(%s, %s, N'%s') WHERE __$start_lsn > %s OR (__$start_lsn = %s AND "
-	                      "(__$seqval > %s OR (__$seqval = %s AND __$operation > %d)))%s",
-	                      topn, what ? "" : "__$start_lsn, __$seqval, __$operation, ", cols, fn, from, high,
-	                      row_filter(m), l, l, q, q, pos->op,
-	                      what ? "" : " ORDER BY __$start_lsn, __$seqval, __$operation");
+	char *sql = dp_strfmt(
+		"SELECT %s%s%s FROM cdc.%s(%s, %s, N'%s') WHERE __$start_lsn > %s OR (__$start_lsn = %s AND "
+		"(__$seqval > %s OR (__$seqval = %s AND __$operation > %d)))%s",
+		topn, what ? "" : "__$start_lsn, __$seqval, __$operation, ", cols, fn, from, high, row_filter(m), l, l,
+		q, q, pos->op, what ? "" : " ORDER BY __$start_lsn, __$seqval, __$operation");
 	free(topn);
 	free(cols);
 	free(fn);
@@ -485,9 +513,11 @@ static _Noreturn void
 changes_failed(const struct cdc_plan *p, unsigned long long changes)
 {
 	if (strstr(source_error(), "error 313"))
-		dp_die(DP_EXIT_SOURCE, "capture instance %s no longer holds the changes after the offset (SQL Server error "
+		dp_die(DP_EXIT_SOURCE,
+		       "capture instance %s no longer holds the changes after the offset (SQL Server error "
 		       "313: retention cleanup ran during the run?) after %llu changes; the stream has no end message; "
-		       "re-snapshot with source.options.snapshot: when_needed", p->ci.name, changes);
+		       "re-snapshot with source.options.snapshot: when_needed",
+		       p->ci.name, changes);
 	dp_die(dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SOURCE,
 	       "reading changes failed after %llu changes: %s; the stream has no end message", changes,
 	       source_error()[0] ? source_error() : "the connection was lost");
@@ -503,8 +533,10 @@ encode_change_row(struct source *s, struct row_writer *rw, size_t *at, size_t *l
 		at[i] = row_member(rw, i);
 		if (encode_value(&rw->row, &s->cols[i], dbcoltype(s->db, i + 4), dbdata(s->db, i + 4),
 		                 dbdatlen(s->db, i + 4), rw->enc))
-			dp_die(DP_EXIT_SOURCE, "change %llu, column %s: the server sent a value no %s column can hold; the "
-			       "stream has no end message", number, s->cols[i].name, s->cols[i].sql_type);
+			dp_die(DP_EXIT_SOURCE,
+			       "change %llu, column %s: the server sent a value no %s column can hold; the "
+			       "stream has no end message",
+			       number, s->cols[i].name, s->cols[i].sql_type);
 		len[i] = rw->row.len - at[i];
 	}
 	dp_buf_char(&rw->row, '}');
@@ -580,7 +612,8 @@ emit_change(struct source *s, struct row_writer *rw, struct change_bufs *cb, str
 		return;
 	}
 	if (op != 2 && op != 4)
-		dp_die(DP_EXIT_SOURCE, "change %llu: unknown __$operation %d; the stream has no end message", number, (int)op);
+		dp_die(DP_EXIT_SOURCE, "change %llu: unknown __$operation %d; the stream has no end message", number,
+		       (int)op);
 	dp_buf_str(l, op == 2 ? "[\"change\",{\"op\":\"c\",\"lsn\":\"" : "[\"change\",{\"op\":\"u\",\"lsn\":\"");
 	dp_buf_str(l, lsn);
 	dp_buf_str(l, "\",\"seqval\":\"");
@@ -626,7 +659,8 @@ read_changes(struct source *s, const struct dp_manifest *m, const struct cdc_pla
 			if (dp_interrupted) {
 				dbcancel(s->db);
 				dp_writer_flush(rw->w);
-				dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu changes; the stream has no end message",
+				dp_die(DP_EXIT_INTERRUPTED,
+				       "interrupted after %llu changes; the stream has no end message",
 				       n->inserts + n->updates + n->deletes);
 			}
 		}
@@ -644,7 +678,7 @@ read_changes(struct source *s, const struct dp_manifest *m, const struct cdc_pla
 	}
 	if (cb.have_before)
 		dp_die(DP_EXIT_SOURCE, "an update's before image (__$operation 3) came without its after image; the "
-		       "stream has no end message");
+		                       "stream has no end message");
 	if (progress)
 		fprintf(stderr, "\r%s: %llu changes in %.1f s\n", dp_progname, n->inserts + n->updates + n->deletes,
 		        dp_now() - start);
@@ -685,9 +719,9 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 	struct position pos;
 	start_position(&p, &pos);
 	char *sql = p.snapshot ? snapshot_sql(s)
-	          : p.empty ? dp_xstrdup("-- nothing to read: no change was captured after the offset")
-	          : changes_sql(s, m, &p, &pos,
-	            dp_manifest_int(m, "source.options.batch_size", 50000), NULL);
+	            : p.empty
+	                    ? dp_xstrdup("-- nothing to read: no change was captured after the offset")
+	                    : changes_sql(s, m, &p, &pos, dp_manifest_int(m, "source.options.batch_size", 50000), NULL);
 	if (rq->count || rq->plan) {
 		char *count_sql;
 		char *n = count_changes(s, m, &p, &count_sql);
@@ -720,10 +754,11 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 	row_writer_free(&rw);
 	free(sql);
 	json_t *end = json_pack("{s:I, s:I, s:{s:I, s:I, s:I}, s:{s:s, s:o, s:O}, s:{s:I}}", "rows", (json_int_t)n.rows,
-		"deletes", (json_int_t)n.deletes, "changes", "insert", (json_int_t)n.inserts, "update",
-		(json_int_t)n.updates, "delete", (json_int_t)n.deletes, "watermark", "column", LSN_COLUMN, "low",
-		n.first[0] ? json_string(n.first) : json_null(), "high", json_object_get(p.boundary, "high"),
-		"source", "elapsed_ms", (json_int_t)((dp_now() - start) * 1000));
+	                        "deletes", (json_int_t)n.deletes, "changes", "insert", (json_int_t)n.inserts, "update",
+	                        (json_int_t)n.updates, "delete", (json_int_t)n.deletes, "watermark", "column",
+	                        LSN_COLUMN, "low", n.first[0] ? json_string(n.first) : json_null(), "high",
+	                        json_object_get(p.boundary, "high"), "source", "elapsed_ms",
+	                        (json_int_t)((dp_now() - start) * 1000));
 	dp_writer_control(w, "end", end);
 	json_decref(p.boundary);
 	return dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;

@@ -55,14 +55,13 @@ void
 print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
            const struct plan_queries *q, json_t *reconciliation)
 {
-	json_t *doc = json_pack("{s:{s:s, s:s, s:s}, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}",
-	                        "source", "type", "mssql", "schema", s->schema, "table", s->table, "columns",
-	                        header_columns(s), "key", key_names(s), "boundary", boundary, "sql", q->sql,
-	                        "count_sql", q->count_sql, "rows", json_loads(q->rows, JSON_DECODE_ANY, NULL),
-	                        "export_mode", dp_manifest_str(m, "source.options.export_mode"), "batch_size",
-	                        (json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000), "encoding",
-	                        "bigint", enc->bigint_as_string ? "string" : "number", "binary",
-	                        enc->binary_as_hex ? "hex" : "base64");
+	json_t *doc = json_pack(
+		"{s:{s:s, s:s, s:s}, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}", "source", "type", "mssql",
+		"schema", s->schema, "table", s->table, "columns", header_columns(s), "key", key_names(s), "boundary",
+		boundary, "sql", q->sql, "count_sql", q->count_sql, "rows", json_loads(q->rows, JSON_DECODE_ANY, NULL),
+		"export_mode", dp_manifest_str(m, "source.options.export_mode"), "batch_size",
+		(json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000), "encoding", "bigint",
+		enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
 	if (reconciliation)
 		json_object_set(doc, "reconciliation", reconciliation);
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -95,8 +94,10 @@ row_emit(struct row_writer *rw, const struct dp_buf *row)
 	unsigned long long number = rw->rows + 1;
 	const struct encoding *enc = rw->enc;
 	if (enc->max_row_bytes && row->len > enc->max_row_bytes)
-		dp_die(DP_EXIT_SINK, "row %llu is %zu bytes or more as JSON, more than sink.options.delivery."
-		       "max_message_bytes (%zu): it could not be published; nothing after it was read (raise the limit, "
+		dp_die(DP_EXIT_SINK,
+		       "row %llu is %zu bytes or more as JSON, more than sink.options.delivery."
+		       "max_message_bytes (%zu): it could not be published; nothing after it was read (raise the "
+		       "limit, "
 		       "and the topic's max.message.bytes, or leave the column out with source.options.columns)",
 		       number, row->len, enc->max_row_bytes);
 	if (rw->tap)
@@ -144,7 +145,8 @@ stream_rows(struct source *s, struct row_writer *rw, int progress, long long bat
 			size_t at = row_member(rw, i);
 			if (encode_value(&rw->row, &s->cols[i], types[i], dbdata(s->db, i + 1), dbdatlen(s->db, i + 1),
 			                 rw->enc))
-				dp_die(DP_EXIT_SOURCE, "row %llu, column %s: the server sent a value no %s column can hold "
+				dp_die(DP_EXIT_SOURCE,
+				       "row %llu, column %s: the server sent a value no %s column can hold "
 				       "(not a number, or a date or time out of range); nothing after it was read",
 				       rw->rows + 1, s->cols[i].name, s->cols[i].sql_type);
 			row_member_end(rw, i, at);
@@ -155,7 +157,8 @@ stream_rows(struct source *s, struct row_writer *rw, int progress, long long bat
 		if (dp_interrupted) {
 			dbcancel(s->db);
 			dp_writer_flush(rw->w);
-			dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu rows; the stream has no end message", rw->rows);
+			dp_die(DP_EXIT_INTERRUPTED, "interrupted after %llu rows; the stream has no end message",
+			       rw->rows);
 		}
 		if (progress)
 			show_progress(rw, start, &last);

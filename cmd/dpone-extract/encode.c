@@ -21,14 +21,36 @@
 static const struct {
 	const char *type, *logical;
 } logical_types[] = {
-	{"bit", "boolean"}, {"tinyint", "integer"}, {"smallint", "integer"}, {"int", "integer"},
-	{"bigint", "integer"}, {"decimal", "decimal"}, {"numeric", "decimal"}, {"money", "decimal"},
-	{"smallmoney", "decimal"}, {"real", "float"}, {"float", "float"}, {"char", "string"},
-	{"varchar", "string"}, {"nchar", "string"}, {"nvarchar", "string"}, {"text", "string"},
-	{"ntext", "string"}, {"sysname", "string"}, {"date", "date"}, {"time", "time"},
-	{"datetime", "timestamp"}, {"smalldatetime", "timestamp"}, {"datetime2", "timestamp"},
-	{"datetimeoffset", "timestamp_tz"}, {"uniqueidentifier", "uuid"}, {"binary", "binary"},
-	{"varbinary", "binary"}, {"image", "binary"}, {"timestamp", "binary"}, {"rowversion", "binary"},
+	{"bit", "boolean"},
+	{"tinyint", "integer"},
+	{"smallint", "integer"},
+	{"int", "integer"},
+	{"bigint", "integer"},
+	{"decimal", "decimal"},
+	{"numeric", "decimal"},
+	{"money", "decimal"},
+	{"smallmoney", "decimal"},
+	{"real", "float"},
+	{"float", "float"},
+	{"char", "string"},
+	{"varchar", "string"},
+	{"nchar", "string"},
+	{"nvarchar", "string"},
+	{"text", "string"},
+	{"ntext", "string"},
+	{"sysname", "string"},
+	{"date", "date"},
+	{"time", "time"},
+	{"datetime", "timestamp"},
+	{"smalldatetime", "timestamp"},
+	{"datetime2", "timestamp"},
+	{"datetimeoffset", "timestamp_tz"},
+	{"uniqueidentifier", "uuid"},
+	{"binary", "binary"},
+	{"varbinary", "binary"},
+	{"image", "binary"},
+	{"timestamp", "binary"},
+	{"rowversion", "binary"},
 };
 
 const char *
@@ -178,8 +200,8 @@ encode_scaled(struct dp_buf *b, int negative, unsigned __int128 mag, int scale)
 static int
 numeric_bytes(int precision)
 {
-	static const int bytes[] = {1, 2, 2, 3, 3, 4, 4, 4, 5, 5, 6, 6, 6, 7, 7, 8, 8, 9, 9, 9, 10,
-	                            10, 11, 11, 11, 12, 12, 13, 13, 14, 14, 14, 15, 15, 16, 16, 16, 17, 17};
+	static const int bytes[] = {1,  2,  2,  3,  3,  4,  4,  4,  5,  5,  6,  6,  6,  7,  7,  8,  8,  9,  9, 9,
+	                            10, 10, 11, 11, 11, 12, 12, 13, 13, 14, 14, 14, 15, 15, 16, 16, 16, 17, 17};
 	return precision >= 0 && precision <= 38 ? bytes[precision] : 17;
 }
 
@@ -372,8 +394,8 @@ encode_guid(struct dp_buf *b, const BYTE *g)
 {
 	/* The first three groups are little-endian on the wire. */
 	char tmp[48];
-	snprintf(tmp, sizeof tmp, "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\"", g[3], g[2],
-	         g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+	snprintf(tmp, sizeof tmp, "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\"", g[3],
+	         g[2], g[1], g[0], g[5], g[4], g[7], g[6], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
 	dp_buf_str(b, tmp);
 }
 
@@ -382,9 +404,21 @@ le_int(const BYTE *p, DBINT n)
 {
 	switch (n) {
 	case 1: return p[0];
-	case 2: { int16_t v; memcpy(&v, p, 2); return v; }
-	case 4: { int32_t v; memcpy(&v, p, 4); return v; }
-	default: { int64_t v; memcpy(&v, p, 8); return v; }
+	case 2: {
+		int16_t v;
+		memcpy(&v, p, 2);
+		return v;
+	}
+	case 4: {
+		int32_t v;
+		memcpy(&v, p, 4);
+		return v;
+	}
+	default: {
+		int64_t v;
+		memcpy(&v, p, 8);
+		return v;
+	}
 	}
 }
 
@@ -397,13 +431,16 @@ encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *d
 		return 0;
 	}
 	switch (dbtype) {
-	case SYBBIT: case SYBBITN:
-		dp_buf_str(b, data[0] ? "true" : "false");
-		return 0;
-	case SYBINT1: case SYBINT2: case SYBINT4: case SYBINT8: case SYBINTN:
-		encode_int(b, le_int(data, len), len == 8 && enc->bigint_as_string);
-		return 0;
-	case SYBFLT8: case SYBREAL: case SYBFLTN:
+	case SYBBIT:
+	case SYBBITN: dp_buf_str(b, data[0] ? "true" : "false"); return 0;
+	case SYBINT1:
+	case SYBINT2:
+	case SYBINT4:
+	case SYBINT8:
+	case SYBINTN: encode_int(b, le_int(data, len), len == 8 && enc->bigint_as_string); return 0;
+	case SYBFLT8:
+	case SYBREAL:
+	case SYBFLTN:
 		if (len == 4) {
 			float f;
 			memcpy(&f, data, 4);
@@ -413,9 +450,11 @@ encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *d
 			memcpy(&d, data, 8);
 			return encode_float(b, d, 0);
 		}
-	case SYBDECIMAL: case SYBNUMERIC:
-		return encode_numeric(b, (const DBNUMERIC *)data);
-	case SYBMONEY: case SYBMONEY4: case SYBMONEYN: {
+	case SYBDECIMAL:
+	case SYBNUMERIC: return encode_numeric(b, (const DBNUMERIC *)data);
+	case SYBMONEY:
+	case SYBMONEY4:
+	case SYBMONEYN: {
 		long long v;
 		if (len == 4) {
 			DBMONEY4 m4;
@@ -426,21 +465,24 @@ encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *d
 			memcpy(&m, data, sizeof m);
 			v = (long long)((unsigned long long)(unsigned)m.mnyhigh << 32 | m.mnylow);
 		}
-		encode_scaled(b, v < 0, v < 0 ? (unsigned __int128)(0 - (unsigned long long)v) : (unsigned __int128)v, 4);
+		encode_scaled(b, v < 0, v < 0 ? (unsigned __int128)(0 - (unsigned long long)v) : (unsigned __int128)v,
+		              4);
 		return 0;
 	}
-	case SYBDATETIME: case SYBDATETIMN: case SYBDATETIME4:
+	case SYBDATETIME:
+	case SYBDATETIMN:
+	case SYBDATETIME4:
 		if (len == 4)
 			return encode_smalldatetime(b, (const DBDATETIME4 *)data);
 		return encode_datetime(b, (const DBDATETIME *)data);
-	case SYBMSDATE: case SYBMSTIME: case SYBMSDATETIME2: case SYBMSDATETIMEOFFSET:
-		return encode_datetimeall(b, c, dbtype, (const DBDATETIMEALL *)data);
-	case DP_SYBUNIQUE:
-		encode_guid(b, data);
-		return 0;
-	case SYBBINARY: case SYBVARBINARY: case SYBIMAGE:
-		encode_binary(b, data, len, enc->binary_as_hex);
-		return 0;
+	case SYBMSDATE:
+	case SYBMSTIME:
+	case SYBMSDATETIME2:
+	case SYBMSDATETIMEOFFSET: return encode_datetimeall(b, c, dbtype, (const DBDATETIMEALL *)data);
+	case DP_SYBUNIQUE: encode_guid(b, data); return 0;
+	case SYBBINARY:
+	case SYBVARBINARY:
+	case SYBIMAGE: encode_binary(b, data, len, enc->binary_as_hex); return 0;
 	default:
 		/* The character types, already UTF-8 (the login asks db-lib for it). */
 		encode_string(b, (const char *)data, (size_t)len);

@@ -20,12 +20,14 @@ struct encoding {
 /* One column of the extracted table, from the catalog. */
 struct column {
 	char name[260];
-	char data_type[64];  /* INFORMATION_SCHEMA.DATA_TYPE: "decimal", "datetime2" */
-	char sql_type[80];   /* with its sizes: "decimal(18,2)", "nvarchar(max)" */
-	const char *logical; /* boolean, integer, decimal, float, string, date, time, timestamp, timestamp_tz, uuid, binary */
+	char data_type[64]; /* INFORMATION_SCHEMA.DATA_TYPE: "decimal", "datetime2" */
+	char sql_type[80];  /* with its sizes: "decimal(18,2)", "nvarchar(max)" */
+	/* boolean, integer, decimal, float, string, date, time, timestamp,
+	 * timestamp_tz, uuid, binary */
+	const char *logical;
 	int nullable;
 	int precision, scale, max_length; /* -1 where the type has none; max_length -1 = (max) */
-	char *json_key;      /* "name": pre-escaped, owned */
+	char *json_key;                   /* "name": pre-escaped, owned */
 	size_t json_key_len;
 };
 
@@ -41,7 +43,7 @@ struct watermark {
  * NaN or infinity, a date outside 0001..9999, a time past midnight, a
  * decimal scale over 38. The caller names the column and stops. */
 int encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *data, DBINT len,
-                  const struct encoding *enc);
+                 const struct encoding *enc);
 /* Append an integer, in quotes when quoted (bigint_as: string). */
 void encode_int(struct dp_buf *b, long long v, int quoted);
 /* Append a JSON string (escaped; invalid UTF-8 becomes U+FFFD). */
@@ -55,9 +57,9 @@ struct source {
 	char schema[260], table[260];
 	struct column *cols;
 	int ncols;
-	int *key;            /* indexes into cols: the unique or primary key */
+	int *key; /* indexes into cols: the unique or primary key */
 	int nkey;
-	int inc;             /* index of the incremental column, or -1 */
+	int inc; /* index of the incremental column, or -1 */
 };
 
 /* Connect with db-lib (bulk copy enabled when bcp), values cut a little
@@ -168,14 +170,15 @@ unsigned long long stream_rows(struct source *s, struct row_writer *rw, int prog
 
 /* ---- cdc.c ---- */
 struct cdc_request {
-	const char *from, *to;    /* committed offset, manual high LSN; NULL if not given */
+	const char *from, *to; /* committed offset, manual high LSN; NULL if not given */
 	const char *run_id;
 	const char *manifest_path; /* to read the committed capture instance from state */
 	int count, plan, progress;
 };
 /* Strategy cdc: --count, --plan, or a run (initial snapshot or changes);
  * returns the exit status (errors exit). */
-int cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_request *rq, const struct encoding *enc);
+int cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_request *rq,
+                const struct encoding *enc);
 
 /* ---- reconcile.c ---- */
 struct reconcile;

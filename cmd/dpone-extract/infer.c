@@ -27,7 +27,7 @@ struct column_profile {
 	struct dp_buf min, max;             /* JSON text of the extremes */
 	double min_num, max_num;            /* for number-like columns */
 	unsigned char hll[HLL_REGISTERS];
-	size_t longest;                     /* bytes of the longest value's JSON */
+	size_t longest; /* bytes of the longest value's JSON */
 };
 
 static int
@@ -165,10 +165,12 @@ print_column(const struct column *c, const struct column_profile *cp, int is_key
 	if (is_key)
 		printf("      key: true\n");
 	if (strcmp(type, c->logical))
-		printf("      # stored as %s; %.1f%% of the sampled values read as %s\n", c->logical, confidence * 100, type);
+		printf("      # stored as %s; %.1f%% of the sampled values read as %s\n", c->logical, confidence * 100,
+		       type);
 	double n = cp->values ? (double)cp->values : 1;
 	printf("      profile: {confidence: %.3f, null_ratio: %.4f, empty_string_ratio: %.4f, distinct_estimate: %.0f, "
-	       "longest_json_bytes: %zu", confidence, (double)cp->nulls / n, (double)cp->empty / n,
+	       "longest_json_bytes: %zu",
+	       confidence, (double)cp->nulls / n, (double)cp->empty / n,
 	       fmin(hll_estimate(cp->hll), (double)(cp->values - cp->nulls)), cp->longest);
 	if (cp->min.len && cp->min.len <= 200 && strcmp(c->logical, "binary")) {
 		printf(", min: ");
@@ -196,8 +198,8 @@ infer_contract(struct source *s, const struct encoding *enc, long long sample)
 		size_t row_bytes = 2;
 		for (int i = 0; i < s->ncols; i++) {
 			v.len = 0;
-			if (encode_value(&v, &s->cols[i], dbcoltype(s->db, i + 1), dbdata(s->db, i + 1), dbdatlen(s->db, i + 1),
-			                 enc))
+			if (encode_value(&v, &s->cols[i], dbcoltype(s->db, i + 1), dbdata(s->db, i + 1),
+			                 dbdatlen(s->db, i + 1), enc))
 				dp_die(DP_EXIT_SOURCE, "row %llu, column %s: a value no %s column can hold", rows + 1,
 				       s->cols[i].name, s->cols[i].sql_type);
 			profile_value(&cp[i], &s->cols[i], v.p, v.len);

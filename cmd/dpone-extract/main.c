@@ -40,8 +40,18 @@ static const char usage_text[] =
 	"See dpone-extract(1); exit codes are listed there.\n";
 /* clang-format on */
 
-enum { OPT_FROM = OPT_EXTRA, OPT_TO, OPT_CHUNK, OPT_COUNT, OPT_PLAN, OPT_CHECK, OPT_INFER, OPT_SAMPLE, OPT_RUN_ID,
-       OPT_MISSING_KEYS };
+enum {
+	OPT_FROM = OPT_EXTRA,
+	OPT_TO,
+	OPT_CHUNK,
+	OPT_COUNT,
+	OPT_PLAN,
+	OPT_CHECK,
+	OPT_INFER,
+	OPT_SAMPLE,
+	OPT_RUN_ID,
+	OPT_MISSING_KEYS
+};
 
 struct options {
 	const char *from, *to, *run_id;
@@ -49,7 +59,6 @@ struct options {
 	int count, plan, check, infer, missing_keys;
 	long long sample;
 };
-
 
 static int
 handle_option(int id, const char *arg, void *ctx)
@@ -116,8 +125,8 @@ apply_lookback(const struct column *c, const char *low_json, const char *lookbac
 	gmtime_r(&secs, &tm);
 	const char *frac = strchr(t + 19, '.');
 	size_t fraclen = frac ? strcspn(frac, "\"") : 0;
-	return dp_strfmt("\"%04d-%02d-%02dT%02d:%02d:%02d%.*s\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	                 tm.tm_min, tm.tm_sec, (int)fraclen, frac ? frac : "");
+	return dp_strfmt("\"%04d-%02d-%02dT%02d:%02d:%02d%.*s\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+	                 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)fraclen, frac ? frac : "");
 }
 
 /* Everything a mode needs: the command line, the manifest, the source. */
@@ -126,7 +135,7 @@ struct job {
 	struct dp_cli cli;
 	struct dp_manifest *m; /* owned */
 	struct encoding enc;
-	struct source s;       /* connected and discovered; owned */
+	struct source s; /* connected and discovered; owned */
 };
 
 /* What a run reads: the boundary's predicate and order, and its header
@@ -147,8 +156,7 @@ plan_free(struct plan *p)
 }
 
 /* Narrow the plan's predicate by one more condition, printf-style. */
-static void __attribute__((format(printf, 2, 3)))
-plan_and(struct plan *p, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) plan_and(struct plan *p, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -198,8 +206,7 @@ plan_aggregate(struct source *s, const struct plan *p, const char *fn, const str
 /* Narrow the plan by "column op value" (value as JSON), and record value
  * as the boundary's end (NULL: do not). */
 static void
-plan_bound(struct plan *p, const struct column *c, const char *op, const char *json, const char *what,
-           const char *end)
+plan_bound(struct plan *p, const struct column *c, const char *op, const char *json, const char *what, const char *end)
 {
 	char *lit = sql_literal(c, json);
 	if (!lit)
@@ -227,10 +234,11 @@ plan_low(struct job *j, const struct column *c, struct plan *p)
 		char *earlier = apply_lookback(c, low, lookback);
 		if (!earlier) {
 			char where[1024];
-			dp_die(DP_EXIT_USAGE, "%s'%s' does not apply to %s (%s): use a number for integer columns, "
+			dp_die(DP_EXIT_USAGE,
+			       "%s'%s' does not apply to %s (%s): use a number for integer columns, "
 			       "or 30s, 15m, 2h, 1d for date and time columns",
-			       dp_manifest_where(j->m, "source.options.lookback", where, sizeof where), lookback, c->name,
-			       c->sql_type);
+			       dp_manifest_where(j->m, "source.options.lookback", where, sizeof where), lookback,
+			       c->name, c->sql_type);
 		}
 		json_object_set_new(p->boundary, "lookback", json_string(lookback));
 		free(low);
@@ -302,8 +310,10 @@ plan_boundary(struct job *j, struct plan *p)
 	int incremental = j->s.inc >= 0 && dp_manifest_incremental(j->m);
 	json_t *window = dp_manifest_get(j->m, "sink.strategy.window");
 	if ((j->o.from || j->o.to) && !incremental)
-		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s%s reads no incremental boundary",
-		       dp_manifest_str(j->m, "sink.strategy.mode"), j->s.inc >= 0 ? "" : " without source.options.incremental_column");
+		dp_die(DP_EXIT_USAGE,
+		       "--from and --to bound an incremental run: strategy %s%s reads no incremental boundary",
+		       dp_manifest_str(j->m, "sink.strategy.mode"),
+		       j->s.inc >= 0 ? "" : " without source.options.incremental_column");
 	if (incremental)
 		plan_incremental(j, p);
 	else if (j->m->strategy == DP_REPLACE && window)
@@ -393,8 +403,8 @@ new_run_id(void)
 static struct {
 	char *artifact, *dir; /* owned */
 	int fd;
-	int temporary;        /* dir is a private temporary directory */
-	int complete;         /* the artifact holds the whole run and stays (unless temporary) */
+	int temporary; /* dir is a private temporary directory */
+	int complete;  /* the artifact holds the whole run and stays (unless temporary) */
 } staged;
 
 /* dp_die's cleanup, and the end of a run: a cut run's artifact is not a
@@ -422,8 +432,8 @@ stage_directory(const struct dp_manifest *m, const char *run_id)
 		/* mkdtemp wants the template to end in six X. */
 		memset(tmpl + strlen(tmpl) - 6, 'X', 6);
 		if (!mkdtemp(tmpl))
-			dp_die(DP_EXIT_FAILURE, "cannot create a staging directory in %s: %s", tmp && *tmp ? tmp : "/tmp",
-			       strerror(errno));
+			dp_die(DP_EXIT_FAILURE, "cannot create a staging directory in %s: %s",
+			       tmp && *tmp ? tmp : "/tmp", strerror(errno));
 		return tmpl;
 	}
 	char *dir = dp_strfmt("%s/%s", dp_manifest_str(m, "observability.artifacts.path"), run_id);
@@ -482,8 +492,11 @@ static _Noreturn void
 run_check(struct job *j)
 {
 	struct source *s = &j->s;
-	struct column utc = {.name = "SYSUTCDATETIME()", .data_type = "datetime2", .sql_type = "datetime2(7)",
-	                     .logical = "timestamp", .scale = 7};
+	struct column utc = {.name = "SYSUTCDATETIME()",
+	                     .data_type = "datetime2",
+	                     .sql_type = "datetime2(7)",
+	                     .logical = "timestamp",
+	                     .scale = 7};
 	char *now = source_scalar_json(s, "SELECT SYSUTCDATETIME()", &utc, &j->enc);
 	json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:I}", "library", dbversion(), "schema", s->schema,
 	                        "table", s->table, "columns", s->ncols, "key", key_names(s), "server_utc",
@@ -509,8 +522,12 @@ run_cdc(struct job *j)
 	if (j->o.chunk_n)
 		dp_die(DP_EXIT_USAGE, "--chunk does not apply to strategy cdc: changes are read in LSN order");
 	char *run_id = j->o.run_id ? dp_xstrdup(j->o.run_id) : new_run_id();
-	struct cdc_request rq = {.from = j->o.from, .to = j->o.to, .run_id = run_id,
-	                         .manifest_path = j->cli.manifest_path, .count = j->o.count, .plan = j->o.plan,
+	struct cdc_request rq = {.from = j->o.from,
+	                         .to = j->o.to,
+	                         .run_id = run_id,
+	                         .manifest_path = j->cli.manifest_path,
+	                         .count = j->o.count,
+	                         .plan = j->o.plan,
 	                         .progress = isatty(2) && !j->cli.quiet};
 	int code = cdc_extract(&j->s, j->m, &rq, &j->enc);
 	free(run_id);
@@ -559,8 +576,7 @@ run_count_or_plan(struct job *j, struct plan *p)
 		printf("%s\n", n);
 	} else {
 		json_t *recon = reconcile_preview(j, p, NULL);
-		print_plan(&j->s, j->m, p->boundary, &j->enc, &(struct plan_queries){sql, count_sql, n},
-		           recon);
+		print_plan(&j->s, j->m, p->boundary, &j->enc, &(struct plan_queries){sql, count_sql, n}, recon);
 		json_decref(recon);
 	}
 	free(n);
@@ -645,13 +661,17 @@ job_open(struct job *j, int bcp)
 int
 main(int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{"from", required_argument, NULL, OPT_FROM}, {"to", required_argument, NULL, OPT_TO},
-		{"chunk", required_argument, NULL, OPT_CHUNK}, {"count", no_argument, NULL, OPT_COUNT},
-		{"plan", no_argument, NULL, OPT_PLAN}, {"check", no_argument, NULL, OPT_CHECK},
-		{"infer", no_argument, NULL, OPT_INFER}, {"sample", required_argument, NULL, OPT_SAMPLE},
-		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"missing-keys", no_argument, NULL, OPT_MISSING_KEYS},
-		{NULL, 0, NULL, 0}};
+	static const struct option extra[] = {{"from", required_argument, NULL, OPT_FROM},
+	                                      {"to", required_argument, NULL, OPT_TO},
+	                                      {"chunk", required_argument, NULL, OPT_CHUNK},
+	                                      {"count", no_argument, NULL, OPT_COUNT},
+	                                      {"plan", no_argument, NULL, OPT_PLAN},
+	                                      {"check", no_argument, NULL, OPT_CHECK},
+	                                      {"infer", no_argument, NULL, OPT_INFER},
+	                                      {"sample", required_argument, NULL, OPT_SAMPLE},
+	                                      {"run-id", required_argument, NULL, OPT_RUN_ID},
+	                                      {"missing-keys", no_argument, NULL, OPT_MISSING_KEYS},
+	                                      {NULL, 0, NULL, 0}};
 	struct job j = {0};
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &j.o, &j.cli);
 	j.m = dp_cli_load_manifest(j.cli.manifest_path);
@@ -670,7 +690,8 @@ main(int argc, char **argv)
 		code = run_cdc(&j);
 	} else {
 		if (j.o.chunk_n && j.m->strategy == DP_SNAPSHOT_RECONCILIATION)
-			dp_die(DP_EXIT_USAGE, "--chunk does not apply to strategy snapshot_reconciliation: a chunk's keys are "
+			dp_die(DP_EXIT_USAGE,
+			       "--chunk does not apply to strategy snapshot_reconciliation: a chunk's keys are "
 			       "not the table's, and every other key would look deleted");
 		struct plan p = {0};
 		plan_boundary(&j, &p);

@@ -33,14 +33,14 @@ struct reconcile {
 	const struct dp_manifest *m;
 	const char *manifest_path;
 	char *run_id;
-	char **names;          /* key column names, borrowed from the source's columns */
+	char **names;           /* key column names, borrowed from the source's columns */
 	const char **json_keys; /* "name": of each, borrowed */
 	size_t nkey;
-	json_t *key_columns;   /* the key columns' header objects, for the index header */
-	json_t *key_names;     /* their names, for the index header */
+	json_t *key_columns; /* the key columns' header objects, for the index header */
+	json_t *key_names;   /* their names, for the index header */
 	struct dp_keysort *keys;
-	struct dp_buf key;     /* scratch: one key object */
-	const char *mode;      /* delete_mode */
+	struct dp_buf key; /* scratch: one key object */
+	const char *mode;  /* delete_mode */
 	unsigned long long rows;
 };
 
@@ -80,8 +80,10 @@ add_key(struct reconcile *rc, const struct dp_span *sp, unsigned long long row_n
 		if (!sp[k].p)
 			dp_die(DP_EXIT_SOURCE, "row %llu has no value for key column %s", row_number, rc->names[k]);
 		if (sp[k].n == 4 && !memcmp(sp[k].p, "null", 4))
-			dp_die(DP_EXIT_SOURCE, "row %llu: key column %s is NULL; snapshot_reconciliation needs a key that "
-			       "identifies every row", row_number, rc->names[k]);
+			dp_die(DP_EXIT_SOURCE,
+			       "row %llu: key column %s is NULL; snapshot_reconciliation needs a key that "
+			       "identifies every row",
+			       row_number, rc->names[k]);
 		dp_buf_str(&rc->key, k ? "," : "");
 		dp_buf_str(&rc->key, rc->json_keys[k]);
 		dp_buf_add(&rc->key, sp[k].p, sp[k].n);
@@ -112,7 +114,7 @@ struct previous {
 	unsigned long long expected; /* keys the state record says it holds */
 	char *last;                  /* the key read before, to check the order */
 	size_t last_len;
-	const char *key;             /* the current key, valid until the next */
+	const char *key; /* the current key, valid until the next */
 	size_t len;
 	int done;
 };
@@ -188,8 +190,8 @@ previous_close(struct previous *p)
 
 struct outcome {
 	unsigned long long previous, current, missing, indexed;
-	json_t *sample;       /* the first missing keys */
-	FILE *missing_keys;   /* every missing key, one per line (NULL: count only) */
+	json_t *sample;          /* the first missing keys */
+	FILE *missing_keys;      /* every missing key, one per line (NULL: count only) */
 	struct dp_writer *index; /* the new index (NULL: plan only) */
 };
 
@@ -254,11 +256,11 @@ summary(const struct reconcile *rc, const struct outcome *o, int deleting)
 	json_t *max = dp_manifest_get(rc->m, "sink.strategy.max_delete_pct");
 	double pct = delete_pct(o);
 	int over = max && pct > json_number_value(max);
-	json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:O?, s:s, s:O}", "mode", rc->mode,
-		"previous_keys", (json_int_t)o->previous, "current_keys", (json_int_t)o->current, "missing",
-		(json_int_t)o->missing, "deleted", (json_int_t)(deleting ? o->missing : 0), "delete_pct",
-		round(pct * 1000) / 1000, "max_delete_pct", max, "guard", over ? (deleting ? "fail" : "would fail") : "pass",
-		"missing_sample", o->sample);
+	json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:O?, s:s, s:O}", "mode", rc->mode, "previous_keys",
+	                        (json_int_t)o->previous, "current_keys", (json_int_t)o->current, "missing",
+	                        (json_int_t)o->missing, "deleted", (json_int_t)(deleting ? o->missing : 0),
+	                        "delete_pct", round(pct * 1000) / 1000, "max_delete_pct", max, "guard",
+	                        over ? (deleting ? "fail" : "would fail") : "pass", "missing_sample", o->sample);
 	if (!o->previous && !o->missing)
 		json_object_set_new(doc, "first_run", json_true());
 	return doc;
@@ -296,7 +298,8 @@ reconcile_keys_from(struct reconcile *rc, struct source *s, const char *where, c
 		for (int k = 0; k < s->nkey; k++) {
 			at[k] = vals.len;
 			const struct column *c = &s->cols[s->key[k]];
-			if (encode_value(&vals, c, dbcoltype(s->db, k + 1), dbdata(s->db, k + 1), dbdatlen(s->db, k + 1), enc))
+			if (encode_value(&vals, c, dbcoltype(s->db, k + 1), dbdata(s->db, k + 1),
+			                 dbdatlen(s->db, k + 1), enc))
 				dp_die(DP_EXIT_SOURCE, "key %s: a value no %s column can hold", c->name, c->sql_type);
 		}
 		for (int k = 0; k < s->nkey; k++)
@@ -332,9 +335,10 @@ open_index(struct reconcile *rc, int *fd)
 	if (*fd < 0)
 		dp_die(DP_EXIT_FAILURE, "%s: %s", staged_index, strerror(errno));
 	struct dp_writer *w = dp_writer_open(*fd, staged_index, 3);
-	dp_writer_control(w, "header", json_pack("{s:i, s:s, s:s, s:s, s:O, s:O}", "protocol", DP_STREAM_PROTOCOL,
-		"kind", "key_index", "job", dp_manifest_str(rc->m, "name"), "run_id", rc->run_id, "columns",
-		rc->key_columns, "key", rc->key_names));
+	dp_writer_control(w, "header",
+	                  json_pack("{s:i, s:s, s:s, s:s, s:O, s:O}", "protocol", DP_STREAM_PROTOCOL, "kind",
+	                            "key_index", "job", dp_manifest_str(rc->m, "name"), "run_id", rc->run_id, "columns",
+	                            rc->key_columns, "key", rc->key_names));
 	return w;
 }
 
@@ -409,7 +413,8 @@ reconcile_finish(struct reconcile *rc, struct dp_writer *w)
 		dp_die(DP_EXIT_FAILURE, "%s: %s", staged_index, strerror(errno));
 	json_t *doc = summary(rc, &o, deleting);
 	if (deleting && !strcmp(json_string_value(json_object_get(doc, "guard")), "fail"))
-		dp_die(DP_EXIT_QUALITY, "snapshot_reconciliation would delete %llu of %llu keys (%.3f%%), more than "
+		dp_die(DP_EXIT_QUALITY,
+		       "snapshot_reconciliation would delete %llu of %llu keys (%.3f%%), more than "
 		       "sink.strategy.max_delete_pct (%g%%): no delete was written and the stream has no end, so state "
 		       "does not advance. Check the source (an emptied or filtered table?); dpone plan lists the keys",
 		       o.missing, o.previous, delete_pct(&o),
@@ -421,13 +426,15 @@ reconcile_finish(struct reconcile *rc, struct dp_writer *w)
 		char *list = list_missing(rc, o.missing_keys);
 		if (list)
 			json_object_set_new(doc, "missing_list", json_string(list));
-		dp_warn("snapshot_reconciliation (report_only): %llu of %llu published keys are no longer in the source; "
-		        "nothing was deleted%s%s", o.missing, o.previous, list ? "; the list is in " : "", list ? list : "");
+		dp_warn("snapshot_reconciliation (report_only): %llu of %llu published keys are no longer in the "
+		        "source; "
+		        "nothing was deleted%s%s",
+		        o.missing, o.previous, list ? "; the list is in " : "", list ? list : "");
 		free(list);
 	}
 	fclose(o.missing_keys);
-	json_object_set_new(doc, "key_index", json_pack("{s:s, s:I}", "path", staged_index, "keys",
-	                                                (json_int_t)o.indexed));
+	json_object_set_new(doc, "key_index",
+	                    json_pack("{s:s, s:I}", "path", staged_index, "keys", (json_int_t)o.indexed));
 	dp_writer_control(w, "reconciliation", doc);
 	json_decref(o.sample);
 	index_done = 1;

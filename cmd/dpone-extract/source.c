@@ -14,9 +14,22 @@
 static char last_error[1024];
 static int failed;
 
-const char *source_error(void) { return last_error; }
-int source_failed(void) { return failed; }
-void source_clear_error(void) { failed = 0; last_error[0] = '\0'; }
+const char *
+source_error(void)
+{
+	return last_error;
+}
+int
+source_failed(void)
+{
+	return failed;
+}
+void
+source_clear_error(void)
+{
+	failed = 0;
+	last_error[0] = '\0';
+}
 
 static int
 on_error(DBPROCESS *db, int severity, int dberr, int oserr, char *dberrstr, char *oserrstr)
@@ -26,9 +39,11 @@ on_error(DBPROCESS *db, int severity, int dberr, int oserr, char *dberrstr, char
 	/* Keep the first cause; later errors are usually its consequences. */
 	if (!failed) {
 		if (oserr && oserr != DBNOERR && oserrstr)
-			snprintf(last_error, sizeof last_error, "%s (%s)", dberrstr ? dberrstr : "db-lib error", oserrstr);
+			snprintf(last_error, sizeof last_error, "%s (%s)", dberrstr ? dberrstr : "db-lib error",
+			         oserrstr);
 		else
-			snprintf(last_error, sizeof last_error, "%s (db-lib %d)", dberrstr ? dberrstr : "db-lib error", dberr);
+			snprintf(last_error, sizeof last_error, "%s (db-lib %d)", dberrstr ? dberrstr : "db-lib error",
+			         dberr);
 	}
 	failed = 1;
 	return INT_CANCEL;
@@ -105,10 +120,18 @@ enclose(const char *open, const char *s, char close)
 	return out;
 }
 
-char *quote_name(const char *name) { return enclose("[", name, ']'); }
+char *
+quote_name(const char *name)
+{
+	return enclose("[", name, ']');
+}
 
 /* N'text' with quotes doubled; the caller frees it. */
-static char *nstring(const char *s) { return enclose("N'", s, '\''); }
+static char *
+nstring(const char *s)
+{
+	return enclose("N'", s, '\'');
+}
 
 void
 source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp, size_t max_row_bytes)
@@ -242,7 +265,8 @@ read_columns(struct source *s, const struct dp_manifest *m)
 	char *sch = nstring(s->schema), *tab = nstring(s->table);
 	char *sql = dp_strfmt("SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION,"
 	                      " NUMERIC_SCALE, DATETIME_PRECISION FROM INFORMATION_SCHEMA.COLUMNS"
-	                      " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", sch, tab);
+	                      " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+	                      sch, tab);
 	free(sch);
 	free(tab);
 	if (source_query(s, sql))
@@ -287,8 +311,9 @@ apply_allow_list(struct source *s, const struct dp_manifest *m)
 		int k = source_column(s, json_string_value(v));
 		if (k < 0) {
 			snprintf(where, sizeof where, "source.options.columns[%zu]", i);
-			dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s", dp_manifest_where(m, where, where, sizeof where),
-			       json_string_value(v), s->schema, s->table);
+			dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
+			       dp_manifest_where(m, where, where, sizeof where), json_string_value(v), s->schema,
+			       s->table);
 		}
 		kept[i] = s->cols[k];
 	}
@@ -309,7 +334,8 @@ read_primary_key(struct source *s, char ***names, int *n)
 {
 	char *sch = nstring(s->schema), *tab = nstring(s->table);
 	char *sql = dp_strfmt("SELECT CONSTRAINT_NAME FROM INFORMATION_SCHEMA.TABLE_CONSTRAINTS WHERE TABLE_SCHEMA = %s"
-	                      " AND TABLE_NAME = %s AND CONSTRAINT_TYPE = 'PRIMARY KEY'", sch, tab);
+	                      " AND TABLE_NAME = %s AND CONSTRAINT_TYPE = 'PRIMARY KEY'",
+	                      sch, tab);
 	char *pk = NULL;
 	if (source_query(s, sql) == 0)
 		while (dbnextrow(s->db) == REG_ROW)
@@ -320,8 +346,10 @@ read_primary_key(struct source *s, char ***names, int *n)
 	*names = NULL;
 	if (pk) {
 		char *pkq = nstring(pk);
-		sql = dp_strfmt("SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s AND"
-		                " TABLE_NAME = %s AND CONSTRAINT_NAME = %s ORDER BY ORDINAL_POSITION", sch, tab, pkq);
+		sql = dp_strfmt(
+			"SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s AND"
+			" TABLE_NAME = %s AND CONSTRAINT_NAME = %s ORDER BY ORDINAL_POSITION",
+			sch, tab, pkq);
 		if (source_query(s, sql) == 0)
 			while (dbnextrow(s->db) == REG_ROW) {
 				*names = dp_xrealloc(*names, (size_t)(*n + 1) * sizeof **names);
@@ -349,7 +377,8 @@ source_discover(struct source *s, const struct dp_manifest *m)
 	s->inc = -1;
 	if (inc && (s->inc = source_column(s, inc)) < 0)
 		dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
-		       dp_manifest_where(m, "source.options.incremental_column", where, sizeof where), inc, s->schema, s->table);
+		       dp_manifest_where(m, "source.options.incremental_column", where, sizeof where), inc, s->schema,
+		       s->table);
 	json_t *ukey = dp_manifest_get(m, "sink.strategy.unique_key");
 	size_t i;
 	json_t *v;
@@ -358,8 +387,8 @@ source_discover(struct source *s, const struct dp_manifest *m)
 			int k = source_column(s, json_string_value(v));
 			if (k < 0)
 				dp_die(DP_EXIT_SOURCE, "%scolumn '%s' is not in %s.%s",
-				       dp_manifest_where(m, "sink.strategy.unique_key", where, sizeof where), json_string_value(v),
-				       s->schema, s->table);
+				       dp_manifest_where(m, "sink.strategy.unique_key", where, sizeof where),
+				       json_string_value(v), s->schema, s->table);
 			add_key(s, k);
 		}
 	} else {
@@ -394,8 +423,8 @@ source_scalar_json(struct source *s, const char *sql, const struct column *as, c
 		if (b.len)
 			continue;
 		if (encode_value(&b, as, dbcoltype(s->db, 1), dbdata(s->db, 1), dbdatlen(s->db, 1), enc))
-			dp_die(DP_EXIT_SOURCE, "column %s: the server sent a value no %s column can hold (%s)", as->name,
-			       as->sql_type, sql);
+			dp_die(DP_EXIT_SOURCE, "column %s: the server sent a value no %s column can hold (%s)",
+			       as->name, as->sql_type, sql);
 	}
 	if (source_failed())
 		dp_die(DP_EXIT_SOURCE, "%s", source_error());
@@ -454,13 +483,13 @@ sql_literal(const struct column *c, const char *json_value)
 	} else if (json_is_string(v) && !strcmp(lt, "binary")) {
 		/* Binary watermarks (rowversion): 0x... hex, or base64 as the stream writes them. */
 		const char *h = json_string_value(v);
-		if ((h[0] == '0' && (h[1] == 'x' || h[1] == 'X')) && strspn(h + 2, "0123456789abcdefABCDEF") == strlen(h + 2))
+		if ((h[0] == '0' && (h[1] == 'x' || h[1] == 'X')) &&
+		    strspn(h + 2, "0123456789abcdefABCDEF") == strlen(h + 2))
 			out = dp_xstrdup(h);
 		else
 			out = base64_to_hex_literal(h);
 	} else if (json_is_string(v) || json_is_number(v)) {
-		char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v))
-		                               : json_dumps(v, JSON_ENCODE_ANY);
+		char *text = json_is_string(v) ? dp_xstrdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
 		char *q = nstring(text);
 		out = dp_strfmt("CAST(%s AS %s)", q, c->sql_type);
 		free(q);

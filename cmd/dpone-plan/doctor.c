@@ -60,8 +60,11 @@ probe(struct report *r, const char *check, char *const argv[], const char *fix)
 	json_t *doc = out ? json_loads(out, 0, NULL) : NULL;
 	if (code || !json_is_object(doc)) {
 		const char *why = json_string_value(json_object_get(doc, "problem"));
-		add(r, check, "fail", why ? why : err && *err ? last_message(err) : "no answer", fix,
-		    code > 0 ? code : DP_EXIT_FAILURE);
+		add(r, check, "fail",
+		    why           ? why
+		    : err && *err ? last_message(err)
+		                  : "no answer",
+		    fix, code > 0 ? code : DP_EXIT_FAILURE);
 		json_decref(doc);
 		doc = NULL;
 	}
@@ -75,8 +78,8 @@ check_libraries(struct report *r)
 {
 	char why[256];
 	const char *curl = dp_vault_curl_version(why, sizeof why);
-	char *text = dp_strfmt("jansson %s, libyaml %s, zstd %s, libcurl %s", JANSSON_VERSION, yaml_get_version_string(),
-	                       ZSTD_versionString(), curl ? curl : why);
+	char *text = dp_strfmt("jansson %s, libyaml %s, zstd %s, libcurl %s", JANSSON_VERSION,
+	                       yaml_get_version_string(), ZSTD_versionString(), curl ? curl : why);
 	add(r, "libraries", curl ? "ok" : "warn", text,
 	    curl ? NULL : "install libcurl (Debian: libcurl4) if a connection uses connection_type: vault", 0);
 	free(text);
@@ -92,7 +95,9 @@ check_skew(struct report *r, const char *who, const char *server_utc)
 	long long skew = llabs(at - (long long)time(NULL));
 	char *detail = dp_strfmt("%s's clock is %lld s from this machine's", who, skew);
 	add(r, "clock", skew > SKEW_WARN_SECONDS ? "warn" : "ok", detail,
-	    skew > SKEW_WARN_SECONDS ? "synchronise the clocks (NTP): freshness checks and run times compare them" : NULL, 0);
+	    skew > SKEW_WARN_SECONDS ? "synchronise the clocks (NTP): freshness checks and run times compare them"
+	                             : NULL,
+	    0);
 	free(detail);
 }
 
@@ -100,13 +105,16 @@ static void
 check_source(struct report *r, const char *manifest)
 {
 	char *argv[] = {"dpone-extract", "-q", "--check", (char *)manifest, NULL};
-	json_t *doc = probe(r, "source", argv, "check the source connection (host, port, user, password, database), "
+	json_t *doc = probe(r, "source", argv,
+	                    "check the source connection (host, port, user, password, database), "
 	                    "that the login may read the table, and the table's name in source.table");
 	if (!doc)
 		return;
 	char *detail = dp_strfmt("logged in; %s.%s readable, %d columns (%s)",
-		json_string_value(json_object_get(doc, "schema")), json_string_value(json_object_get(doc, "table")),
-		(int)json_integer_value(json_object_get(doc, "columns")), json_string_value(json_object_get(doc, "library")));
+	                         json_string_value(json_object_get(doc, "schema")),
+	                         json_string_value(json_object_get(doc, "table")),
+	                         (int)json_integer_value(json_object_get(doc, "columns")),
+	                         json_string_value(json_object_get(doc, "library")));
 	add(r, "source", "ok", detail, NULL, 0);
 	free(detail);
 	check_skew(r, "SQL Server", json_string_value(json_object_get(doc, "server_utc")));
@@ -117,14 +125,16 @@ static void
 check_sink(struct report *r, const char *manifest)
 {
 	char *argv[] = {"dpone-produce", "-q", "--check", (char *)manifest, NULL};
-	json_t *doc = probe(r, "sink", argv, "check the Kafka connection (brokers, SASL/TLS settings), and that the topic "
+	json_t *doc = probe(r, "sink", argv,
+	                    "check the Kafka connection (brokers, SASL/TLS settings), and that the topic "
 	                    "exists and this principal may describe and write it");
 	if (!doc)
 		return;
 	const char *problem = json_string_value(json_object_get(doc, "problem"));
-	char *detail = dp_strfmt("%d brokers; topic %s: %s (%s)", (int)json_integer_value(json_object_get(doc, "brokers")),
-		json_string_value(json_object_get(doc, "topic")), problem ? problem : "exists",
-		json_string_value(json_object_get(doc, "library")));
+	char *detail =
+		dp_strfmt("%d brokers; topic %s: %s (%s)", (int)json_integer_value(json_object_get(doc, "brokers")),
+	                  json_string_value(json_object_get(doc, "topic")), problem ? problem : "exists",
+	                  json_string_value(json_object_get(doc, "library")));
 	add(r, "sink", problem ? "warn" : "ok", detail, NULL, 0);
 	free(detail);
 	json_decref(doc);
@@ -134,14 +144,18 @@ static void
 check_state(struct report *r, const char *manifest)
 {
 	char *argv[] = {"dpone-state", "-q", (char *)manifest, "check", NULL};
-	json_t *doc = probe(r, "state", argv, "check the state connection and that this login may create, read and "
+	json_t *doc = probe(r, "state", argv,
+	                    "check the state connection and that this login may create, read and "
 	                    "write the state tables (or that state.path's directory is writable)");
 	if (!doc)
 		return;
 	const char *where = json_string_value(json_object_get(doc, "path"));
-	char *detail = dp_strfmt("%s state readable and writable%s%s%s", json_string_value(json_object_get(doc, "backend")),
-		where ? " at " : "", where ? where : "", json_object_get(doc, "lease") && !json_is_null(json_object_get(doc,
-		"lease")) ? "; a run holds the job's lease now" : "");
+	char *detail =
+		dp_strfmt("%s state readable and writable%s%s%s", json_string_value(json_object_get(doc, "backend")),
+	                  where ? " at " : "", where ? where : "",
+	                  json_object_get(doc, "lease") && !json_is_null(json_object_get(doc, "lease"))
+	                          ? "; a run holds the job's lease now"
+	                          : "");
 	add(r, "state", "ok", detail, NULL, 0);
 	free(detail);
 	check_skew(r, "PostgreSQL", json_string_value(json_object_get(doc, "server_utc")));
@@ -168,8 +182,11 @@ check_artifacts(struct report *r, const struct dp_manifest *m)
 	int is_dir = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
 	int ok = is_dir && access(dir, W_OK) == 0;
 	char *detail = dp_strfmt("%s: %s", path, ok ? "writable" : !is_dir ? "not a directory" : "not writable");
-	add(r, "artifacts", ok ? "ok" : "fail", detail, ok ? NULL : "make observability.artifacts.path writable for the "
-	    "user that runs dpone, or set observability.artifacts.enabled: false", ok ? 0 : DP_EXIT_FAILURE);
+	add(r, "artifacts", ok ? "ok" : "fail", detail,
+	    ok ? NULL
+	       : "make observability.artifacts.path writable for the "
+	         "user that runs dpone, or set observability.artifacts.enabled: false",
+	    ok ? 0 : DP_EXIT_FAILURE);
 	free(detail);
 	free(dir);
 }
@@ -189,17 +206,20 @@ check_cdc(struct report *r, const struct dp_manifest *m, const char *manifest)
 		argv[4] = "--from";
 		argv[5] = (char *)json_string_value(offset);
 	}
-	json_t *doc = probe(r, "cdc", argv, "enable change data capture for the table (sys.sp_cdc_enable_db, "
-	                    "sys.sp_cdc_enable_table) and check source.options.capture_instance; see dpone-extract(1), CDC");
+	json_t *doc =
+		probe(r, "cdc", argv,
+	              "enable change data capture for the table (sys.sp_cdc_enable_db, "
+	              "sys.sp_cdc_enable_table) and check source.options.capture_instance; see dpone-extract(1), CDC");
 	json_decref(state);
 	if (!doc)
 		return;
 	json_t *b = json_object_get(doc, "boundary");
 	int snapshot = json_is_true(json_object_get(b, "snapshot"));
-	char *detail = dp_strfmt("capture instance %s, oldest LSN %s; the next run %s %lld %s",
-		json_string_value(json_object_get(b, "capture_instance")), json_string_value(json_object_get(b, "min_lsn")),
-		snapshot ? "snapshots the table," : "reads", (long long)json_integer_value(json_object_get(doc, "rows")),
-		snapshot ? "rows" : "changes");
+	char *detail =
+		dp_strfmt("capture instance %s, oldest LSN %s; the next run %s %lld %s",
+	                  json_string_value(json_object_get(b, "capture_instance")),
+	                  json_string_value(json_object_get(b, "min_lsn")), snapshot ? "snapshots the table," : "reads",
+	                  (long long)json_integer_value(json_object_get(doc, "rows")), snapshot ? "rows" : "changes");
 	json_decref(doc);
 	add(r, "cdc", "ok", detail, NULL, 0);
 	free(detail);
@@ -212,7 +232,8 @@ print_text(FILE *out, const json_t *checks)
 	json_t *c;
 	json_array_foreach(checks, i, c) {
 		fprintf(out, "%-4s  %-9s  %s\n", json_string_value(json_object_get(c, "status")),
-		        json_string_value(json_object_get(c, "check")), json_string_value(json_object_get(c, "detail")));
+		        json_string_value(json_object_get(c, "check")),
+		        json_string_value(json_object_get(c, "detail")));
 		if (json_object_get(c, "fix"))
 			fprintf(out, "      %-9s  fix: %s\n", "", json_string_value(json_object_get(c, "fix")));
 	}
@@ -230,8 +251,8 @@ doctor(const struct dp_manifest *m, const char *manifest_path, int json)
 	check_state(&r, manifest_path);
 	check_artifacts(&r, m);
 	if (json) {
-		json_t *doc = json_pack("{s:s, s:b, s:O}", "job", dp_manifest_str(m, "name"), "ready", !r.code, "checks",
-		                        r.checks);
+		json_t *doc = json_pack("{s:s, s:b, s:O}", "job", dp_manifest_str(m, "name"), "ready", !r.code,
+		                        "checks", r.checks);
 		json_dumpf(doc, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(doc);

@@ -108,8 +108,8 @@ ask_stage(char *const argv[])
 	int code;
 	char *out = dp_run_capture(argv, &code);
 	if (code)
-		dp_die(code < 0 ? DP_EXIT_FAILURE : code, "cannot plan: %s failed (exit status %d); nothing was changed",
-		       argv[0], code);
+		dp_die(code < 0 ? DP_EXIT_FAILURE : code,
+		       "cannot plan: %s failed (exit status %d); nothing was changed", argv[0], code);
 	json_error_t jerr;
 	json_t *doc = json_loads(out, JSON_DECODE_ANY, &jerr);
 	if (!doc)
@@ -220,14 +220,16 @@ state_section(const struct dp_manifest *m, json_t *current, const json_t *bounda
 		}
 	}
 	json_t *s = json_pack("{s:s, s:O?, s:O?, s:O?, s:s, s:O?}", "type", dp_manifest_str(m, "state.type"),
-		"last_run", json_object_get(record, "run_id"), "last_commit", json_object_get(record, "committed_at"),
-		"watermark_before", before, "watermark_after_reason", why, "lease", json_object_get(current, "lease"));
+	                      "last_run", json_object_get(record, "run_id"), "last_commit",
+	                      json_object_get(record, "committed_at"), "watermark_before", before,
+	                      "watermark_after_reason", why, "lease", json_object_get(current, "lease"));
 	json_object_set(s, "watermark_after", after ? after : json_null());
 	if (m->state_type == DP_STATE_FILE)
 		json_object_set_new(s, "path", json_string(dp_manifest_str(m, "state.path")));
 	else
-		json_object_set_new(s, "table", json_pack("{s:s, s:s}", "schema", dp_manifest_str(m, "state.table.schema"),
-		                                          "name", dp_manifest_str(m, "state.table.name")));
+		json_object_set_new(s, "table",
+		                    json_pack("{s:s, s:s}", "schema", dp_manifest_str(m, "state.table.schema"), "name",
+		                              dp_manifest_str(m, "state.table.name")));
 	return s;
 }
 
@@ -239,36 +241,43 @@ schema_section(const struct dp_manifest *m, const json_t *current, const json_t 
 	json_t *published = json_object_get(record, "schema");
 	int enabled = json_is_true(dp_manifest_get(m, "schema_evolution.enabled"));
 	const char *on_breaking = dp_manifest_str(m, "schema_evolution.on_breaking");
-	json_t *s = json_pack("{s:b, s:s, s:O?}", "enabled", enabled, "on_breaking", on_breaking,
-	                      "published_by", json_object_get(record, "run_id"));
+	json_t *s = json_pack("{s:b, s:s, s:O?}", "enabled", enabled, "on_breaking", on_breaking, "published_by",
+	                      json_object_get(record, "run_id"));
 	if (!enabled || !json_is_array(published)) {
 		json_object_set_new(s, "changes", json_array());
-		json_object_set_new(s, "verdict", json_string(!enabled ? "not compared (schema_evolution.enabled: false)"
-			: "no schema published yet: this run publishes the first"));
+		json_object_set_new(s, "verdict",
+		                    json_string(!enabled ? "not compared (schema_evolution.enabled: false)"
+		                                         : "no schema published yet: this run publishes the first"));
 		return s;
 	}
 	json_t *changes = dp_schema_diff(published, columns);
 	size_t breaking = dp_schema_breaking(changes), i;
 	json_t *c;
 	json_array_foreach(changes, i, c)
-		json_object_set_new(c, "action", json_string(!json_is_true(json_object_get(c, "breaking")) ? "applied"
-			: !strcmp(on_breaking, "variant") ? "variant" : "fails the run"));
+		json_object_set_new(c, "action",
+		                    json_string(!json_is_true(json_object_get(c, "breaking")) ? "applied"
+		                                : !strcmp(on_breaking, "variant")             ? "variant"
+		                                                                              : "fails the run"));
 	json_object_set_new(s, "changes", changes);
 	json_object_set_new(s, "breaking", json_integer((json_int_t)breaking));
-	json_object_set_new(s, "verdict", json_string(!json_array_size(changes) ? "unchanged"
-		: !breaking ? "compatible: the changes are applied and recorded"
-		: !strcmp(on_breaking, "variant") ? "breaking: the changed columns' values go to " DP_VARIANT_PREFIX "<column>"
-		: "breaking: the run will fail before anything is published"));
+	json_object_set_new(s, "verdict",
+	                    json_string(!json_array_size(changes) ? "unchanged"
+	                                : !breaking               ? "compatible: the changes are applied and recorded"
+	                                : !strcmp(on_breaking, "variant")
+	                                        ? "breaking: the changed columns' values go to " DP_VARIANT_PREFIX
+	                                          "<column>"
+	                                        : "breaking: the run will fail before anything is published"));
 	return s;
 }
 
 static json_t *
 sink_section(const struct dp_manifest *m)
 {
-	json_t *s = json_pack("{s:s, s:s, s:O, s:O, s:O, s:O}", "type", "kafka", "topic", dp_manifest_str(m, "sink.topic"),
-		"format", dp_manifest_get(m, "sink.options.message_format"),
-		"envelope", dp_manifest_get(m, "sink.options.envelope"), "key", dp_manifest_get(m, "sink.options.key"),
-		"deletes", dp_manifest_get(m, "sink.options.deletes"));
+	json_t *s =
+		json_pack("{s:s, s:s, s:O, s:O, s:O, s:O}", "type", "kafka", "topic", dp_manifest_str(m, "sink.topic"),
+	                  "format", dp_manifest_get(m, "sink.options.message_format"), "envelope",
+	                  dp_manifest_get(m, "sink.options.envelope"), "key", dp_manifest_get(m, "sink.options.key"),
+	                  "deletes", dp_manifest_get(m, "sink.options.deletes"));
 	json_t *path = delivery_path(m);
 	json_object_update(s, path);
 	json_decref(path);
@@ -284,8 +293,10 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 	int code;
 	json_t *current = dp_committed_state(m, manifest_path, &code);
 	if (!current)
-		dp_die(code < 0 ? DP_EXIT_FAILURE : code, "cannot plan: dpone-state failed (exit status %d); nothing was "
-		       "changed", code);
+		dp_die(code < 0 ? DP_EXIT_FAILURE : code,
+		       "cannot plan: dpone-state failed (exit status %d); nothing was "
+		       "changed",
+		       code);
 	json_t *committed = json_object_get(json_object_get(json_object_get(current, "record"), "watermark"), "value");
 	char *from = NULL;
 	if (o->from)
@@ -299,19 +310,21 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 	json_object_set(boundary, "count_sql", json_object_get(extract, "count_sql"));
 	json_object_set(boundary, "rows", json_object_get(extract, "rows"));
 	json_t *strategy = json_deep_copy(dp_manifest_get(m, "sink.strategy"));
-	json_t *source = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "type", json_object_get(json_object_get(extract,
-		"source"), "type"), "schema", json_object_get(json_object_get(extract, "source"), "schema"), "table",
-		json_object_get(json_object_get(extract, "source"), "table"), "export_mode", json_object_get(extract,
-		"export_mode"), "batch_size", json_object_get(extract, "batch_size"), "columns", json_object_get(extract,
-		"columns"), "key", json_object_get(extract, "key"));
+	json_t *source =
+		json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "type",
+	                  json_object_get(json_object_get(extract, "source"), "type"), "schema",
+	                  json_object_get(json_object_get(extract, "source"), "schema"), "table",
+	                  json_object_get(json_object_get(extract, "source"), "table"), "export_mode",
+	                  json_object_get(extract, "export_mode"), "batch_size", json_object_get(extract, "batch_size"),
+	                  "columns", json_object_get(extract, "columns"), "key", json_object_get(extract, "key"));
 	json_t *artifacts = json_deep_copy(dp_manifest_get(m, "observability.artifacts"));
-	json_object_set_new(artifacts, "run_directory", json_pack("s+", dp_manifest_str(m, "observability.artifacts.path"),
-	                                                          "/RUN_ID"));
+	json_object_set_new(artifacts, "run_directory",
+	                    json_pack("s+", dp_manifest_str(m, "observability.artifacts.path"), "/RUN_ID"));
 	json_t *plan = json_pack("{s:i, s:s, s:s, s:b, s:o, s:o, s:O, s:o, s:o, s:o, s:o, s:o}", "plan_version", 1,
-		"job", dp_manifest_str(m, "name"), "manifest", manifest_path, "changes_nothing", 1,
-		"connections", connections(m), "source", source, "boundary", boundary, "strategy", strategy,
-		"sink", sink_section(m), "state", state_section(m, current, boundary), "quality", quality(m),
-		"artifacts", artifacts);
+	                         "job", dp_manifest_str(m, "name"), "manifest", manifest_path, "changes_nothing", 1,
+	                         "connections", connections(m), "source", source, "boundary", boundary, "strategy",
+	                         strategy, "sink", sink_section(m), "state", state_section(m, current, boundary),
+	                         "quality", quality(m), "artifacts", artifacts);
 	json_object_set_new(plan, "schema", schema_section(m, current, json_object_get(extract, "columns")));
 	if (json_object_get(extract, "reconciliation"))
 		json_object_set(plan, "reconciliation", json_object_get(extract, "reconciliation"));
@@ -352,10 +365,14 @@ int
 main(int argc, char **argv)
 {
 	static const struct option extra[] = {{"get", required_argument, NULL, OPT_GET},
-		{"format", required_argument, NULL, OPT_FORMAT}, {"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO}, {"doctor", no_argument, NULL, OPT_DOCTOR},
-		{"physical", no_argument, NULL, OPT_PHYSICAL}, {"throughput", required_argument, NULL, OPT_THROUGHPUT},
-		{"apply", no_argument, NULL, OPT_APPLY}, {NULL, 0, NULL, 0}};
+	                                      {"format", required_argument, NULL, OPT_FORMAT},
+	                                      {"from", required_argument, NULL, OPT_FROM},
+	                                      {"to", required_argument, NULL, OPT_TO},
+	                                      {"doctor", no_argument, NULL, OPT_DOCTOR},
+	                                      {"physical", no_argument, NULL, OPT_PHYSICAL},
+	                                      {"throughput", required_argument, NULL, OPT_THROUGHPUT},
+	                                      {"apply", no_argument, NULL, OPT_APPLY},
+	                                      {NULL, 0, NULL, 0}};
 	struct dp_cli cli;
 	struct options o = {.format = "md"};
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
@@ -375,7 +392,8 @@ main(int argc, char **argv)
 		dp_exit_flushing_stdout(code);
 	}
 	if ((o.from || o.to) && !dp_manifest_incremental(m))
-		dp_die(DP_EXIT_USAGE, "--from and --to bound an incremental run: strategy %s reads no incremental boundary",
+		dp_die(DP_EXIT_USAGE,
+		       "--from and --to bound an incremental run: strategy %s reads no incremental boundary",
 		       dp_manifest_str(m, "sink.strategy.mode"));
 	json_t *plan = build_plan(m, cli.manifest_path, &o);
 	if (!strcmp(o.format, "json")) {

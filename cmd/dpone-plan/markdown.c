@@ -59,14 +59,17 @@ static void
 connections(FILE *out, const json_t *plan)
 {
 	fputs("\n## Connections\n\n| role | id | type | from | host | user | password |\n"
-	      "|---|---|---|---|---|---|---|\n", out);
+	      "|---|---|---|---|---|---|---|\n",
+	      out);
 	const char *role;
 	json_t *c;
 	json_object_foreach((json_t *)at(plan, "connections"), role, c) {
-		const json_t *host = json_object_get(c, "brokers") ? json_object_get(c, "brokers") : json_object_get(c, "host");
+		const json_t *host =
+			json_object_get(c, "brokers") ? json_object_get(c, "brokers") : json_object_get(c, "host");
 		fprintf(out, "| %s | ", role);
-		const json_t *cells[] = {json_object_get(c, "id"), json_object_get(c, "type"), json_object_get(c, "origin"),
-		                         host, json_object_get(c, "user"), json_object_get(c, "password")};
+		const json_t *cells[] = {json_object_get(c, "id"),     json_object_get(c, "type"),
+		                         json_object_get(c, "origin"), host,
+		                         json_object_get(c, "user"),   json_object_get(c, "password")};
 		for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
 			cell(out, cells[i]);
 			fputs(" |", out);
@@ -106,11 +109,17 @@ boundary(FILE *out, const json_t *plan)
 	const json_t *b = at(plan, "boundary");
 	fputs("\n## Boundary\n\n", out);
 	item(out, "kind", json_object_get(b, "kind"));
-	static const char *const keys[][2] = {{"column", "column"}, {"from", "committed watermark (from)"},
-		{"lookback", "lookback"}, {"low", "reads after (low, exclusive)"}, {"high", "reads up to (high, inclusive)"},
-		{"predicate", "source_custom_predicate"}, {"chunk", "chunk"}, {"capture_instance", "capture instance (cdc)"},
-		{"min_lsn", "oldest LSN still retained"}, {"snapshot", "snapshot of the table first"},
-		{"snapshot_reason", "why a snapshot"}};
+	static const char *const keys[][2] = {{"column", "column"},
+	                                      {"from", "committed watermark (from)"},
+	                                      {"lookback", "lookback"},
+	                                      {"low", "reads after (low, exclusive)"},
+	                                      {"high", "reads up to (high, inclusive)"},
+	                                      {"predicate", "source_custom_predicate"},
+	                                      {"chunk", "chunk"},
+	                                      {"capture_instance", "capture instance (cdc)"},
+	                                      {"min_lsn", "oldest LSN still retained"},
+	                                      {"snapshot", "snapshot of the table first"},
+	                                      {"snapshot_reason", "why a snapshot"}};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		if (json_object_get(b, keys[i][0]))
 			item(out, keys[i][1], json_object_get(b, keys[i][0]));
@@ -187,12 +196,14 @@ reconciliation(FILE *out, const json_t *plan)
 	if (!strcmp(mode, "report_only"))
 		fputs("- report_only: a run lists these keys in its artifacts and publishes no delete\n", out);
 	else if (!strcmp(json_string_value(json_object_get(r, "guard")), "fail"))
-		fputs("- a run would fail before its first delete: more keys would go than max_delete_pct allows\n", out);
+		fputs("- a run would fail before its first delete: more keys would go than max_delete_pct allows\n",
+		      out);
 	else
 		fprintf(out, "- a run publishes %s for each of these keys after the snapshot's rows\n",
 		        !strcmp(mode, "tombstone") ? "a tombstone" : "a soft delete (the flag column set true)");
 	fputs("- on Kafka this strategy is not recommended: the topic has no native finalization; with "
-	      "exactly_once the rows and deletes commit in one transaction\n", out);
+	      "exactly_once the rows and deletes commit in one transaction\n",
+	      out);
 	const json_t *sample = json_object_get(r, "missing_sample");
 	if (json_array_size(sample)) {
 		fprintf(out, "\nThe first %zu of %lld keys (all of them: `dpone-extract %s --missing-keys`):\n\n",
@@ -212,8 +223,8 @@ state(FILE *out, const json_t *plan)
 {
 	fputs("\n## State\n\n", out);
 	item(out, "backend", at(plan, "state.type"));
-	item(out, at(plan, "state.path") ? "file" : "table", at(plan, "state.path") ? at(plan, "state.path")
-	                                                                            : at(plan, "state.table"));
+	item(out, at(plan, "state.path") ? "file" : "table",
+	     at(plan, "state.path") ? at(plan, "state.path") : at(plan, "state.table"));
 	item(out, "last committed run", at(plan, "state.last_run"));
 	item(out, "committed at", at(plan, "state.last_commit"));
 	item(out, "watermark now", at(plan, "state.watermark_before"));
@@ -261,8 +272,10 @@ void
 plan_markdown(FILE *out, const json_t *plan)
 {
 	fprintf(out, "# Plan: %s\n\n", json_string_value(at(plan, "job")));
-	fprintf(out, "Manifest `%s`. Planning changed nothing: it read the catalog, the boundary's row count and "
-	        "the state.\n", json_string_value(at(plan, "manifest")));
+	fprintf(out,
+	        "Manifest `%s`. Planning changed nothing: it read the catalog, the boundary's row count and "
+	        "the state.\n",
+	        json_string_value(at(plan, "manifest")));
 	connections(out, plan);
 	source(out, plan);
 	boundary(out, plan);

@@ -80,24 +80,33 @@ physical_plan(const struct dp_manifest *m, const char *manifest_path, double thr
 	if (max_message < 1048588)
 		max_message = 1048588; /* Kafka's default: never plan below it */
 	json_t *configs = json_pack("{s:s, s:s, s:s, s:I, s:I}", "cleanup.policy", compact ? "compact" : "delete",
-		"retention.ms", compact ? "-1" : "604800000", "compression.type", compression ? compression : "producer",
-		"min.insync.replicas", (json_int_t)(rf > 1 ? rf - 1 : 1), "max.message.bytes", (json_int_t)max_message);
+	                            "retention.ms", compact ? "-1" : "604800000", "compression.type",
+	                            compression ? compression : "producer", "min.insync.replicas",
+	                            (json_int_t)(rf > 1 ? rf - 1 : 1), "max.message.bytes", (json_int_t)max_message);
 	if (compact)
 		json_object_set_new(configs, "delete.retention.ms", json_string("86400000"));
-	json_t *why = json_pack("{s:s, s:s, s:s, s:s}",
-		"partitions", json_is_integer(fixed) ? "sink.options.topic_config.partitions" :
-			"expected bytes per second / 5 MiB/s per partition, at least 3, at most one per key and 256",
-		"cleanup.policy", compact ? "keyed upserts and deletes: compaction keeps the last event of each key" :
-			"an event log: old events expire by time",
-		"max.message.bytes", "the widest sampled row plus 20% and 1 KiB of key and headers, at least Kafka's default",
+	json_t *why = json_pack(
+		"{s:s, s:s, s:s, s:s}", "partitions",
+		json_is_integer(fixed)
+			? "sink.options.topic_config.partitions"
+			: "expected bytes per second / 5 MiB/s per partition, at least 3, at most one per key and 256",
+		"cleanup.policy",
+		compact ? "keyed upserts and deletes: compaction keeps the last event of each key"
+			: "an event log: old events expire by time",
+		"max.message.bytes",
+		"the widest sampled row plus 20% and 1 KiB of key and headers, at least Kafka's default",
 		"min.insync.replicas", "one fewer than the replication factor: acks=all survives one broker down");
-	json_t *out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "topic", dp_manifest_str(m, "sink.topic"),
-		"partitions", (json_int_t)parts, "replication_factor", (json_int_t)rf, "source_rows", (json_int_t)rows,
-		"widest_sampled_row_bytes", (json_int_t)widest, "expected_messages_per_second", per_second,
-		"configs", configs, "why", why, "warnings", json_array());
+	json_t *out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:o, s:o, s:o}", "topic",
+	                        dp_manifest_str(m, "sink.topic"), "partitions", (json_int_t)parts, "replication_factor",
+	                        (json_int_t)rf, "source_rows", (json_int_t)rows, "widest_sampled_row_bytes",
+	                        (json_int_t)widest, "expected_messages_per_second", per_second, "configs", configs,
+	                        "why", why, "warnings", json_array());
 	if (widest > limit)
-		json_array_append_new(json_object_get(out, "warnings"), json_sprintf("rows of %lld bytes were sampled: "
-			"more than sink.options.delivery.max_message_bytes (%lld) allows; such rows fail the run", widest, limit));
+		json_array_append_new(json_object_get(out, "warnings"),
+		                      json_sprintf("rows of %lld bytes were sampled: "
+		                                   "more than sink.options.delivery.max_message_bytes (%lld) allows; "
+		                                   "such rows fail the run",
+		                                   widest, limit));
 	json_decref(src);
 	json_decref(contract);
 	return out;
@@ -109,7 +118,8 @@ physical_markdown(FILE *out, const json_t *p)
 	fprintf(out, "# Physical plan: topic %s\n\n", json_string_value(json_object_get(p, "topic")));
 	fprintf(out, "- partitions: %lld (%s)\n", (long long)json_integer_value(json_object_get(p, "partitions")),
 	        json_string_value(json_object_get(json_object_get(p, "why"), "partitions")));
-	fprintf(out, "- replication factor: %lld\n", (long long)json_integer_value(json_object_get(p, "replication_factor")));
+	fprintf(out, "- replication factor: %lld\n",
+	        (long long)json_integer_value(json_object_get(p, "replication_factor")));
 	fprintf(out, "- from: %lld source rows, widest sampled row %lld bytes, %.1f messages/s expected\n\n",
 	        (long long)json_integer_value(json_object_get(p, "source_rows")),
 	        (long long)json_integer_value(json_object_get(p, "widest_sampled_row_bytes")),

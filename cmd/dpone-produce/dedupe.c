@@ -35,19 +35,23 @@ identify(struct dedupe *d, const char *line, size_t len, int is_delete, unsigned
 	if (is_delete && dp_control_object(line, len, &obj) < 0)
 		dp_die(DP_EXIT_STREAM, "stdin:%llu: a delete message needs a key object", lineno);
 	if (dp_key_identity(d->names, d->nkey, obj.p, obj.n, &d->id, err, sizeof err) < 0)
-		dp_die(DP_EXIT_STREAM, "stdin:%llu: %s (duplicate_policy needs the unique key in every row)", lineno, err);
+		dp_die(DP_EXIT_STREAM, "stdin:%llu: %s (duplicate_policy needs the unique key in every row)", lineno,
+		       err);
 }
 
 static void
 index_line(struct dedupe *d, const char *line, size_t len, int is_delete, unsigned long long lineno)
 {
 	if (lineno > UINT32_MAX)
-		dp_die(DP_EXIT_STREAM, "stdin:%llu: duplicate_policy handles batches of up to %u lines", lineno, UINT32_MAX);
+		dp_die(DP_EXIT_STREAM, "stdin:%llu: duplicate_policy handles batches of up to %u lines", lineno,
+		       UINT32_MAX);
 	identify(d, line, len, is_delete, lineno);
 	uint32_t first = dp_keyset_put(d->keys, d->id.p, d->id.len, (uint32_t)lineno, d->policy == DUP_KEEP_LAST);
 	if (first && d->policy == DUP_FAIL)
-		dp_die(DP_EXIT_QUALITY, "stdin:%llu: duplicate key %.*s (unique_key %s), first seen on line %u "
-		       "(duplicate_policy: fail; nothing was published)", lineno, (int)d->id.len, d->id.p, d->names_text, first);
+		dp_die(DP_EXIT_QUALITY,
+		       "stdin:%llu: duplicate key %.*s (unique_key %s), first seen on line %u "
+		       "(duplicate_policy: fail; nothing was published)",
+		       lineno, (int)d->id.len, d->id.p, d->names_text, first);
 }
 
 static int

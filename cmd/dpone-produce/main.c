@@ -66,11 +66,11 @@ struct run {
 	const struct dp_manifest *m;
 	struct dp_reader *r;
 	struct dp_writer *out;
-	struct dedupe *dedupe;  /* duplicate_policy, or NULL */
-	struct sink *sink;      /* NULL with --dry-run */
+	struct dedupe *dedupe; /* duplicate_policy, or NULL */
+	struct sink *sink;     /* NULL with --dry-run */
 	struct format fmt;
 	struct msgbufs bufs;
-	struct change chg;       /* the change message the next row belongs to (cdc) */
+	struct change chg; /* the change message the next row belongs to (cdc) */
 	unsigned long long rows, deletes, messages;
 	double start, last_progress;
 	int progress;
@@ -91,8 +91,7 @@ dup_policy_of(const char *name)
 }
 
 /* Stop the run: abort or drain the sink, write what is known, exit. */
-static _Noreturn void
-run_fail(struct run *rn, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static _Noreturn void run_fail(struct run *rn, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static json_t *run_summary(const struct run *rn);
 
@@ -125,8 +124,8 @@ run_fail(struct run *rn, int code, const char *fmt, ...)
 static json_t *
 run_summary(const struct run *rn)
 {
-	json_t *o = rn->sink ? sink_summary(rn->sink) : json_pack("{s:s, s:I}", "topic", "(dry run)", "messages",
-	                                                             (json_int_t)rn->messages);
+	json_t *o = rn->sink ? sink_summary(rn->sink)
+	                     : json_pack("{s:s, s:I}", "topic", "(dry run)", "messages", (json_int_t)rn->messages);
 	json_object_set_new(o, "rows", json_integer((json_int_t)rn->rows));
 	json_object_set_new(o, "deletes", json_integer((json_int_t)rn->deletes));
 	if (rn->dedupe)
@@ -305,7 +304,8 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 		}
 		const char *name = dp_reader_control_name(rn->r);
 		if (rn->chg.pending)
-			run_fail(rn, DP_EXIT_STREAM, "stdin:%llu: a change message must be followed by its row, not by %s",
+			run_fail(rn, DP_EXIT_STREAM,
+			         "stdin:%llu: a change message must be followed by its row, not by %s",
 			         dp_reader_lineno(rn->r), name);
 		if (!strcmp(name, "change")) {
 			char err[256];
@@ -345,9 +345,9 @@ finish(struct run *rn)
 	/* Checks decided before the data is visible keep it invisible. */
 	if (rn->checks_failed)
 		run_fail(rn, DP_EXIT_QUALITY, "the stream's quality checks failed%s",
-		         rn->m->delivery == DP_EXACTLY_ONCE
-		         ? "; nothing becomes visible to read_committed consumers"
-		         : "; the rows were published (delivery is not transactional) but state does not advance");
+		         rn->m->delivery == DP_EXACTLY_ONCE ? "; nothing becomes visible to read_committed consumers"
+		                                            : "; the rows were published (delivery is not "
+		                                              "transactional) but state does not advance");
 	/* The summary (with the offsets read back) is made, and the commit
 	 * record prepared with it, before the commit: once the transaction is
 	 * committed the rows are visible, and as little as possible may stand
@@ -398,12 +398,13 @@ default_transactional_id(const struct dp_manifest *m)
 int
 main(int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{"dry-run", no_argument, NULL, OPT_DRY_RUN}, {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-		{"transactional-id", required_argument, NULL, OPT_TXN_ID}, {"check", no_argument, NULL, OPT_CHECK},
-		{"create-topic", required_argument, NULL, OPT_CREATE_TOPIC},
-		{"commit-record", required_argument, NULL, OPT_COMMIT_RECORD},
-		{NULL, 0, NULL, 0}};
+	static const struct option extra[] = {{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	                                      {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+	                                      {"transactional-id", required_argument, NULL, OPT_TXN_ID},
+	                                      {"check", no_argument, NULL, OPT_CHECK},
+	                                      {"create-topic", required_argument, NULL, OPT_CREATE_TOPIC},
+	                                      {"commit-record", required_argument, NULL, OPT_COMMIT_RECORD},
+	                                      {NULL, 0, NULL, 0}};
 	struct options o = {.drain_timeout = 10};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
@@ -443,14 +444,15 @@ main(int argc, char **argv)
 
 	char *txn_id = o.transactional_id ? dp_xstrdup(o.transactional_id) : default_transactional_id(m);
 	json_t *flush_timeout = dp_manifest_get(m, "sink.options.delivery.flush_timeout");
-	struct sink_options so = {
-		.topic = topic,
-		.transactional = m->delivery == DP_EXACTLY_ONCE,
-		.transactional_id = txn_id,
-		.stall_timeout = flush_timeout ? json_number_value(flush_timeout) : 0,
-		.drain_timeout = o.drain_timeout,
-		.quiet = cli.quiet};
-	struct run rn = {.m = m, .start = dp_now(), .progress = !cli.quiet && isatty(2),
+	struct sink_options so = {.topic = topic,
+	                          .transactional = m->delivery == DP_EXACTLY_ONCE,
+	                          .transactional_id = txn_id,
+	                          .stall_timeout = flush_timeout ? json_number_value(flush_timeout) : 0,
+	                          .drain_timeout = o.drain_timeout,
+	                          .quiet = cli.quiet};
+	struct run rn = {.m = m,
+	                 .start = dp_now(),
+	                 .progress = !cli.quiet && isatty(2),
 	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
 	                 .record_path = o.dry_run ? NULL : o.commit_record};
 	if (rn.record_path)
@@ -463,7 +465,8 @@ main(int argc, char **argv)
 		names = dp_xcalloc(n + 1, sizeof *names);
 		for (size_t i = 0; i < n; i++)
 			names[i] = (char *)json_string_value(json_array_get(uk, i));
-		rn.dedupe = dedupe_spool(0, dup_policy_of(dp_manifest_str(m, "sink.strategy.duplicate_policy")), names, n);
+		rn.dedupe =
+			dedupe_spool(0, dup_policy_of(dp_manifest_str(m, "sink.strategy.duplicate_policy")), names, n);
 		in = dedupe_fd(rn.dedupe);
 	}
 	rn.r = dp_reader_open(in, "stdin", DP_READ_VALIDATE_ROWS);
@@ -472,7 +475,8 @@ main(int argc, char **argv)
 	finish(&rn);
 
 	if (!cli.quiet && !rn.progress)
-		dp_warn("%llu rows, %llu messages %s to %s", rn.rows, rn.messages, rn.sink ? "delivered" : "built (dry run)", topic);
+		dp_warn("%llu rows, %llu messages %s to %s", rn.rows, rn.messages,
+		        rn.sink ? "delivered" : "built (dry run)", topic);
 	sink_close(rn.sink);
 	dedupe_free(rn.dedupe);
 	free(names);

@@ -52,16 +52,18 @@ key_mode_of(const struct dp_manifest *m)
 {
 	const char *mode = dp_manifest_str(m, "sink.options.key.mode");
 	if (!mode) {
-		if (json_array_size(dp_manifest_get(m, "sink.options.key.fields")) || dp_manifest_str(m, "sink.options.key.field"))
+		if (json_array_size(dp_manifest_get(m, "sink.options.key.fields")) ||
+		    dp_manifest_str(m, "sink.options.key.field"))
 			mode = "fields";
-		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")) ||
-		         m->strategy == DP_CDC)
+		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")) || m->strategy == DP_CDC)
 			mode = "unique_key";
 		else
 			mode = "null";
 	}
-	return !strcmp(mode, "unique_key") ? KEY_UNIQUE : !strcmp(mode, "fields") ? KEY_FIELDS
-	     : !strcmp(mode, "hash_row") ? KEY_HASH_ROW : KEY_NULL;
+	return !strcmp(mode, "unique_key") ? KEY_UNIQUE
+	       : !strcmp(mode, "fields")   ? KEY_FIELDS
+	       : !strcmp(mode, "hash_row") ? KEY_HASH_ROW
+	                                   : KEY_NULL;
 }
 
 static void
@@ -167,13 +169,13 @@ init_envelope(struct format *f, const struct dp_manifest *m, json_t *header)
 		f->row_op = "r";
 	json_t *src = json_object_get(header, "source");
 	json_t *run_id = json_object_get(header, "run_id");
-	f->source_json = dump_compact(json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:s}",
-		"version", DPONE_VERSION, "connector", "dpone", "name", dp_manifest_str(m, "name"),
-		"db", json_object_get(src, "database"), "schema", json_object_get(src, "schema"),
-		"table", json_object_get(src, "table"), "run_id", run_id,
-		"snapshot", *f->row_op == 'r' ? "true" : "false"));
-	f->metadata_json = dump_compact(json_pack("{s:O?, s:s, s:s}", "run_id", run_id,
-		"job", dp_manifest_str(m, "name"), "strategy", strategy));
+	f->source_json = dump_compact(json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:s}", "version",
+	                                        DPONE_VERSION, "connector", "dpone", "name", dp_manifest_str(m, "name"),
+	                                        "db", json_object_get(src, "database"), "schema",
+	                                        json_object_get(src, "schema"), "table", json_object_get(src, "table"),
+	                                        "run_id", run_id, "snapshot", *f->row_op == 'r' ? "true" : "false"));
+	f->metadata_json = dump_compact(json_pack("{s:O?, s:s, s:s}", "run_id", run_id, "job",
+	                                          dp_manifest_str(m, "name"), "strategy", strategy));
 }
 
 /* snapshot_reconciliation: its delete_mode says what a delete message
@@ -273,7 +275,8 @@ ob_ll(struct dp_buf *b, long long v)
 
 /* The key of a row or delete from the spans of its key columns. */
 static int
-build_key(const struct format *f, const struct dp_span *sp, struct dp_buf *kb, struct message *msg, char *err, size_t errlen)
+build_key(const struct format *f, const struct dp_span *sp, struct dp_buf *kb, struct message *msg, char *err,
+          size_t errlen)
 {
 	kb->len = 0;
 	for (size_t i = 0; i < f->nkey; i++)
@@ -394,9 +397,11 @@ change_read(json_t *msg, struct change *chg, char *err, size_t errlen)
 	const char *lsn = json_string_value(json_object_get(body, "lsn"));
 	const char *seq = json_string_value(json_object_get(body, "seqval"));
 	json_t *before = json_object_get(body, "before");
-	if (!op || (strcmp(op, "c") && strcmp(op, "u") && strcmp(op, "r")) || !lsn || !seq || strlen(lsn) >= sizeof chg->lsn ||
-	    strlen(seq) >= sizeof chg->seqval || (before && !json_is_object(before))) {
-		snprintf(err, errlen, "a change message needs op (c, u or r), lsn and seqval (0x hex), and before, if "
+	if (!op || (strcmp(op, "c") && strcmp(op, "u") && strcmp(op, "r")) || !lsn || !seq ||
+	    strlen(lsn) >= sizeof chg->lsn || strlen(seq) >= sizeof chg->seqval ||
+	    (before && !json_is_object(before))) {
+		snprintf(err, errlen,
+		         "a change message needs op (c, u or r), lsn and seqval (0x hex), and before, if "
 		         "any, an object");
 		return -1;
 	}
@@ -411,8 +416,8 @@ change_read(json_t *msg, struct change *chg, char *err, size_t errlen)
 }
 
 int
-format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp,
-           const struct change *chg, struct msgbufs *b, struct message *msg, char *err, size_t errlen)
+format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp, const struct change *chg,
+           struct msgbufs *b, struct message *msg, char *err, size_t errlen)
 {
 	memset(msg, 0, sizeof *msg);
 	if (f->key_mode == KEY_UNIQUE || f->key_mode == KEY_FIELDS) {
@@ -499,11 +504,14 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 {
 	*nmsg = 0;
 	if (!f->deletes_enabled) {
-		snprintf(err, errlen, "a delete message, but sink.options.deletes.enabled is false (deletes are never dropped silently)");
+		snprintf(err, errlen,
+		         "a delete message, but sink.options.deletes.enabled is false (deletes are never dropped "
+		         "silently)");
 		return -1;
 	}
 	if (f->key_mode != KEY_UNIQUE && f->key_mode != KEY_FIELDS) {
-		snprintf(err, errlen, "a delete message needs key mode unique_key or fields to name the key it deletes");
+		snprintf(err, errlen,
+		         "a delete message needs key mode unique_key or fields to name the key it deletes");
 		return -1;
 	}
 	struct dp_span obj, sp[f->nkey + 1];
@@ -535,4 +543,3 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 	json_decref(msgj);
 	return 0;
 }
-

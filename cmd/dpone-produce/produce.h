@@ -25,9 +25,9 @@ struct header_kv {
 struct format {
 	enum envelope envelope;
 	enum key_mode key_mode;
-	int key_as_value;          /* key.format: value (one column) */
-	char **key_names;          /* owned */
-	char **key_names_json;     /* the same as JSON string literals, owned */
+	int key_as_value;      /* key.format: value (one column) */
+	char **key_names;      /* owned */
+	char **key_names_json; /* the same as JSON string literals, owned */
 	size_t nkey;
 	int deletes_enabled, tombstone, rewrite;
 	char *op_field;            /* deletes.op_field, owned */
@@ -40,7 +40,7 @@ struct format {
 	char *watermark_column;    /* boundary column for the watermark header, or NULL */
 	struct header_kv *headers; /* fixed headers (run id, source, manifest map) */
 	size_t nheaders;
-	char **scan_names;         /* key columns then the watermark column (borrowed strings) */
+	char **scan_names; /* key columns then the watermark column (borrowed strings) */
 	size_t nscan;
 };
 
@@ -56,10 +56,10 @@ void msgbufs_free(struct msgbufs *b);
 /* A CDC change message (["change", {op, lsn, seqval[, before]}]): what the
  * row after it is. Texts are copied from the line; reused line after line. */
 struct change {
-	char op[2];            /* c (insert) or u (update) */
+	char op[2]; /* c (insert) or u (update) */
 	char lsn[32], seqval[32];
-	struct dp_buf before;  /* the before image's JSON (all update old), or empty */
-	int pending;           /* read, its row not yet */
+	struct dp_buf before; /* the before image's JSON (all update old), or empty */
+	int pending;          /* read, its row not yet */
 };
 
 #define MAX_LINE_HEADERS 5
@@ -78,8 +78,8 @@ struct message {
 /* Build the message for a row line, described by chg when a change
  * message came before it (else NULL); sp: the values of f->scan_names in
  * the line (dp_reader_members). Returns 0, or -1 with why in err. */
-int format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp,
-               const struct change *chg, struct msgbufs *b, struct message *msg, char *err, size_t errlen);
+int format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp, const struct change *chg,
+               struct msgbufs *b, struct message *msg, char *err, size_t errlen);
 /* Read a change message (the reader's parsed array) into chg; 0 or -1. */
 int change_read(json_t *msg, struct change *chg, char *err, size_t errlen);
 /* Build what a delete line publishes: the delete event and/or the tombstone,
@@ -107,8 +107,8 @@ struct sink_options {
 	const char *topic;
 	int transactional;
 	const char *transactional_id;
-	double stall_timeout;  /* fail a flush after this long without progress; 0: never */
-	double drain_timeout;  /* after SIGINT/SIGTERM, wait this long for deliveries */
+	double stall_timeout; /* fail a flush after this long without progress; 0: never */
+	double drain_timeout; /* after SIGINT/SIGTERM, wait this long for deliveries */
 	int quiet;
 };
 /* --check: the library, the cluster's brokers and the topic (exists,
@@ -117,7 +117,8 @@ struct sink_options {
 json_t *sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, int *code);
 /* --create-topic: create a missing topic as designed ({partitions,
  * replication_factor, configs}); says what it did on stdout. Dies on failure. */
-int sink_create_designed(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic, const json_t *design);
+int sink_create_designed(const struct dp_manifest *m, const struct dp_conn *conn, const char *topic,
+                         const json_t *design);
 /* Connect, check (or create) the topic, begin the transaction. Dies on failure. */
 struct sink *sink_open(const struct dp_manifest *m, const struct dp_conn *conn, const struct sink_options *o);
 /* Headers every message carries (borrowed: h must outlive s). */

@@ -18,7 +18,7 @@
 struct partition_stat {
 	unsigned long long messages;
 	long long first, last; /* offsets; -1 while none */
-	long long high_before;  /* the partition's end offset before the run; -1 unknown */
+	long long high_before; /* the partition's end offset before the run; -1 unknown */
 };
 
 struct sink {
@@ -33,13 +33,12 @@ struct sink {
 	const struct header_kv *fixed; /* headers of every message, borrowed */
 	size_t nfixed;
 	unsigned long long sent, delivered, failed, bytes;
-	char *error;     /* the first failure, owned */
+	char *error;        /* the first failure, owned */
 	int readback_stuck; /* an end-offset query did not come back in time */
 	char last_log[256];
 };
 
-static void
-sink_fail(struct sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sink_fail(struct sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 sink_fail(struct sink *s, const char *fmt, ...)
@@ -141,13 +140,14 @@ conf_connection(rd_kafka_conf_t *c, const struct dp_conn *conn)
 static void
 conf_delivery(rd_kafka_conf_t *c, const struct dp_manifest *m)
 {
-	static const char *const ints[][2] = {
-		{"linger_ms", "linger.ms"}, {"batch_num_messages", "batch.num.messages"},
-		{"batch_size", "batch.size"}, {"request_timeout_ms", "request.timeout.ms"},
-		{"message_timeout_ms", "message.timeout.ms"},
-		{"queue_buffering_max_messages", "queue.buffering.max.messages"},
-		{"queue_buffering_max_kbytes", "queue.buffering.max.kbytes"},
-		{"transaction_timeout_ms", "transaction.timeout.ms"}};
+	static const char *const ints[][2] = {{"linger_ms", "linger.ms"},
+	                                      {"batch_num_messages", "batch.num.messages"},
+	                                      {"batch_size", "batch.size"},
+	                                      {"request_timeout_ms", "request.timeout.ms"},
+	                                      {"message_timeout_ms", "message.timeout.ms"},
+	                                      {"queue_buffering_max_messages", "queue.buffering.max.messages"},
+	                                      {"queue_buffering_max_kbytes", "queue.buffering.max.kbytes"},
+	                                      {"transaction_timeout_ms", "transaction.timeout.ms"}};
 	char path[128], value[32];
 	for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
 		snprintf(path, sizeof path, "sink.options.delivery.%s", ints[i][0]);
@@ -212,7 +212,8 @@ topic_partitions(struct sink *s)
 	const struct rd_kafka_metadata *md;
 	rd_kafka_resp_err_t err = rd_kafka_metadata(s->rk, 0, s->rkt, &md, 15000);
 	if (err)
-		dp_die(DP_EXIT_SINK, "cannot read the metadata of topic %s: %s; nothing was sent", s->topic, rd_kafka_err2str(err));
+		dp_die(DP_EXIT_SINK, "cannot read the metadata of topic %s: %s; nothing was sent", s->topic,
+		       rd_kafka_err2str(err));
 	int n = -1;
 	if (md->topic_cnt == 1) {
 		err = md->topics[0].err;
@@ -247,11 +248,13 @@ create_topic_as(struct sink *s, int parts, int repl, const json_t *configs)
 	rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
 	rd_kafka_CreateTopics(s->rk, &nt, 1, NULL, q);
 	rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-	char *why = !ev ? dp_xstrdup("no answer within 30 s")
-	            : rd_kafka_event_error(ev) ? dp_xstrdup(rd_kafka_event_error_string(ev)) : NULL;
+	char *why = !ev                        ? dp_xstrdup("no answer within 30 s")
+	            : rd_kafka_event_error(ev) ? dp_xstrdup(rd_kafka_event_error_string(ev))
+	                                       : NULL;
 	if (!why) {
 		size_t cnt;
-		const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+		const rd_kafka_topic_result_t **res =
+			rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
 		if (cnt == 1 && rd_kafka_topic_result_error(res[0]))
 			why = dp_xstrdup(rd_kafka_topic_result_error_string(res[0]));
 	}
@@ -269,7 +272,8 @@ create_topic(struct sink *s, const struct dp_manifest *m)
 	int repl = (int)dp_manifest_int(m, "sink.options.topic_config.replication_factor", -1);
 	char *why = create_topic_as(s, parts, repl, dp_manifest_get(m, "sink.options.topic_config.configs"));
 	if (why)
-		dp_die(DP_EXIT_SINK, "topic %s is missing and could not be created (topic_config.auto_create): %s; nothing was sent",
+		dp_die(DP_EXIT_SINK,
+		       "topic %s is missing and could not be created (topic_config.auto_create): %s; nothing was sent",
 		       s->topic, why);
 	if (!s->o->quiet)
 		dp_warn("created topic %s", s->topic);
@@ -398,8 +402,11 @@ check_topic(struct sink *s, const struct dp_manifest *m)
 	int n = topic_partitions(s);
 	if (!n) {
 		if (!json_is_true(dp_manifest_get(m, "sink.options.topic_config.auto_create")))
-			dp_die(DP_EXIT_SINK, "topic %s does not exist (create it, or set sink.options.topic_config.auto_create: true); "
-			       "nothing was sent", s->topic);
+			dp_die(DP_EXIT_SINK,
+			       "topic %s does not exist (create it, or set sink.options.topic_config.auto_create: "
+			       "true); "
+			       "nothing was sent",
+			       s->topic);
 		create_topic(s, m);
 		for (int tries = 0; !n && tries < 50; tries++) {
 			n = topic_partitions(s);
@@ -407,7 +414,8 @@ check_topic(struct sink *s, const struct dp_manifest *m)
 				usleep(100000);
 		}
 		if (!n)
-			dp_die(DP_EXIT_SINK, "topic %s was created but does not show in the metadata; nothing was sent", s->topic);
+			dp_die(DP_EXIT_SINK, "topic %s was created but does not show in the metadata; nothing was sent",
+			       s->topic);
 	}
 	s->partitions = n;
 	s->parts = dp_xcalloc((size_t)n, sizeof *s->parts);
@@ -513,17 +521,20 @@ sink_probe(const struct dp_manifest *m, const struct dp_conn *conn, const char *
 	const struct rd_kafka_metadata *md;
 	rd_kafka_resp_err_t e = rd_kafka_metadata(s.rk, 0, s.rkt, &md, 10000);
 	if (e)
-		dp_die(DP_EXIT_SINK, "cannot read the cluster's metadata from %s: %s", conn->brokers, rd_kafka_err2str(e));
+		dp_die(DP_EXIT_SINK, "cannot read the cluster's metadata from %s: %s", conn->brokers,
+		       rd_kafka_err2str(e));
 	rd_kafka_resp_err_t terr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-	json_t *out = json_pack("{s:s+, s:i, s:s, s:b, s:i}", "library", "librdkafka ", rd_kafka_version_str(), "brokers",
-	                        md->broker_cnt,
-	                        "topic", topic, "exists", !terr, "partitions", !terr ? md->topics[0].partition_cnt : 0);
+	json_t *out = json_pack("{s:s+, s:i, s:s, s:b, s:i}", "library", "librdkafka ", rd_kafka_version_str(),
+	                        "brokers", md->broker_cnt, "topic", topic, "exists", !terr, "partitions",
+	                        !terr ? md->topics[0].partition_cnt : 0);
 	int auto_create = json_is_true(dp_manifest_get(m, "sink.options.topic_config.auto_create"));
 	*code = 0;
 	if (terr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-		json_object_set_new(out, "problem", json_string(auto_create ? "the topic does not exist yet; the first run "
-			"creates it (topic_config.auto_create)" : "the topic does not exist: create it, or set "
-			"sink.options.topic_config.auto_create: true"));
+		json_object_set_new(out, "problem",
+		                    json_string(auto_create ? "the topic does not exist yet; the first run "
+		                                              "creates it (topic_config.auto_create)"
+		                                            : "the topic does not exist: create it, or set "
+		                                              "sink.options.topic_config.auto_create: true"));
 		*code = auto_create ? 0 : DP_EXIT_SINK;
 	} else if (terr) {
 		json_object_set_new(out, "problem", json_string(rd_kafka_err2str(terr)));
@@ -547,7 +558,8 @@ sink_create_designed(const struct dp_manifest *m, const struct dp_conn *conn, co
 	int have = topic_partitions(&s);
 	if (have) {
 		printf("topic %s exists with %d partitions: nothing was changed (change its configs with kafka-configs "
-		       "if the plan says so)\n", topic, have);
+		       "if the plan says so)\n",
+		       topic, have);
 	} else {
 		char *why = create_topic_as(&s, (int)json_integer_value(json_object_get(design, "partitions")),
 		                            (int)json_integer_value(json_object_get(design, "replication_factor")),
@@ -599,26 +611,27 @@ sink_send(struct sink *s, const struct message *msg, unsigned long long lineno)
 			rd_kafka_header_add(hdrs, s->fixed[i].name, -1, s->fixed[i].value, -1);
 		for (int i = 0; i < msg->nh; i++)
 			rd_kafka_header_add(hdrs, msg->hname[i], -1, msg->hval[i], (ssize_t)msg->hval_len[i]);
-		rd_kafka_resp_err_t err = rd_kafka_producev(s->rk,
-			RD_KAFKA_V_RKT(s->rkt),
-			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+			s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 			RD_KAFKA_V_KEY(msg->has_key ? msg->key : NULL, msg->has_key ? msg->key_len : 0),
-			RD_KAFKA_V_VALUE(msg->has_value ? (void *)msg->value : NULL, msg->has_value ? msg->value_len : 0),
-			RD_KAFKA_V_HEADERS(hdrs),
-			RD_KAFKA_V_OPAQUE((void *)(uintptr_t)lineno),
-			RD_KAFKA_V_END);
+			RD_KAFKA_V_VALUE(msg->has_value ? (void *)msg->value : NULL,
+		                         msg->has_value ? msg->value_len : 0),
+			RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)lineno), RD_KAFKA_V_END);
 		if (!err) {
 			s->sent++;
 			return 0;
 		}
 		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-			sink_fail(s, "stdin line %llu: a message of %zu bytes is more than sink.options.delivery."
-			          "max_message_bytes allows", lineno, msg->has_value ? msg->value_len : 0);
+			sink_fail(s,
+			          "stdin line %llu: a message of %zu bytes is more than sink.options.delivery."
+			          "max_message_bytes allows",
+			          lineno, msg->has_value ? msg->value_len : 0);
 			return -1;
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-			sink_fail(s, "cannot queue the message from stdin line %llu: %s", lineno, rd_kafka_err2str(err));
+			sink_fail(s, "cannot queue the message from stdin line %llu: %s", lineno,
+			          rd_kafka_err2str(err));
 			return -1;
 		}
 		/* Backpressure: serve delivery reports until there is room. */
@@ -658,7 +671,9 @@ sink_flush(struct sink *s)
 		}
 		/* A large run is never failed by a fixed timeout, only by a stall. */
 		if (s->o->stall_timeout > 0 && now - last_progress > s->o->stall_timeout) {
-			sink_fail(s, "no delivery progress for %.0f s with %llu messages outstanding (delivery.flush_timeout)",
+			sink_fail(s,
+			          "no delivery progress for %.0f s with %llu messages outstanding "
+			          "(delivery.flush_timeout)",
 			          s->o->stall_timeout, s->sent - s->delivered - s->failed);
 			break;
 		}
@@ -666,9 +681,21 @@ sink_flush(struct sink *s)
 	return s->error || s->failed ? -1 : 0;
 }
 
-unsigned long long sink_failed(const struct sink *s) { return s->failed; }
-unsigned long long sink_delivered(const struct sink *s) { return s->delivered; }
-const char *sink_error(const struct sink *s) { return s->error; }
+unsigned long long
+sink_failed(const struct sink *s)
+{
+	return s->failed;
+}
+unsigned long long
+sink_delivered(const struct sink *s)
+{
+	return s->delivered;
+}
+const char *
+sink_error(const struct sink *s)
+{
+	return s->error;
+}
 
 json_t *
 sink_summary(struct sink *s)
@@ -677,13 +704,14 @@ sink_summary(struct sink *s)
 	for (int p = 0; p < s->partitions; p++) {
 		if (!s->parts[p].messages)
 			continue;
-		json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I}", "partition", p,
-			"messages", (json_int_t)s->parts[p].messages,
-			"first_offset", (json_int_t)s->parts[p].first, "last_offset", (json_int_t)s->parts[p].last));
+		json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I}", "partition", p, "messages",
+		                                       (json_int_t)s->parts[p].messages, "first_offset",
+		                                       (json_int_t)s->parts[p].first, "last_offset",
+		                                       (json_int_t)s->parts[p].last));
 	}
-	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "topic", s->topic,
-		"messages", (json_int_t)s->sent, "delivered", (json_int_t)s->delivered,
-		"failed", (json_int_t)s->failed, "bytes", (json_int_t)s->bytes, "partitions", parts);
+	json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o}", "topic", s->topic, "messages", (json_int_t)s->sent,
+	                      "delivered", (json_int_t)s->delivered, "failed", (json_int_t)s->failed, "bytes",
+	                      (json_int_t)s->bytes, "partitions", parts);
 	if (s->txn_state)
 		json_object_set_new(o, "transaction", json_string(s->txn_state));
 	/* Read back only after a run that delivered everything: a failed run

@@ -56,8 +56,8 @@ key_index_verify(const char *path, long long keys, char *err, size_t errlen)
 		rc = dp_reader_error_code(r);
 	}
 	if (!rc && dp_reader_rows(r) != (unsigned long long)keys) {
-		snprintf(err, errlen, "%s holds %llu keys, the reconciliation message says %lld", path, dp_reader_rows(r),
-		         keys);
+		snprintf(err, errlen, "%s holds %llu keys, the reconciliation message says %lld", path,
+		         dp_reader_rows(r), keys);
 		rc = DP_EXIT_STREAM;
 	}
 	free(last);

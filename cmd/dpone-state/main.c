@@ -68,7 +68,6 @@ handle_option(int id, const char *arg, void *ctx)
 	return -1;
 }
 
-
 static char *
 utc_now(void)
 {
@@ -120,10 +119,13 @@ reconcile_hashes(struct summary *sum)
 			const char *severity = json_string_value(json_object_get(r, "severity"));
 			const char *mode = json_string_value(json_object_get(sum->checks, "mode"));
 			if ((severity && !strcmp(severity, "warning")) || (mode && !strcmp(mode, "warn")))
-				dp_warn("warning: hash_reconciliation: rows extracted hash %s, rows published %s", extracted, published);
+				dp_warn("warning: hash_reconciliation: rows extracted hash %s, rows published %s",
+				        extracted, published);
 			else
-				dp_die(DP_EXIT_QUALITY, "stdin: hash_reconciliation failed: the rows extracted hash to %s, the rows "
-				       "published to %s; state not advanced", extracted, published);
+				dp_die(DP_EXIT_QUALITY,
+				       "stdin: hash_reconciliation failed: the rows extracted hash to %s, the rows "
+				       "published to %s; state not advanced",
+				       extracted, published);
 		}
 	}
 }
@@ -150,18 +152,22 @@ read_summary(struct summary *sum)
 	sum->header = json_incref(dp_reader_header(r));
 	dp_reader_close(r);
 	if (!sum->delivery)
-		dp_die(DP_EXIT_STREAM, "stdin: no delivery message: commit reads the summary dpone-produce writes; state not advanced");
+		dp_die(DP_EXIT_STREAM,
+		       "stdin: no delivery message: commit reads the summary dpone-produce writes; state not advanced");
 	json_int_t messages = json_integer_value(json_object_get(sum->delivery, "messages"));
 	json_int_t delivered = json_integer_value(json_object_get(sum->delivery, "delivered"));
 	json_int_t failed = json_integer_value(json_object_get(sum->delivery, "failed"));
 	if (failed || delivered != messages)
-		dp_die(DP_EXIT_SINK, "stdin: the delivery message reports %lld of %lld messages delivered, %lld failed; "
-		       "state not advanced", (long long)delivered, (long long)messages, (long long)failed);
+		dp_die(DP_EXIT_SINK,
+		       "stdin: the delivery message reports %lld of %lld messages delivered, %lld failed; "
+		       "state not advanced",
+		       (long long)delivered, (long long)messages, (long long)failed);
 	/* Read back from the broker: the partitions written to must have moved
 	 * by at least what was delivered, or messages were lost there. */
 	json_t *appended = json_object_get(sum->delivery, "topic_appended");
 	if (json_is_integer(appended) && json_integer_value(appended) < delivered)
-		dp_die(DP_EXIT_SINK, "stdin: the topic's end offsets moved by %lld, fewer than the %lld messages reported "
+		dp_die(DP_EXIT_SINK,
+		       "stdin: the topic's end offsets moved by %lld, fewer than the %lld messages reported "
 		       "delivered: messages were lost on the broker; state not advanced",
 		       (long long)json_integer_value(appended), (long long)delivered);
 	if (sum->checks && json_is_false(json_object_get(sum->checks, "passed")))
@@ -172,9 +178,9 @@ read_summary(struct summary *sum)
 struct commit_ctx {
 	struct summary *sum;
 	const char *lease_holder; /* --run-id: the run whose lease this commit is made under, or NULL */
-	json_t *key_index; /* the stored key index ({name, keys}), or NULL */
-	json_t *result; /* the record written, for stdout */
-	char *moved;    /* "A -> B", for the message */
+	json_t *key_index;        /* the stored key index ({name, keys}), or NULL */
+	json_t *result;           /* the record written, for stdout */
+	char *moved;              /* "A -> B", for the message */
 };
 
 /* The compare-and-set: the run must start where state still is. */
@@ -195,15 +201,18 @@ check_start(struct job_state *st, json_t *boundary, const char *run_id, const ch
 	int from_state = kind && (!strcmp(kind, "incremental") || !strcmp(kind, "cdc"));
 	if (from_state && !first && !json_equal(current, from) && (current || from)) {
 		char *a = show(from), *b = show(current);
-		snprintf(err, errlen, "state moved since run %s planned: it started from watermark %s, state is now %s "
-		         "(run %s); nothing was overwritten", run_id ? run_id : "?", a, b, last_run ? last_run : "reset");
+		snprintf(err, errlen,
+		         "state moved since run %s planned: it started from watermark %s, state is now %s "
+		         "(run %s); nothing was overwritten",
+		         run_id ? run_id : "?", a, b, last_run ? last_run : "reset");
 		free(a);
 		free(b);
 		return DP_EXIT_CONFLICT;
 	}
 	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
 	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
-	int ours = (run_id && !strcmp(owner ? owner : "", run_id)) || (lease_holder && owner && !strcmp(owner, lease_holder));
+	int ours = (run_id && !strcmp(owner ? owner : "", run_id)) ||
+	           (lease_holder && owner && !strcmp(owner, lease_holder));
 	if (owner && !ours && expires > (json_int_t)time(NULL)) {
 		snprintf(err, errlen, "run %s holds the job's lock; nothing was overwritten", owner);
 		return DP_EXIT_CONFLICT;
@@ -231,30 +240,34 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	if (high && !json_is_null(high) && (!before || compare_watermarks(high, before, sql_type) > 0))
 		after = high;
 	char *now = utc_now();
-	json_t *record = json_pack("{s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}",
-		"run_id", run_id, "committed_at", now,
-		"rows", json_object_get(end, "rows"), "deletes", json_object_get(end, "deletes"),
-		"boundary", boundary, "delivery", c->sum->delivery, "checks", c->sum->checks);
+	json_t *record = json_pack("{s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "run_id", run_id, "committed_at", now,
+	                           "rows", json_object_get(end, "rows"), "deletes", json_object_get(end, "deletes"),
+	                           "boundary", boundary, "delivery", c->sum->delivery, "checks", c->sum->checks);
 	/* The schema this run published: the next run's schema evolution
 	 * compares with it (dpone-check). */
 	json_t *columns = json_object_get(header, "columns");
 	if (json_is_array(columns))
 		json_object_set(record, "schema", columns);
-	json_object_set_new(record, "watermark", after ? json_pack("{s:s?, s:s?, s:O}", "column", column, "sql_type",
-	                                                           sql_type, "value", after) : json_null());
+	json_object_set_new(
+		record, "watermark",
+		after ? json_pack("{s:s?, s:s?, s:O}", "column", column, "sql_type", sql_type, "value", after)
+		      : json_null());
 	if (c->key_index)
 		json_object_set(record, "key_index", c->key_index);
 	*history = json_pack("{s:s, s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", "commit", "run_id", run_id,
-		"committed_at", now, "watermark_before", before, "watermark_after", after,
-		"rows", json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks);
+	                     "committed_at", now, "watermark_before", before, "watermark_after", after, "rows",
+	                     json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks);
 	if (json_object_get(header, "schema_changes"))
 		json_object_set(*history, "schema_changes", json_object_get(header, "schema_changes"));
 	json_t *recon = c->sum->reconciliation;
 	if (recon)
-		json_object_set_new(*history, "reconciliation", json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "mode",
-			json_object_get(recon, "mode"), "previous_keys", json_object_get(recon, "previous_keys"),
-			"current_keys", json_object_get(recon, "current_keys"), "missing", json_object_get(recon, "missing"),
-			"deleted", json_object_get(recon, "deleted"), "missing_list", json_object_get(recon, "missing_list")));
+		json_object_set_new(
+			*history, "reconciliation",
+			json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "mode", json_object_get(recon, "mode"),
+		                  "previous_keys", json_object_get(recon, "previous_keys"), "current_keys",
+		                  json_object_get(recon, "current_keys"), "missing", json_object_get(recon, "missing"),
+		                  "deleted", json_object_get(recon, "deleted"), "missing_list",
+		                  json_object_get(recon, "missing_list")));
 	char *a = show(before), *b = show(after);
 	c->moved = dp_strfmt("%s -> %s", a, b);
 	free(a);
@@ -302,8 +315,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 {
 	struct summary sum = {0};
 	read_summary(&sum);
-	if (!sum.checks && json_array_size(dp_manifest_get(o->m, "quality.checks")) &&
-	    o->m->quality != DP_QUALITY_OFF)
+	if (!sum.checks && json_array_size(dp_manifest_get(o->m, "quality.checks")) && o->m->quality != DP_QUALITY_OFF)
 		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
 		        "summary: dpone-check belongs between dpone-extract and dpone-produce)");
 	struct commit_ctx c = {&sum, o->run_id, NULL, NULL, NULL};
@@ -389,7 +401,8 @@ schema_clear_update(struct job_state *st, json_t **history, void *ctx, char *err
 	if (!published)
 		return 0;
 	char *now = utc_now();
-	*history = json_pack("{s:s, s:s, s:O}", "kind", "schema_clear", "committed_at", now, "schema_before", published);
+	*history =
+		json_pack("{s:s, s:s, s:O}", "kind", "schema_clear", "committed_at", now, "schema_before", published);
 	json_object_del(st->record, "schema");
 	free(now);
 	return 0;
@@ -427,7 +440,8 @@ cmd_keys(struct store *s, const struct options *o, char *err, size_t errlen)
 		snprintf(err, errlen, "job %s has no key index (no snapshot_reconciliation run was committed)", s->job);
 		rc = DP_EXIT_STATE;
 	} else if (isatty(1)) {
-		snprintf(err, errlen, "the key index is zstd-compressed: pipe it (dpone-state M keys | zstdcat | jq .)");
+		snprintf(err, errlen,
+		         "the key index is zstd-compressed: pipe it (dpone-state M keys | zstdcat | jq .)");
 		rc = DP_EXIT_USAGE;
 	} else {
 		rc = s->ops->get_keys(s, name, 1, err, errlen);
@@ -478,13 +492,15 @@ lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t
 	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
 	time_t now = time(NULL);
 	if (owner && strcmp(owner, o->run_id) && expires > (json_int_t)now) {
-		snprintf(err, errlen, "the job is locked by run %s for %lld more seconds; wait, or if that run is gone: "
-		         "dpone-state MANIFEST unlock --force", owner, (long long)(expires - now));
+		snprintf(err, errlen,
+		         "the job is locked by run %s for %lld more seconds; wait, or if that run is gone: "
+		         "dpone-state MANIFEST unlock --force",
+		         owner, (long long)(expires - now));
 		return DP_EXIT_CONFLICT;
 	}
 	json_decref(st->lease);
-	st->lease = json_pack("{s:s, s:I, s:I}", "owner", o->run_id, "acquired_at", (json_int_t)now,
-	                      "expires_at", (json_int_t)(now + o->ttl));
+	st->lease = json_pack("{s:s, s:I, s:I}", "owner", o->run_id, "acquired_at", (json_int_t)now, "expires_at",
+	                      (json_int_t)(now + o->ttl));
 	return 0;
 }
 
@@ -586,8 +602,8 @@ open_store(const struct dp_manifest *m)
 	if (m->state_type == DP_STATE_POSTGRES) {
 		struct dp_conn conn;
 		dp_cli_resolve(m, "state", "postgres", &conn);
-		s = store_pg_open(&conn, dp_manifest_str(m, "state.table.schema"), dp_manifest_str(m, "state.table.name"),
-		                  job, &code, err, sizeof err);
+		s = store_pg_open(&conn, dp_manifest_str(m, "state.table.schema"),
+		                  dp_manifest_str(m, "state.table.name"), job, &code, err, sizeof err);
 		dp_conn_free(&conn);
 	} else {
 		s = store_file_open(dp_manifest_str(m, "state.path"), job, &code, err, sizeof err);
@@ -600,11 +616,13 @@ open_store(const struct dp_manifest *m)
 int
 main(int argc, char **argv)
 {
-	static const struct option extra[] = {
-		{"run-id", required_argument, NULL, OPT_RUN_ID}, {"ttl", required_argument, NULL, OPT_TTL},
-		{"to", required_argument, NULL, OPT_TO}, {"force", no_argument, NULL, OPT_FORCE},
-		{"watermark", no_argument, NULL, OPT_WATERMARK}, {"clear", no_argument, NULL, OPT_CLEAR},
-		{NULL, 0, NULL, 0}};
+	static const struct option extra[] = {{"run-id", required_argument, NULL, OPT_RUN_ID},
+	                                      {"ttl", required_argument, NULL, OPT_TTL},
+	                                      {"to", required_argument, NULL, OPT_TO},
+	                                      {"force", no_argument, NULL, OPT_FORCE},
+	                                      {"watermark", no_argument, NULL, OPT_WATERMARK},
+	                                      {"clear", no_argument, NULL, OPT_CLEAR},
+	                                      {NULL, 0, NULL, 0}};
 	struct options o = {.ttl = 21600};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 1, extra, handle_option, &o, &cli);

@@ -21,9 +21,12 @@ job_state_clear(struct job_state *st)
 static int
 b64_value(int c)
 {
-	if (c >= 'A' && c <= 'Z') return c - 'A';
-	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
 	return c == '+' ? 62 : c == '/' ? 63 : -1;
 }
 
@@ -86,7 +89,8 @@ int
 compare_watermarks(const json_t *a, const json_t *b, const char *sql_type)
 {
 	if (json_is_integer(a) && json_is_integer(b))
-		return (json_integer_value(a) > json_integer_value(b)) - (json_integer_value(a) < json_integer_value(b));
+		return (json_integer_value(a) > json_integer_value(b)) -
+		       (json_integer_value(a) < json_integer_value(b));
 	if (json_is_number(a) && json_is_number(b))
 		return (json_number_value(a) > json_number_value(b)) - (json_number_value(a) < json_number_value(b));
 	const char *sa = json_string_value(a), *sb = json_string_value(b);

@@ -270,8 +270,8 @@ file_drop_keys(struct store *s, const char *keep, char *err, size_t errlen)
 	return 0;
 }
 
-static const struct store_ops file_ops = {file_read, file_update, file_history, file_close, file_probe,
-                                          file_put_keys, file_get_keys, file_drop_keys};
+static const struct store_ops file_ops = {file_read,  file_update,   file_history,  file_close,
+                                          file_probe, file_put_keys, file_get_keys, file_drop_keys};
 
 struct store *
 store_file_open(const char *path, const char *job, int *code, char *err, size_t errlen)

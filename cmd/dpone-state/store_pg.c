@@ -35,10 +35,27 @@
 /* libpq is opened when a postgres state is, not linked: runs with a file
  * state (and every dpone-state call of the wrapper) skip loading it and its
  * dependencies (see dp_library_open). */
-#define PQ_FUNCTIONS(X) X(PQclear) X(PQconnectdbParams) X(PQerrorMessage) X(PQescapeIdentifier) \
-	X(PQexec) X(PQexecParams) X(PQfinish) X(PQfreemem) X(PQgetResult) X(PQgetisnull) X(PQgetlength) \
-	X(PQgetvalue) X(PQlibVersion) X(PQntuples) X(PQresultErrorMessage) X(PQresultStatus) \
-	X(PQsendQueryParams) X(PQsetNoticeProcessor) X(PQsetSingleRowMode) X(PQstatus)
+#define PQ_FUNCTIONS(X)         \
+	X(PQclear)              \
+	X(PQconnectdbParams)    \
+	X(PQerrorMessage)       \
+	X(PQescapeIdentifier)   \
+	X(PQexec)               \
+	X(PQexecParams)         \
+	X(PQfinish)             \
+	X(PQfreemem)            \
+	X(PQgetResult)          \
+	X(PQgetisnull)          \
+	X(PQgetlength)          \
+	X(PQgetvalue)           \
+	X(PQlibVersion)         \
+	X(PQntuples)            \
+	X(PQresultErrorMessage) \
+	X(PQresultStatus)       \
+	X(PQsendQueryParams)    \
+	X(PQsetNoticeProcessor) \
+	X(PQsetSingleRowMode)   \
+	X(PQstatus)
 
 static struct {
 #define PQ_POINTER(f) __typeof__(f) *f;
@@ -55,7 +72,7 @@ load_libpq(char *err, size_t errlen)
 	if (loaded)
 		return 0;
 	void *lib = dp_library_open("libpq", sonames, err, errlen);
-#define PQ_RESOLVE(f) \
+#define PQ_RESOLVE(f)                                                                            \
 	if (lib && !(pq.f = (__typeof__(pq.f))dp_library_symbol(lib, "libpq", #f, err, errlen))) \
 		lib = NULL;
 	PQ_FUNCTIONS(PQ_RESOLVE)
@@ -113,8 +130,9 @@ tables_exist(struct pg_store *p)
 {
 	const char *names[] = {p->table, p->history_table};
 	PGresult *res = pq.PQexecParams(p->db, "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL", 2,
-	                             NULL, names, NULL, NULL, 0);
-	int yes = pq.PQresultStatus(res) == PGRES_TUPLES_OK && pq.PQntuples(res) == 1 && !strcmp(pq.PQgetvalue(res, 0, 0), "t");
+	                                NULL, names, NULL, NULL, 0);
+	int yes = pq.PQresultStatus(res) == PGRES_TUPLES_OK && pq.PQntuples(res) == 1 &&
+	          !strcmp(pq.PQgetvalue(res, 0, 0), "t");
 	pq.PQclear(res);
 	return yes;
 }
@@ -124,14 +142,13 @@ create_tables(struct pg_store *p, char *err, size_t errlen)
 {
 	if (tables_exist(p))
 		return 0;
-	char *ddl = dp_strfmt(
-		"CREATE SCHEMA IF NOT EXISTS %s;"
-		"CREATE TABLE IF NOT EXISTS %s (job text PRIMARY KEY, run_id text, watermark text,"
-		" record json, lease json, updated_at timestamptz NOT NULL DEFAULT now());"
-		"CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, job text NOT NULL, run_id text,"
-		" kind text NOT NULL, watermark_before text, watermark_after text, entry json NOT NULL,"
-		" committed_at timestamptz NOT NULL DEFAULT now())",
-		p->schema, p->table, p->history_table);
+	char *ddl = dp_strfmt("CREATE SCHEMA IF NOT EXISTS %s;"
+	                      "CREATE TABLE IF NOT EXISTS %s (job text PRIMARY KEY, run_id text, watermark text,"
+	                      " record json, lease json, updated_at timestamptz NOT NULL DEFAULT now());"
+	                      "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, job text NOT NULL, run_id text,"
+	                      " kind text NOT NULL, watermark_before text, watermark_after text, entry json NOT NULL,"
+	                      " committed_at timestamptz NOT NULL DEFAULT now())",
+	                      p->schema, p->table, p->history_table);
 	/* Two first runs may create the tables at once: serialise that too. */
 	int rc = exec_sql(p, "BEGIN", "begin", err, errlen);
 	if (!rc) {
@@ -166,7 +183,8 @@ json_column(PGresult *res, int col)
 static int
 select_state(struct pg_store *p, struct job_state *out, int for_update, char *err, size_t errlen)
 {
-	char *sql = dp_strfmt("SELECT record, lease FROM %s WHERE job = $1%s", p->table, for_update ? " FOR UPDATE" : "");
+	char *sql =
+		dp_strfmt("SELECT record, lease FROM %s WHERE job = $1%s", p->table, for_update ? " FOR UPDATE" : "");
 	const char *params[] = {p->base.job};
 	PGresult *res = run(p, sql, 1, params, "read the state", err, errlen);
 	free(sql);
@@ -195,10 +213,12 @@ write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err
 {
 	json_t *wm = json_object_get(json_object_get(st->record, "watermark"), "value");
 	char *record = dump_or_null(st->record), *lease = dump_or_null(st->lease), *wm_text = dump_or_null(wm);
-	const char *params[] = {p->base.job, json_string_value(json_object_get(st->record, "run_id")), wm_text, record, lease};
+	const char *params[] = {p->base.job, json_string_value(json_object_get(st->record, "run_id")), wm_text, record,
+	                        lease};
 	char *sql = dp_strfmt("INSERT INTO %s (job, run_id, watermark, record, lease) VALUES ($1, $2, $3, $4, $5) "
 	                      "ON CONFLICT (job) DO UPDATE SET run_id = $2, watermark = $3, record = $4, lease = $5, "
-	                      "updated_at = now()", p->table);
+	                      "updated_at = now()",
+	                      p->table);
 	PGresult *res = run(p, sql, 5, params, "write the state", err, errlen);
 	free(sql);
 	int rc = res ? 0 : DP_EXIT_STATE;
@@ -207,10 +227,15 @@ write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err
 		char *entry = dump_or_null(history);
 		char *before = dump_or_null(json_object_get(history, "watermark_before"));
 		char *after = dump_or_null(json_object_get(history, "watermark_after"));
-		const char *hp[] = {p->base.job, json_string_value(json_object_get(history, "run_id")),
-		                    json_string_value(json_object_get(history, "kind")), before, after, entry};
+		const char *hp[] = {p->base.job,
+		                    json_string_value(json_object_get(history, "run_id")),
+		                    json_string_value(json_object_get(history, "kind")),
+		                    before,
+		                    after,
+		                    entry};
 		sql = dp_strfmt("INSERT INTO %s (job, run_id, kind, watermark_before, watermark_after, entry) "
-		                "VALUES ($1, $2, $3, $4, $5, $6)", p->history_table);
+		                "VALUES ($1, $2, $3, $4, $5, $6)",
+		                p->history_table);
 		res = run(p, sql, 6, hp, "write the history", err, errlen);
 		rc = res ? 0 : DP_EXIT_STATE;
 		pq.PQclear(res);
@@ -234,7 +259,8 @@ pg_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t errl
 	int rc = exec_sql(p, "BEGIN", "begin", err, errlen);
 	if (!rc) {
 		const char *key[] = {p->lock_key};
-		PGresult *res = run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, key, "lock the job", err, errlen);
+		PGresult *res =
+			run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, key, "lock the job", err, errlen);
 		rc = res ? 0 : DP_EXIT_STATE;
 		pq.PQclear(res);
 	}
@@ -289,9 +315,11 @@ static int
 pg_probe(struct store *s, json_t *out, char *err, size_t errlen)
 {
 	struct pg_store *p = (struct pg_store *)s;
-	char *sql = dp_strfmt("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
-	                      "has_table_privilege('%s', 'SELECT, INSERT, UPDATE') AND has_table_privilege('%s', 'INSERT'), "
-	                      "current_setting('server_version')", p->table, p->history_table);
+	char *sql = dp_strfmt(
+		"SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
+		"has_table_privilege('%s', 'SELECT, INSERT, UPDATE') AND has_table_privilege('%s', 'INSERT'), "
+		"current_setting('server_version')",
+		p->table, p->history_table);
 	PGresult *res = run(p, sql, 0, NULL, "check the state tables", err, errlen);
 	free(sql);
 	if (!res)
@@ -329,7 +357,8 @@ pg_put_keys(struct store *s, const char *path, const char *name, char *err, size
 	struct pg_store *p = (struct pg_store *)s;
 	char *table = keys_table(p);
 	char *ddl = dp_strfmt("CREATE TABLE IF NOT EXISTS %s (job text NOT NULL, name text NOT NULL, seq int NOT NULL,"
-	                      " chunk bytea NOT NULL, PRIMARY KEY (job, name, seq))", table);
+	                      " chunk bytea NOT NULL, PRIMARY KEY (job, name, seq))",
+	                      table);
 	char *ins = dp_strfmt("INSERT INTO %s (job, name, seq, chunk) VALUES ($1, $2, $3, $4)", table);
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
 	char *chunk = dp_xmalloc(KEY_CHUNK);
@@ -434,8 +463,8 @@ pg_drop_keys(struct store *s, const char *keep, char *err, size_t errlen)
 	return rc;
 }
 
-static const struct store_ops pg_ops = {pg_read, pg_update, pg_history, pg_close, pg_probe,
-                                        pg_put_keys, pg_get_keys, pg_drop_keys};
+static const struct store_ops pg_ops = {pg_read,  pg_update,   pg_history,  pg_close,
+                                        pg_probe, pg_put_keys, pg_get_keys, pg_drop_keys};
 
 static PGconn *
 connect_db(const struct dp_conn *c)
@@ -476,8 +505,8 @@ quote_ident(PGconn *db, const char *name)
 }
 
 struct store *
-store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job, int *code,
-              char *err, size_t errlen)
+store_pg_open(const struct dp_conn *conn, const char *schema, const char *table, const char *job, int *code, char *err,
+              size_t errlen)
 {
 	if (load_libpq(err, errlen) < 0) {
 		*code = DP_EXIT_STATE;

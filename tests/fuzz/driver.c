@@ -22,9 +22,14 @@ replay_file(const char *path)
 	size_t cap = 1 << 16, len = 0;
 	uint8_t *buf = malloc(cap);
 	size_t n;
-	while (buf && (n = fread(buf + len, 1, cap - len, fp)) > 0)
-		if ((len += n) == cap)
-			buf = realloc(buf, cap *= 2);
+	while (buf && (n = fread(buf + len, 1, cap - len, fp)) > 0) {
+		if ((len += n) < cap)
+			continue;
+		uint8_t *bigger = realloc(buf, cap *= 2);
+		if (!bigger)
+			free(buf);
+		buf = bigger;
+	}
 	fclose(fp);
 	if (!buf)
 		return -1;

@@ -14,17 +14,28 @@
 
 static const struct {
 	int dbtype;
-	DBINT size;                /* 0: variable, the rest of the input */
+	DBINT size; /* 0: variable, the rest of the input */
 	const char *data_type;
 } types[] = {
-	{SYBBITN, 1, "bit"}, {SYBINT1, 1, "tinyint"}, {SYBINT2, 2, "smallint"}, {SYBINT4, 4, "int"},
-	{SYBINT8, 8, "bigint"}, {SYBREAL, 4, "real"}, {SYBFLT8, 8, "float"},
-	{SYBDECIMAL, sizeof(DBNUMERIC), "decimal"}, {SYBMONEY, 8, "money"}, {SYBMONEY4, 4, "smallmoney"},
-	{SYBDATETIME, 8, "datetime"}, {SYBDATETIME4, 4, "smalldatetime"},
-	{SYBMSDATE, sizeof(DBDATETIMEALL), "date"}, {SYBMSTIME, sizeof(DBDATETIMEALL), "time"},
+	{SYBBITN, 1, "bit"},
+	{SYBINT1, 1, "tinyint"},
+	{SYBINT2, 2, "smallint"},
+	{SYBINT4, 4, "int"},
+	{SYBINT8, 8, "bigint"},
+	{SYBREAL, 4, "real"},
+	{SYBFLT8, 8, "float"},
+	{SYBDECIMAL, sizeof(DBNUMERIC), "decimal"},
+	{SYBMONEY, 8, "money"},
+	{SYBMONEY4, 4, "smallmoney"},
+	{SYBDATETIME, 8, "datetime"},
+	{SYBDATETIME4, 4, "smalldatetime"},
+	{SYBMSDATE, sizeof(DBDATETIMEALL), "date"},
+	{SYBMSTIME, sizeof(DBDATETIMEALL), "time"},
 	{SYBMSDATETIME2, sizeof(DBDATETIMEALL), "datetime2"},
-	{SYBMSDATETIMEOFFSET, sizeof(DBDATETIMEALL), "datetimeoffset"}, {DP_SYBUNIQUE, 16, "uniqueidentifier"},
-	{SYBVARBINARY, 0, "varbinary"}, {SYBVARCHAR, 0, "nvarchar"},
+	{SYBMSDATETIMEOFFSET, sizeof(DBDATETIMEALL), "datetimeoffset"},
+	{DP_SYBUNIQUE, 16, "uniqueidentifier"},
+	{SYBVARBINARY, 0, "varbinary"},
+	{SYBVARCHAR, 0, "nvarchar"},
 };
 #define NTYPES (sizeof types / sizeof types[0])
 

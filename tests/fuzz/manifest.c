@@ -22,7 +22,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (m) {
 		dp_manifest_get(m, "sink.strategy.mode");
 		dp_manifest_incremental(m);
-		dp_manifest_has_check(m, "min_rows");
+		dp_manifest_has_check(m, DP_CHECK_MIN_ROWS);
 		char where[256];
 		dp_manifest_where(m, "source.table", where, sizeof where);
 		dp_manifest_free(m);

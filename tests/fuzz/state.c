@@ -28,7 +28,8 @@ check_order(const json_t *a, const json_t *b)
 		if (compare_watermarks(a, a, sql_types[i]))
 			fuzz_fail("a watermark is not equal to itself as %s", sql_types[i] ? sql_types[i] : "untyped");
 		if (sign(compare_watermarks(a, b, sql_types[i])) != -sign(compare_watermarks(b, a, sql_types[i])))
-			fuzz_fail("watermarks compare both ways the same as %s", sql_types[i] ? sql_types[i] : "untyped");
+			fuzz_fail("watermarks compare both ways the same as %s",
+			          sql_types[i] ? sql_types[i] : "untyped");
 	}
 }
 

@@ -86,7 +86,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (flags & DP_READ_VALIDATE_ROWS) {
 			int representable;
 			if (!jansson_accepts(line, len, &representable) && representable)
-				fuzz_fail("row line %llu passed validation but jansson rejects it", dp_reader_lineno(r));
+				fuzz_fail("row line %llu passed validation but jansson rejects it",
+				          dp_reader_lineno(r));
 		}
 	}
 	if (got < 0 && (!dp_reader_error(r) || dp_reader_error_code(r) <= 0))

@@ -37,13 +37,31 @@ static int
 system_type_id(enum tbase b)
 {
 	switch (b) {
-	case T_BIT: return 104; case T_TINYINT: return 48; case T_SMALLINT: return 52; case T_INT: return 56;
-	case T_BIGINT: return 127; case T_DECIMAL: return 106; case T_NUMERIC: return 108; case T_MONEY: return 60;
-	case T_SMALLMONEY: return 122; case T_REAL: return 59; case T_FLOAT: return 62; case T_DATE: return 40;
-	case T_TIME: return 41; case T_SMALLDATETIME: return 58; case T_DATETIME: return 61;
-	case T_DATETIME2: return 42; case T_DATETIMEOFFSET: return 43; case T_CHAR: return 175;
-	case T_VARCHAR: return 167; case T_NCHAR: return 239; case T_NVARCHAR: return 231; case T_BINARY: return 173;
-	case T_VARBINARY: return 165; case T_UNIQUEIDENTIFIER: return 36; case T_ROWVERSION: return 189;
+	case T_BIT: return 104;
+	case T_TINYINT: return 48;
+	case T_SMALLINT: return 52;
+	case T_INT: return 56;
+	case T_BIGINT: return 127;
+	case T_DECIMAL: return 106;
+	case T_NUMERIC: return 108;
+	case T_MONEY: return 60;
+	case T_SMALLMONEY: return 122;
+	case T_REAL: return 59;
+	case T_FLOAT: return 62;
+	case T_DATE: return 40;
+	case T_TIME: return 41;
+	case T_SMALLDATETIME: return 58;
+	case T_DATETIME: return 61;
+	case T_DATETIME2: return 42;
+	case T_DATETIMEOFFSET: return 43;
+	case T_CHAR: return 175;
+	case T_VARCHAR: return 167;
+	case T_NCHAR: return 239;
+	case T_NVARCHAR: return 231;
+	case T_BINARY: return 173;
+	case T_VARBINARY: return 165;
+	case T_UNIQUEIDENTIFIER: return 36;
+	case T_ROWVERSION: return 189;
 	default: return 0;
 	}
 }
@@ -52,29 +70,57 @@ system_type_id(enum tbase b)
 static void
 sys_sizes(const struct stype *t, int *max_length, int *precision, int *scale)
 {
-	static const int fixed[] = {[T_BIT] = 1, [T_TINYINT] = 1, [T_SMALLINT] = 2, [T_INT] = 4, [T_BIGINT] = 8,
-	                            [T_MONEY] = 8, [T_SMALLMONEY] = 4, [T_REAL] = 4, [T_FLOAT] = 8, [T_DATE] = 3,
-	                            [T_SMALLDATETIME] = 4, [T_DATETIME] = 8, [T_UNIQUEIDENTIFIER] = 16,
+	static const int fixed[] = {[T_BIT] = 1,
+	                            [T_TINYINT] = 1,
+	                            [T_SMALLINT] = 2,
+	                            [T_INT] = 4,
+	                            [T_BIGINT] = 8,
+	                            [T_MONEY] = 8,
+	                            [T_SMALLMONEY] = 4,
+	                            [T_REAL] = 4,
+	                            [T_FLOAT] = 8,
+	                            [T_DATE] = 3,
+	                            [T_SMALLDATETIME] = 4,
+	                            [T_DATETIME] = 8,
+	                            [T_UNIQUEIDENTIFIER] = 16,
 	                            [T_ROWVERSION] = 8};
-	static const int prec[] = {[T_BIT] = 1, [T_TINYINT] = 3, [T_SMALLINT] = 5, [T_INT] = 10, [T_BIGINT] = 19,
-	                           [T_MONEY] = 19, [T_SMALLMONEY] = 10, [T_REAL] = 24, [T_FLOAT] = 53,
-	                           [T_DATE] = 10, [T_SMALLDATETIME] = 16, [T_DATETIME] = 23};
+	static const int prec[] = {[T_BIT] = 1,     [T_TINYINT] = 3, [T_SMALLINT] = 5,       [T_INT] = 10,
+	                           [T_BIGINT] = 19, [T_MONEY] = 19,  [T_SMALLMONEY] = 10,    [T_REAL] = 24,
+	                           [T_FLOAT] = 53,  [T_DATE] = 10,   [T_SMALLDATETIME] = 16, [T_DATETIME] = 23};
 	*precision = t->base < (int)(sizeof prec / sizeof prec[0]) ? prec[t->base] : 0;
 	*scale = 0;
 	*max_length = t->base < (int)(sizeof fixed / sizeof fixed[0]) ? fixed[t->base] : 0;
 	switch (t->base) {
-	case T_DECIMAL: case T_NUMERIC:
+	case T_DECIMAL:
+	case T_NUMERIC:
 		*precision = t->prec;
 		*scale = t->scale;
 		*max_length = t->prec <= 9 ? 5 : t->prec <= 19 ? 9 : t->prec <= 28 ? 13 : 17;
 		break;
-	case T_MONEY: case T_SMALLMONEY: *scale = 4; break;
+	case T_MONEY:
+	case T_SMALLMONEY: *scale = 4; break;
 	case T_DATETIME: *scale = 3; break;
-	case T_TIME: *precision = t->scale ? 9 + t->scale : 8; *scale = t->scale; *max_length = t->scale <= 2 ? 3 : t->scale <= 4 ? 4 : 5; break;
-	case T_DATETIME2: *precision = t->scale ? 20 + t->scale : 19; *scale = t->scale; *max_length = t->scale <= 2 ? 6 : t->scale <= 4 ? 7 : 8; break;
-	case T_DATETIMEOFFSET: *precision = t->scale ? 27 + t->scale : 26; *scale = t->scale; *max_length = t->scale <= 2 ? 8 : t->scale <= 4 ? 9 : 10; break;
-	case T_CHAR: case T_VARCHAR: case T_BINARY: case T_VARBINARY: *max_length = t->len; break;
-	case T_NCHAR: case T_NVARCHAR: *max_length = t->len < 0 ? -1 : t->len * 2; break;
+	case T_TIME:
+		*precision = t->scale ? 9 + t->scale : 8;
+		*scale = t->scale;
+		*max_length = t->scale <= 2 ? 3 : t->scale <= 4 ? 4 : 5;
+		break;
+	case T_DATETIME2:
+		*precision = t->scale ? 20 + t->scale : 19;
+		*scale = t->scale;
+		*max_length = t->scale <= 2 ? 6 : t->scale <= 4 ? 7 : 8;
+		break;
+	case T_DATETIMEOFFSET:
+		*precision = t->scale ? 27 + t->scale : 26;
+		*scale = t->scale;
+		*max_length = t->scale <= 2 ? 8 : t->scale <= 4 ? 9 : 10;
+		break;
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_BINARY:
+	case T_VARBINARY: *max_length = t->len; break;
+	case T_NCHAR:
+	case T_NVARCHAR: *max_length = t->len < 0 ? -1 : t->len * 2; break;
 	default: break;
 	}
 }
@@ -97,70 +143,82 @@ static const struct {
 	const char *schema, *name, *sql;
 	const char *cols[24];
 } views[] = {
-	{"INFORMATION_SCHEMA", "TABLES",
-	 "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG, schema AS TABLE_SCHEMA,"
-	 " name AS TABLE_NAME, CASE is_view WHEN 1 THEN 'VIEW' ELSE 'BASE TABLE' END AS TABLE_TYPE FROM __tds_tables"
-	 " WHERE object_id > 1000",
-	 {"TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
-	  "TABLE_TYPE varchar(10)"}},
-	{"INFORMATION_SCHEMA", "COLUMNS",
-	 "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG, t.schema AS TABLE_SCHEMA,"
-	 " t.name AS TABLE_NAME, c.name AS COLUMN_NAME, c.column_id AS ORDINAL_POSITION, c.dflt AS COLUMN_DEFAULT,"
-	 " CASE c.nullable WHEN 1 THEN 'YES' ELSE 'NO' END AS IS_NULLABLE, c.data_type AS DATA_TYPE,"
-	 " c.char_len AS CHARACTER_MAXIMUM_LENGTH, c.num_prec AS NUMERIC_PRECISION,"
-	 " c.num_prec_radix AS NUMERIC_PRECISION_RADIX, c.num_scale AS NUMERIC_SCALE,"
-	 " c.dt_prec AS DATETIME_PRECISION FROM __tds_columns c JOIN __tds_tables t USING (object_id)"
-	 " WHERE t.object_id > 1000",
-	 {"TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
-	  "COLUMN_NAME nvarchar(128)", "ORDINAL_POSITION int", "COLUMN_DEFAULT nvarchar(4000)",
-	  "IS_NULLABLE varchar(3)", "DATA_TYPE nvarchar(128)", "CHARACTER_MAXIMUM_LENGTH int",
-	  "NUMERIC_PRECISION tinyint", "NUMERIC_PRECISION_RADIX smallint", "NUMERIC_SCALE int",
-	  "DATETIME_PRECISION smallint"}},
-	{"INFORMATION_SCHEMA", "TABLE_CONSTRAINTS",
-	 "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS CONSTRAINT_CATALOG, schema AS CONSTRAINT_SCHEMA,"
-	 " pk_name AS CONSTRAINT_NAME, (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG,"
-	 " schema AS TABLE_SCHEMA, name AS TABLE_NAME, 'PRIMARY KEY' AS CONSTRAINT_TYPE FROM __tds_tables"
-	 " WHERE pk_name IS NOT NULL",
-	 {"CONSTRAINT_CATALOG nvarchar(128)", "CONSTRAINT_SCHEMA nvarchar(128)", "CONSTRAINT_NAME nvarchar(128)",
-	  "TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
-	  "CONSTRAINT_TYPE varchar(11)"}},
-	{"INFORMATION_SCHEMA", "KEY_COLUMN_USAGE",
-	 "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS CONSTRAINT_CATALOG, t.schema AS CONSTRAINT_SCHEMA,"
-	 " t.pk_name AS CONSTRAINT_NAME, (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG,"
-	 " t.schema AS TABLE_SCHEMA, t.name AS TABLE_NAME, c.name AS COLUMN_NAME, c.pk_ordinal AS ORDINAL_POSITION"
-	 " FROM __tds_columns c JOIN __tds_tables t USING (object_id) WHERE c.pk_ordinal > 0",
-	 {"CONSTRAINT_CATALOG nvarchar(128)", "CONSTRAINT_SCHEMA nvarchar(128)", "CONSTRAINT_NAME nvarchar(128)",
-	  "TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
-	  "COLUMN_NAME nvarchar(128)", "ORDINAL_POSITION int"}},
-	{"sys", "schemas", "SELECT name, schema_id, 1 AS principal_id FROM __tds_schemas",
-	 {"name nvarchar(128)", "schema_id int", "principal_id int"}},
-	{"sys", "tables",
-	 "SELECT t.name AS name, t.object_id AS object_id, s.schema_id AS schema_id, 'U' AS type,"
-	 " 'USER_TABLE' AS type_desc, t.create_date AS create_date,"
-	 " CASE WHEN t.capture_instance IS NULL THEN 0 ELSE 1 END AS is_tracked_by_cdc"
-	 " FROM __tds_tables t JOIN __tds_schemas s ON s.name = t.schema WHERE t.is_view = 0 AND t.object_id > 1000",
-	 {"name nvarchar(128)", "object_id int", "schema_id int", "type char(2)", "type_desc nvarchar(60)",
-	  "create_date datetime", "is_tracked_by_cdc bit"}},
-	{"sys", "columns",
-	 "SELECT object_id, name, column_id, system_type_id, system_type_id AS user_type_id, max_length, precision,"
-	 " scale, nullable AS is_nullable, is_identity FROM __tds_columns",
-	 {"object_id int", "name nvarchar(128)", "column_id int", "system_type_id tinyint", "user_type_id int",
-	  "max_length smallint", "precision tinyint", "scale tinyint", "is_nullable bit", "is_identity bit"}},
-	{"sys", "types",
-	 "SELECT name, system_type_id, system_type_id AS user_type_id, max_length, precision, scale,"
-	 " 1 AS is_nullable FROM __tds_types",
-	 {"name nvarchar(128)", "system_type_id tinyint", "user_type_id int", "max_length smallint",
-	  "precision tinyint", "scale tinyint", "is_nullable bit"}},
-	{"sys", "indexes",
-	 "SELECT object_id, pk_name AS name, 1 AS index_id, 1 AS type, 'CLUSTERED' AS type_desc, 1 AS is_unique,"
-	 " 1 AS is_primary_key FROM __tds_tables WHERE pk_name IS NOT NULL",
-	 {"object_id int", "name nvarchar(128)", "index_id int", "type tinyint", "type_desc nvarchar(60)",
-	  "is_unique bit", "is_primary_key bit"}},
-	{"sys", "index_columns",
-	 "SELECT object_id, 1 AS index_id, pk_ordinal AS index_column_id, column_id, pk_ordinal AS key_ordinal,"
-	 " 0 AS is_descending_key, 0 AS is_included_column FROM __tds_columns WHERE pk_ordinal > 0",
-	 {"object_id int", "index_id int", "index_column_id int", "column_id int", "key_ordinal tinyint",
-	  "is_descending_key bit", "is_included_column bit"}},
+	{"INFORMATION_SCHEMA",
+         "TABLES",
+         "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG, schema AS TABLE_SCHEMA,"
+         " name AS TABLE_NAME, CASE is_view WHEN 1 THEN 'VIEW' ELSE 'BASE TABLE' END AS TABLE_TYPE FROM __tds_tables"
+         " WHERE object_id > 1000",
+         {"TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
+          "TABLE_TYPE varchar(10)"}},
+	{"INFORMATION_SCHEMA",
+         "COLUMNS",
+         "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG, t.schema AS TABLE_SCHEMA,"
+         " t.name AS TABLE_NAME, c.name AS COLUMN_NAME, c.column_id AS ORDINAL_POSITION, c.dflt AS COLUMN_DEFAULT,"
+         " CASE c.nullable WHEN 1 THEN 'YES' ELSE 'NO' END AS IS_NULLABLE, c.data_type AS DATA_TYPE,"
+         " c.char_len AS CHARACTER_MAXIMUM_LENGTH, c.num_prec AS NUMERIC_PRECISION,"
+         " c.num_prec_radix AS NUMERIC_PRECISION_RADIX, c.num_scale AS NUMERIC_SCALE,"
+         " c.dt_prec AS DATETIME_PRECISION FROM __tds_columns c JOIN __tds_tables t USING (object_id)"
+         " WHERE t.object_id > 1000",
+         {"TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
+          "COLUMN_NAME nvarchar(128)", "ORDINAL_POSITION int", "COLUMN_DEFAULT nvarchar(4000)",
+          "IS_NULLABLE varchar(3)", "DATA_TYPE nvarchar(128)", "CHARACTER_MAXIMUM_LENGTH int",
+          "NUMERIC_PRECISION tinyint", "NUMERIC_PRECISION_RADIX smallint", "NUMERIC_SCALE int",
+          "DATETIME_PRECISION smallint"}},
+	{"INFORMATION_SCHEMA",
+         "TABLE_CONSTRAINTS",
+         "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS CONSTRAINT_CATALOG, schema AS CONSTRAINT_SCHEMA,"
+         " pk_name AS CONSTRAINT_NAME, (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG,"
+         " schema AS TABLE_SCHEMA, name AS TABLE_NAME, 'PRIMARY KEY' AS CONSTRAINT_TYPE FROM __tds_tables"
+         " WHERE pk_name IS NOT NULL",
+         {"CONSTRAINT_CATALOG nvarchar(128)", "CONSTRAINT_SCHEMA nvarchar(128)", "CONSTRAINT_NAME nvarchar(128)",
+          "TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
+          "CONSTRAINT_TYPE varchar(11)"}},
+	{"INFORMATION_SCHEMA",
+         "KEY_COLUMN_USAGE",
+         "SELECT (SELECT value FROM __tds_meta WHERE key='db_name') AS CONSTRAINT_CATALOG, t.schema AS "
+         "CONSTRAINT_SCHEMA,"
+         " t.pk_name AS CONSTRAINT_NAME, (SELECT value FROM __tds_meta WHERE key='db_name') AS TABLE_CATALOG,"
+         " t.schema AS TABLE_SCHEMA, t.name AS TABLE_NAME, c.name AS COLUMN_NAME, c.pk_ordinal AS ORDINAL_POSITION"
+         " FROM __tds_columns c JOIN __tds_tables t USING (object_id) WHERE c.pk_ordinal > 0",
+         {"CONSTRAINT_CATALOG nvarchar(128)", "CONSTRAINT_SCHEMA nvarchar(128)", "CONSTRAINT_NAME nvarchar(128)",
+          "TABLE_CATALOG nvarchar(128)", "TABLE_SCHEMA nvarchar(128)", "TABLE_NAME nvarchar(128)",
+          "COLUMN_NAME nvarchar(128)", "ORDINAL_POSITION int"}},
+	{"sys",
+         "schemas",
+         "SELECT name, schema_id, 1 AS principal_id FROM __tds_schemas",
+         {"name nvarchar(128)", "schema_id int", "principal_id int"}},
+	{"sys",
+         "tables",
+         "SELECT t.name AS name, t.object_id AS object_id, s.schema_id AS schema_id, 'U' AS type,"
+         " 'USER_TABLE' AS type_desc, t.create_date AS create_date,"
+         " CASE WHEN t.capture_instance IS NULL THEN 0 ELSE 1 END AS is_tracked_by_cdc"
+         " FROM __tds_tables t JOIN __tds_schemas s ON s.name = t.schema WHERE t.is_view = 0 AND t.object_id > 1000",
+         {"name nvarchar(128)", "object_id int", "schema_id int", "type char(2)", "type_desc nvarchar(60)",
+          "create_date datetime", "is_tracked_by_cdc bit"}},
+	{"sys",
+         "columns",
+         "SELECT object_id, name, column_id, system_type_id, system_type_id AS user_type_id, max_length, precision,"
+         " scale, nullable AS is_nullable, is_identity FROM __tds_columns",
+         {"object_id int", "name nvarchar(128)", "column_id int", "system_type_id tinyint", "user_type_id int",
+          "max_length smallint", "precision tinyint", "scale tinyint", "is_nullable bit", "is_identity bit"}},
+	{"sys",
+         "types",
+         "SELECT name, system_type_id, system_type_id AS user_type_id, max_length, precision, scale,"
+         " 1 AS is_nullable FROM __tds_types",
+         {"name nvarchar(128)", "system_type_id tinyint", "user_type_id int", "max_length smallint",
+          "precision tinyint", "scale tinyint", "is_nullable bit"}},
+	{"sys",
+         "indexes",
+         "SELECT object_id, pk_name AS name, 1 AS index_id, 1 AS type, 'CLUSTERED' AS type_desc, 1 AS is_unique,"
+         " 1 AS is_primary_key FROM __tds_tables WHERE pk_name IS NOT NULL",
+         {"object_id int", "name nvarchar(128)", "index_id int", "type tinyint", "type_desc nvarchar(60)",
+          "is_unique bit", "is_primary_key bit"}},
+	{"sys",
+         "index_columns",
+         "SELECT object_id, 1 AS index_id, pk_ordinal AS index_column_id, column_id, pk_ordinal AS key_ordinal,"
+         " 0 AS is_descending_key, 0 AS is_included_column FROM __tds_columns WHERE pk_ordinal > 0",
+         {"object_id int", "index_id int", "index_column_id int", "column_id int", "key_ordinal tinyint",
+          "is_descending_key bit", "is_included_column bit"}},
 };
 
 static int
@@ -182,8 +240,8 @@ exec_sql(sqlite3 *db, const char *sql, struct sqlerr *e)
 
 /* Insert one __tds_columns row. */
 static int
-add_column(sqlite3 *db, long long object_id, int column_id, const char *name, const struct stype *t,
-           int nullable, int identity, int pk_ordinal, const char *dflt)
+add_column(sqlite3 *db, long long object_id, int column_id, const char *name, const struct stype *t, int nullable,
+           int identity, int pk_ordinal, const char *dflt)
 {
 	char tn[64], dt[64];
 	type_format(t, tn, sizeof tn);
@@ -198,10 +256,11 @@ add_column(sqlite3 *db, long long object_id, int column_id, const char *name, co
 	int is_num = type_is_numeric(t->base);
 	int is_dt = type_is_temporal(t->base);
 	sqlite3_stmt *st;
-	sqlite3_prepare_v2(db,
-	                   "INSERT INTO __tds_columns VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-	                   " ?15, ?16, ?17, ?18)",
-	                   -1, &st, NULL);
+	sqlite3_prepare_v2(
+		db,
+		"INSERT INTO __tds_columns VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+		" ?15, ?16, ?17, ?18)",
+		-1, &st, NULL);
 	sqlite3_bind_int64(st, 1, object_id);
 	sqlite3_bind_int(st, 2, column_id);
 	sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
@@ -249,7 +308,9 @@ int
 catalog_create_schema(sqlite3 *db, const char *name, struct sqlerr *e)
 {
 	sqlite3_stmt *st;
-	sqlite3_prepare_v2(db, "INSERT INTO __tds_schemas(schema_id, name) VALUES ((SELECT coalesce(max(schema_id), 4) + 1 FROM __tds_schemas), ?1)",
+	sqlite3_prepare_v2(db,
+	                   "INSERT INTO __tds_schemas(schema_id, name) VALUES ((SELECT coalesce(max(schema_id), 4) + 1 "
+	                   "FROM __tds_schemas), ?1)",
 	                   -1, &st, NULL);
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
@@ -271,9 +332,11 @@ catalog_init(sqlite3 *db)
 	if (have)
 		return 0;
 	exec_sql(db, "BEGIN", NULL);
-	static const char *const schemas[][2] = {{"1", "dbo"}, {"2", "guest"}, {"3", "INFORMATION_SCHEMA"}, {"4", "sys"}};
+	static const char *const schemas[][2] = {
+		{"1", "dbo"}, {"2", "guest"}, {"3", "INFORMATION_SCHEMA"}, {"4", "sys"}};
 	for (size_t i = 0; i < 4; i++) {
-		char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO __tds_schemas VALUES (%s, %Q)", schemas[i][0], schemas[i][1]);
+		char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO __tds_schemas VALUES (%s, %Q)", schemas[i][0],
+		                            schemas[i][1]);
 		exec_sql(db, sql, NULL);
 		sqlite3_free(sql);
 	}
@@ -301,9 +364,10 @@ catalog_init(sqlite3 *db)
 	for (size_t i = 0; i < sizeof views / sizeof views[0]; i++, id++) {
 		char sname[300];
 		storage_name(views[i].schema, views[i].name, sname, sizeof sname);
-		char *sql = sqlite3_mprintf("CREATE VIEW IF NOT EXISTS \"%w\" AS %s;"
-		                            "INSERT INTO __tds_tables(object_id, schema, name, is_view) VALUES (%lld, %Q, %Q, 1)",
-		                            sname, views[i].sql, id, views[i].schema, views[i].name);
+		char *sql = sqlite3_mprintf(
+			"CREATE VIEW IF NOT EXISTS \"%w\" AS %s;"
+			"INSERT INTO __tds_tables(object_id, schema, name, is_view) VALUES (%lld, %Q, %Q, 1)",
+			sname, views[i].sql, id, views[i].schema, views[i].name);
 		exec_sql(db, sql, NULL);
 		sqlite3_free(sql);
 		for (int k = 0; views[i].cols[k]; k++) {
@@ -330,8 +394,10 @@ catalog_table(sqlite3 *db, const char *schema, const char *name, struct table_in
 {
 	memset(t, 0, sizeof *t);
 	sqlite3_stmt *st;
-	sqlite3_prepare_v2(db, "SELECT object_id, schema, name, is_view, ident_next, ident_step, capture_instance"
-	                       " FROM __tds_tables WHERE schema = ?1 AND name = ?2", -1, &st, NULL);
+	sqlite3_prepare_v2(db,
+	                   "SELECT object_id, schema, name, is_view, ident_next, ident_step, capture_instance"
+	                   " FROM __tds_tables WHERE schema = ?1 AND name = ?2",
+	                   -1, &st, NULL);
 	sqlite3_bind_text(st, 1, schema ? schema : "dbo", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
 	if (sqlite3_step(st) != SQLITE_ROW) {
@@ -349,8 +415,10 @@ catalog_table(sqlite3 *db, const char *schema, const char *name, struct table_in
 		snprintf(t->capture_instance, sizeof t->capture_instance, "%s", sqlite3_column_text(st, 6));
 	}
 	sqlite3_finalize(st);
-	sqlite3_prepare_v2(db, "SELECT name, type, nullable, is_identity, column_id, pk_ordinal, coalesce(dflt, '')"
-	                       " FROM __tds_columns WHERE object_id = ?1 ORDER BY column_id", -1, &st, NULL);
+	sqlite3_prepare_v2(db,
+	                   "SELECT name, type, nullable, is_identity, column_id, pk_ordinal, coalesce(dflt, '')"
+	                   " FROM __tds_columns WHERE object_id = ?1 ORDER BY column_id",
+	                   -1, &st, NULL);
 	sqlite3_bind_int64(st, 1, t->object_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		t->cols = realloc(t->cols, (size_t)(t->ncols + 1) * sizeof *t->cols);
@@ -444,7 +512,10 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 	int schema_ok = sqlite3_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (!schema_ok) {
-		sqlerr_set(e, 2760, 16, "The specified schema name \"%s\" either does not exist or you do not have permission to use it.", schema);
+		sqlerr_set(e, 2760, 16,
+		           "The specified schema name \"%s\" either does not exist or you do not have permission to "
+		           "use it.",
+		           schema);
 		return -1;
 	}
 	int inline_pk = 0, identities = 0;
@@ -453,7 +524,10 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		identities += s->defs[i].identity;
 		for (int k = 0; k < i; k++)
 			if (!strcasecmp(s->defs[k].name, s->defs[i].name)) {
-				sqlerr_set(e, 2705, 16, "Column names in each table must be unique. Column name '%s' in table '%s' is specified more than once.", s->defs[i].name, s->from.name);
+				sqlerr_set(e, 2705, 16,
+				           "Column names in each table must be unique. Column name '%s' in table '%s' "
+				           "is specified more than once.",
+				           s->defs[i].name, s->from.name);
 				return -1;
 			}
 	}
@@ -462,7 +536,10 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		return -1;
 	}
 	if (identities > 1) {
-		sqlerr_set(e, 2744, 16, "Multiple identity columns specified for table '%s'. Only one identity column per table is allowed.", s->from.name);
+		sqlerr_set(e, 2744, 16,
+		           "Multiple identity columns specified for table '%s'. Only one identity column per table is "
+		           "allowed.",
+		           s->from.name);
 		return -1;
 	}
 	for (int i = 0; i < s->npk; i++) {
@@ -470,7 +547,8 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		for (int k = 0; k < s->ndefs; k++)
 			found |= !strcasecmp(s->defs[k].name, s->pk[i]);
 		if (!found) {
-			sqlerr_set(e, 1911, 16, "Column name '%s' does not exist in the target table or view.", s->pk[i]);
+			sqlerr_set(e, 1911, 16, "Column name '%s' does not exist in the target table or view.",
+			           s->pk[i]);
 			return -1;
 		}
 	}
@@ -511,12 +589,13 @@ catalog_create_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 	char pkname[300];
 	snprintf(pkname, sizeof pkname, "%s", s->pk_name ? s->pk_name : "");
 	if (has_pk && !s->pk_name)
-		snprintf(pkname, sizeof pkname, "PK__%.100s__%08llX", s->from.name, (unsigned long long)id * 2654435761ULL & 0xFFFFFFFF);
+		snprintf(pkname, sizeof pkname, "PK__%.100s__%08llX", s->from.name,
+		         (unsigned long long)id * 2654435761ULL & 0xFFFFFFFF);
 	char *sql = sqlite3_mprintf("CREATE TABLE \"%w\" (%s%s%s%s);"
 	                            "INSERT INTO __tds_tables(object_id, schema, name, ident_next, ident_step, pk_name,"
 	                            " create_date) VALUES (%lld, %Q, %Q, %lld, %lld, %Q, tds_now())",
-	                            sname, cols, has_pk ? ", PRIMARY KEY (" : "", has_pk ? pkcols : "", has_pk ? ")" : "",
-	                            id, schema, s->from.name, seed, step, has_pk ? pkname : NULL);
+	                            sname, cols, has_pk ? ", PRIMARY KEY (" : "", has_pk ? pkcols : "",
+	                            has_pk ? ")" : "", id, schema, s->from.name, seed, step, has_pk ? pkname : NULL);
 	int rc = exec_sql(db, sql, e);
 	sqlite3_free(sql);
 	sqlite3_free(cols);
@@ -534,7 +613,8 @@ catalog_drop_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 			table_info_free(&t);
 		if (s->if_exists)
 			return 0;
-		sqlerr_set(e, 3701, 11, "Cannot drop the table '%s', because it does not exist or you do not have permission.",
+		sqlerr_set(e, 3701, 11,
+		           "Cannot drop the table '%s', because it does not exist or you do not have permission.",
 		           s->from.name);
 		return -1;
 	}
@@ -555,12 +635,12 @@ catalog_drop_table(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 /* Rebuild the storage table after a column change: copy every row, with
  * `exprs[i]` giving the new column i from the old row. */
 static int
-rebuild(sqlite3 *db, const struct table_info *t, struct column_info *cols, int ncols, char **exprs,
-        struct sqlerr *e)
+rebuild(sqlite3 *db, const struct table_info *t, struct column_info *cols, int ncols, char **exprs, struct sqlerr *e)
 {
 	char sname[300];
 	storage_name(t->schema, t->name, sname, sizeof sname);
-	char *defs = sqlite3_mprintf(""), *names = sqlite3_mprintf(""), *sel = sqlite3_mprintf(""), *pk = sqlite3_mprintf("");
+	char *defs = sqlite3_mprintf(""), *names = sqlite3_mprintf(""), *sel = sqlite3_mprintf(""),
+	     *pk = sqlite3_mprintf("");
 	for (int i = 0; i < ncols; i++) {
 		char *cdef = storage_column(cols[i].name, &cols[i].type);
 		list_add(&defs, "%s", cdef);
@@ -603,7 +683,9 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 {
 	struct table_info t;
 	if (catalog_table(db, s->from.schema, s->from.name, &t) || t.is_view) {
-		sqlerr_set(e, 4902, 16, "Cannot find the object \"%s\" because it does not exist or you do not have permissions.", s->from.name);
+		sqlerr_set(e, 4902, 16,
+		           "Cannot find the object \"%s\" because it does not exist or you do not have permissions.",
+		           s->from.name);
 		return -1;
 	}
 	int n = t.ncols, slots = t.ncols + s->ndefs + 1;
@@ -618,7 +700,10 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 			const struct coldef *d = &s->defs[i];
 			for (int k = 0; k < n; k++)
 				if (!strcasecmp(cols[k].name, d->name)) {
-					sqlerr_set(e, 2705, 16, "Column names in each table must be unique. Column name '%s' in table '%s' is specified more than once.", d->name, t.name);
+					sqlerr_set(e, 2705, 16,
+					           "Column names in each table must be unique. Column name '%s' in "
+					           "table '%s' is specified more than once.",
+					           d->name, t.name);
 					goto out;
 				}
 			struct column_info *c = &cols[n];
@@ -638,7 +723,15 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 				int rows = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
 				sqlite3_finalize(st);
 				if (rows) {
-					sqlerr_set(e, 4901, 16, "ALTER TABLE only allows columns to be added that can contain nulls, or have a DEFAULT definition specified, or the column being added is an identity or timestamp column, or alternatively if none of the previous conditions are satisfied the table must be empty to allow addition of this last column. Column '%s' cannot be added to non-empty table '%s' because it does not satisfy these conditions.", d->name, t.name);
+					sqlerr_set(
+						e, 4901, 16,
+						"ALTER TABLE only allows columns to be added that can contain nulls, "
+						"or have a DEFAULT definition specified, or the column being added is "
+						"an identity or timestamp column, or alternatively if none of the "
+						"previous conditions are satisfied the table must be empty to allow "
+						"addition of this last column. Column '%s' cannot be added to "
+						"non-empty table '%s' because it does not satisfy these conditions.",
+						d->name, t.name);
 					goto out;
 				}
 			}
@@ -672,7 +765,9 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		for (k = 0; k < n && strcasecmp(cols[k].name, d->name); k++)
 			;
 		if (k == n) {
-			sqlerr_set(e, 4924, 16, "ALTER TABLE ALTER COLUMN failed because column '%s' does not exist in table '%s'.", d->name, t.name);
+			sqlerr_set(e, 4924, 16,
+			           "ALTER TABLE ALTER COLUMN failed because column '%s' does not exist in table '%s'.",
+			           d->name, t.name);
 			goto out;
 		}
 		char from[64], to[64];
@@ -685,7 +780,8 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 			cols[k].nullable = !d->not_null;
 		if (!cols[k].nullable) {
 			sqlite3_free(exprs[k]);
-			exprs[k] = sqlite3_mprintf("tds_notnull(tds_conv(\"%w\", '%s', '%s'), '%q')", cols[k].name, from, to, cols[k].name);
+			exprs[k] = sqlite3_mprintf("tds_notnull(tds_conv(\"%w\", '%s', '%s'), '%q')", cols[k].name,
+			                           from, to, cols[k].name);
 		}
 	} else {
 		for (int i = 0; i < s->ncols; i++) {
@@ -693,11 +789,15 @@ catalog_alter(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 			for (k = 0; k < n && strcasecmp(cols[k].name, s->cols[i]); k++)
 				;
 			if (k == n) {
-				sqlerr_set(e, 4924, 16, "ALTER TABLE DROP COLUMN failed because column '%s' does not exist in table '%s'.", s->cols[i], t.name);
+				sqlerr_set(e, 4924, 16,
+				           "ALTER TABLE DROP COLUMN failed because column '%s' does not exist in table "
+				           "'%s'.",
+				           s->cols[i], t.name);
 				goto out;
 			}
 			if (cols[k].pk_ordinal) {
-				sqlerr_set(e, 5074, 16, "The object '%s' is dependent on column '%s'.", "PRIMARY KEY", cols[k].name);
+				sqlerr_set(e, 5074, 16, "The object '%s' is dependent on column '%s'.", "PRIMARY KEY",
+				           cols[k].name);
 				goto out;
 			}
 			sqlite3_free(exprs[k]);
@@ -736,8 +836,10 @@ catalog_create_index(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 	const char *schema = s->from.schema ? s->from.schema : "dbo";
 	struct table_info t;
 	if (catalog_table(db, schema, s->from.name, &t)) {
-		sqlerr_set(e, 1088, 16, "Cannot find the object \"%s\" because it does not exist or you do not have "
-		           "permissions.", s->from.name);
+		sqlerr_set(e, 1088, 16,
+		           "Cannot find the object \"%s\" because it does not exist or you do not have "
+		           "permissions.",
+		           s->from.name);
 		return -1;
 	}
 	char *cols = sqlite3_mprintf("");
@@ -747,22 +849,28 @@ catalog_create_index(sqlite3 *db, const struct stmt *s, struct sqlerr *e)
 		for (int k = 0; k < t.ncols; k++)
 			found |= !strcasecmp(t.cols[k].name, s->cols[i]);
 		if (!found) {
-			sqlerr_set(e, 1911, 16, "Column name '%s' does not exist in the target table or view.", s->cols[i]);
+			sqlerr_set(e, 1911, 16, "Column name '%s' does not exist in the target table or view.",
+			           s->cols[i]);
 			rc = -1;
 		}
 		list_add(&cols, "\"%w\"", s->cols[i]);
 	}
 	char sname[300];
 	storage_name(schema, s->from.name, sname, sizeof sname);
-	char *sql = rc ? NULL : sqlite3_mprintf("CREATE %sINDEX \"%w.%w\" ON \"%w\" (%s)", s->unique ? "UNIQUE " : "",
-	                                        sname, s->name, sname, cols);
+	char *sql = rc ? NULL
+	               : sqlite3_mprintf("CREATE %sINDEX \"%w.%w\" ON \"%w\" (%s)", s->unique ? "UNIQUE " : "", sname,
+	                                 s->name, sname, cols);
 	if (sql && sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
 		if (strstr(sqlite3_errmsg(db), "already exists"))
-			sqlerr_set(e, 1913, 16, "The operation failed because an index or statistics with name '%s' already "
-			           "exists on table '%s.%s'.", s->name, schema, s->from.name);
+			sqlerr_set(e, 1913, 16,
+			           "The operation failed because an index or statistics with name '%s' already "
+			           "exists on table '%s.%s'.",
+			           s->name, schema, s->from.name);
 		else
-			sqlerr_set(e, 1505, 16, "The CREATE UNIQUE INDEX statement terminated because a duplicate key was "
-			           "found for the object name '%s.%s'.", schema, s->from.name);
+			sqlerr_set(e, 1505, 16,
+			           "The CREATE UNIQUE INDEX statement terminated because a duplicate key was "
+			           "found for the object name '%s.%s'.",
+			           schema, s->from.name);
 		rc = -1;
 	}
 	sqlite3_free(sql);

@@ -155,7 +155,8 @@ fn_lsn_time(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	sqlite3_stmt *st;
 	sqlite3_prepare_v2(sqlite3_context_db_handle(ctx),
 	                   "SELECT tran_end_time FROM \"cdc.lsn_time_mapping\" WHERE start_lsn <= ?1"
-	                   " ORDER BY start_lsn DESC LIMIT 1", -1, &st, NULL);
+	                   " ORDER BY start_lsn DESC LIMIT 1",
+	                   -1, &st, NULL);
 	sqlite3_bind_value(st, 1, argv[0]);
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		sqlite3_result_value(ctx, sqlite3_column_value(st, 0));
@@ -186,8 +187,9 @@ cdc_statement_end(struct conn *c)
 		return;
 	c->have_lsn = 0;
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(c->db, "INSERT OR IGNORE INTO \"cdc.lsn_time_mapping\" VALUES (?1, tds_now(), tds_now(), ?1, ?1)",
-	                       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		    c->db, "INSERT OR IGNORE INTO \"cdc.lsn_time_mapping\" VALUES (?1, tds_now(), tds_now(), ?1, ?1)",
+		    -1, &st, NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_blob(st, 1, c->cur_lsn, 10, SQLITE_TRANSIENT);
 	sqlite3_step(st);
@@ -232,11 +234,13 @@ register_table(sqlite3 *db, const char *name, const char *const *cols, int ncols
 static int
 enable_db(struct conn *c, struct sqlerr *e)
 {
-	static const char *const change_tables[] = {"object_id int", "source_object_id int", "capture_instance nvarchar(128)",
-	                                            "start_lsn binary(10)", "create_date datetime",
-	                                            "supports_net_changes bit", "role_name nvarchar(128)"};
+	static const char *const change_tables[] = {
+		"object_id int",          "source_object_id int", "capture_instance nvarchar(128)",
+		"start_lsn binary(10)",   "create_date datetime", "supports_net_changes bit",
+		"role_name nvarchar(128)"};
 	static const char *const mapping[] = {"start_lsn binary(10)", "tran_begin_time datetime",
-	                                      "tran_end_time datetime", "tran_id varbinary(10)", "tran_begin_lsn binary(10)"};
+	                                      "tran_end_time datetime", "tran_id varbinary(10)",
+	                                      "tran_begin_lsn binary(10)"};
 	static const char *const captured[] = {"object_id int", "column_name nvarchar(128)", "column_id int",
 	                                       "column_type nvarchar(128)", "column_ordinal int"};
 	if (cdc_enabled(c->db))
@@ -245,20 +249,25 @@ enable_db(struct conn *c, struct sqlerr *e)
 	register_table(c->db, "change_tables", change_tables, 7);
 	register_table(c->db, "lsn_time_mapping", mapping, 5);
 	register_table(c->db, "captured_columns", captured, 5);
-	return run(c->db, "CREATE UNIQUE INDEX IF NOT EXISTS cdc_lsn ON \"cdc.lsn_time_mapping\"(start_lsn);"
-	                  "INSERT OR REPLACE INTO __tds_meta VALUES ('cdc_enabled', 1)", e);
+	return run(c->db,
+	           "CREATE UNIQUE INDEX IF NOT EXISTS cdc_lsn ON \"cdc.lsn_time_mapping\"(start_lsn);"
+	           "INSERT OR REPLACE INTO __tds_meta VALUES ('cdc_enabled', 1)",
+	           e);
 }
 
 int
 cdc_drop_triggers(sqlite3 *db, const struct table_info *t)
 {
 	sqlite3_stmt *st;
-	sqlite3_prepare_v2(db, "SELECT capture_instance FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1, &st, NULL);
+	sqlite3_prepare_v2(db, "SELECT capture_instance FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1,
+	                   &st, NULL);
 	sqlite3_bind_int64(st, 1, t->object_id);
 	while (st && sqlite3_step(st) == SQLITE_ROW) {
 		const char *ci = (const char *)sqlite3_column_text(st, 0);
-		char *sql = sqlite3_mprintf("DROP TRIGGER IF EXISTS \"cdc_%w_ins\"; DROP TRIGGER IF EXISTS \"cdc_%w_del\";"
-		                            "DROP TRIGGER IF EXISTS \"cdc_%w_upd\"", ci, ci, ci);
+		char *sql =
+			sqlite3_mprintf("DROP TRIGGER IF EXISTS \"cdc_%w_ins\"; DROP TRIGGER IF EXISTS \"cdc_%w_del\";"
+		                        "DROP TRIGGER IF EXISTS \"cdc_%w_upd\"",
+		                        ci, ci, ci);
 		run(db, sql, NULL);
 		sqlite3_free(sql);
 	}
@@ -271,9 +280,11 @@ static int
 create_instance_triggers(sqlite3 *db, const struct table_info *t, const char *ci, struct sqlerr *e)
 {
 	sqlite3_stmt *st;
-	sqlite3_prepare_v2(db, "SELECT column_name, column_type FROM \"cdc.captured_columns\" c"
-	                       " JOIN \"cdc.change_tables\" t ON t.object_id = c.object_id"
-	                       " WHERE t.capture_instance = ?1 ORDER BY column_ordinal", -1, &st, NULL);
+	sqlite3_prepare_v2(db,
+	                   "SELECT column_name, column_type FROM \"cdc.captured_columns\" c"
+	                   " JOIN \"cdc.change_tables\" t ON t.object_id = c.object_id"
+	                   " WHERE t.capture_instance = ?1 ORDER BY column_ordinal",
+	                   -1, &st, NULL);
 	sqlite3_bind_text(st, 1, ci, -1, SQLITE_TRANSIENT);
 	char *newv = sqlite3_mprintf(""), *oldv = sqlite3_mprintf(""), *changed = sqlite3_mprintf(""),
 	     *all = sqlite3_mprintf("");
@@ -333,7 +344,8 @@ cdc_create_triggers(sqlite3 *db, const struct table_info *t, struct sqlerr *e)
 {
 	sqlite3_stmt *st;
 	int rc = 0;
-	sqlite3_prepare_v2(db, "SELECT capture_instance FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1, &st, NULL);
+	sqlite3_prepare_v2(db, "SELECT capture_instance FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1,
+	                   &st, NULL);
 	sqlite3_bind_int64(st, 1, t->object_id);
 	while (rc == 0 && st && sqlite3_step(st) == SQLITE_ROW) {
 		char ci[260];
@@ -371,7 +383,8 @@ cdc_drop_capture(sqlite3 *db, const struct table_info *t, struct sqlerr *e)
 	sqlite3_stmt *st;
 	char cis[2][260];
 	int n = 0;
-	sqlite3_prepare_v2(db, "SELECT capture_instance FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1, &st, NULL);
+	sqlite3_prepare_v2(db, "SELECT capture_instance FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1,
+	                   &st, NULL);
 	sqlite3_bind_int64(st, 1, t->object_id);
 	while (st && sqlite3_step(st) == SQLITE_ROW && n < 2)
 		snprintf(cis[n++], sizeof cis[0], "%s", sqlite3_column_text(st, 0));
@@ -454,7 +467,8 @@ arg_text(struct conn *c, const struct stmt *s, const char *name, int pos, char *
 static int
 missing_param(const char *proc, const char *param, struct sqlerr *e)
 {
-	sqlerr_set(e, 201, 16, "Procedure or function '%s' expects parameter '%s', which was not supplied.", proc, param);
+	sqlerr_set(e, 201, 16, "Procedure or function '%s' expects parameter '%s', which was not supplied.", proc,
+	           param);
 	return -1;
 }
 
@@ -463,7 +477,11 @@ enable_table(struct conn *c, const struct stmt *s, struct sqlerr *e)
 {
 	char schema[129], table[129], ci[260], role[129];
 	if (!cdc_enabled(c->db)) {
-		sqlerr_set(e, 22901, 16, "The database '%s' is not enabled for Change Data Capture. Ensure that the correct database context is set and retry the operation. To report on the databases enabled for Change Data Capture, query the is_cdc_enabled column in the sys.databases catalog view.", c->database);
+		sqlerr_set(e, 22901, 16,
+		           "The database '%s' is not enabled for Change Data Capture. Ensure that the correct database "
+		           "context is set and retry the operation. To report on the databases enabled for Change Data "
+		           "Capture, query the is_cdc_enabled column in the sys.databases catalog view.",
+		           c->database);
 		return -1;
 	}
 	int rc;
@@ -477,25 +495,37 @@ enable_table(struct conn *c, const struct stmt *s, struct sqlerr *e)
 		return rc;
 	struct table_info t;
 	if (catalog_table(c->db, schema, table, &t) || t.is_view) {
-		sqlerr_set(e, 22931, 16, "Source table '%s.%s' does not exist in the current database. Ensure that the correct database context is set. Specify a valid schema and table name for the database.", schema, table);
+		sqlerr_set(e, 22931, 16,
+		           "Source table '%s.%s' does not exist in the current database. Ensure that the correct "
+		           "database context is set. Specify a valid schema and table name for the database.",
+		           schema, table);
 		return -1;
 	}
 	if (!*ci)
 		snprintf(ci, sizeof ci, "%s_%s", t.schema, t.name);
 	unsigned char existing[10];
-	if (query_blob(c->db, "SELECT start_lsn FROM \"cdc.change_tables\" WHERE capture_instance = ?1", ci, existing)) {
+	if (query_blob(c->db, "SELECT start_lsn FROM \"cdc.change_tables\" WHERE capture_instance = ?1", ci,
+	               existing)) {
 		table_info_free(&t);
-		sqlerr_set(e, 22926, 16, "Could not create a capture instance because the capture instance name '%s' already exists in the current database. Specify an explicit unique name for the parameter @capture_instance.", ci);
+		sqlerr_set(
+			e, 22926, 16,
+			"Could not create a capture instance because the capture instance name '%s' already exists in "
+			"the current database. Specify an explicit unique name for the parameter @capture_instance.",
+			ci);
 		return -1;
 	}
 	sqlite3_stmt *st;
-	sqlite3_prepare_v2(c->db, "SELECT count(*) FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1, &st, NULL);
+	sqlite3_prepare_v2(c->db, "SELECT count(*) FROM \"cdc.change_tables\" WHERE source_object_id = ?1", -1, &st,
+	                   NULL);
 	sqlite3_bind_int64(st, 1, t.object_id);
 	int instances = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
 	sqlite3_finalize(st);
 	if (instances >= 2) {
 		table_info_free(&t);
-		sqlerr_set(e, 22928, 16, "Could not enable Change Data Capture for source table '%s.%s'. Two capture instances already exist for the table.", schema, table);
+		sqlerr_set(e, 22928, 16,
+		           "Could not enable Change Data Capture for source table '%s.%s'. Two capture instances "
+		           "already exist for the table.",
+		           schema, table);
 		return -1;
 	}
 	/* The change table: the CDC columns, then every column of the source. */
@@ -526,7 +556,8 @@ enable_table(struct conn *c, const struct stmt *s, struct sqlerr *e)
 	unsigned char lsn[10];
 	lsn_bytes(next_lsn(), lsn);
 	long long ct_id = t.object_id * 1000 + instances + 1;
-	sqlite3_prepare_v2(c->db, "INSERT INTO \"cdc.change_tables\" VALUES (?1, ?2, ?3, ?4, tds_now(), 0, ?5)", -1, &st, NULL);
+	sqlite3_prepare_v2(c->db, "INSERT INTO \"cdc.change_tables\" VALUES (?1, ?2, ?3, ?4, tds_now(), 0, ?5)", -1,
+	                   &st, NULL);
 	sqlite3_bind_int64(st, 1, ct_id);
 	sqlite3_bind_int64(st, 2, t.object_id);
 	sqlite3_bind_text(st, 3, ci, -1, SQLITE_TRANSIENT);
@@ -543,11 +574,13 @@ enable_table(struct conn *c, const struct stmt *s, struct sqlerr *e)
 		run(c->db, sql, NULL);
 		sqlite3_free(sql);
 	}
-	sqlite3_prepare_v2(c->db, "INSERT INTO \"cdc.lsn_time_mapping\" VALUES (?1, tds_now(), tds_now(), ?1, ?1)", -1, &st, NULL);
+	sqlite3_prepare_v2(c->db, "INSERT INTO \"cdc.lsn_time_mapping\" VALUES (?1, tds_now(), tds_now(), ?1, ?1)", -1,
+	                   &st, NULL);
 	sqlite3_bind_blob(st, 1, lsn, 10, SQLITE_TRANSIENT);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	char *sql = sqlite3_mprintf("UPDATE __tds_tables SET capture_instance = %Q WHERE object_id = %lld", ci, t.object_id);
+	char *sql = sqlite3_mprintf("UPDATE __tds_tables SET capture_instance = %Q WHERE object_id = %lld", ci,
+	                            t.object_id);
 	run(c->db, sql, NULL);
 	sqlite3_free(sql);
 	rc = create_instance_triggers(c->db, &t, ci, e);
@@ -569,7 +602,10 @@ cleanup(struct conn *c, const struct stmt *s, struct sqlerr *e)
 	unsigned char cur[10], b[10];
 	if (!query_blob(c->db, "SELECT start_lsn FROM \"cdc.change_tables\" WHERE capture_instance = ?1", ci, cur)) {
 		value_clear(&lwm);
-		sqlerr_set(e, 22964, 16, "LSN %s, specified as the new low endpoint for the change table associated with capture instance '%s', is not within the Change Data Capture timeline.", "?", ci);
+		sqlerr_set(e, 22964, 16,
+		           "LSN %s, specified as the new low endpoint for the change table associated with capture "
+		           "instance '%s', is not within the Change Data Capture timeline.",
+		           "?", ci);
 		return -1;
 	}
 	lsn_bytes(lsn_value(lwm.blob, (int)lwm.len), b);
@@ -643,7 +679,10 @@ cdc_table_function(struct conn *c, const struct tableref *from, char *sql, size_
 	}
 	query_blob(c->db, "SELECT max(start_lsn) FROM \"cdc.lsn_time_mapping\"", NULL, max);
 	if (from->nargs != 3) {
-		sqlerr_set(e, 313, 16, "An insufficient number of arguments were supplied for the procedure or function cdc.fn_cdc_get_all_changes_%s.", ci);
+		sqlerr_set(e, 313, 16,
+		           "An insufficient number of arguments were supplied for the procedure or function "
+		           "cdc.fn_cdc_get_all_changes_%s.",
+		           ci);
 		return -1;
 	}
 	struct stmt fake;
@@ -667,7 +706,10 @@ cdc_table_function(struct conn *c, const struct tableref *from, char *sql, size_
 	value_clear(&filter);
 	if (bad) {
 		/* Out of range is an error, never an empty answer: SQL Server's 313. */
-		sqlerr_set(e, 313, 16, "An insufficient number of arguments were supplied for the procedure or function cdc.fn_cdc_get_all_changes_%s.", ci);
+		sqlerr_set(e, 313, 16,
+		           "An insufficient number of arguments were supplied for the procedure or function "
+		           "cdc.fn_cdc_get_all_changes_%s.",
+		           ci);
 		return -1;
 	}
 	char ctname[300];
@@ -687,7 +729,8 @@ cdc_table_function(struct conn *c, const struct tableref *from, char *sql, size_
 		if (!strcmp(ct.cols[i].name, "__$end_lsn") || !strcmp(ct.cols[i].name, "__$command_id"))
 			continue;
 		t->cols[t->ncols] = ct.cols[i];
-		t->cols[t->ncols].nullable = strncmp(ct.cols[i].name, "__$", 3) != 0 || !strcmp(ct.cols[i].name, "__$update_mask");
+		t->cols[t->ncols].nullable =
+			strncmp(ct.cols[i].name, "__$", 3) != 0 || !strcmp(ct.cols[i].name, "__$update_mask");
 		t->ncols++;
 		list_add(&list, "\"%w\"", ct.cols[i].name);
 	}

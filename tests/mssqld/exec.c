@@ -26,9 +26,9 @@ struct frag {
 	int is_lit;
 	struct value lit;
 	int nullable;
-	int is_agg;       /* an aggregate (COUNT, MIN, ...) */
-	int is_col;       /* a bare column */
-	char name[130];   /* the column name it carries, for result sets */
+	int is_agg;     /* an aggregate (COUNT, MIN, ...) */
+	int is_col;     /* a bare column */
+	char name[130]; /* the column name it carries, for result sets */
 };
 
 static int
@@ -39,7 +39,7 @@ tolower_ascii(int ch)
 
 struct xlate {
 	struct conn *c;
-	struct table_info *t;  /* the FROM table, or NULL */
+	struct table_info *t; /* the FROM table, or NULL */
 	const char *alias;
 	struct value *binds;
 	struct stype *bind_types;
@@ -131,10 +131,12 @@ xlate_free(struct xlate *x)
 static int
 precedence(enum tbase b)
 {
-	static const enum tbase order[] = {T_BINARY, T_VARBINARY, T_ROWVERSION, T_CHAR, T_VARCHAR, T_NCHAR,
-	                                   T_NVARCHAR, T_UNIQUEIDENTIFIER, T_BIT, T_TINYINT, T_SMALLINT, T_INT,
-	                                   T_BIGINT, T_SMALLMONEY, T_MONEY, T_DECIMAL, T_NUMERIC, T_REAL, T_FLOAT,
-	                                   T_TIME, T_DATE, T_SMALLDATETIME, T_DATETIME, T_DATETIME2,
+	static const enum tbase order[] = {T_BINARY,        T_VARBINARY,     T_ROWVERSION, T_CHAR,
+	                                   T_VARCHAR,       T_NCHAR,         T_NVARCHAR,   T_UNIQUEIDENTIFIER,
+	                                   T_BIT,           T_TINYINT,       T_SMALLINT,   T_INT,
+	                                   T_BIGINT,        T_SMALLMONEY,    T_MONEY,      T_DECIMAL,
+	                                   T_NUMERIC,       T_REAL,          T_FLOAT,      T_TIME,
+	                                   T_DATE,          T_SMALLDATETIME, T_DATETIME,   T_DATETIME2,
 	                                   T_DATETIMEOFFSET};
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
 		if (order[i] == b)
@@ -147,14 +149,30 @@ static int
 family(enum tbase b)
 {
 	switch (b) {
-	case T_BIT: case T_TINYINT: case T_SMALLINT: case T_INT: case T_BIGINT: case T_REAL: case T_FLOAT: return 1;
-	case T_DECIMAL: case T_NUMERIC: case T_MONEY: case T_SMALLMONEY: return 2;
-	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: return 3;
-	case T_BINARY: case T_VARBINARY: case T_ROWVERSION: return 4;
+	case T_BIT:
+	case T_TINYINT:
+	case T_SMALLINT:
+	case T_INT:
+	case T_BIGINT:
+	case T_REAL:
+	case T_FLOAT: return 1;
+	case T_DECIMAL:
+	case T_NUMERIC:
+	case T_MONEY:
+	case T_SMALLMONEY: return 2;
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_NCHAR:
+	case T_NVARCHAR: return 3;
+	case T_BINARY:
+	case T_VARBINARY:
+	case T_ROWVERSION: return 4;
 	case T_UNIQUEIDENTIFIER: return 5;
 	case T_DATE: return 6;
 	case T_TIME: return 7;
-	case T_SMALLDATETIME: case T_DATETIME: case T_DATETIME2: return 8;
+	case T_SMALLDATETIME:
+	case T_DATETIME:
+	case T_DATETIME2: return 8;
 	case T_DATETIMEOFFSET: return 9;
 	default: return 0;
 	}
@@ -314,11 +332,16 @@ translate_global(struct xlate *x, struct expr *ex, struct frag *f)
 static const char *
 server_property(const char *name)
 {
-	static const char *const props[][2] = {
-		{"ProductVersion", "15.0.4000.0"}, {"ProductLevel", "RTM"}, {"Edition", "Developer Edition (64-bit)"},
-		{"EngineEdition", "3"}, {"ServerName", "MSSQLD"}, {"MachineName", "MSSQLD"},
-		{"Collation", "SQL_Latin1_General_CP1_CI_AS"}, {"ProductMajorVersion", "15"},
-		{"IsFullTextInstalled", "0"}, {"InstanceName", NULL}};
+	static const char *const props[][2] = {{"ProductVersion", "15.0.4000.0"},
+	                                       {"ProductLevel", "RTM"},
+	                                       {"Edition", "Developer Edition (64-bit)"},
+	                                       {"EngineEdition", "3"},
+	                                       {"ServerName", "MSSQLD"},
+	                                       {"MachineName", "MSSQLD"},
+	                                       {"Collation", "SQL_Latin1_General_CP1_CI_AS"},
+	                                       {"ProductMajorVersion", "15"},
+	                                       {"IsFullTextInstalled", "0"},
+	                                       {"InstanceName", NULL}};
 	for (size_t i = 0; i < sizeof props / sizeof props[0]; i++)
 		if (!strcasecmp(props[i][0], name))
 			return props[i][1];
@@ -399,7 +422,6 @@ wrong_args:
 	return -1;
 }
 
-
 /* OBJECT_ID's argument as SQL Server reads it: [schema].[name] or
  * schema.name or name, brackets optional, ]] inside brackets one ].
  * The last two parts into schema and name; how many parts, or -1. */
@@ -443,13 +465,13 @@ translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 {
 	char lname[260];
 	size_t i;
-	for (i = 0; ex->name[i] && i < sizeof lname - 1; i++)
+	for (i = 0; i < sizeof lname - 1 && ex->name[i]; i++)
 		lname[i] = (char)tolower_ascii(ex->name[i]);
 	lname[i] = '\0';
 	const char *base = strncmp(lname, "sys.", 4) ? (strncmp(lname, "dbo.", 4) ? lname : lname + 4) : lname + 4;
 	static const struct stype t_dt2 = {T_DATETIME2, 0, 0, 7}, t_int = {T_INT, 0, 0, 0},
-	                          t_lsn = {T_BINARY, 10, 0, 0}, t_guid = {T_UNIQUEIDENTIFIER, 16, 0, 0},
-	                          t_dt = {T_DATETIME, 0, 0, 3};
+				  t_lsn = {T_BINARY, 10, 0, 0}, t_guid = {T_UNIQUEIDENTIFIER, 16, 0, 0},
+				  t_dt = {T_DATETIME, 0, 0, 3};
 	if (!strcmp(base, "count") || !strcmp(base, "count_big") || !strcmp(base, "min") || !strcmp(base, "max") ||
 	    !strcmp(base, "sum") || !strcmp(base, "avg"))
 		return translate_aggregate(x, ex, f, base);
@@ -612,7 +634,8 @@ translate_binary(struct xlate *x, struct expr *ex, struct frag *f)
 		free(sa);
 		free(sb);
 	} else {
-		sqlerr_set(x->e, 50000, 16, "mssqld: the operator %s on these types is not supported by the stand-in", op);
+		sqlerr_set(x->e, 50000, 16, "mssqld: the operator %s on these types is not supported by the stand-in",
+		           op);
 		rc = -1;
 	}
 	frag_free(&a);
@@ -625,12 +648,13 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 {
 	memset(f, 0, sizeof *f);
 	switch (ex->kind) {
-	case E_LIT:
-		return lit_frag(f, &ex->lit, &ex->type);
+	case E_LIT: return lit_frag(f, &ex->lit, &ex->type);
 	case E_COL: {
 		struct column_info *col = find_column(x->t, ex->name);
-		if (ex->qual && x->t && strcasecmp(ex->qual, x->t->name) && (!x->alias || strcasecmp(ex->qual, x->alias))) {
-			sqlerr_set(x->e, 4104, 16, "The multi-part identifier \"%s.%s\" could not be bound.", ex->qual, ex->name);
+		if (ex->qual && x->t && strcasecmp(ex->qual, x->t->name) &&
+		    (!x->alias || strcasecmp(ex->qual, x->alias))) {
+			sqlerr_set(x->e, 4104, 16, "The multi-part identifier \"%s.%s\" could not be bound.", ex->qual,
+			           ex->name);
 			return -1;
 		}
 		if (!col) {
@@ -652,17 +676,16 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 		}
 		return lit_frag(f, &v->v, &v->type);
 	}
-	case E_GLOBAL:
-		return translate_global(x, ex, f);
-	case E_FUNC:
-		return translate_function(x, ex, f);
+	case E_GLOBAL: return translate_global(x, ex, f);
+	case E_FUNC: return translate_function(x, ex, f);
 	case E_UNARY: {
 		struct frag a;
 		if (translate(x, ex->args[0], &a))
 			return -1;
 		if (!strcmp(ex->name, "-") && family(a.t.base) != 1) {
 			frag_free(&a);
-			sqlerr_set(x->e, 50000, 16, "mssqld: unary minus on this type is not supported by the stand-in");
+			sqlerr_set(x->e, 50000, 16,
+			           "mssqld: unary minus on this type is not supported by the stand-in");
 			return -1;
 		}
 		char *s = emit(x, &a);
@@ -672,8 +695,7 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 		frag_free(&a);
 		return 0;
 	}
-	case E_BINARY:
-		return translate_binary(x, ex, f);
+	case E_BINARY: return translate_binary(x, ex, f);
 	case E_ISNULL: {
 		struct frag a;
 		if (translate(x, ex->args[0], &a))
@@ -702,7 +724,8 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 			frag_free(&b);
 			if (rc)
 				goto fail_list;
-			char *joined = strfmt("%s%s%s", all, i > 1 ? (ex->kind == E_IN ? " OR " : " AND ") : "", cmp.sql);
+			char *joined =
+				strfmt("%s%s%s", all, i > 1 ? (ex->kind == E_IN ? " OR " : " AND ") : "", cmp.sql);
 			free(all);
 			all = joined;
 			frag_free(&cmp);
@@ -711,7 +734,7 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 		f->t.base = T_BIT;
 		free(all);
 		return 0;
-	fail_list:
+fail_list:
 		free(all);
 		return -1;
 	}
@@ -724,7 +747,8 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 			type_format(&a.t, tn, sizeof tn);
 			type_format(&ex->type, tt, sizeof tt);
 			char *s = emit(x, &a);
-			f->sql = strfmt("tds_conv(tds_text(%s, '%s', %d), 'nvarchar(max)', '%s')", s, tn, ex->style, tt);
+			f->sql =
+				strfmt("tds_conv(tds_text(%s, '%s', %d), 'nvarchar(max)', '%s')", s, tn, ex->style, tt);
 			f->t = ex->type;
 			f->nullable = 1;
 			free(s);
@@ -741,8 +765,7 @@ translate(struct xlate *x, struct expr *ex, struct frag *f)
 		return 0;
 	}
 	case E_STAR:
-	case E_CASE:
-		break;
+	case E_CASE: break;
 	}
 	sqlerr_set(x->e, 102, 15, "Incorrect syntax near '*'.");
 	return -1;
@@ -795,8 +818,10 @@ sqlite_error(struct conn *c, struct sqlerr *e, const struct table_info *t)
 	if (bar && bar - msg < 7) {
 		sqlerr_set(e, atoi(msg), 16, "%s", bar + 1);
 	} else if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE) {
-		sqlerr_set(e, 2627, 14, "Violation of PRIMARY KEY constraint 'PK__%s'. Cannot insert duplicate key in object '%s.%s'.",
-		           t ? t->name : "?", t ? t->schema : "dbo", t ? t->name : "?");
+		sqlerr_set(
+			e, 2627, 14,
+			"Violation of PRIMARY KEY constraint 'PK__%s'. Cannot insert duplicate key in object '%s.%s'.",
+			t ? t->name : "?", t ? t->schema : "dbo", t ? t->name : "?");
 	} else if (ext == SQLITE_BUSY || ext == SQLITE_LOCKED) {
 		sqlerr_set(e, 1222, 16, "Lock request time out period exceeded.");
 	} else {
@@ -812,7 +837,8 @@ flush_pending(struct conn *c, int more)
 	if (!c->pending.valid)
 		return;
 	/* Inside an RPC, statements end with DONEINPROC. */
-	tok_done(c, c->in_rpc ? 0xFF : 0xFD, c->pending.status | (more ? DONE_MORE : 0), c->pending.curcmd, c->pending.rows);
+	tok_done(c, c->in_rpc ? 0xFF : 0xFD, c->pending.status | (more ? DONE_MORE : 0), c->pending.curcmd,
+	         c->pending.rows);
 	c->pending.valid = 0;
 }
 
@@ -831,8 +857,7 @@ done(struct conn *c, unsigned status, unsigned curcmd, uint64_t rows)
 /* ---- SELECT ---- */
 
 static int
-resolve_table(struct conn *c, struct tableref *r, struct table_info *t, char *storage, size_t len,
-              struct sqlerr *e)
+resolve_table(struct conn *c, struct tableref *r, struct table_info *t, char *storage, size_t len, struct sqlerr *e)
 {
 	if (r->db && strcasecmp(r->db, c->database)) {
 		sqlerr_set(e, 50000, 16, "mssqld: cross-database references are not supported by the stand-in");
@@ -841,8 +866,8 @@ resolve_table(struct conn *c, struct tableref *r, struct table_info *t, char *st
 	if (r->is_func)
 		return cdc_table_function(c, r, storage, len, t, e);
 	if (catalog_table(c->db, r->schema, r->name, t)) {
-		sqlerr_set(e, 208, 16, "Invalid object name '%s%s%s'.", r->schema ? r->schema : "", r->schema ? "." : "",
-		           r->name);
+		sqlerr_set(e, 208, 16, "Invalid object name '%s%s%s'.", r->schema ? r->schema : "",
+		           r->schema ? "." : "", r->name);
 		return -1;
 	}
 	char name[300];
@@ -857,7 +882,7 @@ struct select_plan {
 	struct rcol *cols;
 	int ncols;
 	char *sql;
-	int assign;     /* SELECT @v = ... */
+	int assign; /* SELECT @v = ... */
 	char **assign_vars;
 };
 
@@ -933,7 +958,9 @@ build_select(struct conn *c, struct stmt *s, struct xlate *x, struct select_plan
 		frag_free(&f);
 	}
 	if (any_agg && any_col) {
-		sqlerr_set(e, 8120, 16, "Column '%s.%s' is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause.",
+		sqlerr_set(e, 8120, 16,
+		           "Column '%s.%s' is invalid in the select list because it is not contained in either an "
+		           "aggregate function or the GROUP BY clause.",
 		           t->name, bad_col);
 		goto fail;
 	}
@@ -953,12 +980,16 @@ build_select(struct conn *c, struct stmt *s, struct xlate *x, struct select_plan
 		char *term = NULL;
 		if (oe->kind == E_LIT && oe->lit.kind == V_INT) {
 			if (oe->lit.i < 1 || oe->lit.i > plan->ncols) {
-				sqlerr_set(e, 108, 16, "The ORDER BY position number %lld is out of range of the number of items in the select list.", oe->lit.i);
+				sqlerr_set(e, 108, 16,
+				           "The ORDER BY position number %lld is out of range of the number of items "
+				           "in the select list.",
+				           oe->lit.i);
 				free(where);
 				free(order);
 				goto fail;
 			}
-			term = strfmt("%lld%s", oe->lit.i, type_is_char(plan->cols[oe->lit.i - 1].type.base) ? " COLLATE TSQL" : "");
+			term = strfmt("%lld%s", oe->lit.i,
+			              type_is_char(plan->cols[oe->lit.i - 1].type.base) ? " COLLATE TSQL" : "");
 		} else {
 			if (translate(x, oe, &f)) {
 				free(where);
@@ -970,7 +1001,8 @@ build_select(struct conn *c, struct stmt *s, struct xlate *x, struct select_plan
 			free(sf);
 			frag_free(&f);
 		}
-		char *joined = strfmt("%s%s%s%s", order, *order ? ", " : " ORDER BY ", term, s->order[i].desc ? " DESC" : "");
+		char *joined =
+			strfmt("%s%s%s%s", order, *order ? ", " : " ORDER BY ", term, s->order[i].desc ? " DESC" : "");
 		free(order);
 		free(term);
 		order = joined;
@@ -1009,8 +1041,7 @@ set_variable(struct conn *c, const char *name, const struct value *v, const stru
 }
 
 static int
-stream_rows(struct conn *c, sqlite3_stmt *st, struct select_plan *plan, struct sqlerr *e, uint64_t *rows,
-            int *attn)
+stream_rows(struct conn *c, sqlite3_stmt *st, struct select_plan *plan, struct sqlerr *e, uint64_t *rows, int *attn)
 {
 	long drop_after, error_after, stall_after;
 	int stall_ms;
@@ -1027,7 +1058,10 @@ stream_rows(struct conn *c, sqlite3_stmt *st, struct select_plan *plan, struct s
 				return -2;
 			}
 			if (error_after >= 0 && (long)*rows == error_after && fault_fire()) {
-				sqlerr_set(e, 1205, 13, "Transaction (Process ID %d) was deadlocked on lock resources with another process and has been chosen as the deadlock victim. Rerun the transaction.", c->spid);
+				sqlerr_set(e, 1205, 13,
+				           "Transaction (Process ID %d) was deadlocked on lock resources with another "
+				           "process and has been chosen as the deadlock victim. Rerun the transaction.",
+				           c->spid);
 				return -1;
 			}
 			if (stall_after >= 0 && (long)*rows == stall_after && fault_fire()) {
@@ -1144,7 +1178,9 @@ check_length(const struct column_info *col, const struct value *v, const struct 
 		return 0;
 	}
 	if (n > (size_t)col->type.len) {
-		sqlerr_set(e, 2628, 16, "String or binary data would be truncated in table '%s.%s.%s', column '%s'. Truncated value: '%.*s'.",
+		sqlerr_set(e, 2628, 16,
+		           "String or binary data would be truncated in table '%s.%s.%s', column '%s'. Truncated "
+		           "value: '%.*s'.",
 		           c->database, t->schema, t->name, col->name,
 		           type_is_char(col->type.base) ? (int)(col->type.len < 40 ? col->type.len : 40) : 0,
 		           type_is_char(col->type.base) ? v->text : "");
@@ -1156,7 +1192,9 @@ check_length(const struct column_info *col, const struct value *v, const struct 
 static int
 not_null_error(struct conn *c, const struct table_info *t, const char *col, const char *what, struct sqlerr *e)
 {
-	sqlerr_set(e, 515, 16, "Cannot insert the value NULL into column '%s', table '%s.%s.%s'; column does not allow nulls. %s fails.",
+	sqlerr_set(e, 515, 16,
+	           "Cannot insert the value NULL into column '%s', table '%s.%s.%s'; column does not allow nulls. %s "
+	           "fails.",
 	           col, c->database, t->schema, t->name, what);
 	return -1;
 }
@@ -1220,7 +1258,10 @@ exec_insert(struct conn *c, struct stmt *s, struct sqlerr *e)
 	int *map = calloc((size_t)ncols, sizeof *map); /* table column -> value index + 1 */
 	int nvalues = s->ncols < 0 ? -s->ncols : s->ncols;
 	if (t.is_view) {
-		sqlerr_set(e, 4406, 16, "Update or insert of view or function '%s' failed because it contains a derived or constant field.", t.name);
+		sqlerr_set(e, 4406, 16,
+		           "Update or insert of view or function '%s' failed because it contains a derived or constant "
+		           "field.",
+		           t.name);
 		goto out;
 	}
 	if (s->ncols > 0) {
@@ -1231,11 +1272,17 @@ exec_insert(struct conn *c, struct stmt *s, struct sqlerr *e)
 				goto out;
 			}
 			if (col->identity) {
-				sqlerr_set(e, 544, 16, "Cannot insert explicit value for identity column in table '%s' when IDENTITY_INSERT is set to OFF.", t.name);
+				sqlerr_set(e, 544, 16,
+				           "Cannot insert explicit value for identity column in table '%s' when "
+				           "IDENTITY_INSERT is set to OFF.",
+				           t.name);
 				goto out;
 			}
 			if (col->type.base == T_ROWVERSION) {
-				sqlerr_set(e, 273, 16, "Cannot insert an explicit value into a timestamp column. Use INSERT with a column list to exclude the timestamp column, or insert a DEFAULT into the timestamp column.");
+				sqlerr_set(e, 273, 16,
+				           "Cannot insert an explicit value into a timestamp column. Use INSERT with a "
+				           "column list to exclude the timestamp column, or insert a DEFAULT into the "
+				           "timestamp column.");
 				goto out;
 			}
 			map[col - t.cols] = i + 1;
@@ -1246,14 +1293,16 @@ exec_insert(struct conn *c, struct stmt *s, struct sqlerr *e)
 			if (!t.cols[i].identity && t.cols[i].type.base != T_ROWVERSION)
 				map[i] = ++k;
 		if (k != nvalues) {
-			sqlerr_set(e, 213, 16, "Column name or number of supplied values does not match table definition.");
+			sqlerr_set(e, 213, 16,
+			           "Column name or number of supplied values does not match table definition.");
 			goto out;
 		}
 	}
 	char *names = strdup(""), *marks = strdup("");
 	for (int i = 0; i < ncols; i++) {
 		char *q = quote_ident(t.cols[i].name);
-		char *n2 = strfmt("%s%s%s", names, i ? ", " : "", q), *m2 = strfmt("%s%s?%d", marks, i ? ", " : "", i + 1);
+		char *n2 = strfmt("%s%s%s", names, i ? ", " : "", q),
+		     *m2 = strfmt("%s%s?%d", marks, i ? ", " : "", i + 1);
 		free(q);
 		free(names);
 		free(marks);
@@ -1371,8 +1420,9 @@ exec_update_delete(struct conn *c, struct stmt *s, struct sqlerr *e)
 		where = emit(&x, &f);
 		frag_free(&f);
 	}
-	char *sql = s->kind == S_UPDATE ? strfmt("UPDATE %s SET %s%s%s", storage, sets, where ? " WHERE " : "", where ? where : "")
-	                                : strfmt("DELETE FROM %s%s%s", storage, where ? " WHERE " : "", where ? where : "");
+	char *sql = s->kind == S_UPDATE
+	                    ? strfmt("UPDATE %s SET %s%s%s", storage, sets, where ? " WHERE " : "", where ? where : "")
+	                    : strfmt("DELETE FROM %s%s%s", storage, where ? " WHERE " : "", where ? where : "");
 	free(where);
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK || bind_all(&x, st)) {
@@ -1410,7 +1460,10 @@ exec_declare(struct conn *c, struct stmt *s, struct sqlerr *e)
 {
 	for (int i = 0; i < s->nvars; i++) {
 		if (find_var(c, s->vars[i])) {
-			sqlerr_set(e, 134, 15, "The variable name '%s' has already been declared. Variable names must be unique within a query batch or stored procedure.", s->vars[i]);
+			sqlerr_set(e, 134, 15,
+			           "The variable name '%s' has already been declared. Variable names must be unique "
+			           "within a query batch or stored procedure.",
+			           s->vars[i]);
 			return -1;
 		}
 		c->vars = realloc(c->vars, (size_t)(c->nvars + 1) * sizeof *c->vars);
@@ -1484,9 +1537,11 @@ exec_transaction(struct conn *c, struct stmt *s, struct sqlerr *e)
 	}
 	if (c->in_tran == 0) {
 		if (s->kind == S_COMMIT)
-			sqlerr_set(e, 3902, 16, "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.");
+			sqlerr_set(e, 3902, 16,
+			           "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION.");
 		else
-			sqlerr_set(e, 3903, 16, "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.");
+			sqlerr_set(e, 3903, 16,
+			           "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION.");
 		return -1;
 	}
 	if (s->kind == S_COMMIT && --c->in_tran > 0)
@@ -1512,8 +1567,8 @@ drop_variables(struct conn *c)
 static int
 statement_level(int number)
 {
-	return number == 2627 || number == 515 || number == 2628 || number == 544 || number == 8102 ||
-	       number == 273 || number == 3902 || number == 3903 || number == 8152;
+	return number == 2627 || number == 515 || number == 2628 || number == 544 || number == 8102 || number == 273 ||
+	       number == 3902 || number == 3903 || number == 8152;
 }
 
 static int exec_statement(struct conn *c, struct stmt *s, struct sqlerr *e);
@@ -1538,16 +1593,22 @@ exec_statement(struct conn *c, struct stmt *s, struct sqlerr *e)
 	switch (s->kind) {
 	case S_SELECT: return exec_select(c, s, e);
 	case S_INSERT: return exec_insert(c, s, e);
-	case S_UPDATE: case S_DELETE: return exec_update_delete(c, s, e);
+	case S_UPDATE:
+	case S_DELETE: return exec_update_delete(c, s, e);
 	case S_TRUNCATE: {
 		struct stmt d = *s;
 		d.kind = S_DELETE;
 		d.where = NULL;
 		return exec_update_delete(c, &d, e);
 	}
-	case S_CREATE_TABLE: case S_DROP_TABLE: case S_ALTER_ADD: case S_ALTER_COLUMN: case S_ALTER_DROP: {
+	case S_CREATE_TABLE:
+	case S_DROP_TABLE:
+	case S_ALTER_ADD:
+	case S_ALTER_COLUMN:
+	case S_ALTER_DROP: {
 		int rc = s->kind == S_CREATE_TABLE ? catalog_create_table(c->db, s, e)
-		         : s->kind == S_DROP_TABLE ? catalog_drop_table(c->db, s, e) : catalog_alter(c->db, s, e);
+		         : s->kind == S_DROP_TABLE ? catalog_drop_table(c->db, s, e)
+		                                   : catalog_alter(c->db, s, e);
 		if (rc == 0)
 			done(c, 0, 0xC6, 0);
 		return rc;
@@ -1573,7 +1634,9 @@ exec_statement(struct conn *c, struct stmt *s, struct sqlerr *e)
 			return -1;
 		done(c, 0, 0xE2, 0);
 		return 0;
-	case S_BEGIN: case S_COMMIT: case S_ROLLBACK:
+	case S_BEGIN:
+	case S_COMMIT:
+	case S_ROLLBACK:
 		if (exec_transaction(c, s, e))
 			return -1;
 		done(c, 0, 0xD4, 0);
@@ -1583,10 +1646,8 @@ exec_statement(struct conn *c, struct stmt *s, struct sqlerr *e)
 			return -1;
 		done(c, 0, 0xE0, 0);
 		return 0;
-	case S_IF:
-		return exec_if(c, s, e);
-	case S_INSERT_BULK:
-		return exec_insert_bulk_begin(c, s, e);
+	case S_IF: return exec_if(c, s, e);
+	case S_INSERT_BULK: return exec_insert_bulk_begin(c, s, e);
 	}
 	return 0;
 }
@@ -1654,7 +1715,8 @@ exec_use_database(struct conn *c, const char *name, struct sqlerr *e)
 			ok = 1;
 		}
 	if (!ok) {
-		sqlerr_set(e, 911, 16, "Database '%s' does not exist. Make sure that the name is entered correctly.", name);
+		sqlerr_set(e, 911, 16, "Database '%s' does not exist. Make sure that the name is entered correctly.",
+		           name);
 		return -1;
 	}
 	snprintf(path, sizeof path, "%.4000s/%.128s.sqlite", server.dir, name);

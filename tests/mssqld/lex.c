@@ -106,7 +106,8 @@ lex_batch(const char *sql, struct lexer *lx, struct sqlerr *e)
 			char *text;
 			size_t n, used = quoted(s + national, '\'', &text, &n);
 			if (!used) {
-				sqlerr_set(e, 105, 15, "Unclosed quotation mark after the character string '%.100s'.", s + national + 1);
+				sqlerr_set(e, 105, 15, "Unclosed quotation mark after the character string '%.100s'.",
+				           s + national + 1);
 				return -1;
 			}
 			push(lx, national ? TK_NSTRING : TK_STRING, text, n, line, pos);
@@ -118,7 +119,8 @@ lex_batch(const char *sql, struct lexer *lx, struct sqlerr *e)
 			char *text;
 			size_t n, used = quoted(s, c == '[' ? ']' : '"', &text, &n);
 			if (!used) {
-				sqlerr_set(e, 105, 15, "Unclosed quotation mark after the character string '%.100s'.", s + 1);
+				sqlerr_set(e, 105, 15, "Unclosed quotation mark after the character string '%.100s'.",
+				           s + 1);
 				return -1;
 			}
 			push(lx, TK_QIDENT, text, n, line, pos);

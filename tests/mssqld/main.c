@@ -58,9 +58,21 @@ counter_next(uint64_t *counter)
 	return v;
 }
 
-uint64_t next_rowversion(void) { return counter_next(&rowversion_counter); }
-uint64_t next_lsn(void) { return counter_next(&lsn_counter); }
-int next_spid(void) { return (int)counter_next(&spid_counter); }
+uint64_t
+next_rowversion(void)
+{
+	return counter_next(&rowversion_counter);
+}
+uint64_t
+next_lsn(void)
+{
+	return counter_next(&lsn_counter);
+}
+int
+next_spid(void)
+{
+	return (int)counter_next(&spid_counter);
+}
 
 /* The faults armed for a query with this SQL (-1 where none); they stay
  * armed until fault_fire says one went off. */
@@ -104,9 +116,9 @@ static void
 send_prelogin_reply(struct conn *c)
 {
 	/* VERSION, ENCRYPTION (not supported), INSTOPT, THREADID, MARS (off) */
-	static const unsigned char reply[] = {
-		0x00, 0, 26, 0, 6, 0x01, 0, 32, 0, 1, 0x02, 0, 33, 0, 1, 0x03, 0, 34, 0, 0, 0x04, 0, 34, 0, 1, 0xFF,
-		0x0F, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x02, 0x00, 0x00};
+	static const unsigned char reply[] = {0x00, 0,    26,   0,    6,    0x01, 0,    32,   0,    1,    0x02, 0,
+	                                      33,   0,    1,    0x03, 0,    34,   0,    0,    0x04, 0,    34,   0,
+	                                      1,    0xFF, 0x0F, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x02, 0x00, 0x00};
 	tds_put(c, reply, sizeof reply);
 	tds_flush(c, 1);
 }
@@ -176,7 +188,8 @@ do_login(struct conn *c)
 		rc = login_failed(c, user, 0, NULL);
 	} else if (exec_use_database(c, *database ? database : server.databases[server.default_db], &e)) {
 		char msg[600];
-		snprintf(msg, sizeof msg, "Cannot open database \"%s\" requested by the login. The login failed.", database);
+		snprintf(msg, sizeof msg, "Cannot open database \"%s\" requested by the login. The login failed.",
+		         database);
 		rc = login_failed(c, user, 4060, msg);
 	} else {
 		snprintf(c->user, sizeof c->user, "%s", user);
@@ -274,7 +287,7 @@ static void
 control_command(char *line, char *reply, size_t len, void *ctx)
 {
 	(void)ctx;
-	char *w[6];
+	char *w[6] = {0};
 	int n = 0;
 	line[strcspn(line, "\r\n")] = '\0';
 	char copy[1024];
@@ -283,7 +296,8 @@ control_command(char *line, char *reply, size_t len, void *ctx)
 		w[n++] = tok;
 	/* drop/error-after-rows N [TEXT], stall-after-rows N MS [TEXT]: the
 	 * fault waits for a query whose SQL contains TEXT. */
-	int has_match = n >= 4 && !strcmp(w[0], "fault") && (!strcmp(w[1], "drop-after-rows") || !strcmp(w[1], "error-after-rows"));
+	int has_match = n >= 4 && !strcmp(w[0], "fault") &&
+	                (!strcmp(w[1], "drop-after-rows") || !strcmp(w[1], "error-after-rows"));
 	has_match |= n >= 5 && !strcmp(w[0], "fault") && !strcmp(w[1], "stall-after-rows");
 	char match[256] = "";
 	if (has_match) {
@@ -378,19 +392,20 @@ main(int argc, char **argv)
 			snprintf(server.databases[server.ndatabases], sizeof server.databases[0], "%s", optarg);
 			server.default_db = server.ndatabases++;
 			break;
-		default:
-			usage();
+		default: usage();
 		}
 	}
 	if (!server.dir[0])
 		usage();
 	if (server.nusers == 0) {
 		snprintf(server.users[0][0], 129, "sa");
-		snprintf(server.users[0][1], 129, "%s", getenv("MSSQLD_SA_PASSWORD") ? getenv("MSSQLD_SA_PASSWORD") : "");
+		snprintf(server.users[0][1], 129, "%s",
+		         getenv("MSSQLD_SA_PASSWORD") ? getenv("MSSQLD_SA_PASSWORD") : "");
 		server.nusers = 1;
 	}
 	snprintf(server.version, sizeof server.version,
-	         "Microsoft SQL Server 2019 (RTM) - 15.0.4000.0 (X64)\n\tdpone tests/mssqld: a TDS 7.4 stand-in on SQLite %s",
+	         "Microsoft SQL Server 2019 (RTM) - 15.0.4000.0 (X64)\n\tdpone tests/mssqld: a TDS 7.4 stand-in on "
+	         "SQLite %s",
 	         sqlite3_libversion());
 	mkdir(server.dir, 0700);
 	sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
@@ -421,7 +436,7 @@ main(int argc, char **argv)
 		pfd[1] = (struct pollfd){.fd = cfd, .events = POLLIN};
 		for (int i = 0; i < nctl; i++)
 			pfd[2 + i] = (struct pollfd){.fd = ctl[i].fd, .events = POLLIN};
-		if (poll(pfd, (nfds_t)(2 + nctl), 200) <= 0)
+		if (poll(pfd, (nfds_t)2 + (nfds_t)nctl, 200) <= 0)
 			continue;
 		for (int i = nctl - 1; i >= 0; i--)
 			if (pfd[2 + i].revents && control_serve(&ctl[i], control_command, NULL)) {

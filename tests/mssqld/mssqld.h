@@ -21,10 +21,32 @@
 
 /* ---- SQL Server types (types.c) ---- */
 enum tbase {
-	T_NULL, T_BIT, T_TINYINT, T_SMALLINT, T_INT, T_BIGINT, T_DECIMAL, T_NUMERIC,
-	T_MONEY, T_SMALLMONEY, T_REAL, T_FLOAT, T_DATE, T_TIME, T_SMALLDATETIME,
-	T_DATETIME, T_DATETIME2, T_DATETIMEOFFSET, T_CHAR, T_VARCHAR, T_NCHAR,
-	T_NVARCHAR, T_BINARY, T_VARBINARY, T_UNIQUEIDENTIFIER, T_ROWVERSION
+	T_NULL,
+	T_BIT,
+	T_TINYINT,
+	T_SMALLINT,
+	T_INT,
+	T_BIGINT,
+	T_DECIMAL,
+	T_NUMERIC,
+	T_MONEY,
+	T_SMALLMONEY,
+	T_REAL,
+	T_FLOAT,
+	T_DATE,
+	T_TIME,
+	T_SMALLDATETIME,
+	T_DATETIME,
+	T_DATETIME2,
+	T_DATETIMEOFFSET,
+	T_CHAR,
+	T_VARCHAR,
+	T_NCHAR,
+	T_NVARCHAR,
+	T_BINARY,
+	T_VARBINARY,
+	T_UNIQUEIDENTIFIER,
+	T_ROWVERSION
 };
 
 struct stype {
@@ -40,16 +62,16 @@ struct value {
 	enum vkind kind;
 	long long i;
 	double r;
-	int neg;                 /* V_DEC: sign */
-	unsigned __int128 mag;   /* V_DEC: magnitude, scaled by 10^scale */
-	int scale;               /* V_DEC */
-	char *text;              /* V_TEXT: UTF-8, owned */
-	unsigned char *blob;     /* V_BLOB: owned */
-	size_t len;              /* V_TEXT / V_BLOB length */
-	int has_date, has_time;  /* V_TIME parts present */
-	int days;                /* V_TIME: days since 0001-01-01 */
-	long long ticks;         /* V_TIME: 100 ns units since midnight */
-	int offset;              /* V_TIME: minutes east of UTC (local = UTC + offset) */
+	int neg;                /* V_DEC: sign */
+	unsigned __int128 mag;  /* V_DEC: magnitude, scaled by 10^scale */
+	int scale;              /* V_DEC */
+	char *text;             /* V_TEXT: UTF-8, owned */
+	unsigned char *blob;    /* V_BLOB: owned */
+	size_t len;             /* V_TEXT / V_BLOB length */
+	int has_date, has_time; /* V_TIME parts present */
+	int days;               /* V_TIME: days since 0001-01-01 */
+	long long ticks;        /* V_TIME: 100 ns units since midnight */
+	int offset;             /* V_TIME: minutes east of UTC (local = UTC + offset) */
 	int has_offset;
 };
 
@@ -154,17 +176,27 @@ int tok_row(struct conn *c, const struct rcol *cols, int ncols, sqlite3_stmt *st
 /* Parse a TYPE_INFO at *p (RPC parameters, bulk load); 0 or -1. */
 int wire_read_typeinfo(const unsigned char **p, const unsigned char *end, struct stype *t, int *plp);
 /* Read one value of type t into v; 0 or -1. */
-int wire_read_value(const unsigned char **p, const unsigned char *end, const struct stype *t, int plp,
-                    struct value *v);
+int wire_read_value(const unsigned char **p, const unsigned char *end, const struct stype *t, int plp, struct value *v);
 
 /* ---- SQL (lex.c, parse.c) ---- */
-enum tok_kind { TK_EOF, TK_IDENT, TK_QIDENT, TK_VAR, TK_STRING, TK_NSTRING, TK_INT, TK_DEC, TK_FLOAT,
-                TK_BINARY, TK_OP };
+enum tok_kind {
+	TK_EOF,
+	TK_IDENT,
+	TK_QIDENT,
+	TK_VAR,
+	TK_STRING,
+	TK_NSTRING,
+	TK_INT,
+	TK_DEC,
+	TK_FLOAT,
+	TK_BINARY,
+	TK_OP
+};
 struct token {
 	enum tok_kind kind;
-	char *text;  /* identifier (unquoted), string contents, number text, operator */
+	char *text; /* identifier (unquoted), string contents, number text, operator */
 	int line;
-	int pos;     /* byte offset in the batch */
+	int pos; /* byte offset in the batch */
 };
 struct lexer {
 	struct token *toks;
@@ -173,25 +205,38 @@ struct lexer {
 int lex_batch(const char *sql, struct lexer *lx, struct sqlerr *e);
 void lex_free(struct lexer *lx);
 
-enum ekind { E_LIT, E_COL, E_VAR, E_GLOBAL, E_FUNC, E_UNARY, E_BINARY, E_ISNULL, E_IN, E_BETWEEN,
-             E_CAST, E_STAR, E_CASE };
+enum ekind {
+	E_LIT,
+	E_COL,
+	E_VAR,
+	E_GLOBAL,
+	E_FUNC,
+	E_UNARY,
+	E_BINARY,
+	E_ISNULL,
+	E_IN,
+	E_BETWEEN,
+	E_CAST,
+	E_STAR,
+	E_CASE
+};
 struct expr {
 	enum ekind kind;
-	char *name;          /* E_COL column, E_VAR/E_GLOBAL name, E_FUNC name (dotted), E_UNARY/E_BINARY operator */
-	char *qual;          /* E_COL table qualifier */
-	struct value lit;    /* E_LIT */
-	struct stype type;   /* E_CAST target; E_LIT literal type */
-	int negate;          /* IS NOT NULL, NOT IN, NOT BETWEEN */
-	int style;           /* CONVERT style, -1 if none */
-	struct expr **args;  /* operands / arguments / IN list */
+	char *name;         /* E_COL column, E_VAR/E_GLOBAL name, E_FUNC name (dotted), E_UNARY/E_BINARY operator */
+	char *qual;         /* E_COL table qualifier */
+	struct value lit;   /* E_LIT */
+	struct stype type;  /* E_CAST target; E_LIT literal type */
+	int negate;         /* IS NOT NULL, NOT IN, NOT BETWEEN */
+	int style;          /* CONVERT style, -1 if none */
+	struct expr **args; /* operands / arguments / IN list */
 	int nargs;
-	int star;            /* COUNT(*) */
+	int star; /* COUNT(*) */
 };
 
 struct select_item {
 	struct expr *e;
 	char *alias;
-	char *assign_var;    /* SELECT @v = expr */
+	char *assign_var; /* SELECT @v = expr */
 };
 struct order_item {
 	struct expr *e;
@@ -199,7 +244,7 @@ struct order_item {
 };
 struct tableref {
 	char *db, *schema, *name;
-	struct expr **args;  /* table-valued function arguments */
+	struct expr **args; /* table-valued function arguments */
 	int nargs;
 	int is_func;
 	char *alias;
@@ -215,16 +260,37 @@ struct coldef {
 	struct expr *dflt;
 };
 
-enum skind { S_SELECT, S_INSERT, S_UPDATE, S_DELETE, S_CREATE_TABLE, S_CREATE_SCHEMA, S_CREATE_INDEX, S_DROP_TABLE,
-             S_ALTER_ADD, S_ALTER_COLUMN, S_ALTER_DROP, S_DECLARE, S_SET_VAR, S_SET_OPTION, S_USE,
-             S_EXEC, S_BEGIN, S_COMMIT, S_ROLLBACK, S_TRUNCATE, S_IF, S_INSERT_BULK };
+enum skind {
+	S_SELECT,
+	S_INSERT,
+	S_UPDATE,
+	S_DELETE,
+	S_CREATE_TABLE,
+	S_CREATE_SCHEMA,
+	S_CREATE_INDEX,
+	S_DROP_TABLE,
+	S_ALTER_ADD,
+	S_ALTER_COLUMN,
+	S_ALTER_DROP,
+	S_DECLARE,
+	S_SET_VAR,
+	S_SET_OPTION,
+	S_USE,
+	S_EXEC,
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_TRUNCATE,
+	S_IF,
+	S_INSERT_BULK
+};
 struct stmt {
 	enum skind kind;
 	int line;
 	/* SELECT */
 	struct select_item *items;
 	int nitems;
-	int top;             /* -1 none */
+	int top; /* -1 none */
 	struct tableref from;
 	int has_from;
 	struct expr *where;
@@ -239,18 +305,18 @@ struct stmt {
 	/* CREATE / ALTER */
 	struct coldef *defs;
 	int ndefs;
-	char **pk;           /* table-level PRIMARY KEY */
+	char **pk; /* table-level PRIMARY KEY */
 	int npk;
 	char *pk_name;
 	int if_exists;
-	int unique;          /* CREATE UNIQUE INDEX */
+	int unique; /* CREATE UNIQUE INDEX */
 	/* DECLARE / SET @v / SET option / USE / EXEC */
 	char **vars;
 	struct stype *var_types;
 	struct expr **var_vals;
 	int nvars;
-	char *name;          /* option, database, procedure */
-	struct expr **args;  /* EXEC arguments (positional or named) */
+	char *name;         /* option, database, procedure */
+	struct expr **args; /* EXEC arguments (positional or named) */
 	char **arg_names;
 	int nargs;
 	/* IF cond stmt */
@@ -272,7 +338,7 @@ struct column_info {
 	int nullable;
 	int identity;
 	int ordinal;
-	int pk_ordinal;      /* 0 if not in the primary key */
+	int pk_ordinal; /* 0 if not in the primary key */
 	char dflt[256];
 };
 struct table_info {
@@ -282,7 +348,7 @@ struct table_info {
 	struct column_info *cols;
 	int ncols;
 	int is_view;
-	int cdc;             /* a capture instance exists */
+	int cdc; /* a capture instance exists */
 	char capture_instance[260];
 	long long ident_next, ident_step;
 };
@@ -303,21 +369,21 @@ struct conn {
 	uint32_t tds_version; /* as the client sent it in LOGIN7 */
 	/* output packet being filled */
 	unsigned char *out;
-	size_t out_len;      /* bytes of whole packets in out */
-	size_t out_fill;     /* payload bytes in the packet being filled */
+	size_t out_len;  /* bytes of whole packets in out */
+	size_t out_fill; /* payload bytes in the packet being filled */
 	unsigned char out_packet_id;
 	int out_broken;
 	/* input */
 	unsigned char *in;
 	size_t in_len, in_cap;
-	int attention;       /* an ATTENTION packet was seen */
+	int attention; /* an ATTENTION packet was seen */
 	/* batch state */
 	struct variable *vars;
 	int nvars;
 	int in_tran;
 	int fmtonly;
 	int nocount;
-	long long textsize;  /* SET TEXTSIZE: (max) values are cut to it; 0: no limit */
+	long long textsize; /* SET TEXTSIZE: (max) values are cut to it; 0: no limit */
 	long long rowcount;
 	/* change data capture: the LSN of the open transaction */
 	unsigned char cur_lsn[10];
@@ -371,28 +437,28 @@ void cdc_statement_end(struct conn *c);
 int cdc_drop_triggers(sqlite3 *db, const struct table_info *t);
 int cdc_create_triggers(sqlite3 *db, const struct table_info *t, struct sqlerr *e);
 int cdc_drop_capture(sqlite3 *db, const struct table_info *t, struct sqlerr *e);
-int cdc_table_function(struct conn *c, const struct tableref *from, char *sql, size_t len,
-                       struct table_info *t, struct sqlerr *e);
+int cdc_table_function(struct conn *c, const struct tableref *from, char *sql, size_t len, struct table_info *t,
+                       struct sqlerr *e);
 
 /* ---- server-wide (main.c) ---- */
 struct server_config {
-	char dir[4096];          /* database files live here */
+	char dir[4096]; /* database files live here */
 	char databases[16][129];
 	int ndatabases;
 	int default_db;
-	char users[16][2][129];  /* user, password */
+	char users[16][2][129]; /* user, password */
 	int nusers;
 	char version[256];
 };
 extern struct server_config server;
 /* Faults set through the control port; each is consumed by one use. */
 struct faults {
-	long drop_after_rows;    /* -1 off */
+	long drop_after_rows; /* -1 off */
 	long error_after_rows;
 	long stall_after_rows;
 	int stall_ms;
 	int refuse_logins;
-	char match[256];         /* only a query whose SQL contains this */
+	char match[256]; /* only a query whose SQL contains this */
 };
 int fault_peek(const char *sql, long *rows_drop, long *rows_error, long *rows_stall, int *stall_ms);
 int fault_fire(void);

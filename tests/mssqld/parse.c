@@ -19,12 +19,13 @@ struct parser {
 };
 
 static const char *const reserved[] = {
-	"ADD", "ALL", "ALTER", "AND", "AS", "ASC", "BEGIN", "BETWEEN", "BY", "CASE", "CHECK", "COLUMN", "COMMIT",
-	"CONSTRAINT", "CONVERT", "CREATE", "DECLARE", "DEFAULT", "DELETE", "DESC", "DISTINCT", "DROP", "ELSE", "END",
-	"EXEC", "EXECUTE", "EXISTS", "FROM", "GROUP", "HAVING", "IDENTITY", "IF", "IN", "INSERT", "INTO", "IS",
-	"JOIN", "KEY", "LIKE", "NOT", "NULL", "ON", "OR", "ORDER", "PRIMARY", "PRINT", "ROLLBACK", "SELECT", "SET",
-	"TABLE", "THEN", "TOP", "TRAN", "TRANSACTION", "TRUNCATE", "UNION", "UPDATE", "USE", "VALUES", "WHEN",
-	"WHERE", "WITH", "WHILE", "CAST", NULL};
+	"ADD",      "ALL",    "ALTER",  "AND",         "AS",       "ASC",     "BEGIN",    "BETWEEN", "BY",     "CASE",
+	"CHECK",    "COLUMN", "COMMIT", "CONSTRAINT",  "CONVERT",  "CREATE",  "DECLARE",  "DEFAULT", "DELETE", "DESC",
+	"DISTINCT", "DROP",   "ELSE",   "END",         "EXEC",     "EXECUTE", "EXISTS",   "FROM",    "GROUP",  "HAVING",
+	"IDENTITY", "IF",     "IN",     "INSERT",      "INTO",     "IS",      "JOIN",     "KEY",     "LIKE",   "NOT",
+	"NULL",     "ON",     "OR",     "ORDER",       "PRIMARY",  "PRINT",   "ROLLBACK", "SELECT",  "SET",    "TABLE",
+	"THEN",     "TOP",    "TRAN",   "TRANSACTION", "TRUNCATE", "UNION",   "UPDATE",   "USE",     "VALUES", "WHEN",
+	"WHERE",    "WITH",   "WHILE",  "CAST",        NULL};
 
 static int
 is_reserved(const char *w)
@@ -139,7 +140,11 @@ grow(void *arr, int n, size_t size)
 	return arr;
 }
 
-#define APPEND(arr, n, val) do { (arr) = grow((arr), (n), sizeof *(arr)); (arr)[(n)++] = (val); } while (0)
+#define APPEND(arr, n, val)                              \
+	do {                                             \
+		(arr) = grow((arr), (n), sizeof *(arr)); \
+		(arr)[(n)++] = (val);                    \
+	} while (0)
 
 /* ---- types ---- */
 
@@ -173,7 +178,9 @@ parse_type(struct parser *p)
 		longjmp(p->fail, 1);
 	}
 	if (rc == -2) {
-		sqlerr_set(p->e, 2750, 16, "Column or parameter #1: Specified column precision or length is not valid for type %s.", name);
+		sqlerr_set(p->e, 2750, 16,
+		           "Column or parameter #1: Specified column precision or length is not valid for type %s.",
+		           name);
 		free(name);
 		longjmp(p->fail, 1);
 	}
@@ -305,9 +312,7 @@ literal_from(struct parser *p, struct token *t)
 		literal_type(&x->lit, &x->type);
 		break;
 	}
-	default:
-		free(x);
-		syntax_error(p);
+	default: free(x); syntax_error(p);
 	}
 	return x;
 }
@@ -475,7 +480,10 @@ parse_comparison(struct parser *p)
 	for (const char *const *op = ops; *op; op++) {
 		if (is_op(peek(p), *op)) {
 			next(p);
-			const char *o = !strcmp(*op, "!=") ? "<>" : !strcmp(*op, "!<") ? ">=" : !strcmp(*op, "!>") ? "<=" : *op;
+			const char *o = !strcmp(*op, "!=")   ? "<>"
+			                : !strcmp(*op, "!<") ? ">="
+			                : !strcmp(*op, "!>") ? "<="
+			                                     : *op;
 			return binary(o, x, parse_add(p));
 		}
 	}
@@ -551,9 +559,9 @@ parse_expr(struct parser *p)
 static int
 stmt_start(struct token *t)
 {
-	static const char *const words[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER",
-	                                    "DECLARE", "SET", "USE", "EXEC", "EXECUTE", "BEGIN", "COMMIT",
-	                                    "ROLLBACK", "TRUNCATE", "IF", "PRINT", "WHILE", NULL};
+	static const char *const words[] = {"SELECT",   "INSERT",   "UPDATE", "DELETE", "CREATE",  "DROP",  "ALTER",
+	                                    "DECLARE",  "SET",      "USE",    "EXEC",   "EXECUTE", "BEGIN", "COMMIT",
+	                                    "ROLLBACK", "TRUNCATE", "IF",     "PRINT",  "WHILE",   NULL};
 	if (t->kind != TK_IDENT)
 		return 0;
 	for (const char *const *w = words; *w; w++)
@@ -707,7 +715,9 @@ parse_insert(struct parser *p, struct stmt *s)
 		expect_op(p, ")");
 		int expected = s->ncols < 0 ? -s->ncols : s->ncols;
 		if (s->nrows && n != expected) {
-			sqlerr_set(p->e, 110, 15, "There are fewer columns in the INSERT statement than values specified in the VALUES clause.");
+			sqlerr_set(p->e, 110, 15,
+			           "There are fewer columns in the INSERT statement than values specified in the "
+			           "VALUES clause.");
 			longjmp(p->fail, 1);
 		}
 		APPEND(s->rows, s->nrows, row);
@@ -762,7 +772,8 @@ parse_coldef(struct parser *p, struct coldef *d)
 				expect_op(p, ",");
 				struct expr *b = parse_unary(p);
 				expect_op(p, ")");
-				if (a->kind != E_LIT || a->lit.kind != V_INT || b->kind != E_LIT || b->lit.kind != V_INT)
+				if (a->kind != E_LIT || a->lit.kind != V_INT || b->kind != E_LIT ||
+				    b->lit.kind != V_INT)
 					syntax_error(p);
 				d->seed = a->lit.i;
 				d->step = b->lit.i;

@@ -150,7 +150,9 @@ exec_rpc(struct conn *c, const unsigned char *data, size_t len)
 	if (procid == 10 || !strcasecmp(name, "sp_executesql") || !strcasecmp(name, "sys.sp_executesql")) {
 		if (np < 1 || ps[0].v.kind != V_TEXT) {
 			struct sqlerr e;
-			sqlerr_set(&e, 201, 16, "Procedure or function 'sp_executesql' expects parameter '@statement', which was not supplied.");
+			sqlerr_set(&e, 201, 16,
+			           "Procedure or function 'sp_executesql' expects parameter '@statement', which was "
+			           "not supplied.");
 			tok_error(c, &e);
 			finish_rpc(c, 1);
 		} else {
@@ -289,12 +291,15 @@ exec_bulk(struct conn *c, const unsigned char *data, size_t len)
 			struct value v;
 			struct column_info *col = &t->cols[target[i]];
 			if (wire_read_value(&p, end, &types[i], plps[i], &v)) {
-				sqlerr_set(&e, 4866, 16, "The bulk load failed. Row %llu has a malformed value.", (unsigned long long)rows + 1);
+				sqlerr_set(&e, 4866, 16, "The bulk load failed. Row %llu has a malformed value.",
+				           (unsigned long long)rows + 1);
 				failed = 1;
 				break;
 			}
 			if (v.kind == V_NULL && !col->nullable) {
-				sqlerr_set(&e, 515, 16, "Cannot insert the value NULL into column '%s', table '%s.%s.%s'; column does not allow nulls. INSERT fails.",
+				sqlerr_set(&e, 515, 16,
+				           "Cannot insert the value NULL into column '%s', table '%s.%s.%s'; column "
+				           "does not allow nulls. INSERT fails.",
 				           col->name, c->database, t->schema, t->name);
 				failed = 1;
 			} else if (value_convert(&v, &types[i], &col->type, &e)) {
@@ -307,7 +312,10 @@ exec_bulk(struct conn *c, const unsigned char *data, size_t len)
 				break;
 		}
 		if (!failed && sqlite3_step(st) != SQLITE_DONE) {
-			sqlerr_set(&e, 2627, 14, "Violation of PRIMARY KEY constraint. Cannot insert duplicate key in object '%s.%s'.", t->schema, t->name);
+			sqlerr_set(
+				&e, 2627, 14,
+				"Violation of PRIMARY KEY constraint. Cannot insert duplicate key in object '%s.%s'.",
+				t->schema, t->name);
 			failed = 1;
 		}
 		rows += !failed;

@@ -28,10 +28,30 @@ ob_grow(struct outbuf *b, size_t n)
 	b->cap = cap;
 }
 
-void ob_byte(struct outbuf *b, unsigned v) { ob_grow(b, 1); b->p[b->len++] = (unsigned char)v; }
-void ob_u16(struct outbuf *b, unsigned v) { ob_byte(b, v & 0xFF); ob_byte(b, v >> 8 & 0xFF); }
-void ob_u32(struct outbuf *b, uint32_t v) { ob_u16(b, v & 0xFFFF); ob_u16(b, v >> 16); }
-void ob_u64(struct outbuf *b, uint64_t v) { ob_u32(b, (uint32_t)v); ob_u32(b, (uint32_t)(v >> 32)); }
+void
+ob_byte(struct outbuf *b, unsigned v)
+{
+	ob_grow(b, 1);
+	b->p[b->len++] = (unsigned char)v;
+}
+void
+ob_u16(struct outbuf *b, unsigned v)
+{
+	ob_byte(b, v & 0xFF);
+	ob_byte(b, v >> 8 & 0xFF);
+}
+void
+ob_u32(struct outbuf *b, uint32_t v)
+{
+	ob_u16(b, v & 0xFFFF);
+	ob_u16(b, v >> 16);
+}
+void
+ob_u64(struct outbuf *b, uint64_t v)
+{
+	ob_u32(b, (uint32_t)v);
+	ob_u32(b, (uint32_t)(v >> 32));
+}
 
 void
 ob_bytes(struct outbuf *b, const void *p, size_t n)
@@ -57,8 +77,16 @@ ob_ucs2(struct outbuf *b, const char *utf8, unsigned maxchars, int wide_len)
 	free(tmp);
 }
 
-void ob_bvarchar(struct outbuf *b, const char *utf8) { ob_ucs2(b, utf8, 255, 0); }
-void ob_usvarchar(struct outbuf *b, const char *utf8) { ob_ucs2(b, utf8, 65535, 1); }
+void
+ob_bvarchar(struct outbuf *b, const char *utf8)
+{
+	ob_ucs2(b, utf8, 255, 0);
+}
+void
+ob_usvarchar(struct outbuf *b, const char *utf8)
+{
+	ob_ucs2(b, utf8, 65535, 1);
+}
 
 /* ---- packets ---- */
 
@@ -308,10 +336,10 @@ tok_loginack(struct conn *c)
 	/* LOGIN7 carries the version little-endian, LOGINACK big-endian:
 	 * 7.4 is 74 00 00 04 here. ob_u32 writes little-endian, so swap. */
 	uint32_t version_be = __builtin_bswap32(c->tds_version);
-	ob_byte(&body, 1);                              /* interface: SQL */
+	ob_byte(&body, 1); /* interface: SQL */
 	ob_u32(&body, version_be);
 	ob_bvarchar(&body, "Microsoft SQL Server");
-	ob_bytes(&body, "\x0f\x00\x0f\xa0", 4);          /* 15.0.4000 */
+	ob_bytes(&body, "\x0f\x00\x0f\xa0", 4); /* 15.0.4000 */
 	ob_byte(&b, 0xAD);
 	ob_u16(&b, (unsigned)body.len);
 	ob_bytes(&b, body.p, body.len);
@@ -345,39 +373,98 @@ static void
 put_typeinfo(struct outbuf *b, const struct stype *t)
 {
 	switch (t->base) {
-	case T_NULL: ob_byte(b, 0x26); ob_byte(b, 4); break;
-	case T_BIT: ob_byte(b, 0x68); ob_byte(b, 1); break;
-	case T_TINYINT: ob_byte(b, 0x26); ob_byte(b, 1); break;
-	case T_SMALLINT: ob_byte(b, 0x26); ob_byte(b, 2); break;
-	case T_INT: ob_byte(b, 0x26); ob_byte(b, 4); break;
-	case T_BIGINT: ob_byte(b, 0x26); ob_byte(b, 8); break;
-	case T_DECIMAL: case T_NUMERIC:
+	case T_NULL:
+		ob_byte(b, 0x26);
+		ob_byte(b, 4);
+		break;
+	case T_BIT:
+		ob_byte(b, 0x68);
+		ob_byte(b, 1);
+		break;
+	case T_TINYINT:
+		ob_byte(b, 0x26);
+		ob_byte(b, 1);
+		break;
+	case T_SMALLINT:
+		ob_byte(b, 0x26);
+		ob_byte(b, 2);
+		break;
+	case T_INT:
+		ob_byte(b, 0x26);
+		ob_byte(b, 4);
+		break;
+	case T_BIGINT:
+		ob_byte(b, 0x26);
+		ob_byte(b, 8);
+		break;
+	case T_DECIMAL:
+	case T_NUMERIC:
 		ob_byte(b, t->base == T_DECIMAL ? 0x6A : 0x6C);
 		ob_byte(b, (unsigned)dec_len(t->prec));
 		ob_byte(b, (unsigned)t->prec);
 		ob_byte(b, (unsigned)t->scale);
 		break;
-	case T_MONEY: ob_byte(b, 0x6E); ob_byte(b, 8); break;
-	case T_SMALLMONEY: ob_byte(b, 0x6E); ob_byte(b, 4); break;
-	case T_REAL: ob_byte(b, 0x6D); ob_byte(b, 4); break;
-	case T_FLOAT: ob_byte(b, 0x6D); ob_byte(b, 8); break;
+	case T_MONEY:
+		ob_byte(b, 0x6E);
+		ob_byte(b, 8);
+		break;
+	case T_SMALLMONEY:
+		ob_byte(b, 0x6E);
+		ob_byte(b, 4);
+		break;
+	case T_REAL:
+		ob_byte(b, 0x6D);
+		ob_byte(b, 4);
+		break;
+	case T_FLOAT:
+		ob_byte(b, 0x6D);
+		ob_byte(b, 8);
+		break;
 	case T_DATE: ob_byte(b, 0x28); break;
-	case T_TIME: ob_byte(b, 0x29); ob_byte(b, (unsigned)t->scale); break;
-	case T_DATETIME2: ob_byte(b, 0x2A); ob_byte(b, (unsigned)t->scale); break;
-	case T_DATETIMEOFFSET: ob_byte(b, 0x2B); ob_byte(b, (unsigned)t->scale); break;
-	case T_SMALLDATETIME: ob_byte(b, 0x6F); ob_byte(b, 4); break;
-	case T_DATETIME: ob_byte(b, 0x6F); ob_byte(b, 8); break;
-	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: {
-		static const unsigned char tok[] = {[T_CHAR] = 0xAF, [T_VARCHAR] = 0xA7, [T_NCHAR] = 0xEF,
-		                                    [T_NVARCHAR] = 0xE7};
+	case T_TIME:
+		ob_byte(b, 0x29);
+		ob_byte(b, (unsigned)t->scale);
+		break;
+	case T_DATETIME2:
+		ob_byte(b, 0x2A);
+		ob_byte(b, (unsigned)t->scale);
+		break;
+	case T_DATETIMEOFFSET:
+		ob_byte(b, 0x2B);
+		ob_byte(b, (unsigned)t->scale);
+		break;
+	case T_SMALLDATETIME:
+		ob_byte(b, 0x6F);
+		ob_byte(b, 4);
+		break;
+	case T_DATETIME:
+		ob_byte(b, 0x6F);
+		ob_byte(b, 8);
+		break;
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_NCHAR:
+	case T_NVARCHAR: {
+		static const unsigned char tok[] = {
+			[T_CHAR] = 0xAF, [T_VARCHAR] = 0xA7, [T_NCHAR] = 0xEF, [T_NVARCHAR] = 0xE7};
 		ob_byte(b, tok[t->base]);
 		ob_u16(b, t->len < 0 ? 0xFFFF : (unsigned)type_max_bytes(t));
 		ob_bytes(b, collation, 5);
 		break;
 	}
-	case T_BINARY: case T_ROWVERSION: ob_byte(b, 0xAD); ob_u16(b, (unsigned)t->len); break;
-	case T_VARBINARY: ob_byte(b, 0xA5); ob_u16(b, t->len < 0 ? 0xFFFF : (unsigned)t->len); break;
-	case T_UNIQUEIDENTIFIER: ob_byte(b, 0x24); ob_byte(b, 16); break;
+	case T_BINARY:
+	case T_ROWVERSION:
+		ob_byte(b, 0xAD);
+		ob_u16(b, (unsigned)t->len);
+		break;
+	case T_VARBINARY:
+		ob_byte(b, 0xA5);
+		ob_u16(b, t->len < 0 ? 0xFFFF : (unsigned)t->len);
+		break;
+	case T_UNIQUEIDENTIFIER:
+		ob_byte(b, 0x24);
+		ob_byte(b, 16);
+		break;
 	}
 }
 
@@ -463,12 +550,28 @@ put_value(struct outbuf *b, const struct stype *t, const struct value *v)
 {
 	switch (t->base) {
 	case T_NULL: ob_byte(b, 0); break;
-	case T_BIT: ob_byte(b, 1); ob_byte(b, v->i ? 1 : 0); break;
-	case T_TINYINT: ob_byte(b, 1); put_le(b, (uint64_t)v->i, 1); break;
-	case T_SMALLINT: ob_byte(b, 2); put_le(b, (uint64_t)v->i, 2); break;
-	case T_INT: ob_byte(b, 4); put_le(b, (uint64_t)v->i, 4); break;
-	case T_BIGINT: ob_byte(b, 8); put_le(b, (uint64_t)v->i, 8); break;
-	case T_DECIMAL: case T_NUMERIC: {
+	case T_BIT:
+		ob_byte(b, 1);
+		ob_byte(b, v->i ? 1 : 0);
+		break;
+	case T_TINYINT:
+		ob_byte(b, 1);
+		put_le(b, (uint64_t)v->i, 1);
+		break;
+	case T_SMALLINT:
+		ob_byte(b, 2);
+		put_le(b, (uint64_t)v->i, 2);
+		break;
+	case T_INT:
+		ob_byte(b, 4);
+		put_le(b, (uint64_t)v->i, 4);
+		break;
+	case T_BIGINT:
+		ob_byte(b, 8);
+		put_le(b, (uint64_t)v->i, 8);
+		break;
+	case T_DECIMAL:
+	case T_NUMERIC: {
 		int len = dec_len(t->prec);
 		ob_byte(b, (unsigned)len);
 		ob_byte(b, v->neg && v->mag ? 0 : 1);
@@ -479,8 +582,10 @@ put_value(struct outbuf *b, const struct stype *t, const struct value *v)
 		}
 		break;
 	}
-	case T_MONEY: case T_SMALLMONEY: {
-		long long x = (long long)(v->neg ? 0 - (unsigned long long)v->mag : (unsigned long long)v->mag); /* -2^63 too */
+	case T_MONEY:
+	case T_SMALLMONEY: {
+		long long x = (long long)(v->neg ? 0 - (unsigned long long)v->mag
+		                                 : (unsigned long long)v->mag); /* -2^63 too */
 		if (t->base == T_MONEY) {
 			ob_byte(b, 8);
 			put_le(b, (uint64_t)((unsigned long long)x >> 32), 4);
@@ -506,8 +611,14 @@ put_value(struct outbuf *b, const struct stype *t, const struct value *v)
 		put_le(b, u, 8);
 		break;
 	}
-	case T_DATE: ob_byte(b, 3); put_le(b, (uint64_t)v->days, 3); break;
-	case T_TIME: ob_byte(b, (unsigned)time_len(t->scale)); put_time_bytes(b, v->ticks, t->scale); break;
+	case T_DATE:
+		ob_byte(b, 3);
+		put_le(b, (uint64_t)v->days, 3);
+		break;
+	case T_TIME:
+		ob_byte(b, (unsigned)time_len(t->scale));
+		put_time_bytes(b, v->ticks, t->scale);
+		break;
 	case T_DATETIME2:
 		ob_byte(b, (unsigned)time_len(t->scale) + 3);
 		put_time_bytes(b, v->ticks, t->scale);
@@ -530,23 +641,25 @@ put_value(struct outbuf *b, const struct stype *t, const struct value *v)
 		put_le(b, (uint64_t)(v->days - days_1900), 2);
 		put_le(b, (uint64_t)(v->ticks / 600000000LL), 2);
 		break;
-	case T_CHAR: case T_VARCHAR: {
+	case T_CHAR:
+	case T_VARCHAR: {
 		unsigned char *tmp = malloc(v->len + 1);
 		size_t n = utf8_to_cp1252(v->text, v->len, tmp);
 		put_var(b, t, tmp, n);
 		free(tmp);
 		break;
 	}
-	case T_NCHAR: case T_NVARCHAR: {
+	case T_NCHAR:
+	case T_NVARCHAR: {
 		unsigned char *tmp = malloc(v->len * 2 + 4);
 		size_t n = utf8_to_utf16(v->text, v->len, tmp);
 		put_var(b, t, tmp, n);
 		free(tmp);
 		break;
 	}
-	case T_BINARY: case T_VARBINARY: case T_ROWVERSION:
-		put_var(b, t, v->blob, v->len);
-		break;
+	case T_BINARY:
+	case T_VARBINARY:
+	case T_ROWVERSION: put_var(b, t, v->blob, v->len); break;
 	case T_UNIQUEIDENTIFIER: {
 		const unsigned char *g = v->blob;
 		unsigned char w[16] = {g[3], g[2], g[1], g[0], g[5], g[4], g[7], g[6]};
@@ -626,19 +739,61 @@ wire_read_typeinfo(const unsigned char **pp, const unsigned char *end, struct st
 	unsigned len;
 	switch (tok) {
 	/* Fixed-length types: their values have no length byte; *plp = 10 + size. */
-	case 0x30: t->base = T_TINYINT; *plp = 11; break;
-	case 0x32: t->base = T_BIT; *plp = 11; break;
-	case 0x34: t->base = T_SMALLINT; *plp = 12; break;
-	case 0x38: t->base = T_INT; *plp = 14; break;
-	case 0x7F: t->base = T_BIGINT; *plp = 18; break;
-	case 0x3B: t->base = T_REAL; *plp = 14; break;
-	case 0x3E: t->base = T_FLOAT; *plp = 18; break;
-	case 0x3D: t->base = T_DATETIME; *plp = 18; break;
-	case 0x3A: t->base = T_SMALLDATETIME; *plp = 14; break;
-	case 0x3C: t->base = T_MONEY; t->prec = 19; t->scale = 4; *plp = 18; break;
-	case 0x7A: t->base = T_SMALLMONEY; t->prec = 10; t->scale = 4; *plp = 14; break;
+	case 0x30:
+		t->base = T_TINYINT;
+		*plp = 11;
+		break;
+	case 0x32:
+		t->base = T_BIT;
+		*plp = 11;
+		break;
+	case 0x34:
+		t->base = T_SMALLINT;
+		*plp = 12;
+		break;
+	case 0x38:
+		t->base = T_INT;
+		*plp = 14;
+		break;
+	case 0x7F:
+		t->base = T_BIGINT;
+		*plp = 18;
+		break;
+	case 0x3B:
+		t->base = T_REAL;
+		*plp = 14;
+		break;
+	case 0x3E:
+		t->base = T_FLOAT;
+		*plp = 18;
+		break;
+	case 0x3D:
+		t->base = T_DATETIME;
+		*plp = 18;
+		break;
+	case 0x3A:
+		t->base = T_SMALLDATETIME;
+		*plp = 14;
+		break;
+	case 0x3C:
+		t->base = T_MONEY;
+		t->prec = 19;
+		t->scale = 4;
+		*plp = 18;
+		break;
+	case 0x7A:
+		t->base = T_SMALLMONEY;
+		t->prec = 10;
+		t->scale = 4;
+		*plp = 14;
+		break;
 	case 0x1F: t->base = T_NULL; break;
-	case 0x26: case 0x68: case 0x6D: case 0x6E: case 0x6F: case 0x24:
+	case 0x26:
+	case 0x68:
+	case 0x6D:
+	case 0x6E:
+	case 0x6F:
+	case 0x24:
 		if (need(p, end, 1))
 			return -1;
 		len = *p++;
@@ -657,7 +812,10 @@ wire_read_typeinfo(const unsigned char **pp, const unsigned char *end, struct st
 		else
 			t->base = T_UNIQUEIDENTIFIER, t->len = 16;
 		break;
-	case 0x6A: case 0x6C: case 0x37: case 0x3F:
+	case 0x6A:
+	case 0x6C:
+	case 0x37:
+	case 0x3F:
 		if (need(p, end, 3))
 			return -1;
 		t->base = (tok == 0x6A || tok == 0x37) ? T_DECIMAL : T_NUMERIC;
@@ -666,13 +824,18 @@ wire_read_typeinfo(const unsigned char **pp, const unsigned char *end, struct st
 		p += 3;
 		break;
 	case 0x28: t->base = T_DATE; break;
-	case 0x29: case 0x2A: case 0x2B:
+	case 0x29:
+	case 0x2A:
+	case 0x2B:
 		if (need(p, end, 1))
 			return -1;
 		t->base = tok == 0x29 ? T_TIME : tok == 0x2A ? T_DATETIME2 : T_DATETIMEOFFSET;
 		t->scale = *p++;
 		break;
-	case 0xA7: case 0xAF: case 0xE7: case 0xEF:
+	case 0xA7:
+	case 0xAF:
+	case 0xE7:
+	case 0xEF:
 		if (need(p, end, 7))
 			return -1;
 		len = (unsigned)get_le(p, 2);
@@ -681,7 +844,8 @@ wire_read_typeinfo(const unsigned char **pp, const unsigned char *end, struct st
 		t->len = len == 0xFFFF ? -1 : (int)(tok >= 0xE7 ? len / 2 : len);
 		*plp = len == 0xFFFF;
 		break;
-	case 0xA5: case 0xAD:
+	case 0xA5:
+	case 0xAD:
 		if (need(p, end, 2))
 			return -1;
 		len = (unsigned)get_le(p, 2);
@@ -690,7 +854,9 @@ wire_read_typeinfo(const unsigned char **pp, const unsigned char *end, struct st
 		t->len = len == 0xFFFF ? -1 : (int)len;
 		*plp = len == 0xFFFF;
 		break;
-	case 0x23: case 0x63: case 0x22:
+	case 0x23:
+	case 0x63:
+	case 0x22:
 		/* text, ntext, image in RPC: 4-byte length, collation for text. */
 		if (need(p, end, tok == 0x22 ? 4 : 9))
 			return -1;
@@ -699,8 +865,7 @@ wire_read_typeinfo(const unsigned char **pp, const unsigned char *end, struct st
 		t->len = -1;
 		*plp = 2; /* values carry a 4-byte length */
 		break;
-	default:
-		return -1;
+	default: return -1;
 	}
 	*pp = p;
 	return 0;
@@ -732,7 +897,12 @@ read_plp(const unsigned char **pp, const unsigned char *end, unsigned char **out
 		}
 		while (len + chunk > cap)
 			cap *= 2;
-		buf = realloc(buf, cap);
+		unsigned char *bigger = realloc(buf, cap);
+		if (!bigger) {
+			free(buf);
+			return -1;
+		}
+		buf = bigger;
 		memcpy(buf + len, p, chunk);
 		len += chunk;
 		p += chunk;
@@ -810,16 +980,22 @@ wire_read_value(const unsigned char **pp, const unsigned char *end, const struct
 	if (need(p, end, len))
 		return -1;
 	switch (t->base) {
-	case T_BIT: case T_TINYINT: case T_SMALLINT: case T_INT: case T_BIGINT: {
+	case T_BIT:
+	case T_TINYINT:
+	case T_SMALLINT:
+	case T_INT:
+	case T_BIGINT: {
 		uint64_t u = get_le(p, (int)len);
 		int bits = (int)len * 8;
 		long long x = bits < 64 && (u >> (bits - 1)) & 1 && t->base != T_TINYINT && t->base != T_BIT
-		                  ? (long long)(u | (~0ull << bits)) : (long long)u;
+		                      ? (long long)(u | (~0ull << bits))
+		                      : (long long)u;
 		v->kind = V_INT;
 		v->i = x;
 		break;
 	}
-	case T_REAL: case T_FLOAT:
+	case T_REAL:
+	case T_FLOAT:
 		v->kind = V_REAL;
 		if (len == 4) {
 			uint32_t u = (uint32_t)get_le(p, 4);
@@ -831,14 +1007,16 @@ wire_read_value(const unsigned char **pp, const unsigned char *end, const struct
 			memcpy(&v->r, &u, 8);
 		}
 		break;
-	case T_DECIMAL: case T_NUMERIC:
+	case T_DECIMAL:
+	case T_NUMERIC:
 		v->kind = V_DEC;
 		v->neg = p[0] == 0;
 		for (int i = (int)len - 1; i >= 1; i--)
 			v->mag = v->mag << 8 | p[i];
 		v->scale = t->scale;
 		break;
-	case T_MONEY: case T_SMALLMONEY: {
+	case T_MONEY:
+	case T_SMALLMONEY: {
 		long long x = len == 8 ? (long long)((uint64_t)get_le(p, 4) << 32 | get_le(p + 4, 4))
 		                       : (long long)(int32_t)get_le(p, 4);
 		v->kind = V_DEC;
@@ -847,8 +1025,14 @@ wire_read_value(const unsigned char **pp, const unsigned char *end, const struct
 		v->scale = 4;
 		break;
 	}
-	case T_DATE: v->kind = V_TIME; v->has_date = 1; v->days = (int)get_le(p, 3); break;
-	case T_TIME: case T_DATETIME2: case T_DATETIMEOFFSET: {
+	case T_DATE:
+		v->kind = V_TIME;
+		v->has_date = 1;
+		v->days = (int)get_le(p, 3);
+		break;
+	case T_TIME:
+	case T_DATETIME2:
+	case T_DATETIMEOFFSET: {
 		static const long long p10[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
 		int tl = time_len(t->scale);
 		v->kind = V_TIME;
@@ -864,7 +1048,8 @@ wire_read_value(const unsigned char **pp, const unsigned char *end, const struct
 		}
 		break;
 	}
-	case T_DATETIME: case T_SMALLDATETIME:
+	case T_DATETIME:
+	case T_SMALLDATETIME:
 		v->kind = V_TIME;
 		v->has_date = v->has_time = 1;
 		if (len == 8) {
@@ -885,8 +1070,7 @@ wire_read_value(const unsigned char **pp, const unsigned char *end, const struct
 		v->len = 16;
 		break;
 	}
-	default:
-		return -1;
+	default: return -1;
 	}
 	p += len;
 	*pp = p;

@@ -52,15 +52,39 @@ static const struct {
 	const char *name;
 	enum tbase base;
 } type_names[] = {
-	{"bit", T_BIT}, {"tinyint", T_TINYINT}, {"smallint", T_SMALLINT}, {"int", T_INT},
-	{"bigint", T_BIGINT}, {"decimal", T_DECIMAL}, {"numeric", T_NUMERIC}, {"money", T_MONEY},
-	{"smallmoney", T_SMALLMONEY}, {"real", T_REAL}, {"float", T_FLOAT}, {"date", T_DATE},
-	{"time", T_TIME}, {"smalldatetime", T_SMALLDATETIME}, {"datetime", T_DATETIME},
-	{"datetime2", T_DATETIME2}, {"datetimeoffset", T_DATETIMEOFFSET}, {"char", T_CHAR},
-	{"varchar", T_VARCHAR}, {"nchar", T_NCHAR}, {"nvarchar", T_NVARCHAR}, {"binary", T_BINARY},
-	{"varbinary", T_VARBINARY}, {"uniqueidentifier", T_UNIQUEIDENTIFIER}, {"rowversion", T_ROWVERSION},
-	{"timestamp", T_ROWVERSION}, {"text", T_VARCHAR}, {"ntext", T_NVARCHAR}, {"image", T_VARBINARY},
-	{"sysname", T_NVARCHAR}, {"character", T_CHAR}, {"integer", T_INT}, {"dec", T_DECIMAL},
+	{"bit", T_BIT},
+	{"tinyint", T_TINYINT},
+	{"smallint", T_SMALLINT},
+	{"int", T_INT},
+	{"bigint", T_BIGINT},
+	{"decimal", T_DECIMAL},
+	{"numeric", T_NUMERIC},
+	{"money", T_MONEY},
+	{"smallmoney", T_SMALLMONEY},
+	{"real", T_REAL},
+	{"float", T_FLOAT},
+	{"date", T_DATE},
+	{"time", T_TIME},
+	{"smalldatetime", T_SMALLDATETIME},
+	{"datetime", T_DATETIME},
+	{"datetime2", T_DATETIME2},
+	{"datetimeoffset", T_DATETIMEOFFSET},
+	{"char", T_CHAR},
+	{"varchar", T_VARCHAR},
+	{"nchar", T_NCHAR},
+	{"nvarchar", T_NVARCHAR},
+	{"binary", T_BINARY},
+	{"varbinary", T_VARBINARY},
+	{"uniqueidentifier", T_UNIQUEIDENTIFIER},
+	{"rowversion", T_ROWVERSION},
+	{"timestamp", T_ROWVERSION},
+	{"text", T_VARCHAR},
+	{"ntext", T_NVARCHAR},
+	{"image", T_VARBINARY},
+	{"sysname", T_NVARCHAR},
+	{"character", T_CHAR},
+	{"integer", T_INT},
+	{"dec", T_DECIMAL},
 };
 
 /* args: lengths or precision/scale as written; -1 stands for max. */
@@ -69,7 +93,7 @@ type_from_name(const char *name, int nargs, const long *args, struct stype *t)
 {
 	char lower[32];
 	size_t i;
-	for (i = 0; name[i] && i < sizeof lower - 1; i++)
+	for (i = 0; i < sizeof lower - 1 && name[i]; i++)
 		lower[i] = (char)tolower((unsigned char)name[i]);
 	lower[i] = '\0';
 	memset(t, 0, sizeof *t);
@@ -87,8 +111,14 @@ type_from_name(const char *name, int nargs, const long *args, struct stype *t)
 		if (t->prec < 1 || t->prec > 38 || t->scale < 0 || t->scale > t->prec || nargs > 2)
 			return -2;
 		break;
-	case T_MONEY: t->prec = 19; t->scale = 4; break;
-	case T_SMALLMONEY: t->prec = 10; t->scale = 4; break;
+	case T_MONEY:
+		t->prec = 19;
+		t->scale = 4;
+		break;
+	case T_SMALLMONEY:
+		t->prec = 10;
+		t->scale = 4;
+		break;
 	case T_FLOAT:
 		if (nargs == 1 && args[0] >= 1 && args[0] <= 24)
 			t->base = T_REAL;
@@ -103,7 +133,12 @@ type_from_name(const char *name, int nargs, const long *args, struct stype *t)
 			return -2;
 		break;
 	case T_DATETIME: t->scale = 3; break;
-	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: case T_BINARY: case T_VARBINARY: {
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_NCHAR:
+	case T_NVARCHAR:
+	case T_BINARY:
+	case T_VARBINARY: {
 		int maxlen = (t->base == T_NCHAR || t->base == T_NVARCHAR) ? 4000 : 8000;
 		if (!strcmp(lower, "text") || !strcmp(lower, "ntext") || !strcmp(lower, "image"))
 			t->len = -1;
@@ -139,20 +174,23 @@ type_format(const struct stype *t, char *buf, size_t len)
 {
 	const char *n = base_name(t->base);
 	switch (t->base) {
-	case T_DECIMAL: case T_NUMERIC:
-		snprintf(buf, len, "%s(%d,%d)", n, t->prec, t->scale);
-		break;
-	case T_TIME: case T_DATETIME2: case T_DATETIMEOFFSET:
-		snprintf(buf, len, "%s(%d)", n, t->scale);
-		break;
-	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: case T_BINARY: case T_VARBINARY:
+	case T_DECIMAL:
+	case T_NUMERIC: snprintf(buf, len, "%s(%d,%d)", n, t->prec, t->scale); break;
+	case T_TIME:
+	case T_DATETIME2:
+	case T_DATETIMEOFFSET: snprintf(buf, len, "%s(%d)", n, t->scale); break;
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_NCHAR:
+	case T_NVARCHAR:
+	case T_BINARY:
+	case T_VARBINARY:
 		if (t->len < 0)
 			snprintf(buf, len, "%s(max)", n);
 		else
 			snprintf(buf, len, "%s(%d)", n, t->len);
 		break;
-	default:
-		snprintf(buf, len, "%s", n);
+	default: snprintf(buf, len, "%s", n);
 	}
 }
 
@@ -184,11 +222,31 @@ type_parse_text(const char *text, struct stype *t)
 	return type_from_name(name, nargs, args, t);
 }
 
-int type_is_char(enum tbase b) { return b == T_CHAR || b == T_VARCHAR || b == T_NCHAR || b == T_NVARCHAR; }
-int type_is_unicode(enum tbase b) { return b == T_NCHAR || b == T_NVARCHAR; }
-int type_is_binary(enum tbase b) { return b == T_BINARY || b == T_VARBINARY || b == T_ROWVERSION; }
-int type_is_numeric(enum tbase b) { return b >= T_BIT && b <= T_FLOAT; }
-int type_is_temporal(enum tbase b) { return b >= T_DATE && b <= T_DATETIMEOFFSET; }
+int
+type_is_char(enum tbase b)
+{
+	return b == T_CHAR || b == T_VARCHAR || b == T_NCHAR || b == T_NVARCHAR;
+}
+int
+type_is_unicode(enum tbase b)
+{
+	return b == T_NCHAR || b == T_NVARCHAR;
+}
+int
+type_is_binary(enum tbase b)
+{
+	return b == T_BINARY || b == T_VARBINARY || b == T_ROWVERSION;
+}
+int
+type_is_numeric(enum tbase b)
+{
+	return b >= T_BIT && b <= T_FLOAT;
+}
+int
+type_is_temporal(enum tbase b)
+{
+	return b >= T_DATE && b <= T_DATETIMEOFFSET;
+}
 
 int
 type_max_bytes(const struct stype *t)
@@ -608,8 +666,8 @@ guid_parse(const char *s, unsigned char out[16])
 static void
 guid_format(const unsigned char g[16], char *buf)
 {
-	sprintf(buf, "%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X", g[0], g[1], g[2],
-	        g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+	sprintf(buf, "%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X", g[0], g[1], g[2], g[3],
+	        g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
 }
 
 /* ---- storage -> value ---- */
@@ -633,35 +691,53 @@ value_from_storage(sqlite3_value *sv, const struct stype *t, struct value *v, st
 		n = (size_t)sqlite3_value_bytes(sv);
 	}
 	switch (t->base) {
-	case T_BIT: case T_TINYINT: case T_SMALLINT: case T_INT: case T_BIGINT:
+	case T_BIT:
+	case T_TINYINT:
+	case T_SMALLINT:
+	case T_INT:
+	case T_BIGINT:
 		v->kind = V_INT;
 		v->i = sqlite3_value_int64(sv);
 		return 0;
-	case T_REAL: case T_FLOAT:
+	case T_REAL:
+	case T_FLOAT:
 		v->kind = V_REAL;
 		v->r = sqlite3_value_double(sv);
 		return 0;
-	case T_DECIMAL: case T_NUMERIC: case T_MONEY: case T_SMALLMONEY:
+	case T_DECIMAL:
+	case T_NUMERIC:
+	case T_MONEY:
+	case T_SMALLMONEY:
 		if (dec_from_storage(text, n, t->scale, v) == 0)
 			return 0;
 		break;
-	case T_DATE: case T_TIME: case T_SMALLDATETIME: case T_DATETIME: case T_DATETIME2: case T_DATETIMEOFFSET:
+	case T_DATE:
+	case T_TIME:
+	case T_SMALLDATETIME:
+	case T_DATETIME:
+	case T_DATETIME2:
+	case T_DATETIMEOFFSET:
 		if (t->base != T_DATETIMEOFFSET && parse_storage_fast(text, n, v))
 			return 0;
 		if (parse_datetime_text(text, v) == 0) {
 			if (v->has_offset) {
 				/* Stored datetimeoffset text is already UTC: undo the shift. */
-				long long utc = (long long)v->days * TICKS_PER_DAY + v->ticks + (long long)v->offset * 600000000LL;
+				long long utc = (long long)v->days * TICKS_PER_DAY + v->ticks +
+				                (long long)v->offset * 600000000LL;
 				v->days = (int)(utc / TICKS_PER_DAY);
 				v->ticks = utc % TICKS_PER_DAY;
 			}
 			return 0;
 		}
 		break;
-	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR: case T_NULL:
-		set_text(v, text, n);
-		return 0;
-	case T_BINARY: case T_VARBINARY: case T_ROWVERSION: {
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_NCHAR:
+	case T_NVARCHAR:
+	case T_NULL: set_text(v, text, n); return 0;
+	case T_BINARY:
+	case T_VARBINARY:
+	case T_ROWVERSION: {
 		const void *blob = sqlite3_value_blob(sv);
 		set_blob(v, blob, (size_t)sqlite3_value_bytes(sv));
 		return 0;
@@ -695,7 +771,8 @@ conversion_failed(struct sqlerr *e, const struct value *v, const struct stype *f
 		sqlerr_set(e, 8114, 16, "Error converting data type %s to numeric.",
 		           from && type_is_unicode(from->base) ? "nvarchar" : "varchar");
 	} else if (to->base == T_UNIQUEIDENTIFIER) {
-		sqlerr_set(e, 8169, 16, "Conversion failed when converting from a character string to uniqueidentifier.");
+		sqlerr_set(e, 8169, 16,
+		           "Conversion failed when converting from a character string to uniqueidentifier.");
 	} else if (v->kind == V_TEXT) {
 		sqlerr_set(e, 245, 16, "Conversion failed when converting the %s value '%.200s' to data type %s.",
 		           from && type_is_unicode(from->base) ? "nvarchar" : "varchar", v->text, tn);
@@ -767,8 +844,7 @@ to_integer(struct value *v, const struct stype *from, const struct stype *to, st
 			return conversion_failed(e, v, from, to);
 		break;
 	}
-	default:
-		return conversion_failed(e, v, from, to);
+	default: return conversion_failed(e, v, from, to);
 	}
 	if (to->base == T_BIT)
 		x = x != 0;
@@ -791,9 +867,7 @@ to_decimal(struct value *v, const struct stype *from, const struct stype *to, st
 		d.neg = v->i < 0;
 		d.mag = v->i < 0 ? (unsigned __int128)(-(v->i + 1)) + 1 : (unsigned __int128)v->i;
 		break;
-	case V_DEC:
-		d = *v;
-		break;
+	case V_DEC: d = *v; break;
 	case V_REAL: {
 		char buf[64];
 		if (!isfinite(v->r))
@@ -807,8 +881,7 @@ to_decimal(struct value *v, const struct stype *from, const struct stype *to, st
 		if (dec_parse(v->text, &d))
 			return conversion_failed(e, v, from, to);
 		break;
-	default:
-		return conversion_failed(e, v, from, to);
+	default: return conversion_failed(e, v, from, to);
 	}
 	if (dec_rescale(&d, to->scale) || digits_of(d.mag) > to->prec)
 		return overflow(e, v->kind == V_TEXT ? "varchar" : "numeric", to);
@@ -845,8 +918,7 @@ to_real(struct value *v, const struct stype *from, const struct stype *to, struc
 			return conversion_failed(e, v, from, to);
 		break;
 	}
-	default:
-		return conversion_failed(e, v, from, to);
+	default: return conversion_failed(e, v, from, to);
 	}
 	if (to->base == T_REAL) {
 		if (fabs(r) > 3.40282346638528859812e+38)
@@ -868,14 +940,16 @@ to_temporal(struct value *v, const struct stype *from, const struct stype *to, s
 			return conversion_failed(e, v, from, to);
 		if (tv.has_offset && to->base != T_DATETIMEOFFSET) {
 			/* A literal's offset is dropped, keeping its local time. */
-			long long t = (long long)tv.days * TICKS_PER_DAY + tv.ticks + (long long)tv.offset * 600000000LL;
+			long long t =
+				(long long)tv.days * TICKS_PER_DAY + tv.ticks + (long long)tv.offset * 600000000LL;
 			tv.days = (int)(t / TICKS_PER_DAY);
 			tv.ticks = t % TICKS_PER_DAY;
 		}
 	} else if (v->kind == V_TIME) {
 		tv = *v;
 		if (from && from->base == T_DATETIMEOFFSET && to->base != T_DATETIMEOFFSET) {
-			long long t = (long long)tv.days * TICKS_PER_DAY + tv.ticks + (long long)tv.offset * 600000000LL;
+			long long t =
+				(long long)tv.days * TICKS_PER_DAY + tv.ticks + (long long)tv.offset * 600000000LL;
 			tv.days = (int)(t / TICKS_PER_DAY);
 			tv.ticks = t % TICKS_PER_DAY;
 		}
@@ -888,16 +962,12 @@ to_temporal(struct value *v, const struct stype *from, const struct stype *to, s
 	if (!tv.has_date)
 		tv.days = (int)days_from_civil(1900, 1, 1);
 	switch (to->base) {
-	case T_DATE:
-		tv.ticks = 0;
-		break;
+	case T_DATE: tv.ticks = 0; break;
 	case T_TIME:
 		round_ticks(&tv, to->scale);
 		tv.days = 0;
 		break;
-	case T_DATETIME2:
-		round_ticks(&tv, to->scale);
-		break;
+	case T_DATETIME2: round_ticks(&tv, to->scale); break;
 	case T_DATETIMEOFFSET:
 		round_ticks(&tv, to->scale);
 		tv.has_offset = 1;
@@ -925,8 +995,7 @@ to_temporal(struct value *v, const struct stype *from, const struct stype *to, s
 			goto out_of_range;
 		break;
 	}
-	default:
-		break;
+	default: break;
 	}
 	if (tv.days > days_from_civil(9999, 12, 31))
 		goto out_of_range;
@@ -934,7 +1003,8 @@ to_temporal(struct value *v, const struct stype *from, const struct stype *to, s
 	*v = tv;
 	return 0;
 out_of_range:
-	sqlerr_set(e, 242, 16, "The conversion of a varchar data type to a %s data type resulted in an out-of-range value.",
+	sqlerr_set(e, 242, 16,
+	           "The conversion of a varchar data type to a %s data type resulted in an out-of-range value.",
 	           to->base == T_DATETIME ? "datetime" : "smalldatetime");
 	return -1;
 }
@@ -1086,15 +1156,16 @@ to_binary(struct value *v, const struct stype *from, const struct stype *to, str
 	case V_BLOB: break;
 	case V_TEXT: set_blob(v, (unsigned char *)v->text, v->len); break;
 	case V_INT: {
-		int size = from && from->base == T_BIGINT ? 8 : from && from->base == T_SMALLINT ? 2 :
-		           from && (from->base == T_TINYINT || from->base == T_BIT) ? 1 : 4;
+		int size = from && from->base == T_BIGINT                             ? 8
+		           : from && from->base == T_SMALLINT                         ? 2
+		           : from && (from->base == T_TINYINT || from->base == T_BIT) ? 1
+		                                                                      : 4;
 		for (int i = 0; i < size; i++)
 			buf[i] = (unsigned char)((unsigned long long)v->i >> (8 * (size - 1 - i)));
 		set_blob(v, buf, (size_t)size);
 		break;
 	}
-	default:
-		return conversion_failed(e, v, from, to);
+	default: return conversion_failed(e, v, from, to);
 	}
 	if (to->base == T_ROWVERSION && v->len != 8)
 		return conversion_failed(e, v, from, to);
@@ -1114,20 +1185,33 @@ value_convert(struct value *v, const struct stype *from, const struct stype *to,
 	if (v->kind == V_NULL)
 		return 0;
 	switch (to->base) {
-	case T_BIT: case T_TINYINT: case T_SMALLINT: case T_INT: case T_BIGINT:
+	case T_BIT:
+	case T_TINYINT:
+	case T_SMALLINT:
+	case T_INT:
+	case T_BIGINT:
 		if (v->kind == V_TIME || v->kind == V_BLOB)
 			return conversion_failed(e, v, from, to);
 		return to_integer(v, from, to, e);
-	case T_DECIMAL: case T_NUMERIC: case T_MONEY: case T_SMALLMONEY:
-		return to_decimal(v, from, to, e);
-	case T_REAL: case T_FLOAT:
-		return to_real(v, from, to, e);
-	case T_DATE: case T_TIME: case T_SMALLDATETIME: case T_DATETIME: case T_DATETIME2: case T_DATETIMEOFFSET:
-		return to_temporal(v, from, to, e);
-	case T_CHAR: case T_VARCHAR: case T_NCHAR: case T_NVARCHAR:
-		return to_char(v, from, to);
-	case T_BINARY: case T_VARBINARY: case T_ROWVERSION:
-		return to_binary(v, from, to, e);
+	case T_DECIMAL:
+	case T_NUMERIC:
+	case T_MONEY:
+	case T_SMALLMONEY: return to_decimal(v, from, to, e);
+	case T_REAL:
+	case T_FLOAT: return to_real(v, from, to, e);
+	case T_DATE:
+	case T_TIME:
+	case T_SMALLDATETIME:
+	case T_DATETIME:
+	case T_DATETIME2:
+	case T_DATETIMEOFFSET: return to_temporal(v, from, to, e);
+	case T_CHAR:
+	case T_VARCHAR:
+	case T_NCHAR:
+	case T_NVARCHAR: return to_char(v, from, to);
+	case T_BINARY:
+	case T_VARBINARY:
+	case T_ROWVERSION: return to_binary(v, from, to, e);
 	case T_UNIQUEIDENTIFIER: {
 		unsigned char g[16];
 		if (v->kind == V_BLOB && v->len == 16)
@@ -1137,8 +1221,7 @@ value_convert(struct value *v, const struct stype *from, const struct stype *to,
 		set_blob(v, g, 16);
 		return 0;
 	}
-	case T_NULL:
-		return 0;
+	case T_NULL: return 0;
 	}
 	return conversion_failed(e, v, from, to);
 }
@@ -1150,24 +1233,19 @@ storage_text(const struct value *v, const struct stype *t, char *buf, size_t len
 {
 	char date[16], tm[32];
 	switch (t->base) {
-	case T_DECIMAL: case T_NUMERIC: case T_MONEY: case T_SMALLMONEY:
-		dec_storage(v, buf);
-		return;
-	case T_DATE:
-		format_date(v->days, buf);
-		return;
-	case T_TIME:
-		format_time(v->ticks, 7, buf);
-		return;
+	case T_DECIMAL:
+	case T_NUMERIC:
+	case T_MONEY:
+	case T_SMALLMONEY: dec_storage(v, buf); return;
+	case T_DATE: format_date(v->days, buf); return;
+	case T_TIME: format_time(v->ticks, 7, buf); return;
 	case T_DATETIMEOFFSET:
 		format_date(v->days, date);
 		format_time(v->ticks, 7, tm);
 		snprintf(buf, len, "%s %s%c%02d:%02d", date, tm, v->offset < 0 ? '-' : '+', abs(v->offset) / 60,
 		         abs(v->offset) % 60);
 		return;
-	case T_UNIQUEIDENTIFIER:
-		guid_format(v->blob, buf);
-		return;
+	case T_UNIQUEIDENTIFIER: guid_format(v->blob, buf); return;
 	default:
 		format_date(v->days, date);
 		format_time(v->ticks, 7, tm);
@@ -1189,8 +1267,7 @@ value_result(sqlite3_context *ctx, const struct value *v, const struct stype *t)
 			break;
 		sqlite3_result_blob(ctx, v->blob, (int)v->len, SQLITE_TRANSIENT);
 		return;
-	default:
-		break;
+	default: break;
 	}
 	storage_text(v, t, buf, sizeof buf);
 	sqlite3_result_text(ctx, buf, -1, SQLITE_TRANSIENT);
@@ -1209,8 +1286,7 @@ value_bind(sqlite3_stmt *st, int idx, const struct value *v, const struct stype 
 		if (t->base == T_UNIQUEIDENTIFIER)
 			break;
 		return sqlite3_bind_blob(st, idx, v->blob, (int)v->len, SQLITE_TRANSIENT);
-	default:
-		break;
+	default: break;
 	}
 	storage_text(v, t, buf, sizeof buf);
 	return sqlite3_bind_text(st, idx, buf, -1, SQLITE_TRANSIENT);
@@ -1233,9 +1309,18 @@ literal_type(const struct value *v, struct stype *t)
 			t->prec = 1;
 		break;
 	}
-	case V_TEXT: t->base = T_VARCHAR; t->len = v->len ? (int)v->len : 1; break;
-	case V_BLOB: t->base = T_VARBINARY; t->len = v->len ? (int)v->len : 1; break;
-	case V_TIME: t->base = T_DATETIME2; t->scale = 7; break;
+	case V_TEXT:
+		t->base = T_VARCHAR;
+		t->len = v->len ? (int)v->len : 1;
+		break;
+	case V_BLOB:
+		t->base = T_VARBINARY;
+		t->len = v->len ? (int)v->len : 1;
+		break;
+	case V_TIME:
+		t->base = T_DATETIME2;
+		t->scale = 7;
+		break;
 	}
 	if ((t->base == T_VARCHAR || t->base == T_VARBINARY) && t->len > 8000)
 		t->len = -1;
@@ -1244,10 +1329,10 @@ literal_type(const struct value *v, struct stype *t)
 
 /* ---- character sets ---- */
 
-static const unsigned short cp1252_high[32] = {
-	0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152,
-	0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122,
-	0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178};
+static const unsigned short cp1252_high[32] = {0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021,
+                                               0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x008D, 0x017D, 0x008F,
+                                               0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+                                               0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178};
 
 /* Next code point of UTF-8 text; invalid bytes become U+FFFD. */
 static unsigned
@@ -1573,7 +1658,8 @@ fn_replicate(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 	}
 	int blob = sqlite3_value_type(argv[0]) == SQLITE_BLOB;
 	const void *p = blob ? sqlite3_value_blob(argv[0]) : (const void *)sqlite3_value_text(argv[0]);
-	sqlite3_uint64 len = (sqlite3_uint64)sqlite3_value_bytes(argv[0]), n = (sqlite3_uint64)sqlite3_value_int64(argv[1]);
+	sqlite3_uint64 len = (sqlite3_uint64)sqlite3_value_bytes(argv[0]),
+		       n = (sqlite3_uint64)sqlite3_value_int64(argv[1]);
 	if (len && n > 2000000000ull / len) {
 		sqlite3_result_error_toobig(ctx);
 		return;
@@ -1594,7 +1680,8 @@ fn_replicate(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 void
 types_register(sqlite3 *db)
 {
-	sqlite3_create_function(db, "tds_replicate", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_replicate, NULL, NULL);
+	sqlite3_create_function(db, "tds_replicate", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_replicate, NULL,
+	                        NULL);
 	sqlite3_create_function(db, "tds_notnull", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_notnull, NULL, NULL);
 	sqlite3_create_function(db, "tds_idiv", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fn_idiv, NULL, NULL);
 	sqlite3_create_collation(db, "TSQL", SQLITE_UTF8, NULL, tsql_collate);

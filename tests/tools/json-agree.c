@@ -54,13 +54,15 @@ compare_members(const char *buf, size_t len, json_t *v)
 	json_t *unique = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
 	for (size_t i = 0; i < n; i++) {
 		json_t *want = unique ? json_object_get(unique, names[i]) : NULL;
-		json_t *got = found[i].p ? json_loadb(found[i].p, found[i].n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+		json_t *got =
+			found[i].p ? json_loadb(found[i].p, found[i].n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
 		int same_span = found[i].p == scanned[i].p && found[i].n == scanned[i].n;
 		int same_value = !unique || (want ? got && json_equal(want, got) : !found[i].p);
 		json_decref(got);
 		if (!same_span || !same_value) {
-			printf("members: %s for member %s on: %.*s\n", same_span ? "not jansson's value" : "not dp_scan_object's span",
-			       names[i], (int)(len > 200 ? 200 : len), buf);
+			printf("members: %s for member %s on: %.*s\n",
+			       same_span ? "not jansson's value" : "not dp_scan_object's span", names[i],
+			       (int)(len > 200 ? 200 : len), buf);
 			json_decref(unique);
 			return 1;
 		}
@@ -86,8 +88,8 @@ compare(const char *buf, size_t len)
 		return 0;
 	if (ours == theirs)
 		return 0;
-	printf("disagree: ours=%s jansson=%s (%s) on: %.*s\n", ours ? "valid" : "invalid",
-	       theirs ? "valid" : "invalid", theirs ? "" : jerr.text, (int)(len > 200 ? 200 : len), buf);
+	printf("disagree: ours=%s jansson=%s (%s) on: %.*s\n", ours ? "valid" : "invalid", theirs ? "valid" : "invalid",
+	       theirs ? "" : jerr.text, (int)(len > 200 ? 200 : len), buf);
 	return 1;
 }
 
@@ -114,9 +116,7 @@ main(void)
 				if (len)
 					mut[at] = alphabet[next_rand() % (sizeof alphabet - 1)];
 				break;
-			case 1:
-				len = at;
-				break;
+			case 1: len = at; break;
 			default:
 				memmove(mut + at + 1, mut + at, len - at);
 				mut[at] = alphabet[next_rand() % (sizeof alphabet - 1)];
