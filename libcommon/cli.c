@@ -100,7 +100,7 @@ dp_cli_print_manifest(const struct dp_manifest *m)
 	struct dp_conn src, sink;
 	dp_cli_resolve(m, "source", "mssql", &src);
 	dp_cli_resolve(m, "sink", "kafka", &sink);
-	json_t *out = json_deep_copy(m->root);
+	json_t *out = dp_json_redact(json_deep_copy(m->root));
 	json_t *conns = json_object();
 	json_object_set_new(conns, "source", dp_conn_redacted(&src));
 	json_object_set_new(conns, "sink", dp_conn_redacted(&sink));

@@ -360,6 +360,9 @@ const char *dp_manifest_where(const struct dp_manifest *m, const char *path, cha
  * state: strategy cdc (an LSN offset), or incremental_append or
  * incremental_merge with an incremental_column. */
 int dp_manifest_incremental(const struct dp_manifest *m);
+/* 0 if text is one T-SQL boolean expression dpone may paste into a WHERE
+ * clause (source_custom_predicate); else -1 with why and where in why. */
+int dp_sql_predicate_check(const char *text, char *why, size_t whylen);
 /* Nonzero if quality.checks has a check of type and quality.mode is not off. */
 int dp_manifest_has_check(const struct dp_manifest *m, enum dp_check_type type);
 
@@ -389,8 +392,18 @@ int dp_conn_resolve(const char *id, const char *connection_type, const char *kin
 void dp_conn_free(struct dp_conn *c);
 /* A JSON description with every secret replaced by "***"; the caller owns it. */
 json_t *dp_conn_redacted(const struct dp_conn *c);
+/* A file holding secrets (the registry, a Vault token file) must be the
+ * user's own and private: owned by the effective user, no access for group
+ * or others. 0, or -1 with a one-line message and the command that fixes
+ * it in err (what names the file's role: "registry", "Vault token file"). */
+int dp_check_secret_file(const char *path, const char *what, char *err, size_t errlen);
 /* Nonzero if a setting of that name holds a secret (password, token, ...). */
 int dp_is_secret_key(const char *key);
+/* Replace, in doc and everything under it, the value of every member whose
+ * name dp_is_secret_key calls secret by "***": what every writer of a
+ * manifest, plan or artifact shows (sink.options.properties' sasl.password,
+ * ssl.key.password, ...). Returns doc. */
+json_t *dp_json_redact(json_t *doc);
 /* Name of the environment variable holding connection id; the caller frees it. */
 char *dp_conn_env_name(const char *id);
 /* Use the registry file path (--registry) instead of DPONE_REGISTRY and

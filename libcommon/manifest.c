@@ -6,6 +6,8 @@
  * Every error names FILE:LINE:COL and the key path, and only the first one
  * is reported: it is usually the cause of the rest.
  */
+#include <limits.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +475,49 @@ rule_state(struct check *c, json_t *root)
 	return 0;
 }
 
+/* The predicate is pasted into every query's WHERE clause. */
+static int
+rule_predicate(struct check *c, json_t *root)
+{
+	const char *predicate = sget(root, "source.options.source_custom_predicate");
+	char why[384];
+	if (predicate && dp_sql_predicate_check(predicate, why, sizeof why) < 0)
+		return cfail(c, "source.options.source_custom_predicate", "source.options.source_custom_predicate",
+		             "%s", why);
+	return 0;
+}
+
+/* Nonzero if the existing directories a and b are one (NULL: no). */
+static int
+same_dir(const char *a, const char *b)
+{
+	char ra[PATH_MAX], rb[PATH_MAX];
+	return a && b && realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
+/* A run prunes old runs in the artifacts directory: it must be dpone's
+ * own, never the root, the home directory or the manifest's directory,
+ * where other files live. */
+static int
+rule_artifacts(struct check *c, json_t *root)
+{
+	if (!json_is_true(json_at(root, "observability.artifacts.enabled")))
+		return 0;
+	const char *path = sget(root, "observability.artifacts.path");
+	char *file = dp_xstrdup(c->file);
+	const char *why = same_dir(path, "/")              ? "the root directory"
+	                  : same_dir(path, getenv("HOME")) ? "the home directory"
+	                  : same_dir(path, dirname(file))  ? "the manifest's own directory"
+	                                                   : NULL;
+	free(file);
+	if (why)
+		return cfail(c, "observability.artifacts.path", "observability.artifacts.path",
+		             "'%s' is %s: runs prune old run directories there; give a directory of their own "
+		             "(the default is .dpone/runs/NAME)",
+		             path, why);
+	return 0;
+}
+
 static int
 rule_checks(struct check *c, json_t *root)
 {
@@ -516,8 +561,9 @@ rule_name(struct check *c, json_t *root)
 static int
 apply_rules(struct check *c, json_t *root)
 {
-	int (*rules[])(struct check *, json_t *) = {rule_name,    rule_types, rule_topic, rule_strategy,
-	                                            rule_columns, rule_key,   rule_state, rule_checks};
+	int (*rules[])(struct check *, json_t *) = {rule_name,      rule_types,     rule_topic, rule_strategy,
+	                                            rule_columns,   rule_predicate, rule_key,   rule_state,
+	                                            rule_artifacts, rule_checks};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
 		if (rules[i](c, root))
 			return -1;

@@ -30,9 +30,33 @@ dp_registry_set_path(const char *path)
 }
 
 int
+dp_check_secret_file(const char *path, const char *what, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen,
+		         "%s: %s holds secrets but belongs to uid %u, not to the user running dpone (uid %u); "
+		         "run chown %u %s",
+		         path, what, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, errlen,
+		         "%s: %s holds secrets but group or others may access it (mode %03o); run chmod 600 %s", path,
+		         what, (unsigned)(st.st_mode & 0777), path);
+		return -1;
+	}
+	return 0;
+}
+
+int
 dp_is_secret_key(const char *key)
 {
-	static const char *const words[] = {"pass", "secret", "token", "credential", "private", NULL};
+	static const char *const words[] = {"pass", "secret", "token", "credential", "private", "key.pem", NULL};
 	char lower[128];
 	size_t i;
 	for (i = 0; i < sizeof lower - 1 && key[i]; i++)
@@ -42,6 +66,26 @@ dp_is_secret_key(const char *key)
 		if (strstr(lower, *w))
 			return 1;
 	return 0;
+}
+
+json_t *
+dp_json_redact(json_t *doc)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	if (json_is_object(doc)) {
+		json_object_foreach(doc, k, v) {
+			if (dp_is_secret_key(k) && !json_is_null(v))
+				json_object_set_new(doc, k, json_string("***"));
+			else
+				dp_json_redact(v);
+		}
+	} else if (json_is_array(doc)) {
+		json_array_foreach(doc, i, v)
+			dp_json_redact(v);
+	}
+	return doc;
 }
 
 char *
@@ -443,17 +487,12 @@ resolve_file(struct dp_conn *c, char *err, size_t errlen)
 		return DP_EXIT_CONNECTION;
 	}
 	c->origin = dp_strfmt("file %s", path);
-	struct stat st;
-	if (stat(path, &st) < 0) {
+	if (access(path, F_OK) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		free(path);
 		return DP_EXIT_CONNECTION;
 	}
-	if (st.st_mode & 077) {
-		snprintf(err, errlen,
-		         "%s: registry holds secrets but group or others may access it "
-		         "(mode %03o); run chmod 600 %s",
-		         path, (unsigned)(st.st_mode & 0777), path);
+	if (dp_check_secret_file(path, "registry", err, errlen) < 0) {
 		free(path);
 		return DP_EXIT_USAGE;
 	}

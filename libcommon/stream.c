@@ -262,16 +262,18 @@ check_header(struct dp_reader *r, json_t *body)
 static int
 check_end(struct dp_reader *r, json_t *body)
 {
+	/* The count is what proves the stream whole: it is required. */
 	json_t *rows = json_object_get(body, "rows");
-	if (rows && !json_is_integer(rows))
-		return rfail(r, DP_EXIT_STREAM, "end message: \"rows\" is not an integer");
+	if (!json_is_integer(rows) || json_integer_value(rows) < 0)
+		return rfail(r, DP_EXIT_STREAM, "end message: \"rows\" is %s, not the count of rows",
+		             rows ? "not a whole number" : "missing");
 	if (r->flags & DP_READ_SUMMARY) {
 		if (r->rows || r->deletes)
 			return rfail(r, DP_EXIT_STREAM, "a summary stream carries no rows or deletes");
 		r->seen_end = 1; /* its counts describe the data, not the summary */
 		return 0;
 	}
-	if (rows && (unsigned long long)json_integer_value(rows) != r->rows)
+	if ((unsigned long long)json_integer_value(rows) != r->rows)
 		return rfail(r, DP_EXIT_STREAM, "end message says %lld rows but %llu were read",
 		             (long long)json_integer_value(rows), r->rows);
 	json_t *dels = json_object_get(body, "deletes");

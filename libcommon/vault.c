@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* libcurl is called through the pointers below: no type-checking macros. */
 #define CURL_DISABLE_TYPECHECK
@@ -93,9 +94,10 @@ collect(char *p, size_t size, size_t n, void *arg)
 	return add;
 }
 
-/* The token, trimmed; the caller frees it. NULL if there is none. */
+/* The token, trimmed; the caller frees it. NULL if there is none, or
+ * with why in err when the file holding it is not private. */
 static char *
-read_token(void)
+read_token(char *err, size_t errlen)
 {
 	const char *env = getenv("VAULT_TOKEN");
 	if (env && *env)
@@ -104,9 +106,12 @@ read_token(void)
 	char *path = file && *file    ? dp_xstrdup(file)
 	             : getenv("HOME") ? dp_strfmt("%s/.vault-token", getenv("HOME"))
 	                              : NULL;
-	if (!path)
+	if (!path || access(path, F_OK) < 0) {
+		free(path);
 		return NULL;
-	FILE *fp = fopen(path, "r");
+	}
+	int unsafe = dp_check_secret_file(path, "Vault token file", err, errlen) < 0;
+	FILE *fp = unsafe ? NULL : fopen(path, "r");
 	free(path);
 	if (!fp)
 		return NULL;
@@ -164,9 +169,13 @@ dp_vault_read(const char *mount, const char *path, int *code, char *err, size_t 
 		snprintf(err, errlen, "vault: VAULT_ADDR is not set");
 		return NULL;
 	}
-	char *token = read_token();
+	err[0] = '\0';
+	char *token = read_token(err, errlen);
 	if (!token) {
-		snprintf(err, errlen, "vault: no token (set VAULT_TOKEN, VAULT_TOKEN_FILE or ~/.vault-token)");
+		if (!err[0])
+			snprintf(err, errlen, "vault: no token (set VAULT_TOKEN, VAULT_TOKEN_FILE or ~/.vault-token)");
+		else
+			*code = DP_EXIT_USAGE;
 		return NULL;
 	}
 	if (load_curl(err, errlen) < 0) {

@@ -267,6 +267,40 @@ watermark() {
 	assert_failure 2
 }
 
+@test "pruning removes only dpone's run directories; artifacts are private; a shared path is refused" {
+	orders 2
+	mkdir -p shared/keep-me shared/20250101T000000Z-1 shared/20250101T000000Z-2 elsewhere
+	touch shared/Makefile shared/backup.tar elsewhere/precious
+	# Looks like a run but was not written by dpone (no status naming it), and
+	# a link to a directory named like a run.
+	echo "run_id someone-else" > shared/20250101T000000Z-1/status
+	ln -s ../elsewhere shared/20250101T000000Z-3
+	batch_manifest "" 'observability: {artifacts: {path: shared, keep: 1}}'
+	for _ in 1 2 3; do
+		run dpone batch run m.yaml
+		assert_success
+	done
+	[ -f shared/Makefile ] && [ -f shared/backup.tar ] && [ -d shared/keep-me ] || flunk "$(ls -la shared)"
+	[ -d shared/20250101T000000Z-1 ] && [ -d shared/20250101T000000Z-2 ] || flunk "$(ls -la shared)"
+	[ -L shared/20250101T000000Z-3 ] && [ -f elsewhere/precious ] || flunk "$(ls -la shared elsewhere)"
+	runs=$(find shared -maxdepth 1 -name '2026*' | wc -l)
+	[ "$runs" -eq 1 ] || flunk "keep: 1 left $runs runs: $(ls shared)"
+	dir=$(find shared -maxdepth 1 -name '2026*')
+	[ "$(stat -c %a "$dir")" = 700 ] || flunk "run directory mode $(stat -c %a "$dir")"
+	for f in "$dir"/*; do
+		[ "$(stat -c %a "$f")" = 600 ] || flunk "$f has mode $(stat -c %a "$f")"
+	done
+	# The root, the home directory and the manifest's own directory are refused.
+	for path in / "$HOME" .; do
+		sed -i "s|^observability:.*|observability: {artifacts: {path: '$path'}}|" m.yaml
+		run dpone batch run m.yaml
+		assert_failure 2
+		assert_output_contains "observability.artifacts.path"
+		run dpone plan m.yaml
+		assert_failure 2
+	done
+}
+
 @test "source_target_count: the source is counted again for the stream's boundary; a missing row fails it" {
 	orders 5
 	batch_manifest "" 'quality:

@@ -252,3 +252,27 @@ PY
 	assert_success
 	assert_output_contains "| cleanup.policy | delete | an event log: old events expire by time |"
 }
+
+@test "source_custom_predicate is one boolean expression: plan never runs what it smuggles in" {
+	orders_job
+	sql <<SQL
+DROP TABLE IF EXISTS victim_$T
+CREATE TABLE victim_$T (id int NOT NULL PRIMARY KEY)
+INSERT INTO victim_$T VALUES (1)
+SQL
+	for predicate in "1=1); DROP TABLE dbo.victim_$T; --" "1=1) OR (1=1" "1=1 -- the rest" "1=1 /* c */" \
+		"(1=1" "customer = 'a" "1=1 UNION SELECT 1" "1=1; EXEC sp_who" "" "[customer = 1"; do
+		sed -i "s|^  options: {incremental_column: updated_at.*|  options: {incremental_column: updated_at, source_custom_predicate: \"$predicate\"}|" m.yaml
+		run dpone plan m.yaml --format json
+		assert_failure 2
+		assert_output_contains "source.options.source_custom_predicate"
+		assert_output_contains "give one boolean expression"
+	done
+	[ "$(echo "SELECT COUNT(*) FROM victim_$T" | sql | tail -n 1 | tr -d ' ')" = 1 ] || flunk "the victim table was touched"
+	# What an expression may hold: strings with quotes, separators and
+	# keywords in them, bracketed names, parentheses.
+	sed -i "s|^  options: {incremental_column: updated_at.*|  options: {incremental_column: updated_at, source_custom_predicate: \"customer <> N'it''s; DROP --' AND ([customer] <> 'a' OR [order_id] < 0)\"}|" m.yaml
+	run dpone plan m.yaml --format json
+	assert_success
+	[ "$(jq '.boundary.rows' <<< "$output")" = 4 ] || flunk "$output"
+}

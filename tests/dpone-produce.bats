@@ -542,3 +542,30 @@ outage_mid_run() {
 	assert_output_contains "stdin line 4: a message of 150061 bytes is more than sink.options.delivery.max_message_bytes allows"
 	refute_output_contains '["end"'
 }
+
+@test "--dry-run refuses a message over max_message_bytes as a real run does, to the byte" {
+	make_topic "$TOPIC" 1
+	# name_len makes the message (value, key and headers) this many bytes
+	# over or under the limit as librdkafka counts it; found by a real run.
+	produce_manifest full_refresh "delivery: {max_message_bytes: 2000}"
+	row() {
+		printf '%s\n' "$(stream 1 | sed -n 1p)"
+		printf '{"id":1,"name":"%s","updated_at":"2026-11-26T08:00:01.1234567"}\n' "$(head -c "$1" /dev/zero | tr '\0' x)"
+		echo '["end",{"rows":1}]'
+	}
+	# The largest name a real run accepts, by bisection: lo fits, hi does not.
+	lo=100 hi=2000
+	while [ $((hi - lo)) -gt 1 ]; do
+		mid=$(((lo + hi) / 2))
+		if row "$mid" | dpone-produce -q m.yaml > /dev/null 2>&1; then lo=$mid; else hi=$mid; fi
+	done
+	n=$lo
+	row "$n" > fits.ndjson
+	row $((n + 1)) > over.ndjson
+	run dpone-produce -q --dry-run m.yaml < fits.ndjson
+	assert_success
+	run dpone-produce -q --dry-run m.yaml < over.ndjson
+	assert_failure 5
+	assert_output_contains "stdin line 2: a message of"
+	assert_output_contains "is more than sink.options.delivery.max_message_bytes allows"
+}

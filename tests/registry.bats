@@ -136,6 +136,16 @@ YAML
 	assert_output_contains "reg.yaml: registry holds secrets but group or others may access it (mode 644); run chmod 600 reg.yaml"
 }
 
+@test "file: a registry another user owns is refused" {
+	manifest_with file
+	printf 'connections:\n  mssql_dwh: {url: "mssql://a@h/d"}\n  kafka_cluster: {url: "kafka://k:1"}\n' > reg.yaml
+	chmod 600 reg.yaml
+	chown nobody reg.yaml
+	run dpone-extract --registry reg.yaml m.yaml
+	assert_failure 2
+	assert_output_contains "reg.yaml: registry holds secrets but belongs to uid $(id -u nobody), not to the user running dpone (uid $(id -u)); run chown $(id -u) reg.yaml"
+}
+
 @test "file: a missing entry or file is a connection error" {
 	manifest_with file
 	printf 'connections:\n  kafka_cluster: {url: "kafka://k:1"}\n' > reg.yaml
@@ -183,10 +193,27 @@ YAML
 	manifest_with vault
 	start_vault '{"kv/etl/mssql_dwh": {"url": "mssql://u@h9/d"}, "kv/etl/kafka_cluster": {"url": "kafka://k:1"}}'
 	printf 'tok-%s\n' "$$" > token
+	chmod 600 token
 	export VAULT_TOKEN_FILE="$PWD/token" DPONE_VAULT_MOUNT=kv DPONE_VAULT_PREFIX=etl
 	run dpone-plan --print-manifest m.yaml
 	assert_success
 	[ "$(echo "$output" | jq -r .connections.source.host)" = h9 ]
+}
+
+@test "vault: a token file others can read, or another user's, is refused with the command that fixes it" {
+	manifest_with vault
+	start_vault '{"secret/dpone/connections/mssql_dwh": {"url": "mssql://u@h9/d"}}'
+	printf 'tok-%s\n' "$$" > token
+	chmod 644 token
+	export VAULT_TOKEN_FILE="$PWD/token"
+	run dpone-plan --print-manifest m.yaml
+	assert_failure 2
+	assert_output_contains "token: Vault token file holds secrets but group or others may access it (mode 644); run chmod 600 $PWD/token"
+	chmod 600 token
+	chown nobody token
+	run dpone-plan --print-manifest m.yaml
+	assert_failure 2
+	assert_output_contains "Vault token file holds secrets but belongs to uid $(id -u nobody), not to the user running dpone (uid $(id -u)); run chown $(id -u) $PWD/token"
 }
 
 @test "vault: a wrong token, a missing secret, no server" {

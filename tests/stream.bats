@@ -120,6 +120,15 @@ good_stream() {
 	assert_output_contains "stdin:3: end message says 2 rows but 1 were read"
 }
 
+@test "end must carry the row count: without it a stream is not proven whole" {
+	for end in '["end",{}]' '["end",{"rows":"1"}]' '["end",{"rows":-1}]'; do
+		{ echo "$header"; echo '{"id":1}'; echo "$end"; } > in.ndjson
+		run stream-relay < in.ndjson
+		assert_failure 3
+		assert_output_contains "stdin:3: end message: \"rows\" is"
+	done
+}
+
 @test "a malformed row is reported with its line number and byte" {
 	{ echo "$header"; echo '{"id":1}'; echo '{"id":2,"note":"x'; echo '["end",{"rows":2}]'; } > in.ndjson
 	run stream-relay < in.ndjson

@@ -74,14 +74,15 @@ struct run {
 	unsigned long long rows, deletes, messages;
 	double start, last_progress;
 	int progress;
-	int started;             /* the header was read and the format built */
-	int checks_failed;       /* a checks message said they did not pass */
-	int hashing;             /* hash_reconciliation is configured */
-	uint64_t row_hash;       /* dp_row_hash summed over the rows published */
-	char *end_line;          /* the stream's end message, owned */
-	const char *record_path; /* --commit-record FILE, or NULL */
-	char *prepared_path;     /* FILE.prepared, owned */
-	struct dp_buf record;    /* what goes to stdout, kept for the commit record */
+	int started;              /* the header was read and the format built */
+	int checks_failed;        /* a checks message said they did not pass */
+	int hashing;              /* hash_reconciliation is configured */
+	size_t max_message_bytes; /* sink.options.delivery.max_message_bytes */
+	uint64_t row_hash;        /* dp_row_hash summed over the rows published */
+	char *end_line;           /* the stream's end message, owned */
+	const char *record_path;  /* --commit-record FILE, or NULL */
+	char *prepared_path;      /* FILE.prepared, owned */
+	struct dp_buf record;     /* what goes to stdout, kept for the commit record */
 };
 
 static enum dup_policy
@@ -144,8 +145,16 @@ static void
 send_message(struct run *rn, const struct message *msg)
 {
 	rn->messages++;
-	if (!rn->sink)
+	if (!rn->sink) {
+		/* A dry run refuses what a real run would (librdkafka's check). */
+		size_t size = message_wire_size(msg, rn->fmt.headers, rn->fmt.nheaders);
+		if (size > rn->max_message_bytes)
+			run_fail(rn, DP_EXIT_SINK,
+			         "stdin line %llu: a message of %zu bytes is more than sink.options.delivery."
+			         "max_message_bytes allows",
+			         dp_reader_lineno(rn->r), msg->has_value ? msg->value_len : 0);
 		return;
+	}
 	if (sink_send(rn->sink, msg, dp_reader_lineno(rn->r)) < 0) {
 		if (dp_interrupted)
 			run_fail(rn, DP_EXIT_INTERRUPTED, "interrupted at stdin line %llu", dp_reader_lineno(rn->r));
@@ -454,6 +463,8 @@ main(int argc, char **argv)
 	                 .start = dp_now(),
 	                 .progress = !cli.quiet && isatty(2),
 	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
+	                 .max_message_bytes =
+	                         (size_t)dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000),
 	                 .record_path = o.dry_run ? NULL : o.commit_record};
 	if (rn.record_path)
 		rn.prepared_path = dp_strfmt("%s.prepared", rn.record_path);

@@ -415,6 +415,41 @@ change_read(json_t *msg, struct change *chg, char *err, size_t errlen)
 	return 0;
 }
 
+/* The bytes of the zigzag varint of a length, as Kafka's record format
+ * writes it (a length is never negative here, so zigzag doubles it). */
+static size_t
+varint_size(size_t len)
+{
+	unsigned long long z = (unsigned long long)len << 1;
+	size_t n = 1;
+	while (z >= 0x80) {
+		z >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* A header as a v2 record serializes it: name and value, each after its length. */
+static size_t
+header_size(const char *name, size_t value_len)
+{
+	size_t name_len = strlen(name);
+	return varint_size(name_len) + name_len + varint_size(value_len) + value_len;
+}
+
+size_t
+message_wire_size(const struct message *msg, const struct header_kv *fixed, size_t nfixed)
+{
+	/* librdkafka's RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD: length, attributes,
+	 * timestamp and offset deltas, key and value lengths, header count. */
+	size_t size = 36 + (msg->has_key ? msg->key_len : 0) + (msg->has_value ? msg->value_len : 0);
+	for (size_t i = 0; i < nfixed; i++)
+		size += header_size(fixed[i].name, strlen(fixed[i].value));
+	for (int i = 0; i < msg->nh; i++)
+		size += header_size(msg->hname[i], msg->hval_len[i]);
+	return size;
+}
+
 int
 format_row(const struct format *f, const char *line, size_t len, const struct dp_span *sp, const struct change *chg,
            struct msgbufs *b, struct message *msg, char *err, size_t errlen)

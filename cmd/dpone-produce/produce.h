@@ -75,6 +75,10 @@ struct message {
 	int nh;
 };
 
+/* The bytes librdkafka counts against message.max.bytes for msg with the
+ * fixed headers (the record's worst-case overhead, key, value, serialized
+ * headers), so that --dry-run refuses what a real run would. */
+size_t message_wire_size(const struct message *msg, const struct header_kv *fixed, size_t nfixed);
 /* Build the message for a row line, described by chg when a change
  * message came before it (else NULL); sp: the values of f->scan_names in
  * the line (dp_reader_members). Returns 0, or -1 with why in err. */
