@@ -220,6 +220,12 @@ int dp_json_validate_members(const char *buf, size_t len, char *const *names, co
 /* ---- the dpone stream (stream.c); documented in dpone-stream(7) ---- */
 #define DP_STREAM_PROTOCOL 1
 #define DP_MAX_LINE_DEFAULT (64u << 20)
+/* Control messages are parsed into a tree (jansson): a bound on their bytes
+ * (DPONE_MAX_CONTROL_BYTES), nesting and values keeps that tree small
+ * whatever the input; rows are never parsed into one. */
+#define DP_MAX_CONTROL_DEFAULT (1u << 20)
+#define DP_MAX_CONTROL_DEPTH 32
+#define DP_MAX_CONTROL_VALUES 100000
 
 enum dp_line_kind { DP_LINE_ROW, DP_LINE_CONTROL };
 enum dp_reader_flags {

@@ -26,6 +26,7 @@ struct dp_reader {
 	char *name;
 	int flags;
 	size_t max_line;
+	size_t max_control; /* bytes of a control message */
 
 	char *buf; /* lines are framed in buf[start..end) */
 	size_t cap, start, end;
@@ -84,6 +85,10 @@ dp_reader_open(int fd, const char *name, int flags)
 	long long v;
 	if (env && !dp_parse_ll(env, &v) && v > 0)
 		r->max_line = (size_t)v;
+	r->max_control = DP_MAX_CONTROL_DEFAULT;
+	env = getenv("DPONE_MAX_CONTROL_BYTES");
+	if (env && !dp_parse_ll(env, &v) && v > 0)
+		r->max_control = (size_t)v;
 	r->cap = READ_CHUNK * 4;
 	r->buf = dp_xmalloc(r->cap);
 	return r;
@@ -284,11 +289,48 @@ check_end(struct dp_reader *r, json_t *body)
 	return 0;
 }
 
+/* Refuse a control line whose tree would be large, before building it:
+ * its bytes, its nesting and its number of values (strings skipped). */
+static int
+check_control_shape(struct dp_reader *r)
+{
+	if (r->line_len > r->max_control)
+		return rfail(r, DP_EXIT_STREAM, "control message of %zu bytes, more than %zu (DPONE_MAX_CONTROL_BYTES)",
+		             r->line_len, r->max_control);
+	int depth = 0;
+	size_t values = 1;
+	for (const char *p = r->line, *end = r->line + r->line_len; p < end; p++) {
+		switch (*p) {
+		case '"':
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			break;
+		case '[':
+		case '{':
+			if (++depth > DP_MAX_CONTROL_DEPTH)
+				return rfail(r, DP_EXIT_STREAM, "control message nested deeper than %d", DP_MAX_CONTROL_DEPTH);
+			break;
+		case ']':
+		case '}': depth--; break;
+		case ',':
+			if (++values > DP_MAX_CONTROL_VALUES)
+				return rfail(r, DP_EXIT_STREAM, "control message with more than %d values",
+				             DP_MAX_CONTROL_VALUES);
+			break;
+		}
+	}
+	return 0;
+}
+
 static int
 take_control(struct dp_reader *r)
 {
 	json_error_t jerr;
 	json_decref(r->control);
+	r->control = NULL;
+	if (check_control_shape(r))
+		return -1;
 	r->control = json_loadb(r->line, r->line_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!r->control)
 		return rfail(r, DP_EXIT_STREAM, "invalid control message: %s", jerr.text);

@@ -220,6 +220,34 @@ good_stream() {
 	cmp in.ndjson out.ndjson
 }
 
+@test "a control message is bounded before it is parsed: bytes, nesting, values" {
+	# 2 MiB of empty objects: refused by size (DPONE_MAX_CONTROL_BYTES), and
+	# the same from 8 KiB of zstd, without growing a tree of them.
+	{ echo "$header"; printf '["note",{"a":['; yes '{},' | head -c 2097152 | tr -d '\n'; printf '{}]}]\n'; good_stream 0 | sed 1d; } > big.ndjson
+	zstd -q -19 big.ndjson -o big.ndjson.zst
+	run stream-relay < big.ndjson.zst
+	assert_failure 3
+	assert_output_contains "stdin:2: control message of 1572883 bytes, more than 1048576 (DPONE_MAX_CONTROL_BYTES)"
+	/usr/bin/time -f '%M' -o rss stream-relay < big.ndjson.zst > /dev/null 2>&1 || true
+	[ "$(tail -n 1 rss)" -lt 102400 ] || flunk "$(cat rss) KiB to refuse it"
+	# Nesting and the number of values, each within the byte limit.
+	{ echo "$header"; printf '["note",{"a":'; printf '[%.0s' $(seq 40); printf ']%.0s' $(seq 40); printf '}]\n'; good_stream 0 | sed 1d; } > deep.ndjson
+	run stream-relay < deep.ndjson
+	assert_failure 3
+	assert_output_contains "stdin:2: control message nested deeper than 32"
+	{ echo "$header"; printf '["note",{"a":['; yes '1,' | head -n 100001 | tr -d '\n'; printf '1]}]\n'; good_stream 0 | sed 1d; } > wide.ndjson
+	run stream-relay < wide.ndjson
+	assert_failure 3
+	assert_output_contains "stdin:2: control message with more than 100000 values"
+	# The limit is configurable, and a header of a thousand columns is far below it.
+	DPONE_MAX_CONTROL_BYTES=4096 run stream-relay < deep.ndjson
+	assert_failure 3
+	cols=$(for i in $(seq 1000); do printf '{"name":"column_%d","sql_type":"nvarchar(100)","logical_type":"string","nullable":true},' "$i"; done)
+	{ printf '["header",{"protocol":1,"run_id":"r1","columns":[%s{"name":"id","sql_type":"int"}],"key":["id"]}]\n' "$cols"; echo '["end",{"rows":0}]'; } > wide-header.ndjson
+	run stream-relay < wide-header.ndjson
+	assert_success
+}
+
 @test "the validator agrees with jansson on tricky JSON" {
 	run json-agree < "$FIXTURES/json-cases.txt"
 	assert_success
