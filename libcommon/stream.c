@@ -309,7 +309,8 @@ check_control_shape(struct dp_reader *r)
 		case '[':
 		case '{':
 			if (++depth > DP_MAX_CONTROL_DEPTH)
-				return rfail(r, DP_EXIT_STREAM, "control message nested deeper than %d", DP_MAX_CONTROL_DEPTH);
+				return rfail(r, DP_EXIT_STREAM, "control message nested deeper than %d",
+				             DP_MAX_CONTROL_DEPTH);
 			break;
 		case ']':
 		case '}': depth--; break;

@@ -279,3 +279,48 @@ lease_contract() {
 	run dpone-state m.yaml commit < sum.ndjson
 	assert_success
 }
+
+@test "a state written for another job or another watermark column is refused until reset takes it over" {
+	state_manifest file
+	summary r1 "" '"2026-11-26T08:00:02.0000000"' | dpone-state -q m.yaml commit > /dev/null
+	# Another job pointed at the same state file.
+	sed "s/^name: .*/name: other_$JOB/" m.yaml > other.yaml
+	printf 'state: {type: file, path: %s}\n' "$(dpone-plan --get state.path m.yaml)" >> other.yaml
+	run dpone-state other.yaml get --watermark
+	assert_failure 2
+	assert_output_contains "holds the state of job $JOB, not of this manifest's job other_$JOB"
+	summary r2 '"2026-11-26T08:00:02.0000000"' '"2026-11-26T08:00:09.0000000"' > s2.ndjson
+	run dpone-state other.yaml commit < s2.ndjson
+	assert_failure 2
+	run dpone-state m.yaml get --watermark
+	assert_output '"2026-11-26T08:00:02.0000000"'
+	# The same job, its incremental column changed: the value means nothing there.
+	sed -i 's/incremental_column: updated_at/incremental_column: id/' m.yaml
+	run dpone-state m.yaml get --watermark
+	assert_failure 2
+	assert_output_contains "the state holds the watermark of column updated_at, but this manifest's runs start from column id"
+	assert_output_contains "dpone-state m.yaml reset --to VALUE"
+	run dpone-state m.yaml reset --to 0
+	assert_success
+	run dpone-state m.yaml get --watermark
+	assert_success
+	assert_output '0'
+	run dpone-state -q other.yaml reset --to null
+	assert_success
+	run dpone-state other.yaml get
+	assert_success
+	[ "$(jq -r .job <<< "$output")" = "other_$JOB" ] || flunk "$output"
+}
+
+@test "postgres: a state written for another watermark column is refused until reset" {
+	state_manifest postgres
+	summary r1 "" '"2026-11-26T08:00:02.0000000"' | dpone-state -q m.yaml commit > /dev/null
+	sed -i 's/incremental_column: updated_at/incremental_column: id/' m.yaml
+	run dpone-state m.yaml get --watermark
+	assert_failure 2
+	assert_output_contains "the state holds the watermark of column updated_at"
+	run dpone-state -q m.yaml reset --to 0
+	assert_success
+	run dpone-state m.yaml get --watermark
+	assert_output '0'
+}

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,12 +177,41 @@ read_summary(struct summary *sum)
 }
 
 struct commit_ctx {
+	const struct options *o;
 	struct summary *sum;
 	const char *lease_holder; /* --run-id: the run whose lease this commit is made under, or NULL */
 	json_t *key_index;        /* the stored key index ({name, keys}), or NULL */
 	json_t *result;           /* the record written, for stdout */
 	char *moved;              /* "A -> B", for the message */
 };
+
+/* The column whose values this manifest's runs start from, or NULL when
+ * its runs read no incremental boundary. */
+static const char *
+watermark_column(const struct dp_manifest *m)
+{
+	if (m->strategy == DP_CDC)
+		return "__$start_lsn";
+	return dp_manifest_incremental(m) ? dp_manifest_str(m, "source.options.incremental_column") : NULL;
+}
+
+/* A watermark committed for another column is no place to start this
+ * manifest's runs from (a renamed or changed incremental_column): refused,
+ * until reset takes the state over. */
+static int
+check_column(const struct options *o, const json_t *record, char *err, size_t errlen)
+{
+	const char *want = watermark_column(o->m);
+	const char *have = json_string_value(json_object_get(json_object_get(record, "watermark"), "column"));
+	if (!want || !have || !strcasecmp(want, have))
+		return 0;
+	snprintf(err, errlen,
+	         "the state holds the watermark of column %s, but this manifest's runs start from column %s: a run "
+	         "would compare another column's value; start the job over with dpone-state %s reset --to VALUE "
+	         "(null: from the beginning)",
+	         have, want, o->m->path);
+	return DP_EXIT_USAGE;
+}
 
 /* The compare-and-set: the run must start where state still is. */
 static int
@@ -227,7 +257,9 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	json_t *header = c->sum->header, *end = c->sum->end;
 	json_t *boundary = json_object_get(header, "boundary");
 	const char *run_id = json_string_value(json_object_get(header, "run_id"));
-	int rc = check_start(st, boundary, run_id, c->lease_holder, err, errlen);
+	int rc = check_column(c->o, st->record, err, errlen);
+	if (!rc)
+		rc = check_start(st, boundary, run_id, c->lease_holder, err, errlen);
 	if (rc)
 		return rc;
 	json_t *seen = json_object_get(end, "watermark");
@@ -294,8 +326,12 @@ cmd_get(struct store *s, const struct options *o, char *err, size_t errlen)
 {
 	struct job_state st = {0};
 	int rc = s->ops->read(s, &st, err, errlen);
-	if (rc)
+	if (!rc)
+		rc = check_column(o, st.record, err, errlen);
+	if (rc) {
+		job_state_clear(&st);
 		return rc;
+	}
 	json_t *wm = watermark_value(st.record);
 	if (o->watermark_only) {
 		/* Only where a run starts from it: what dpone-extract --from takes. */
@@ -318,7 +354,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	if (!sum.checks && json_array_size(dp_manifest_get(o->m, "quality.checks")) && o->m->quality != DP_QUALITY_OFF)
 		dp_warn("warning: the manifest's quality.checks were not run for this commit (no checks message in the "
 		        "summary: dpone-check belongs between dpone-extract and dpone-produce)");
-	struct commit_ctx c = {&sum, o->run_id, NULL, NULL, NULL};
+	struct commit_ctx c = {o, &sum, o->run_id, NULL, NULL, NULL};
 	json_t *staged = json_object_get(sum.reconciliation, "key_index");
 	const char *staged_path = json_string_value(json_object_get(staged, "path"));
 	char *index_name = NULL;
@@ -377,11 +413,16 @@ reset_update(struct job_state *st, json_t **history, void *ctx, char *err, size_
 	json_t *wm = json_object_get(record, "watermark");
 	if (json_is_null(value)) {
 		json_object_set_new(record, "watermark", json_null());
-	} else if (json_is_object(wm)) {
-		json_object_set(wm, "value", value);
 	} else {
-		const char *column = dp_manifest_str(o->m, "source.options.incremental_column");
-		json_object_set_new(record, "watermark", json_pack("{s:s?, s:O}", "column", column, "value", value));
+		/* The manifest's column, even over another one's: a reset takes
+		 * the state over (see check_column). */
+		const char *column = watermark_column(o->m);
+		const char *old = json_string_value(json_object_get(wm, "column"));
+		if (json_is_object(wm) && (!column || (old && !strcasecmp(old, column))))
+			json_object_set(wm, "value", value);
+		else
+			json_object_set_new(record, "watermark",
+			                    json_pack("{s:s?, s:O}", "column", column, "value", value));
 	}
 	json_object_set_new(record, "reset_at", json_string(now));
 	json_object_del(record, "run_id"); /* a reset is no run: the next commit compares watermarks only */
@@ -539,6 +580,7 @@ cmd_history(struct store *s, const struct options *o, char *err, size_t errlen)
 static int
 cmd_reset(struct store *s, const struct options *o, char *err, size_t errlen)
 {
+	s->adopt = 1;
 	return s->ops->update(s, reset_update, (void *)o, err, errlen);
 }
 

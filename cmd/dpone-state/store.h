@@ -42,7 +42,9 @@ struct store_ops {
 };
 struct store {
 	const struct store_ops *ops;
-	char *job; /* the manifest's name, owned */
+	char *job;  /* the manifest's name, owned */
+	int adopt;  /* reset: take over a state file written for another job */
+	int misfit; /* the last read or update refused a state of another job */
 };
 
 /* Both return NULL with an exit code in *code and why in err. */

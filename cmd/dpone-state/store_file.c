@@ -47,8 +47,22 @@ load_doc(struct file_store *f, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *doc = json_load_file(f->path, JSON_REJECT_DUPLICATES, &jerr);
-	if (json_is_object(doc))
+	const char *job = json_string_value(json_object_get(doc, "job"));
+	if (json_is_object(doc) && job && strcmp(job, f->base.job) && !f->base.adopt) {
+		/* Two manifests sharing one state.path would move each other's
+		 * watermark: a run of one would start where the other stopped. */
+		snprintf(err, errlen,
+		         "%s holds the state of job %s, not of this manifest's job %s: give each job its own "
+		         "state.path, or take this one over with dpone-state MANIFEST reset --to VALUE",
+		         f->path, job, f->base.job);
+		f->base.misfit = 1;
+		json_decref(doc);
+		return NULL;
+	}
+	if (json_is_object(doc)) {
+		json_object_set_new(doc, "job", json_string(f->base.job)); /* adopted by reset */
 		return doc;
+	}
 	json_decref(doc);
 	if (access(f->path, F_OK) < 0 && errno == ENOENT)
 		return json_pack("{s:s, s:[]}", "job", f->base.job, "history");
@@ -108,7 +122,7 @@ file_read(struct store *s, struct job_state *out, char *err, size_t errlen)
 {
 	json_t *doc = read_doc((struct file_store *)s, err, errlen);
 	if (!doc)
-		return DP_EXIT_STATE;
+		return s->misfit ? DP_EXIT_USAGE : DP_EXIT_STATE;
 	take(doc, "record", &out->record);
 	take(doc, "lease", &out->lease);
 	json_decref(doc);
@@ -132,6 +146,8 @@ file_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t er
 		return DP_EXIT_STATE;
 	int rc = DP_EXIT_STATE;
 	json_t *doc = load_doc(f, err, errlen), *history = NULL;
+	if (!doc && s->misfit)
+		rc = DP_EXIT_USAGE;
 	struct job_state st = {0};
 	if (doc) {
 		take(doc, "record", &st.record);
