@@ -88,6 +88,10 @@ struct dp_span {
 	const char *p;
 	size_t n;
 };
+/* Whether a valid JSON object names a top-level member twice (names
+ * compared decoded): 1 with the second's offset in *at, 0, or -1 with *at
+ * when it has more than 8191 members. Not thread-safe (one table). */
+int dp_duplicate_name(const char *obj, size_t len, size_t *at);
 /* Find the values of names (n of them) among the members of the JSON object
  * obj[0..len), which must be valid JSON. Returns 0, -1 if it is not an object. */
 int dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct dp_span *out);
@@ -216,6 +220,16 @@ int dp_json_validate(const char *buf, size_t len, struct dp_json_error *err);
  * in the same pass. */
 int dp_json_validate_members(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n,
                              struct dp_span *out, struct dp_json_error *err);
+/* dp_json_validate_members for a stream row: also refuses a top-level
+ * member name that appears twice (jansson and most consumers keep the last
+ * value, a scan for a key the first). expect (nexpect names, as JSON
+ * strings with their quotes, expect_lens their lengths) are the names a row
+ * usually has, in order, all distinct: a row that has those, or the first
+ * of them, is checked at the cost of one comparison a member; any other
+ * goes through dp_duplicate_name. */
+int dp_json_validate_row(const char *buf, size_t len, char *const *expect, const size_t *expect_lens, size_t nexpect,
+                         char *const *names, const size_t *lens, size_t n, struct dp_span *out,
+                         struct dp_json_error *err);
 
 /* ---- the dpone stream (stream.c); documented in dpone-stream(7) ---- */
 #define DP_STREAM_PROTOCOL 1

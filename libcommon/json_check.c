@@ -245,16 +245,86 @@ scalar(struct scan *s)
 	}
 }
 
+/* What a row's top-level member names are expected to be, in order (the
+ * stream header's columns), so that the common row is checked for
+ * duplicate names by one comparison a member. */
+struct expected_names {
+	char *const *quoted; /* each name as a JSON string, quotes included */
+	const size_t *lens;
+	size_t n;
+	int off; /* a name differed from the expected one (or came past them) */
+};
+
+static int validate(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n, struct dp_span *out,
+                    struct dp_json_error *err, struct expected_names *expect);
+
 int
 dp_json_validate(const char *buf, size_t len, struct dp_json_error *err)
 {
-	return dp_json_validate_members(buf, len, NULL, NULL, 0, NULL, err);
+	return validate(buf, len, NULL, NULL, 0, NULL, err, NULL);
 }
 
 int
 dp_json_validate_members(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n,
                          struct dp_span *out, struct dp_json_error *err)
 {
+	return validate(buf, len, names, lens, n, out, err, NULL);
+}
+
+int
+dp_json_validate_row(const char *buf, size_t len, char *const *expect, const size_t *expect_lens, size_t nexpect,
+                     char *const *names, const size_t *lens, size_t n, struct dp_span *out, struct dp_json_error *err)
+{
+	struct expected_names e = {expect, expect_lens, nexpect, 0};
+	if (validate(buf, len, names, lens, n, out, err, &e))
+		return -1;
+	if (!e.off)
+		return 0; /* the header's names, in order: distinct */
+	/* Another order or other names: look at all of them (the rare row). */
+	size_t at;
+	int dup = dp_duplicate_name(buf, len, &at);
+	if (!dup)
+		return 0;
+	if (err) {
+		err->offset = at;
+		err->what = dup > 0 ? "a member name appears twice in the row (consumers would keep one value, dpone "
+		                      "another)"
+		                    : "more than 8191 members in one row";
+	}
+	return -1;
+}
+
+/* a[0..n) == b[0..n), inline: names are short, and this runs for every
+ * member of every row (memcmp's call costs more than the comparison). */
+static inline int
+same_bytes(const char *a, const unsigned char *b, size_t n)
+{
+	uint64_t x, y;
+	if (n >= 8) {
+		for (size_t i = 0; i + 8 < n; i += 8) {
+			memcpy(&x, a + i, 8);
+			memcpy(&y, b + i, 8);
+			if (x != y)
+				return 0;
+		}
+		memcpy(&x, a + n - 8, 8); /* the last 8, overlapping */
+		memcpy(&y, b + n - 8, 8);
+		return x == y;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)a[i] != b[i])
+			return 0;
+	return 1;
+}
+
+static int
+validate(const char *buf, size_t len, char *const *names, const size_t *lens, size_t n, struct dp_span *out,
+         struct dp_json_error *err, struct expected_names *expect)
+{
+	/* How many of the expected names the object had so far, in order, and
+	 * whether it went off them. */
+	size_t expected = 0;
+	int off = 0;
 	struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len, (const unsigned char *)buf, NULL,
 	                 0};
 	char stack[MAX_DEPTH]; /* '{' or '[' per open container */
@@ -336,6 +406,14 @@ object_key:
 			rc = -1;
 			break;
 		}
+		if (depth == 1 && expect && !off) {
+			size_t qlen = (size_t)(s.p - name);
+			if (expected < expect->n && expect->lens[expected] == qlen &&
+			    same_bytes(expect->quoted[expected], name, qlen))
+				expected++;
+			else
+				off = 1; /* not the expected names: the caller looks at all */
+		}
 		if (n && depth == 1) {
 			key = (const char *)name;
 			key_len = (size_t)(s.p - name);
@@ -351,6 +429,8 @@ object_key:
 		if (depth == 1)
 			value = s.p;
 	}
+	if (expect)
+		expect->off = off;
 	if (rc && err) {
 		err->offset = (size_t)(s.p - s.start);
 		err->what = s.what;

@@ -6,6 +6,7 @@
  * checks) and must not pay for building a document.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "dpone.h"
@@ -138,6 +139,141 @@ dp_scan_object(const char *obj, size_t len, char *const *names, size_t n, struct
 		found += dp_member_take(q, qe, memchr(q + 1, '\\', (size_t)(qe - q) - 2) != NULL, names, lens, n, out,
 		                        (struct dp_span){v, (size_t)(ve - v)});
 		p = skip_ws(ve, e);
+		if (p < e && *p == ',')
+			p = skip_ws(p + 1, e);
+	}
+	return 0;
+}
+
+/* ---- duplicate member names ---- */
+
+/* An open-addressing table of the names' hashes, each slot stamped with
+ * the row it belongs to, so nothing is cleared between rows. 8192 slots
+ * hold the 4096 columns a SQL Server SELECT may return at half full; a row
+ * of more than 8191 members is refused. A row's names hash to the same
+ * slots as the row before's: the few cache lines they use stay hot. */
+#define NAME_SLOTS 8192
+static struct name_slot {
+	uint32_t row, hash;
+	uint32_t at;  /* the quoted name: offset in the row */
+	uint32_t len; /* with its quotes; the top bit: it has escapes */
+} seen[NAME_SLOTS];
+static uint32_t seen_row;
+static size_t seen_count;
+static const unsigned char *seen_base; /* the object */
+
+#define ESCAPED 0x80000000u
+
+static void
+names_start(const unsigned char *obj)
+{
+	if (++seen_row == 0) { /* wrapped: stamps of 2^32 rows ago would match */
+		memset(seen, 0, sizeof seen);
+		seen_row = 1;
+	}
+	seen_count = 0;
+	seen_base = obj;
+}
+
+/* A name's text, decoded when it has escapes (rows have none); *tmp holds
+ * what must be freed. */
+static const char *
+name_text(const unsigned char *q, uint32_t len, int escaped, size_t *n, json_t **tmp)
+{
+	*tmp = NULL;
+	*n = len - 2;
+	if (!escaped)
+		return (const char *)q + 1;
+	*tmp = json_loadb((const char *)q, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	*n = json_string_length(*tmp);
+	return json_string_value(*tmp) ? json_string_value(*tmp) : "";
+}
+
+static int
+same_name(const struct name_slot *a, const unsigned char *q, uint32_t len, int escaped)
+{
+	const unsigned char *aq = seen_base + a->at;
+	uint32_t alen = a->len & ~ESCAPED;
+	if (!(a->len & ESCAPED) && !escaped)
+		return alen == len && !memcmp(aq, q, len);
+	size_t an, bn;
+	json_t *at, *bt;
+	const char *as = name_text(aq, alen, (a->len & ESCAPED) != 0, &an, &at);
+	const char *bs = name_text(q, len, escaped, &bn, &bt);
+	int same = an == bn && !memcmp(as, bs, an);
+	json_decref(at);
+	json_decref(bt);
+	return same;
+}
+
+/* A hash of n bytes at p: a few loads and multiplies whatever n (names
+ * are short; this runs for every member of every row). */
+static uint32_t
+name_hash(const char *p, size_t n)
+{
+	uint64_t a = 0, b = 0;
+	if (n >= 8) {
+		for (size_t i = 0; i + 8 < n; i += 8) {
+			memcpy(&b, p + i, 8);
+			a = (a ^ b) * 0xBF58476D1CE4E5B9u;
+		}
+		memcpy(&b, p + n - 8, 8); /* the last 8, overlapping */
+	} else if (n >= 4) {
+		uint32_t lo, hi;
+		memcpy(&lo, p, 4);
+		memcpy(&hi, p + n - 4, 4);
+		b = lo | (uint64_t)hi << 32;
+	} else if (n) {
+		b = (unsigned char)p[0] | (unsigned)(unsigned char)p[n / 2] << 8 |
+		    (unsigned)(unsigned char)p[n - 1] << 16;
+	}
+	uint64_t x = (a ^ b ^ (0x9E3779B97F4A7C15u + n)) * 0x94D049BB133111EBu;
+	return (uint32_t)(x ^ (x >> 29) ^ (x >> 32));
+}
+
+/* Record a top-level name: 0, 1 if the row already had it, -1 if the row
+ * has more names than the table holds. */
+static int
+name_seen_before(const unsigned char *q, uint32_t len, int escaped)
+{
+	size_t n;
+	json_t *tmp = NULL;
+	const char *text = escaped ? name_text(q, len, 1, &n, &tmp) : (const char *)q + 1;
+	uint32_t h = name_hash(text, escaped ? n : len - 2);
+	json_decref(tmp);
+	if (++seen_count >= NAME_SLOTS)
+		return -1;
+	for (uint32_t i = h & (NAME_SLOTS - 1);; i = (i + 1) & (NAME_SLOTS - 1)) {
+		struct name_slot *s = &seen[i];
+		if (s->row != seen_row) {
+			*s = (struct name_slot){seen_row, h, (uint32_t)(q - seen_base), len | (escaped ? ESCAPED : 0)};
+			return 0;
+		}
+		if (s->hash == h && same_name(s, q, len, escaped))
+			return 1;
+	}
+}
+
+int
+dp_duplicate_name(const char *obj, size_t len, size_t *at)
+{
+	const char *p = obj, *e = obj + len;
+	names_start((const unsigned char *)obj);
+	p = skip_ws(p, e);
+	if (p == e || *p != '{')
+		return 0;
+	for (p = skip_ws(p + 1, e); p < e && *p == '"';) {
+		const char *q = p, *qe = skip_string(p, e);
+		int escaped = memchr(q + 1, '\\', (size_t)(qe - q) - 2) != NULL;
+		int dup = name_seen_before((const unsigned char *)q, (uint32_t)(qe - q), escaped);
+		if (dup) {
+			*at = (size_t)(q - obj);
+			return dup;
+		}
+		p = skip_ws(qe, e);
+		if (p == e || *p != ':')
+			return 0;
+		p = skip_ws(skip_value(skip_ws(p + 1, e), e), e);
 		if (p < e && *p == ',')
 			p = skip_ws(p + 1, e);
 	}

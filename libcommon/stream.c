@@ -53,6 +53,10 @@ struct dp_reader {
 	size_t nwant;
 	struct dp_span *members; /* their values in the current row (owned) */
 
+	char **column_json;  /* the header's column names as JSON strings (owned) */
+	size_t *column_lens; /* their lengths (owned) */
+	size_t ncolumns;
+
 	char *error;
 	int error_code;
 };
@@ -106,6 +110,10 @@ dp_reader_close(struct dp_reader *r)
 	free(r->zin);
 	free(r->members);
 	free(r->want_lens);
+	for (size_t i = 0; i < r->ncolumns; i++)
+		free(r->column_json[i]);
+	free(r->column_json);
+	free(r->column_lens);
 	free(r->buf);
 	free(r->name);
 	free(r->error);
@@ -256,9 +264,26 @@ check_header(struct dp_reader *r, json_t *body)
 		return rfail(r, DP_EXIT_STREAM, "header has no \"columns\" array");
 	size_t i;
 	json_t *col;
+	json_t *names = json_object();
 	json_array_foreach(cols, i, col) {
-		if (!json_is_string(json_object_get(col, "name")))
-			return rfail(r, DP_EXIT_STREAM, "header column %zu has no \"name\"", i + 1);
+		json_t *name = json_object_get(col, "name");
+		if (!json_is_string(name) || json_object_get(names, json_string_value(name))) {
+			json_decref(names);
+			return json_is_string(name)
+			               ? rfail(r, DP_EXIT_STREAM, "header names column %s twice",
+			                       json_string_value(name))
+			               : rfail(r, DP_EXIT_STREAM, "header column %zu has no \"name\"", i + 1);
+		}
+		json_object_set(names, json_string_value(name), name);
+	}
+	json_decref(names);
+	/* What rows are checked against for duplicate names (dp_json_validate_row). */
+	r->ncolumns = json_array_size(cols);
+	r->column_json = dp_xcalloc(r->ncolumns + 1, sizeof *r->column_json);
+	r->column_lens = dp_xcalloc(r->ncolumns + 1, sizeof *r->column_lens);
+	json_array_foreach(cols, i, col) {
+		r->column_json[i] = json_dumps(json_object_get(col, "name"), JSON_ENCODE_ANY);
+		r->column_lens[i] = strlen(r->column_json[i]);
 	}
 	r->header = json_incref(body);
 	return 0;
@@ -361,7 +386,8 @@ take_row(struct dp_reader *r)
 		return rfail(r, DP_EXIT_STREAM, "row is not a complete JSON object");
 	if (r->flags & DP_READ_VALIDATE_ROWS) {
 		struct dp_json_error jerr;
-		if (dp_json_validate_members(r->line, r->line_len, r->want, r->want_lens, r->nwant, r->members, &jerr))
+		if (dp_json_validate_row(r->line, r->line_len, r->column_json, r->column_lens, r->ncolumns, r->want,
+		                         r->want_lens, r->nwant, r->members, &jerr))
 			return rfail(r, DP_EXIT_STREAM, "invalid row at byte %zu: %s", jerr.offset + 1, jerr.what);
 	} else if (r->nwant && dp_scan_object(r->line, r->line_len, r->want, r->nwant, r->members) < 0) {
 		return rfail(r, DP_EXIT_STREAM, "row is not a JSON object");

@@ -129,6 +129,36 @@ good_stream() {
 	done
 }
 
+@test "a row naming a member twice is a stream error in every stage that reads rows" {
+	# Keyed by the first "id" while consumers see the last; the second row
+	# passed not_null and unique before.
+	for row in '{"id":1,"note":"a","id":2}' '{"id":2,"id":null}' '{"note":"a","id":1,"\u0069d":3}'; do
+		{ echo "$header"; echo "$row"; echo '["end",{"rows":1}]'; } > in.ndjson
+		run stream-relay < in.ndjson
+		assert_failure 3
+		assert_output_contains "stdin:2: invalid row at byte"
+		assert_output_contains "a member name appears twice in the row"
+		write_manifest
+		use_env_connections
+		printf 'quality:\n  checks:\n    - {type: not_null, columns: [id]}\n    - {type: unique, columns: [id]}\n' >> m.yaml
+		run dpone-check -q m.yaml < in.ndjson
+		assert_failure 3
+		assert_output_contains "a member name appears twice in the row"
+		run dpone-produce -q --dry-run m.yaml < in.ndjson
+		assert_failure 3
+		assert_output_contains "a member name appears twice in the row"
+	done
+	# The header's names in another order, or fewer of them, are fine; a
+	# header naming a column twice is not.
+	{ echo "$header"; echo '{"note":"a","id":1}'; echo '{"id":2}'; echo '["end",{"rows":2}]'; } > in.ndjson
+	run stream-relay < in.ndjson
+	assert_success
+	{ echo '["header",{"protocol":1,"run_id":"r1","columns":[{"name":"id"},{"name":"id"}],"key":["id"]}]'; echo '["end",{"rows":0}]'; } > in.ndjson
+	run stream-relay < in.ndjson
+	assert_failure 3
+	assert_output_contains "stdin:1: header names column id twice"
+}
+
 @test "a malformed row is reported with its line number and byte" {
 	{ echo "$header"; echo '{"id":1}'; echo '{"id":2,"note":"x'; echo '["end",{"rows":2}]'; } > in.ndjson
 	run stream-relay < in.ndjson
