@@ -280,6 +280,67 @@ YAML
 	assert_output_contains "more than 100000 values after alias expansion"
 }
 
+@test "anchors with long keys reused as aliases stop at the expanded-size bound, in bounded memory" {
+	{
+		key=$(head -c 1000 /dev/zero | tr '\0' k) # a simple key's longest
+		echo "a0: &a0 {$key: x}"
+		for i in $(seq 1 40); do
+			echo "a$i: &a$i {$key$i: *a$((i - 1)), b$i: *a$((i - 1))}"
+		done
+	} > wide.yaml
+	run timeout 20 /usr/bin/time -f 'rss %M' dpone-extract wide.yaml
+	assert_failure 2
+	assert_output_contains "MiB of keys and values after alias expansion"
+	rss=$(sed -n 's/^rss //p' <<< "$output")
+	[ "$rss" -lt 262144 ] || flunk "$rss KiB to refuse it"
+}
+
+@test "deep nesting is refused before a tree is built; long values and large files are refused" {
+	# A million levels of flow nesting in 2 MB: refused at level 65.
+	{ printf 'a: '; head -c 1000000 /dev/zero | tr '\0' '['; head -c 1000000 /dev/zero | tr '\0' ']'; echo; } > deep.yaml
+	run timeout 20 dpone-extract deep.yaml
+	assert_failure 2
+	assert_output_contains "deep.yaml:1:"
+	assert_output_contains "nested deeper than 64 levels"
+	{ printf 'name: '; head -c 100000 /dev/zero | tr '\0' x; echo; } > long.yaml
+	run dpone-extract long.yaml
+	assert_failure 2
+	assert_output_contains "long.yaml:1:7: a value of 100000 bytes, more than 64 KiB"
+	{ echo 'name: x'; for i in $(seq 1 5000); do printf 'k%d: %01000d\n' "$i" 0; done; } > big.yaml
+	run dpone-extract big.yaml
+	assert_failure 2
+	assert_output_contains "big.yaml: 50"
+	assert_output_contains "bytes, more than the 4194304 a manifest or registry may have (DPONE_MAX_YAML_BYTES)"
+	write_manifest
+	DPONE_MAX_YAML_BYTES=100 run dpone-extract m.yaml
+	assert_failure 2
+	assert_output_contains "(DPONE_MAX_YAML_BYTES)"
+}
+
+@test "YAML tags are refused, but !!str, which makes a plain scalar a string" {
+	write_manifest
+	use_env_connections
+	for tagged in 'description: !!python/name:os.system x' 'description: !evil x' 'description: !!int 5' \
+		'description: !!map {a: b}'; do
+		write_manifest
+		echo "$tagged" >> m.yaml
+		run dpone-plan --print-manifest m.yaml
+		assert_failure 2
+		assert_output_contains "m.yaml:13:"
+		assert_output_contains "is not accepted (a manifest is plain data; only !!str, on a scalar, is honoured)"
+	done
+	write_manifest
+	sed -i 's/^    name: orders$/    name: orders\n  options: {batch_size: !!str 10}/' m.yaml
+	run dpone-plan --print-manifest m.yaml
+	assert_failure 2
+	assert_output_contains "source.options.batch_size: expected an integer"
+	write_manifest
+	echo 'description: !!str 10' >> m.yaml
+	run resolved m.yaml
+	assert_success
+	[ "$(jq -c .description <<< "$output")" = '"10"' ] || flunk "$output"
+}
+
 @test "anchors and aliases within the bound work" {
 	write_manifest
 	cat > m.yaml <<'YAML'

@@ -1,8 +1,10 @@
 /*
  * manifest.c: the manifest loader (YAML → JSON, the schema check, defaults)
  * and the YAML loader the connection registry uses. Input is a YAML file.
- * Properties: no crash, leak, hang or unbounded growth (aliases are
- * expanded within a node budget); a refusal always comes with a message.
+ * Properties: no crash, leak, hang or unbounded growth (the file's size,
+ * nesting, scalar length and tags are checked on the events before a tree
+ * is built; aliases are expanded within a node and byte budget); a refusal
+ * always comes with a message. Seeds: tags, deep nesting, long keys.
  */
 #include <stdio.h>
 #include <unistd.h>
