@@ -106,9 +106,12 @@ int dp_control_object(const char *line, size_t len, struct dp_span *out);
 /* Copy the object obj[0..len) (valid JSON) to out with the members named
  * from[i] renamed to[i], everything else byte for byte. 0, or -1. */
 int dp_rename_members(const char *obj, size_t len, char *const *from, char *const *to, size_t n, struct dp_buf *out);
-/* Append a value in canonical form (compact; strings as jansson writes them). */
+/* Append a value in canonical form (compact; strings as jansson writes them;
+ * a number in one form a value: -0 is 0, 1.0 and 1e0 are 1, 1.50 is 1.5),
+ * as keys are built, so that equal keys are one key on one partition. */
 void dp_buf_value(struct dp_buf *b, struct dp_span v);
-/* Append a value as text: a string's characters without quotes, else its JSON. */
+/* Append a value as text: a string's characters without quotes, else its
+ * JSON (numbers canonical as above). */
 void dp_buf_value_text(struct dp_buf *b, struct dp_span v);
 /* Append the compact JSON of any value / a JSON string literal for s. */
 void dp_buf_json(struct dp_buf *b, const json_t *v);

@@ -297,9 +297,95 @@ dp_control_object(const char *line, size_t len, struct dp_span *out)
 	return 0;
 }
 
+/* A JSON number (valid) in one form for one value, so that equal keys are
+ * one key and land on one partition: -0 is 0, 1.0 and 1e0 are 1, 1.50 is
+ * 1.5. Integers without a sign problem, the usual key, are copied as they
+ * are. The value is read exactly (digits and a power of ten), never
+ * through a double. */
+static void
+buf_number(struct dp_buf *b, const char *p, size_t n)
+{
+	const char *e = p + n;
+	if (!memchr(p, '.', n) && !memchr(p, 'e', n) && !memchr(p, 'E', n) && !(n == 2 && !memcmp(p, "-0", 2))) {
+		dp_buf_add(b, p, n);
+		return;
+	}
+	int negative = *p == '-';
+	p += negative;
+	char digits[400];
+	size_t nd = 0;
+	long long exp10 = 0;
+	/* value = digits (no leading zero) x 10^exp10; past 400 significant
+	 * digits the integer part counts in the exponent, the fraction is cut. */
+	for (; p < e && *p >= '0' && *p <= '9'; p++) {
+		if (!nd && *p == '0')
+			continue;
+		if (nd < sizeof digits)
+			digits[nd++] = *p;
+		else
+			exp10++;
+	}
+	if (p < e && *p == '.') {
+		for (p++; p < e && *p >= '0' && *p <= '9'; p++) {
+			if (!nd && *p == '0') {
+				exp10--;
+			} else if (nd < sizeof digits) {
+				digits[nd++] = *p;
+				exp10--;
+			}
+		}
+	}
+	if (p < e && (*p == 'e' || *p == 'E')) {
+		long long x = 0;
+		int xneg = *++p == '-';
+		p += *p == '-' || *p == '+';
+		for (; p < e && *p >= '0' && *p <= '9'; p++)
+			x = x < 100000000 ? x * 10 + (*p - '0') : x;
+		exp10 += xneg ? -x : x;
+	}
+	while (nd && digits[nd - 1] == '0') {
+		nd--;
+		exp10++;
+	}
+	if (!nd) {
+		dp_buf_char(b, '0');
+		return;
+	}
+	if (negative)
+		dp_buf_char(b, '-');
+	long long point = (long long)nd + exp10; /* digits before the decimal point */
+	if (exp10 >= 0 && point <= 40) {
+		dp_buf_add(b, digits, nd);
+		for (long long i = 0; i < exp10; i++)
+			dp_buf_char(b, '0');
+	} else if (exp10 < 0 && point > 0) {
+		dp_buf_add(b, digits, (size_t)point);
+		dp_buf_char(b, '.');
+		dp_buf_add(b, digits + point, nd - (size_t)point);
+	} else if (exp10 < 0 && point > -20) {
+		dp_buf_add(b, "0.", 2);
+		for (long long i = point; i < 0; i++)
+			dp_buf_char(b, '0');
+		dp_buf_add(b, digits, nd);
+	} else {
+		char x[32];
+		dp_buf_char(b, digits[0]);
+		if (nd > 1) {
+			dp_buf_char(b, '.');
+			dp_buf_add(b, digits + 1, nd - 1);
+		}
+		snprintf(x, sizeof x, "e%lld", point - 1);
+		dp_buf_str(b, x);
+	}
+}
+
 void
 dp_buf_value(struct dp_buf *b, struct dp_span v)
 {
+	if (*v.p == '-' || (*v.p >= '0' && *v.p <= '9')) {
+		buf_number(b, v.p, v.n);
+		return;
+	}
 	int composite = *v.p == '{' || *v.p == '[';
 	if (!composite && !(*v.p == '"' && memchr(v.p, '\\', v.n))) {
 		dp_buf_add(b, v.p, v.n);
@@ -313,7 +399,9 @@ dp_buf_value(struct dp_buf *b, struct dp_span v)
 void
 dp_buf_value_text(struct dp_buf *b, struct dp_span v)
 {
-	if (*v.p != '"') {
+	if (*v.p == '-' || (*v.p >= '0' && *v.p <= '9')) {
+		buf_number(b, v.p, v.n);
+	} else if (*v.p != '"') {
 		dp_buf_add(b, v.p, v.n);
 	} else if (!memchr(v.p, '\\', v.n)) {
 		dp_buf_add(b, v.p + 1, v.n - 2);

@@ -569,3 +569,27 @@ outage_mid_run() {
 	assert_output_contains "stdin line 2: a message of"
 	assert_output_contains "is more than sink.options.delivery.max_message_bytes allows"
 }
+
+@test "equal numeric keys written two ways are one key: the same bytes, the same partition, one for unique" {
+	make_topic "$TOPIC" 6
+	produce_manifest full_refresh
+	{
+		stream 1 | sed -n 1p
+		for id in 0 -0 0.0 7 7.0 7e0 70e-1 1.5 1.50 15e-1; do
+			printf '{"id":%s,"name":"n","updated_at":"2026-11-26T08:00:01.1234567"}\n' "$id"
+		done
+		echo '["end",{"rows":10}]'
+	} > in.ndjson
+	run dpone-produce -q m.yaml < in.ndjson
+	assert_success
+	consume -f '%k %p\n' > got.txt
+	[ "$(wc -l < got.txt)" -eq 10 ] || flunk "$(cat got.txt)"
+	[ "$(sort -u got.txt | wc -l)" -eq 3 ] || flunk "keys and partitions: $(sort -u got.txt)"
+	sort -u got.txt | cut -d' ' -f1 | tr '\n' ' ' > keys.txt
+	[ "$(cat keys.txt)" = '{"id":0} {"id":1.5} {"id":7} ' ] || flunk "$(cat keys.txt)"
+	# The check stage's unique sees them as the keys they are.
+	printf 'quality:\n  checks:\n    - {type: unique, columns: [id]}\n' >> m.yaml
+	run dpone-check m.yaml < in.ndjson
+	assert_output_contains "unique check failed"
+	assert_output_contains "7 duplicate keys"
+}
