@@ -1,6 +1,7 @@
 /* cli.c: the command-line behaviour all dpone commands share. */
 #include <getopt.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <string.h>
 
 #include "dpone.h"
@@ -81,10 +82,22 @@ dp_cli_load_manifest(const char *path)
 	return m;
 }
 
+/* A process about to hold a password makes no core dump and keeps its
+ * /proc files (environ, mem) from other processes of the same user;
+ * DPONE_CORE_DUMPS=1 keeps the default, for debugging a crash. */
+static void
+protect_secrets(void)
+{
+	const char *env = getenv("DPONE_CORE_DUMPS");
+	if (!env || strcmp(env, "1"))
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 void
 dp_cli_resolve(const struct dp_manifest *m, const char *section, const char *kind, struct dp_conn *out)
 {
 	char err[1024], path[64];
+	protect_secrets();
 	snprintf(path, sizeof path, "%s.connection_id", section);
 	const char *id = dp_manifest_str(m, path);
 	snprintf(path, sizeof path, "%s.connection_type", section);

@@ -341,6 +341,24 @@ wait_for_stage() {
 	flunk "dpone-$1 never ran"
 }
 
+@test "batch run: each stage gets only the DPONE_CONN_* variables of the connections it uses" {
+	use_fault_stand_ins
+	orders 4
+	batch_manifest
+	export DPONE_CONN_UNRELATED="mssql://u:Pl4nted-unrelated@127.0.0.1:9/x"
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 2000 customer" > /dev/null
+	dpone batch run m.yaml > out.txt 2>&1 &
+	pid=$!
+	for stage in extract check produce; do
+		wait_for_stage "$stage"
+		tr '\0' '\n' < "/proc/$STAGE_PID/environ" | sed -n 's/^\(DPONE_CONN_[A-Z_]*\)=.*/\1/p' | sort | tr '\n' ' ' > "$stage.env"
+	done
+	wait "$pid" || flunk "$(cat out.txt)"
+	[ "$(cat extract.env)" = "DPONE_CONN_MSSQL_DWH " ] || flunk "extract: $(cat extract.env)"
+	[ "$(cat check.env)" = "DPONE_CONN_MSSQL_DWH " ] || flunk "check: $(cat check.env)"
+	[ "$(cat produce.env)" = "DPONE_CONN_KAFKA_CLUSTER " ] || flunk "produce: $(cat produce.env)"
+}
+
 @test "batch run: the state database goes down before the commit -> exit 6, the commit waits; the next run makes it, publishing nothing again" {
 	use_fault_stand_ins
 	sh "$BATS_TEST_DIRNAME/pg" up "$BATS_TEST_TMPDIR/pg" > /dev/null

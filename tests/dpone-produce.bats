@@ -593,3 +593,43 @@ outage_mid_run() {
 	assert_output_contains "unique check failed"
 	assert_output_contains "7 duplicate keys"
 }
+
+# as_user CMD...: CMD as another user than the test's when it runs as root
+# (root may read any process's /proc files), else as the test's user.
+as_user() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u nobody -- "$@"
+	else
+		"$@"
+	fi
+}
+
+@test "a stage holding a password keeps its environment from the user's other processes; DPONE_CORE_DUMPS=1 lets it" {
+	produce_manifest full_refresh
+	chmod 755 "$TEST_TMP"
+	chmod 644 m.yaml
+	for dumps in 0 1; do
+		mkfifo "in$dumps"
+		chmod 666 "in$dumps"
+		as_user env DPONE_CORE_DUMPS=$dumps DPONE_CONN_KAFKA_CLUSTER="$DPONE_CONN_KAFKA_CLUSTER" \
+			dpone-produce -q --dry-run m.yaml < "in$dumps" > /dev/null 2>&1 &
+		pid=$!
+		exec 7> "in$dumps" # the stage now waits for its stream, password resolved
+		for _ in $(seq 1 100); do
+			pgrep -f "dpone-produce -q --dry-run m.yaml" > /dev/null && break
+			sleep 0.05
+		done
+		stage=$(pgrep -n -f "dpone-produce -q --dry-run m.yaml")
+		sleep 0.3
+		if [ "$dumps" = 0 ]; then
+			run as_user cat "/proc/$stage/environ"
+			assert_failure
+			assert_output_contains "Permission denied"
+		else
+			run as_user cat "/proc/$stage/environ"
+			assert_success
+		fi
+		exec 7>&-
+		wait "$pid" || true
+	done
+}

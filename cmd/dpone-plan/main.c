@@ -83,11 +83,26 @@ handle_option(int id, const char *arg, void *ctx)
  * newline, so that lines stay lines), numbers, booleans, objects and lists
  * as compact JSON, an empty line for an absent key. For scripts such as
  * the dpone wrapper, which have no YAML parser: one process for all the
- * values it needs. */
+ * values it needs. SECTION.connection_env, which no manifest holds, is the
+ * environment variable a connection_type env connection of SECTION is read
+ * from (empty for another type): the wrapper gives each stage only its own. */
 static _Noreturn void
 print_values(const struct dp_manifest *m, const char *const *keys, int n)
 {
+	static const char suffix[] = ".connection_env";
 	for (int i = 0; i < n; i++) {
+		size_t len = strlen(keys[i]), slen = sizeof suffix - 1;
+		if (len > slen && !strcmp(keys[i] + len - slen, suffix)) {
+			char path[96];
+			snprintf(path, sizeof path, "%.*s.connection_type", (int)(len - slen), keys[i]);
+			const char *type = dp_manifest_str(m, path);
+			snprintf(path, sizeof path, "%.*s.connection_id", (int)(len - slen), keys[i]);
+			const char *id = dp_manifest_str(m, path);
+			char *var = id && type && !strcmp(type, "env") ? dp_conn_env_name(id) : NULL;
+			puts(var ? var : "");
+			free(var);
+			continue;
+		}
 		json_t *v = dp_manifest_get(m, keys[i]);
 		if (json_is_string(v) && !strchr(json_string_value(v), '\n')) {
 			puts(json_string_value(v));
