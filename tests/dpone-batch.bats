@@ -344,7 +344,8 @@ wait_for_stage() {
 @test "batch run: each stage gets only the DPONE_CONN_* variables of the connections it uses" {
 	use_fault_stand_ins
 	orders 4
-	batch_manifest
+	export DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL"
+	batch_manifest "" "state: {type: postgres, connection_id: postgres_state, table: {schema: env_$T}}"
 	export DPONE_CONN_UNRELATED="mssql://u:Pl4nted-unrelated@127.0.0.1:9/x"
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 2000 customer" > /dev/null
 	dpone batch run m.yaml > out.txt 2>&1 &
@@ -354,8 +355,8 @@ wait_for_stage() {
 		tr '\0' '\n' < "/proc/$STAGE_PID/environ" | sed -n 's/^\(DPONE_CONN_[A-Z_]*\)=.*/\1/p' | sort | tr '\n' ' ' > "$stage.env"
 	done
 	wait "$pid" || flunk "$(cat out.txt)"
-	[ "$(cat extract.env)" = "DPONE_CONN_MSSQL_DWH " ] || flunk "extract: $(cat extract.env)"
-	[ "$(cat check.env)" = "DPONE_CONN_MSSQL_DWH " ] || flunk "check: $(cat check.env)"
+	[ "$(cat extract.env)" = "DPONE_CONN_MSSQL_DWH DPONE_CONN_POSTGRES_STATE " ] || flunk "extract: $(cat extract.env)"
+	[ "$(cat check.env)" = "DPONE_CONN_MSSQL_DWH DPONE_CONN_POSTGRES_STATE " ] || flunk "check: $(cat check.env)"
 	[ "$(cat produce.env)" = "DPONE_CONN_KAFKA_CLUSTER " ] || flunk "produce: $(cat produce.env)"
 }
 
