@@ -229,7 +229,7 @@ int dp_json_validate_members(const char *buf, size_t len, char *const *names, co
  * strings with their quotes, expect_lens their lengths) are the names a row
  * usually has, in order, all distinct: a row that has those, or the first
  * of them, is checked at the cost of one comparison a member; any other
- * goes through dp_duplicate_name. */
+ * goes through dp_duplicate_name (and is not thread-safe, as it is not). */
 int dp_json_validate_row(const char *buf, size_t len, char *const *expect, const size_t *expect_lens, size_t nexpect,
                          char *const *names, const size_t *lens, size_t n, struct dp_span *out,
                          struct dp_json_error *err);
