@@ -379,6 +379,10 @@ const char *dp_manifest_str(const struct dp_manifest *m, const char *path);
 long long dp_manifest_int(const struct dp_manifest *m, const char *path, long long dflt);
 /* Format "FILE:LINE:COL: path: " for messages about a key, into buf. */
 const char *dp_manifest_where(const struct dp_manifest *m, const char *path, char *buf, size_t len);
+/* path as the manifest at manifest_path means it: a relative path is the
+ * manifest's neighbour (not the working directory's), made absolute; the
+ * caller frees it. One rule for every path a manifest names. */
+char *dp_path_beside(const char *manifest_path, const char *path);
 /* Nonzero if runs read an incremental boundary (low, high] from committed
  * state: strategy cdc (an LSN offset), or incremental_append or
  * incremental_merge with an incremental_column. */

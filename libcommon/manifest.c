@@ -472,7 +472,32 @@ rule_state(struct check *c, json_t *root)
 		json_object_set_new(artifacts, "path", json_string(p));
 		free(p);
 	}
+	/* Where a job keeps things does not depend on where it is started
+	 * from (cron starts it in HOME): relative paths are the manifest's. */
+	static const char *const paths[][2] = {
+		{"state", "path"}, {"observability.artifacts", "path"}, {"", "contract"}};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		json_t *parent = *paths[i][0] ? json_at(root, paths[i][0]) : root;
+		const char *value = json_string_value(json_object_get(parent, paths[i][1]));
+		if (value && value[0] != '/') {
+			char *abs = dp_path_beside(c->file, value);
+			json_object_set_new(parent, paths[i][1], json_string(abs));
+			free(abs);
+		}
+	}
 	return 0;
+}
+
+char *
+dp_path_beside(const char *manifest_path, const char *path)
+{
+	if (path[0] == '/')
+		return dp_xstrdup(path);
+	char *copy = dp_xstrdup(manifest_path), dir[PATH_MAX];
+	const char *base = dirname(copy);
+	char *abs = realpath(base, dir) ? dp_strfmt("%s/%s", dir, path) : dp_strfmt("%s/%s", base, path);
+	free(copy);
+	return abs;
 }
 
 /* The predicate is pasted into every query's WHERE clause. */

@@ -341,6 +341,38 @@ wait_for_stage() {
 	flunk "dpone-$1 never ran"
 }
 
+@test "batch run from three working directories: one state, one lock, one artifact tree, beside the manifest" {
+	use_fault_stand_ins
+	orders 3
+	mkdir -p job elsewhere "$HOME"
+	batch_manifest
+	mv m.yaml job/m.yaml
+	# From the job's directory, from its parent, from HOME (as cron does).
+	(cd job && dpone batch run m.yaml) > run1.txt 2>&1 || flunk "$(cat run1.txt)"
+	add_orders 4 4
+	dpone batch run job/m.yaml > run2.txt 2>&1 || flunk "$(cat run2.txt)"
+	grep -q "committed: 1 row" run2.txt || flunk "the second run did not start from the first's state: $(cat run2.txt)"
+	(cd "$HOME" && dpone batch run "$TEST_TMP/job/m.yaml") > run3.txt 2>&1 || flunk "$(cat run3.txt)"
+	grep -q "committed: 0 rows" run3.txt || flunk "the third run did not start from the second's state: $(cat run3.txt)"
+	[ -f "job/.dpone/state/batch_$T.json" ] || flunk "$(find . -name '*.json' -path '*state*')"
+	[ "$(find . -path '*/.dpone/state/*.json' | wc -l)" -eq 1 ] || flunk "$(find . -path '*/.dpone/state/*')"
+	[ "$(find job/.dpone/runs/batch_$T -mindepth 1 -maxdepth 1 -type d | wc -l)" -eq 3 ] || flunk "$(find . -path '*runs*')"
+	[ ! -e .dpone ] && [ ! -e "$HOME/.dpone" ] || flunk "a working directory got a .dpone of its own"
+	# The lock: a run started elsewhere sees the one that holds it.
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 0 3000 customer" > /dev/null
+	add_orders 5 5
+	dpone batch run job/m.yaml > slow.txt 2>&1 &
+	pid=$!
+	wait_for_stage extract
+	run sh -c "cd '$HOME' && dpone batch run '$TEST_TMP/job/m.yaml'"
+	assert_failure 7
+	wait "$pid" || flunk "$(cat slow.txt)"
+	# plan shows the paths it uses, absolute.
+	run sh -c "cd '$HOME' && dpone plan '$TEST_TMP/job/m.yaml' --format json"
+	assert_success
+	[ "$(jq -r .state.path <<< "$output")" = "$(cd job && pwd -P)/.dpone/state/batch_$T.json" ] || flunk "$output"
+}
+
 @test "batch run: each stage gets only the DPONE_CONN_* variables of the connections it uses" {
 	use_fault_stand_ins
 	orders 4

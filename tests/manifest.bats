@@ -18,7 +18,8 @@ resolved() {
 	[ "$(echo "$output" | jq -r .source.options.export_mode)" = bcp ]
 	[ "$(echo "$output" | jq -r .sink.options.delivery.linger_ms)" = 20 ]
 	[ "$(echo "$output" | jq -r .quality.checks[1].tolerance_pct)" = 0.1 ]
-	[ "$(echo "$output" | jq -r .observability.artifacts.path)" = .dpone/runs/mssql_to_kafka ]
+	# Relative paths are the manifest's neighbours, made absolute.
+	[ "$(echo "$output" | jq -r .observability.artifacts.path)" = "$(pwd -P)/.dpone/runs/mssql_to_kafka" ]
 }
 
 @test "the example manifest is the guide's manifest verbatim" {
@@ -44,7 +45,7 @@ YAML
 	[ "$(echo "$output" | jq -r .sink.options.key.mode)" = unique_key ]
 	[ "$(echo "$output" | jq -r .sink.options.delivery.mode)" = at_least_once ]
 	[ "$(echo "$output" | jq -r .state.type)" = file ]
-	[ "$(echo "$output" | jq -r .state.path)" = .dpone/state/orders_job.json ]
+	[ "$(echo "$output" | jq -r .state.path)" = "$(pwd -P)/.dpone/state/orders_job.json" ]
 	[ "$(echo "$output" | jq -r .quality.mode)" = fail ]
 }
 

@@ -7,7 +7,6 @@
  * reports, off ignores the file. empty_string: keep leaves "" alone,
  * reject counts it as a violation, as_null sends it on as null.
  */
-#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,13 +56,7 @@ bad(const char *path, json_t *marks, const char *key, const char *what)
 static char *
 contract_path(const struct dp_manifest *m)
 {
-	const char *file = dp_manifest_str(m, "contract");
-	if (file[0] == '/')
-		return dp_xstrdup(file);
-	char *copy = dp_xstrdup(m->path);
-	char *path = dp_strfmt("%s/%s", dirname(copy), file);
-	free(copy);
-	return path;
+	return dp_path_beside(m->path, dp_manifest_str(m, "contract"));
 }
 
 struct contract *

@@ -85,7 +85,10 @@ handle_option(int id, const char *arg, void *ctx)
  * the dpone wrapper, which have no YAML parser: one process for all the
  * values it needs. SECTION.connection_env, which no manifest holds, is the
  * environment variable a connection_type env connection of SECTION is read
- * from (empty for another type): the wrapper gives each stage only its own. */
+ * from (empty for another type): the wrapper gives each stage only its own.
+ * run.pending_path, no manifest key either, is where a delivered run that
+ * could not commit waits for the next run: beside the manifest, like every
+ * path of the job. */
 static _Noreturn void
 print_values(const struct dp_manifest *m, const char *const *keys, int n)
 {
@@ -101,6 +104,14 @@ print_values(const struct dp_manifest *m, const char *const *keys, int n)
 			char *var = id && type && !strcmp(type, "env") ? dp_conn_env_name(id) : NULL;
 			puts(var ? var : "");
 			free(var);
+			continue;
+		}
+		if (!strcmp(keys[i], "run.pending_path")) {
+			char *rel = dp_strfmt(".dpone/pending/%s", dp_manifest_str(m, "name"));
+			char *abs = dp_path_beside(m->path, rel);
+			puts(abs);
+			free(abs);
+			free(rel);
 			continue;
 		}
 		json_t *v = dp_manifest_get(m, keys[i]);
