@@ -75,7 +75,8 @@ YAML
 	[ "$(printf '%s\n' "$output" | sed -n 1p)" = get_job ] || flunk "$output"
 	[ -z "$(printf '%s\n' "$output" | sed -n 2p)" ] || flunk "$output"
 	[ "$(printf '%s\n' "$output" | sed -n 3p)" = 20 ] || flunk "$output"
-	[ "$(printf '%s\n' "$output" | sed -n 4p)" = '"two\nlines"' ] || flunk "$output"
+	# A relative path is the manifest's neighbour; a newline keeps it JSON.
+	[ "$(printf '%s\n' "$output" | sed -n 4p)" = "\"$(pwd -P)/two\\nlines\"" ] || flunk "$output"
 	printf '%s\n' "$output" | sed -n 5p | grep -q '^{"mode": *"full_refresh"' || flunk "$output"
 }
 
@@ -116,7 +117,7 @@ YAML
 	assert_output_contains "| updated_at | datetime2(7) | timestamp | no |"
 	assert_output_contains "| min_rows | {\"threshold\":1} | error | at the end of the stream, before state is committed: rows already delivered stay visible"
 	assert_output_contains "| hash_reconciliation | {} | error | at commit, by dpone-state"
-	assert_output_contains "- run directory: runs/RUN_ID"
+	assert_output_contains "- run directory: $(pwd -P)/runs/RUN_ID"
 }
 
 @test "dpone-plan --format json: the documented keys" {
@@ -135,7 +136,7 @@ YAML
 		and .state.watermark_after == "2026-11-26T08:00:05.1234567"
 		and .quality.mode == "fail" and (.quality.checks | map(.type)) == ["min_rows", "not_null", "hash_reconciliation"]
 		and (.quality.checks | all(.decided | type == "string"))
-		and .artifacts.run_directory == "runs/RUN_ID"' <<< "$output" > /dev/null || flunk "$output"
+		and .artifacts.run_directory == $dir + "/runs/RUN_ID"' --arg dir "$(pwd -P)" <<< "$output" > /dev/null || flunk "$output"
 }
 
 @test "dpone-plan starts where state stands and changes nothing" {
