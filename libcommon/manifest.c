@@ -500,10 +500,19 @@ dp_path_beside(const char *manifest_path, const char *path)
 	return abs;
 }
 
-/* The predicate is pasted into every query's WHERE clause. */
+/* The predicate is pasted into every query's WHERE clause; the lookback
+ * is parsed here, once, not when a run needs it. */
 static int
-rule_predicate(struct check *c, json_t *root)
+rule_source_options(struct check *c, json_t *root)
 {
+	const char *lookback = sget(root, "source.options.lookback");
+	long long n;
+	if (lookback && dp_parse_ll(lookback, &n) && dp_duration_seconds(lookback) < 0)
+		return cfail(
+			c, "source.options.lookback", "source.options.lookback",
+			"'%s' is neither a number (integer columns) nor a duration (30s, 15m, 2h, 1d: date and time "
+			"columns)",
+			lookback);
 	const char *predicate = sget(root, "source.options.source_custom_predicate");
 	char why[384];
 	if (predicate && dp_sql_predicate_check(predicate, why, sizeof why) < 0)
@@ -562,6 +571,14 @@ rule_checks(struct check *c, json_t *root)
 			return cfail(c, path, path, "%s needs column or columns", type);
 		if (kind == DP_CHECK_FRESHNESS && !json_object_get(chk, "max_age"))
 			return cfail(c, path, path, "freshness needs max_age (for example 24h)");
+		const char *max_age = json_string_value(json_object_get(chk, "max_age"));
+		if (max_age && dp_duration_seconds(max_age) < 0) {
+			char key[96];
+			snprintf(key, sizeof key, "%s.max_age", path);
+			return cfail(c, key, key,
+			             "'%s' is not a duration: write a whole number and s, m, h or d (30s, 15m, 2h, 1d)",
+			             max_age);
+		}
 		if (json_object_get(chk, "tolerance") && json_object_get(chk, "tolerance_pct"))
 			return cfail(c, path, path, "give tolerance or tolerance_pct, not both");
 		if (!strcmp(type, "unique") && !strcmp(sget(root, "sink.strategy.mode"), "cdc"))
@@ -586,8 +603,8 @@ rule_name(struct check *c, json_t *root)
 static int
 apply_rules(struct check *c, json_t *root)
 {
-	int (*rules[])(struct check *, json_t *) = {rule_name,      rule_types,     rule_topic, rule_strategy,
-	                                            rule_columns,   rule_predicate, rule_key,   rule_state,
+	int (*rules[])(struct check *, json_t *) = {rule_name,      rule_types,          rule_topic, rule_strategy,
+	                                            rule_columns,   rule_source_options, rule_key,   rule_state,
 	                                            rule_artifacts, rule_checks};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
 		if (rules[i](c, root))

@@ -172,7 +172,7 @@ SQL
 	[ ! -e state.json ]
 	run dpone batch run m.yaml
 	assert_success
-	assert_output_contains "committed: 1 rows, 1 messages"
+	assert_output_contains "committed: 1 row, 1 message in"
 	[ "$(topic_rows)" = "4|four|4.00" ]
 }
 

@@ -729,3 +729,17 @@ YAML
 	assert_failure 5
 	assert_output_contains "topic $TOPIC could not be created:"
 }
+
+@test "batch run's last line: real elapsed time, its rate, and singular where there is one" {
+	orders 1
+	batch_manifest
+	run dpone batch run m.yaml
+	assert_success
+	[[ "${lines[${#lines[@]} - 1]}" =~ committed:\ 1\ row,\ 1\ message\ in\ [0-9]+\.[0-9]\ s\ \([0-9]+\ rows/s\)$ ]] ||
+		flunk "last line: ${lines[${#lines[@]} - 1]}"
+	refute_output_contains "in 0 s"
+	run dpone batch run m.yaml
+	assert_success
+	[[ "${lines[${#lines[@]} - 1]}" =~ committed:\ 0\ rows,\ 0\ messages\ in\ [0-9]+\.[0-9]\ s$ ]] ||
+		flunk "last line: ${lines[${#lines[@]} - 1]}"
+}

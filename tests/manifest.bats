@@ -371,3 +371,23 @@ YAML
 	assert_failure 2
 	assert_output_contains "name: '../evil' may use only letters"
 }
+
+@test "durations are parsed when the manifest loads: '1 day' is an error naming the forms, never -1 s at run time" {
+	write_manifest
+	printf 'quality:\n  checks:\n    - {type: freshness, column: updated_at, max_age: 1 day}\n' >> m.yaml
+	run dpone-plan --print-manifest m.yaml
+	assert_failure 2
+	assert_output_contains "m.yaml:15:54:"
+	assert_output_contains "quality.checks[0].max_age: '1 day' is not a duration: write a whole number and s, m, h or d"
+	write_manifest
+	sed -i 's/^    name: orders$/    name: orders\n  options: {incremental_column: updated_at, lookback: 1 day}/' m.yaml
+	sed -i 's/mode: full_refresh/mode: incremental_append/' m.yaml
+	run dpone-plan --print-manifest m.yaml
+	assert_failure 2
+	assert_output_contains "source.options.lookback: '1 day' is neither a number (integer columns) nor a duration"
+	for ok in 25h 2 30s; do
+		sed -i "s/lookback: [^}]*}/lookback: $ok}/" m.yaml
+		run resolved m.yaml
+		assert_success
+	done
+}
