@@ -68,6 +68,23 @@ fake_bin() {
 	[ "$(echo "$output" | jq -r .connections.source.host)" = h7 ]
 }
 
+@test "every command the wrapper runs itself takes --help, and dpone help CMD works for it" {
+	for cmd in batch runs doctor schema; do
+		run dpone "$cmd" --help
+		assert_success
+		[[ "${lines[0]}" == "usage: dpone $cmd "* ]] || flunk "dpone $cmd --help: $output"
+		assert_output_contains "See dpone(1)"
+		run env MANPAGER=cat dpone help "$cmd"
+		assert_success
+		assert_output_contains "DPONE(1)"
+	done
+	run dpone batch run m.yaml --help
+	assert_success
+	assert_output_contains "usage: dpone batch run MANIFEST"
+	run dpone schema --help
+	assert_line 1 "       dpone schema physical-plan --manifest MANIFEST [--format md|json] [--throughput N] [--apply]"
+}
+
 @test "dpone help CMD shows the manual page" {
 	run env MANPAGER=cat dpone help extract
 	assert_success
