@@ -85,6 +85,19 @@ fake_bin() {
 	assert_line 1 "       dpone schema physical-plan --manifest MANIFEST [--format md|json] [--throughput N] [--apply]"
 }
 
+@test "an operand too many is an error in every command, never ignored" {
+	write_manifest
+	use_env_connections
+	for cmd in "dpone-state m.yaml get extra" "dpone-plan m.yaml extra" "dpone-extract m.yaml extra" \
+		"dpone runs list m.yaml extra" "dpone runs show m.yaml a b" "dpone schema infer --manifest m.yaml extra" \
+		"dpone doctor m.yaml extra" "dpone batch run m.yaml extra"; do
+		run $cmd
+		assert_failure 2
+		[[ "$output" == *"too many operands"* || "$output" == *"at most"* || "$output" == *"more than one"* ]] ||
+			flunk "$cmd: $output"
+	done
+}
+
 @test "dpone help CMD shows the manual page" {
 	run env MANPAGER=cat dpone help extract
 	assert_success
