@@ -743,3 +743,17 @@ YAML
 	[[ "${lines[${#lines[@]} - 1]}" =~ committed:\ 0\ rows,\ 0\ messages\ in\ [0-9]+\.[0-9]\ s$ ]] ||
 		flunk "last line: ${lines[${#lines[@]} - 1]}"
 }
+
+@test "a run that found nothing and fails min_rows does not claim rows were published" {
+	orders 1
+	batch_manifest "" 'quality:
+  checks:
+    - {type: min_rows, threshold: 1}'
+	run dpone batch run m.yaml
+	assert_success
+	run dpone batch run m.yaml
+	assert_failure 8
+	assert_output_contains "min_rows check failed: 0 rows, at least 1 wanted"
+	assert_output_contains "nothing was published, and state does not advance"
+	refute_output_contains "the rows were published"
+}

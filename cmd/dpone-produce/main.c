@@ -355,6 +355,7 @@ finish(struct run *rn)
 	if (rn->checks_failed)
 		run_fail(rn, DP_EXIT_QUALITY, "the stream's quality checks failed%s",
 		         rn->m->delivery == DP_EXACTLY_ONCE ? "; nothing becomes visible to read_committed consumers"
+		         : !rn->messages                    ? "; nothing was published, and state does not advance"
 		                                            : "; the rows were published (delivery is not "
 		                                              "transactional) but state does not advance");
 	/* The summary (with the offsets read back) is made, and the commit
