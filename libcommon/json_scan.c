@@ -82,6 +82,21 @@ skip_value(const char *p, const char *e)
 	return p;
 }
 
+/* The text of the member name q (len bytes with its quotes), decoded when
+ * it has escapes (the rare case; *tmp then holds what must be freed), or
+ * NULL if it does not decode; *n its length. */
+static const char *
+name_text(const char *q, size_t len, int escaped, size_t *n, json_t **tmp)
+{
+	*tmp = NULL;
+	*n = len - 2;
+	if (!escaped)
+		return q + 1;
+	*tmp = json_loadb(q, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	*n = json_string_length(*tmp);
+	return json_string_value(*tmp);
+}
+
 /* Does the member name at q (quoted, q..qe) equal name? */
 static int
 name_is(const char *q, const char *qe, const char *name)
@@ -96,19 +111,10 @@ size_t
 dp_member_take(const char *q, const char *qe, int escaped, char *const *names, const size_t *lens, size_t n,
                struct dp_span *out, struct dp_span v)
 {
-	const char *name = q + 1;
-	size_t name_len = (size_t)(qe - q) - 2, taken = 0;
-	json_t *decoded = NULL;
-	if (escaped) { /* rare: the name must be decoded to compare */
-		decoded = json_loadb(q, (size_t)(qe - q), JSON_DECODE_ANY, NULL);
-		if (!json_is_string(decoded)) {
-			json_decref(decoded);
-			return 0;
-		}
-		name = json_string_value(decoded);
-		name_len = json_string_length(decoded);
-	}
-	for (size_t i = 0; i < n; i++)
+	size_t name_len, taken = 0;
+	json_t *decoded;
+	const char *name = name_text(q, (size_t)(qe - q), escaped, &name_len, &decoded);
+	for (size_t i = 0; name && i < n; i++)
 		if (!out[i].p && lens[i] == name_len && !memcmp(name, names[i], name_len)) {
 			out[i] = v;
 			taken++;
@@ -175,20 +181,6 @@ names_start(const unsigned char *obj)
 	seen_base = obj;
 }
 
-/* A name's text, decoded when it has escapes (rows have none); *tmp holds
- * what must be freed. */
-static const char *
-name_text(const unsigned char *q, uint32_t len, int escaped, size_t *n, json_t **tmp)
-{
-	*tmp = NULL;
-	*n = len - 2;
-	if (!escaped)
-		return (const char *)q + 1;
-	*tmp = json_loadb((const char *)q, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-	*n = json_string_length(*tmp);
-	return json_string_value(*tmp) ? json_string_value(*tmp) : "";
-}
-
 static int
 same_name(const struct name_slot *a, const unsigned char *q, uint32_t len, int escaped)
 {
@@ -198,9 +190,9 @@ same_name(const struct name_slot *a, const unsigned char *q, uint32_t len, int e
 		return alen == len && !memcmp(aq, q, len);
 	size_t an, bn;
 	json_t *at, *bt;
-	const char *as = name_text(aq, alen, (a->len & ESCAPED) != 0, &an, &at);
-	const char *bs = name_text(q, len, escaped, &bn, &bt);
-	int same = an == bn && !memcmp(as, bs, an);
+	const char *as = name_text((const char *)aq, alen, (a->len & ESCAPED) != 0, &an, &at);
+	const char *bs = name_text((const char *)q, len, escaped, &bn, &bt);
+	int same = as && bs && an == bn && !memcmp(as, bs, an);
 	json_decref(at);
 	json_decref(bt);
 	return same;
@@ -238,8 +230,8 @@ name_seen_before(const unsigned char *q, uint32_t len, int escaped)
 {
 	size_t n;
 	json_t *tmp = NULL;
-	const char *text = escaped ? name_text(q, len, 1, &n, &tmp) : (const char *)q + 1;
-	uint32_t h = name_hash(text, escaped ? n : len - 2);
+	const char *text = name_text((const char *)q, len, escaped, &n, &tmp);
+	uint32_t h = name_hash(text ? text : "", text ? n : 0);
 	json_decref(tmp);
 	if (++seen_count >= NAME_SLOTS)
 		return -1;
