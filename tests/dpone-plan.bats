@@ -235,6 +235,41 @@ PY
 	jq -e '.[1].results[] | select(.type == "contract") | .status == "pass"' <<< "$output" > /dev/null || flunk "$output"
 }
 
+@test "dpone schema infer: min and max are the sample's true extremes (numbers, numeric strings, dates, strings)" {
+	load_env
+	T="p$BATS_TEST_NUMBER"
+	{
+		echo "DROP TABLE IF EXISTS $T"
+		echo "CREATE TABLE $T (id int NOT NULL PRIMARY KEY, code varchar(10) NOT NULL, d date NOT NULL, s nvarchar(10) NOT NULL, amt decimal(9,2) NOT NULL)"
+		for i in $(seq 1 307); do
+			echo "INSERT INTO $T VALUES ($i, '$i', '2026-0$((i % 9 + 1))-1$((i % 10))', N'a$((i % 3))', $((400 - i)).25)"
+		done
+		echo "INSERT INTO $T VALUES (1000, '-5', '2025-12-31', N'a', 7.5)"
+		echo "INSERT INTO $T VALUES (1001, '9', '2026-09-30', N'a b', 1000.75)"
+	} | sql > /dev/null
+	cat > m.yaml <<YAML
+name: infer_$T
+source: {type: mssql, connection_id: mssql_dwh, table: {name: $T}}
+sink: {type: kafka, connection_id: kafka_cluster, topic: t, strategy: {mode: full_refresh}}
+YAML
+	run dpone schema infer --manifest m.yaml --sample 1000
+	assert_success
+	printf '%s\n' "$output" > contract.yaml
+	python3 - <<'PY' || flunk "$output"
+import yaml, datetime
+cols = yaml.safe_load(open("contract.yaml"))["contract"]["columns"]
+def extremes(c):
+    p = cols[c]["profile"]
+    return p["min"], p["max"]
+assert extremes("id") == (1, 1001), extremes("id")
+assert cols["code"]["logical_type"] == "integer", cols["code"]
+assert extremes("code") == ("-5", "307"), extremes("code")
+assert tuple(map(str, extremes("d"))) == ("2025-12-31", "2026-09-30"), extremes("d")
+assert extremes("s") == ("a", "a2"), extremes("s")
+assert extremes("amt") == ("7.50", "1000.75"), extremes("amt")
+PY
+}
+
 @test "dpone schema physical-plan: partitions, cleanup policy and message size from the source and the strategy" {
 	orders_job
 	run dpone schema physical-plan --manifest m.yaml --format json

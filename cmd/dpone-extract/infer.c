@@ -26,6 +26,8 @@ struct column_profile {
 	unsigned long long shapes[NSHAPES]; /* non-empty strings of each shape */
 	struct dp_buf min, max;             /* JSON text of the extremes */
 	double min_num, max_num;            /* for number-like columns */
+	struct dp_buf num_min, num_max;     /* a string column's values that read as numbers, */
+	double num_min_num, num_max_num;    /* ordered as numbers: "307" > "99" */
 	unsigned char hll[HLL_REGISTERS];
 	size_t longest; /* bytes of the longest value's JSON */
 };
@@ -84,25 +86,61 @@ shape_of(const char *s, const char *e)
 	return -1;
 }
 
+/* The text of a JSON scalar without a string's quotes, so that "a" sorts
+ * before "a b" (with its quote, '"' > ' '). */
 static void
-keep_extreme(struct dp_buf *b, double *num, const char *v, size_t n, int numeric_col, int want_less)
+scalar_text(const char *v, size_t n, const char **p, size_t *len)
+{
+	int quoted = n >= 2 && *v == '"';
+	*p = v + quoted;
+	*len = n - 2 * (size_t)quoted;
+}
+
+static int
+text_order(const char *a, size_t an, const char *b, size_t bn)
+{
+	const char *ap, *bp;
+	size_t al, bl;
+	scalar_text(a, an, &ap, &al);
+	scalar_text(b, bn, &bp, &bl);
+	int c = memcmp(ap, bp, al < bl ? al : bl);
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/* The number a JSON scalar (1.5 or "1.5") holds. v is not NUL-terminated:
+ * strtod on it read the encoder's leftover bytes, so 1001 could become
+ * 100150. */
+static double
+number_of(const char *v, size_t n)
+{
+	char text[64];
+	const char *p;
+	size_t len;
+	scalar_text(v, n, &p, &len);
+	if (len >= sizeof text)
+		len = sizeof text - 1;
+	memcpy(text, p, len);
+	text[len] = 0;
+	return strtod(text, NULL);
+}
+
+static void
+keep_extreme(struct dp_buf *b, double *num, const char *v, size_t n, int as_number, int want_less)
 {
 	int replace = !b->len;
-	if (!replace && numeric_col) {
-		double x = strtod(v + (*v == '"'), NULL);
+	if (!replace && as_number) {
+		double x = number_of(v, n);
 		replace = want_less ? x < *num : x > *num;
 	} else if (!replace) {
-		int c = memcmp(v, b->p, n < b->len ? n : b->len);
-		if (!c)
-			c = (n > b->len) - (n < b->len);
+		int c = text_order(v, n, b->p, b->len);
 		replace = want_less ? c < 0 : c > 0;
 	}
 	if (!replace)
 		return;
 	b->len = 0;
 	dp_buf_add(b, v, n);
-	if (numeric_col)
-		*num = strtod(v + (*v == '"'), NULL);
+	if (as_number)
+		*num = number_of(v, n);
 }
 
 static void
@@ -121,6 +159,10 @@ profile_value(struct column_profile *cp, const struct column *c, const char *v, 
 		int sh = shape_of(v + 1, v + n - 1);
 		if (sh >= 0)
 			cp->shapes[sh]++;
+		if (sh == SHAPE_INTEGER || sh == SHAPE_DECIMAL) {
+			keep_extreme(&cp->num_min, &cp->num_min_num, v, n, 1, 1);
+			keep_extreme(&cp->num_max, &cp->num_max_num, v, n, 1, 0);
+		}
 	}
 	hll_add(cp->hll, v, n);
 	keep_extreme(&cp->min, &cp->min_num, v, n, numeric(c), 1);
@@ -172,11 +214,14 @@ print_column(const struct column *c, const struct column_profile *cp, int is_key
 	       "longest_json_bytes: %zu",
 	       confidence, (double)cp->nulls / n, (double)cp->empty / n,
 	       fmin(hll_estimate(cp->hll), (double)(cp->values - cp->nulls)), cp->longest);
-	if (cp->min.len && cp->min.len <= 200 && strcmp(c->logical, "binary")) {
+	/* A string column pinned as a number reports its numeric extremes. */
+	int as_number = strcmp(type, c->logical) && (!strcmp(type, "integer") || !strcmp(type, "decimal"));
+	const struct dp_buf *min = as_number ? &cp->num_min : &cp->min, *max = as_number ? &cp->num_max : &cp->max;
+	if (min->len && min->len <= 200 && max->len <= 200 && strcmp(c->logical, "binary")) {
 		printf(", min: ");
-		print_scalar_json(cp->min.p, cp->min.len);
+		print_scalar_json(min->p, min->len);
 		printf(", max: ");
-		print_scalar_json(cp->max.p, cp->max.len);
+		print_scalar_json(max->p, max->len);
 	}
 	printf("}\n");
 	free(name);
@@ -229,6 +274,8 @@ infer_contract(struct source *s, const struct encoding *enc, long long sample)
 	for (int i = 0; i < s->ncols; i++) {
 		free(cp[i].min.p);
 		free(cp[i].max.p);
+		free(cp[i].num_min.p);
+		free(cp[i].num_max.p);
 	}
 	free(cp);
 	free(v.p);
