@@ -80,6 +80,9 @@ watermark() {
 	assert_output_contains "committed: 20 rows, 20 messages in"
 	[ "$(keys | wc -l)" -eq 20 ]
 	[ "$(watermark)" = '"2026-11-26T08:00:20.1234567"' ] || flunk "state: $(watermark)"
+	# dpone.source names the database the session used, as documented.
+	run kcat -C -b "$DPONE_TEST_KAFKA_BOOTSTRAP" -t "$TOPIC" -e -q -c 1 -f '%h\n'
+	assert_output_contains "dpone.source=$DPONE_TEST_MSSQL_DATABASE.dbo.$T,"
 	add_orders 21 25
 	run dpone batch run m.yaml
 	assert_success

@@ -40,14 +40,26 @@ header_columns(const struct source *s)
 	return cols;
 }
 
+/* {"type":"mssql","database":...,"schema":...,"table":...}; no database
+ * when the server named none. */
+static json_t *
+source_object(const struct source *s)
+{
+	json_t *o = json_pack("{s:s}", "type", "mssql");
+	if (*s->database)
+		json_object_set_new(o, "database", json_string(s->database));
+	json_object_set_new(o, "schema", json_string(s->schema));
+	json_object_set_new(o, "table", json_string(s->table));
+	return o;
+}
+
 json_t *
 stream_header(const struct source *s, const struct dp_manifest *m, const char *run_id, json_t *boundary,
               const struct encoding *enc)
 {
-	return json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol",
-	                 DP_STREAM_PROTOCOL, "run_id", run_id, "job", dp_manifest_str(m, "name"), "source", "type",
-	                 "mssql", "schema", s->schema, "table", s->table, "columns", header_columns(s), "key",
-	                 key_names(s), "boundary", boundary, "encoding", "bigint",
+	return json_pack("{s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol", DP_STREAM_PROTOCOL, "run_id",
+	                 run_id, "job", dp_manifest_str(m, "name"), "source", source_object(s), "columns",
+	                 header_columns(s), "key", key_names(s), "boundary", boundary, "encoding", "bigint",
 	                 enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
 }
 
@@ -56,8 +68,7 @@ print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary
            const struct plan_queries *q, json_t *reconciliation)
 {
 	json_t *doc = json_pack(
-		"{s:{s:s, s:s, s:s}, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}", "source", "type", "mssql",
-		"schema", s->schema, "table", s->table, "columns", header_columns(s), "key", key_names(s), "boundary",
+		"{s:o, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}", "source", source_object(s), "columns", header_columns(s), "key", key_names(s), "boundary",
 		boundary, "sql", q->sql, "count_sql", q->count_sql, "rows", json_loads(q->rows, JSON_DECODE_ANY, NULL),
 		"export_mode", dp_manifest_str(m, "source.options.export_mode"), "batch_size",
 		(json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000), "encoding", "bigint",

@@ -54,6 +54,7 @@ const char *logical_type(const char *data_type);
 /* ---- source.c ---- */
 struct source {
 	DBPROCESS *db;
+	char database[260]; /* the one the session uses, "" if the server named none */
 	char schema[260], table[260];
 	struct column *cols;
 	int ncols;

@@ -173,6 +173,9 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 	dbcanquery(s->db);
 	if (failed)
 		dp_die(DP_EXIT_SOURCE, "%s", last_error);
+	/* The login's database, as the server confirmed it (ENVCHANGE). */
+	const char *in_use = dbname(s->db);
+	snprintf(s->database, sizeof s->database, "%s", in_use && *in_use ? in_use : db ? db : "");
 }
 
 int
