@@ -425,10 +425,12 @@ rule_key(struct check *c, json_t *root)
 		json_object_del(key, "field");
 	}
 	const char *mode = json_string_value(json_object_get(key, "mode"));
-	/* cdc keys changes by the table's primary key when no unique_key is given. */
+	/* Without a key named, messages are keyed by the table's primary key
+	 * (cdc: unique_key falls back to it too); dpone-produce warns and sends
+	 * them unkeyed when the table has none. */
 	int cdc = !strcmp(sget(root, "sink.strategy.mode"), "cdc");
 	if (!mode) {
-		mode = json_object_get(key, "fields") ? "fields" : ukey || cdc ? "unique_key" : "null";
+		mode = json_object_get(key, "fields") ? "fields" : ukey || cdc ? "unique_key" : "primary_key";
 		json_object_set_new(key, "mode", json_string(mode));
 	}
 	if (!strcmp(mode, "unique_key") && !ukey && !cdc)

@@ -171,6 +171,47 @@ dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermar
 	assert_output "-1"
 }
 
+@test "no key named: the header's primary key keys the messages; a table without one is unkeyed, said on stderr" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh
+	sed -i 's/, unique_key: \[id\]//' m.yaml
+	run dpone-plan --get sink.options.key.mode m.yaml
+	assert_output primary_key
+	run dpone-produce -q m.yaml < <(stream 2)
+	assert_success
+	refute_output_contains "no primary key"
+	run consume -f '%k\n'
+	assert_output '{"id":1}
+{"id":2}'
+	# The same stream from a table without a primary key.
+	stream 1 | sed '1s/"key":\["id"\]/"key":[]/' > nokey.ndjson
+	run dpone-produce -q m.yaml < nokey.ndjson
+	assert_success
+	assert_output_contains "the table has no primary key and the manifest names no key: messages are unkeyed"
+	run consume -o 2 -f '%K\n'
+	assert_output "-1"
+	# Unkeyed on purpose: no warning.
+	sed -i 's/options: {}/options: {key: {mode: "null"}}/' m.yaml
+	run dpone-produce -q m.yaml < nokey.ndjson
+	assert_success
+	refute_output_contains "no primary key"
+	# A tombstone needs a key the table does not have.
+	sed -i 's/options: {key: {mode: "null"}}/options: {deletes: {enabled: true, tombstone: true}}/' m.yaml
+	run dpone-produce -q m.yaml < nokey.ndjson
+	assert_failure 2
+	assert_output_contains "a tombstone deletes a key, and the table has no primary key"
+}
+
+@test "keyless messages are spread one by one with sticky.partitioning.linger.ms 0 (dpone-produce(1), Keys)" {
+	make_topic "$TOPIC" 3
+	produce_manifest full_refresh 'key: {mode: "null"}, properties: {sticky.partitioning.linger.ms: 0}'
+	stream 300 | dpone-produce -q m.yaml > /dev/null
+	run consume -f '%p\n'
+	[ "${#lines[@]}" -eq 300 ] || flunk "${#lines[@]} messages"
+	# 300 messages at random over 3 partitions miss one with probability 3 * (2/3)^300.
+	[ "$(printf '%s\n' "$output" | sort -u | wc -l)" -eq 3 ] || flunk "$(printf '%s\n' "$output" | sort | uniq -c)"
+}
+
 @test "hash_row keys are SHA-256 across block boundaries (rows of 35 to 137 bytes)" {
 	make_topic "$TOPIC" 1
 	produce_manifest full_refresh 'key: {mode: hash_row}'

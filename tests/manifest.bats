@@ -49,11 +49,11 @@ YAML
 	[ "$(echo "$output" | jq -r .quality.mode)" = fail ]
 }
 
-@test "without unique_key the message key defaults to null" {
+@test "without unique_key the message key defaults to the primary key" {
 	write_manifest
 	run resolved m.yaml
 	assert_success
-	[ "$(echo "$output" | jq -r .sink.options.key.mode)" = null ]
+	[ "$(echo "$output" | jq -r .sink.options.key.mode)" = primary_key ]
 }
 
 @test "a Python dpone Kafka manifest loads with the same meaning" {
@@ -212,7 +212,7 @@ YAML
 
 @test "a tombstone needs a message key" {
 	write_manifest
-	printf '  options:\n    deletes: {enabled: true, tombstone: true}\n' >> m.yaml
+	printf '  options:\n    key: {mode: "null"}\n    deletes: {enabled: true, tombstone: true}\n' >> m.yaml
 	run dpone-extract m.yaml
 	assert_failure 2
 	assert_output_contains "a tombstone deletes a key, so key.mode must not be null"

@@ -47,23 +47,39 @@ dump_compact(json_t *v)
 	return s;
 }
 
+/* The manifest's key.mode, which the manifest loader always sets. */
 static enum key_mode
 key_mode_of(const struct dp_manifest *m)
 {
+	static const struct {
+		const char *name;
+		enum key_mode mode;
+	} modes[] = {{"unique_key", KEY_UNIQUE}, {"primary_key", KEY_PRIMARY}, {"fields", KEY_FIELDS},
+	             {"hash_row", KEY_HASH_ROW}, {"null", KEY_NULL}};
 	const char *mode = dp_manifest_str(m, "sink.options.key.mode");
-	if (!mode) {
-		if (json_array_size(dp_manifest_get(m, "sink.options.key.fields")) ||
-		    dp_manifest_str(m, "sink.options.key.field"))
-			mode = "fields";
-		else if (json_array_size(dp_manifest_get(m, "sink.strategy.unique_key")) || m->strategy == DP_CDC)
-			mode = "unique_key";
-		else
-			mode = "null";
+	for (size_t i = 0; mode && i < sizeof modes / sizeof *modes; i++)
+		if (!strcmp(mode, modes[i].name))
+			return modes[i].mode;
+	return KEY_NULL;
+}
+
+/* Key mode primary_key: the key the stream header names (the table's
+ * primary key); none makes the messages unkeyed, said once. */
+static json_t *
+primary_key_names(struct format *f, const struct dp_manifest *m, json_t *header)
+{
+	json_t *names = json_object_get(header, "key");
+	if (json_array_size(names)) {
+		f->key_mode = KEY_UNIQUE;
+		return names;
 	}
-	return !strcmp(mode, "unique_key") ? KEY_UNIQUE
-	       : !strcmp(mode, "fields")   ? KEY_FIELDS
-	       : !strcmp(mode, "hash_row") ? KEY_HASH_ROW
-	                                   : KEY_NULL;
+	if (json_is_true(dp_manifest_get(m, "sink.options.deletes.tombstone")))
+		dp_die(DP_EXIT_USAGE, "a tombstone deletes a key, and the table has no primary key: name the key "
+		                      "(sink.strategy.unique_key or sink.options.key.fields)");
+	dp_warn("the table has no primary key and the manifest names no key: messages are unkeyed (set "
+	        "sink.options.key.fields, or key.mode: null to say unkeyed is meant)");
+	f->key_mode = KEY_NULL;
+	return NULL;
 }
 
 static void
@@ -77,6 +93,8 @@ init_key(struct format *f, const struct dp_manifest *m, json_t *header)
 		names = dp_manifest_get(m, path = "sink.strategy.unique_key");
 	if (f->key_mode == KEY_UNIQUE && !names) /* cdc: the table's primary key, as the header names it */
 		names = json_object_get(header, "key");
+	if (f->key_mode == KEY_PRIMARY)
+		names = primary_key_names(f, m, header);
 	if (f->key_mode == KEY_FIELDS) {
 		names = dp_manifest_get(m, path = "sink.options.key.fields");
 		if (!json_array_size(names) && dp_manifest_str(m, "sink.options.key.field"))

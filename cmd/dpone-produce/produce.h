@@ -15,7 +15,8 @@
 #include "dpone.h"
 
 enum envelope { ENV_FLAT, ENV_DEBEZIUM, ENV_DPONE };
-enum key_mode { KEY_UNIQUE, KEY_FIELDS, KEY_HASH_ROW, KEY_NULL };
+/* KEY_PRIMARY becomes KEY_UNIQUE or KEY_NULL once the header is read. */
+enum key_mode { KEY_UNIQUE, KEY_PRIMARY, KEY_FIELDS, KEY_HASH_ROW, KEY_NULL };
 
 struct header_kv {
 	char *name, *value;
