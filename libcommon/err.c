@@ -82,7 +82,8 @@ dp_die(int code, const char *fmt, ...)
 	if (die_cleanup)
 		die_cleanup();
 	fflush(stderr);
-	_exit(code);
+	/* Whatever failed after SIGINT/SIGTERM failed because of it. */
+	_exit(dp_interrupted && code != DP_EXIT_USAGE ? DP_EXIT_INTERRUPTED : code);
 }
 
 void *

@@ -515,6 +515,15 @@ rule_source_options(struct check *c, json_t *root)
 			"'%s' is neither a number (integer columns) nor a duration (30s, 15m, 2h, 1d: date and time "
 			"columns)",
 			lookback);
+	static const char *const timeouts[] = {"source.options.login_timeout", "source.options.query_timeout"};
+	for (size_t i = 0; i < sizeof timeouts / sizeof *timeouts; i++) {
+		const char *t = sget(root, timeouts[i]);
+		if (t && dp_duration_seconds(t) <= 0)
+			return cfail(c, timeouts[i], timeouts[i],
+			             "'%s' is not a duration: write a whole number above 0 and s, m, h or d (30s, 15m, 2h, "
+			             "1d)",
+			             t);
+	}
 	const char *predicate = sget(root, "source.options.source_custom_predicate");
 	char why[384];
 	if (predicate && dp_sql_predicate_check(predicate, why, sizeof why) < 0)

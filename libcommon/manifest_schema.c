@@ -59,6 +59,8 @@ static const struct key source_options[] = {STR("incremental_column", 0, NULL),
                                             STR("capture_instance", 0, NULL),
                                             ENUM("snapshot", 0, "initial", snapshot_modes),
                                             ENUM("row_filter_option", 0, "all", row_filter_options),
+                                            STR("login_timeout", 0, "30s"),
+                                            STR("query_timeout", 0, "1h"),
                                             END};
 
 static const struct key source_keys[] = {STR("type", REQUIRED, NULL),

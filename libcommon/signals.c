@@ -14,6 +14,11 @@ static void
 on_signal(int sig)
 {
 	dp_interrupted = sig;
+	/* The next stage may stop first: a write to it then fails (EPIPE) and
+	 * this stage exits 130 saying where it was, instead of dying of
+	 * SIGPIPE without a word. sigaction is async-signal-safe. */
+	struct sigaction ignore = {.sa_handler = SIG_IGN};
+	sigaction(SIGPIPE, &ignore, NULL);
 }
 
 void

@@ -180,18 +180,24 @@ watermark() {
 	assert_success
 }
 
-@test "batch run: SIGTERM mid-run -> exit 130, state kept, the lease given back" {
+@test "batch run: SIGTERM while the server stalls -> the query is cancelled, exit 130 within seconds, state kept, the lease given back" {
 	use_fault_stand_ins
 	orders 10
 	batch_manifest
-	control "$MSSQLD_CONTROL" "fault stall-after-rows 3 5000 ORDER BY"
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 3 20000 ORDER BY"
 	dpone batch run m.yaml > out.txt 2>&1 &
 	pid=$!
 	sleep 1
 	kill -TERM "$pid"
+	signalled=$(date +%s%N)
 	rc=0
 	wait "$pid" || rc=$?
+	# An upper bound with slack, not a performance threshold: the stall is 20 s.
+	[ $(($(date +%s%N) - signalled)) -lt 5000000000 ] || flunk "took $(($(date +%s%N) - signalled)) ns: $(cat out.txt)"
 	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat out.txt)"
+	grep -q "^dpone-extract: reading failed after 3 rows: interrupted: the query was cancelled" out.txt || flunk "$(cat out.txt)"
+	grep -q "^dpone: batch run interrupted: dpone-extract stopped (reading failed after 3 rows: interrupted" out.txt ||
+		flunk "$(cat out.txt)"
 	[ -z "$(watermark)" ]
 	run dpone-state m.yaml get
 	jq -e '.lease == null' <<< "$output" > /dev/null || flunk "$output"
@@ -747,16 +753,51 @@ YAML
 		flunk "last line: ${lines[${#lines[@]} - 1]}"
 }
 
-@test "a run that found nothing and fails min_rows does not claim rows were published" {
+@test "an idle tick (no rows, min_rows 1): exit 11 and one line; -q --idle-ok: exit 0, silent; runs list says idle" {
 	orders 1
 	batch_manifest "" 'quality:
   checks:
     - {type: min_rows, threshold: 1}'
 	run dpone batch run m.yaml
 	assert_success
+	before=$(dpone-state -q m.yaml get)
+	run dpone batch run m.yaml
+	assert_failure 11
+	assert_line "dpone-check: nothing new: no rows, and min_rows wants some; nothing is published and state does not advance (exit 11, idle)"
+	refute_output_contains "the rows were published"
+	refute_output_contains "consequence"
+	refute_output_contains "min_rows check failed"
+	run dpone batch run -q --idle-ok m.yaml
+	assert_success
+	assert_output ""
+	[ "$(dpone-state -q m.yaml get)" = "$before" ] || flunk "state moved: $(dpone-state -q m.yaml get)"
+	run dpone runs list m.yaml
+	[ "$(awk 'NR > 1 {print $2, $3}' <<< "$output" | tr '\n' ,)" = "committed 0,idle 11,idle 0," ] || flunk "$output"
+	# Rows again: a real run, then a check that fails on rows is exit 8, not idle.
+	add_orders 2 2
+	sed -i 's/threshold: 1}/threshold: 5}/' m.yaml
+	run dpone batch run -q --idle-ok m.yaml
+	assert_failure 8
+	assert_output_contains "min_rows check failed: 1 row"
+}
+
+@test "a failed run names its cause once: the last line has the stage and its first error; the others are its consequences" {
+	orders 3
+	sql <<< "ALTER TABLE $T ALTER COLUMN customer nvarchar(40) NULL
+UPDATE $T SET customer = NULL WHERE order_id = 2" > /dev/null
+	batch_manifest "" 'quality:
+  checks:
+    - {type: not_null, columns: [customer]}
+observability: {artifacts: {path: runs}}'
 	run dpone batch run m.yaml
 	assert_failure 8
-	assert_output_contains "min_rows check failed: 0 rows, at least 1 wanted"
-	assert_output_contains "nothing was published, and state does not advance"
-	refute_output_contains "the rows were published"
+	last=${lines[${#lines[@]} - 1]}
+	[[ "$last" == "dpone: batch run failed: dpone-check exited 8 (quality): not_null check failed: "*"; state not advanced" ]] ||
+		flunk "last line: $last"
+	assert_line "dpone: batch run: dpone-produce exited 8 (quality), a consequence of dpone-check"
+	run dpone runs list m.yaml
+	[[ "${lines[1]}" == *" failed "*" 8 "*"dpone-check: not_null check failed: "* ]] || flunk "$output"
+	run dpone runs show m.yaml latest
+	assert_success
+	assert_output_contains "error dpone-check: not_null check failed"
 }

@@ -540,3 +540,77 @@ print("exit", p.returncode, "maxrss_kib", resource.getrusage(resource.RUSAGE_CHI
 	run bash -c 'dpone-extract m.yaml | sed -n 3p | jq ".note | length"'
 	assert_output "600000"
 }
+
+# elapsed_ms SINCE-NS: milliseconds since a `date +%s%N` stamp.
+elapsed_ms() {
+	echo $((($(date +%s%N) - $1) / 1000000))
+}
+
+@test "SIGINT while the server is silent cancels the query: exit 130 within seconds, not when the stall ends" {
+	use_fault_stand_ins
+	orders_table
+	extract_manifest "$T" full_refresh
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 20000 dbo.$T" > /dev/null
+	dpone-extract -q m.yaml > out.ndjson 2> err.txt &
+	pid=$!
+	sleep 1
+	kill -INT "$pid"
+	signalled=$(date +%s%N)
+	rc=0
+	wait "$pid" || rc=$?
+	# An upper bound with slack (the stall is 20 s), not a performance threshold.
+	[ "$(elapsed_ms "$signalled")" -lt 5000 ] || flunk "exit after $(elapsed_ms "$signalled") ms"
+	[ "$rc" -eq 130 ] || flunk "exit $rc: $(cat err.txt)"
+	grep -q "reading failed after 2 rows: interrupted: the query was cancelled; the stream has no end message" err.txt ||
+		flunk "$(cat err.txt)"
+	! grep -q '^\["end"' out.ndjson
+}
+
+@test "query_timeout: a server silent longer than it -> the query is cancelled, exit 4 naming the limit" {
+	use_fault_stand_ins
+	orders_table
+	extract_manifest "$T" full_refresh "query_timeout: 2s"
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 20000 dbo.$T" > /dev/null
+	started=$(date +%s%N)
+	run dpone-extract -q m.yaml
+	[ "$(elapsed_ms "$started")" -lt 10000 ] || flunk "exit after $(elapsed_ms "$started") ms"
+	assert_failure 4
+	assert_output_contains "the server sent nothing for source.options.query_timeout (2s): the query was cancelled"
+	# Rows that keep coming are not a timeout, however long the query.
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 1000 dbo.$T" > /dev/null
+	run dpone-extract -q m.yaml
+	assert_success
+}
+
+@test "login_timeout: a server that never answers the login -> exit 4 naming the limit; an unresolvable host is said so" {
+	python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(5)
+print(s.getsockname()[1], flush=True); time.sleep(60)' > port.txt &
+	listener=$!
+	while [ ! -s port.txt ]; do sleep 0.05; done
+	extract_manifest "$T" full_refresh "login_timeout: 2s"
+	started=$(date +%s%N)
+	DPONE_CONN_MSSQL_DWH="mssql://u:p@127.0.0.1:$(cat port.txt)/dwh" run dpone-extract -q m.yaml
+	kill "$listener"
+	[ "$(elapsed_ms "$started")" -lt 10000 ] || flunk "exit after $(elapsed_ms "$started") ms"
+	assert_failure 4
+	assert_output_contains "no answer to the login within source.options.login_timeout (2s)"
+	DPONE_CONN_MSSQL_DWH="mssql://u:p@no-such-host.invalid:1433/dwh" run dpone-extract -q m.yaml
+	assert_failure 4
+	assert_output_contains "cannot connect to mssql_dwh (no-such-host.invalid:1433): the host name no-such-host.invalid did not resolve"
+	refute_output_contains "configuration files"
+}
+
+@test "timeouts are durations checked at load: '1 day' and '30' are errors naming the key and the forms" {
+	for bad in "1 day" "30" "0s"; do
+		extract_manifest "$T" full_refresh "query_timeout: \"$bad\""
+		run dpone-extract m.yaml
+		assert_failure 2
+		assert_output_contains "source.options.query_timeout: '$bad' is not a duration: write a whole number above 0 and s, m, h or d"
+	done
+	extract_manifest "$T" full_refresh "login_timeout: 45s, query_timeout: 2h"
+	run dpone-plan --get source.options.login_timeout --get source.options.query_timeout m.yaml
+	assert_output '45s
+2h'
+}

@@ -352,35 +352,50 @@ decide(struct run *rn, struct check *c)
 	return r;
 }
 
-/* The checks message; sets *passed. */
+/* The checks message; sets *passed, and *idle when the run read no rows
+ * and only min_rows failed: nothing new, which a scheduler may not want
+ * to hear about (exit DP_EXIT_IDLE, not DP_EXIT_QUALITY). */
 static json_t *
-verdict(struct run *rn, int *passed, int quiet)
+verdict(struct run *rn, int *passed, int *idle, int quiet)
 {
 	json_t *results = json_array();
 	*passed = 1;
+	*idle = rn->rows == 0;
 	for (size_t i = 0; i < rn->nchecks; i++) {
 		json_t *r = decide(rn, &rn->checks[i]);
 		const char *status = json_string_value(json_object_get(r, "status"));
 		if (!strcmp(status, "fail"))
 			*passed = 0;
-		if ((!strcmp(status, "fail") || !strcmp(status, "warn")) && (!quiet || !strcmp(status, "fail")))
-			dp_warn("%s check %s: %s", json_string_value(json_object_get(r, "type")),
-			        !strcmp(status, "fail") ? "failed" : "failed (warning only)",
-			        json_string_value(json_object_get(r, "detail")));
+		if (!strcmp(status, "fail") && rn->checks[i].kind != DP_CHECK_MIN_ROWS)
+			*idle = 0;
 		json_array_append_new(results, r);
 	}
 	int contract_failed;
-	json_t *r = contract_result(rn->contract, rn->header, &contract_failed);
-	if (r) {
-		if (contract_failed)
-			*passed = 0;
-		if (contract_failed || (!quiet && !strcmp(json_string_value(json_object_get(r, "status")), "warn")))
-			dp_warn("contract %s: %s", contract_failed ? "failed" : "broken (enforcement: warn)",
+	json_t *contract = contract_result(rn->contract, rn->header, &contract_failed);
+	if (contract_failed)
+		*passed = *idle = 0;
+	*idle &= !*passed;
+	/* An idle run's min_rows failure is said once, by the exit message. */
+	size_t i;
+	json_t *r;
+	json_array_foreach(results, i, r) {
+		const char *status = json_string_value(json_object_get(r, "status"));
+		if ((!strcmp(status, "fail") && !*idle) || (!quiet && !strcmp(status, "warn")))
+			dp_warn("%s check %s: %s", json_string_value(json_object_get(r, "type")),
+			        !strcmp(status, "fail") ? "failed" : "failed (warning only)",
 			        json_string_value(json_object_get(r, "detail")));
-		json_array_append_new(results, r);
 	}
-	return json_pack("{s:s, s:b, s:I, s:o}", "mode", dp_manifest_str(rn->m, "quality.mode"), "passed", *passed,
-	                 "rows", (json_int_t)rn->rows, "results", results);
+	if (contract) {
+		if (contract_failed || (!quiet && !strcmp(json_string_value(json_object_get(contract, "status")), "warn")))
+			dp_warn("contract %s: %s", contract_failed ? "failed" : "broken (enforcement: warn)",
+			        json_string_value(json_object_get(contract, "detail")));
+		json_array_append_new(results, contract);
+	}
+	json_t *v = json_pack("{s:s, s:b, s:I, s:o}", "mode", dp_manifest_str(rn->m, "quality.mode"), "passed", *passed,
+	                      "rows", (json_int_t)rn->rows, "results", results);
+	if (*idle)
+		json_object_set_new(v, "idle", json_true());
+	return v;
 }
 
 static void
@@ -417,7 +432,7 @@ main(int argc, char **argv)
 	evolve_prepare(m, cli.manifest_path, &ev);
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
-	int got, passed = 1;
+	int got, passed = 1, idle = 0;
 	struct dp_buf renamed = {0}, nulled = {0};
 	while ((got = dp_reader_next(r)) > 0) {
 		size_t len;
@@ -451,7 +466,7 @@ main(int argc, char **argv)
 			for (size_t i = 0; i < rn.nchecks; i++)
 				if (rn.checks[i].kind == DP_CHECK_SOURCE_COUNT && !rn.count.pid && !rn.count.why_not)
 					start_count(&rn, json_object_get(dp_reader_header(r), "boundary"));
-			if (dp_writer_control(w, "checks", verdict(&rn, &passed, cli.quiet)) < 0)
+			if (dp_writer_control(w, "checks", verdict(&rn, &passed, &idle, cli.quiet)) < 0)
 				dp_die(DP_EXIT_FAILURE, "%s", dp_writer_error(w));
 		}
 		if (dp_writer_line(w, line, len) < 0)
@@ -468,6 +483,11 @@ main(int argc, char **argv)
 	free(renamed.p);
 	free(nulled.p);
 	dp_manifest_free(m);
+	if (idle && cli.quiet)
+		exit(DP_EXIT_IDLE);
+	if (idle)
+		dp_die(DP_EXIT_IDLE, "nothing new: no rows, and min_rows wants some; nothing is published and state "
+		                     "does not advance (exit 11, idle)");
 	if (!passed)
 		dp_die(DP_EXIT_QUALITY, "quality checks failed (quality.mode fail); state will not advance");
 	return 0;

@@ -63,6 +63,8 @@ struct source {
 	int inc; /* index of the incremental column, or -1 */
 };
 
+/* source.options.login_timeout and query_timeout, for source_connect. */
+void source_set_timeouts(const struct dp_manifest *m);
 /* Connect with db-lib (bulk copy enabled when bcp), values cut a little
  * over max_row_bytes (0: none); exits with DP_EXIT_SOURCE and a one-line
  * error. */

@@ -653,6 +653,7 @@ job_open(struct job *j, int bcp)
 		.max_row_bytes = (size_t)dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000)};
 	struct dp_conn conn;
 	dp_cli_resolve(m, "source", "mssql", &conn);
+	source_set_timeouts(m);
 	source_connect(&j->s, &conn, dp_manifest_str(m, "source.table.database"), bcp, j->enc.max_row_bytes);
 	dp_conn_free(&conn);
 	source_discover(&j->s, m);

@@ -5,6 +5,7 @@
  * doubled, or as validated numbers and 0x... binary literals.
  */
 #include <ctype.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,19 @@
 
 static char last_error[1024];
 static int failed;
+
+/* source.options.login_timeout / query_timeout, and the state of a query
+ * being cancelled: by SIGINT/SIGTERM or by the query timeout. */
+static struct {
+	long long login_s, query_s;
+	const char *login_text, *query_text; /* as the manifest wrote them */
+	int logging_in;
+	double cancel_sent; /* when the ATTENTION went; 0: not yet */
+} limits;
+
+/* Seconds a server gets to acknowledge an ATTENTION before the connection
+ * is closed instead (a server stuck in I/O may not read it). */
+#define ATTENTION_GRACE 1.0
 
 const char *
 source_error(void)
@@ -31,11 +45,58 @@ source_clear_error(void)
 	last_error[0] = '\0';
 }
 
+/* db-lib's timeout error (the server silent for query_timeout, or the
+ * interrupt handler below asking): first an ATTENTION, which a server
+ * answers by ending the query; if that is not acknowledged, the connection
+ * is closed. */
+static int
+on_timeout(void)
+{
+	if (limits.logging_in) {
+		snprintf(last_error, sizeof last_error, "no answer to the login within source.options.login_timeout (%s)",
+		         limits.login_text);
+		failed = 1;
+		return INT_CANCEL;
+	}
+	if (!failed && dp_interrupted)
+		snprintf(last_error, sizeof last_error, "interrupted: the query was cancelled");
+	else if (!failed)
+		snprintf(last_error, sizeof last_error,
+		         "the server sent nothing for source.options.query_timeout (%s): the query was cancelled",
+		         limits.query_text);
+	failed = 1;
+	if (limits.cancel_sent == 0) {
+		limits.cancel_sent = dp_now();
+		return INT_TIMEOUT; /* FreeTDS sends the ATTENTION and waits on */
+	}
+	return INT_CANCEL;
+}
+
+/* db-lib's interrupt check, called every second a read waits: a signal
+ * starts the cancel; an ATTENTION left unanswered ends the connection. */
+static int
+interrupt_due(void *db)
+{
+	(void)db;
+	if (limits.cancel_sent == 0)
+		return dp_interrupted != 0;
+	return dp_now() - limits.cancel_sent >= ATTENTION_GRACE;
+}
+
+static int
+interrupt_now(void *db)
+{
+	(void)db;
+	return INT_CANCEL; /* to on_timeout, through db-lib's timeout error */
+}
+
 static int
 on_error(DBPROCESS *db, int severity, int dberr, int oserr, char *dberrstr, char *oserrstr)
 {
 	(void)db;
 	(void)severity;
+	if (dberr == SYBETIME)
+		return on_timeout();
 	/* Keep the first cause; later errors are usually its consequences. */
 	if (!failed) {
 		if (oserr && oserr != DBNOERR && oserrstr)
@@ -133,6 +194,36 @@ nstring(const char *s)
 	return enclose("N'", s, '\'');
 }
 
+/* Why dbopen failed, in words about the cause: FreeTDS says "Server name
+ * not found in configuration files" for a host name that does not resolve. */
+static const char *
+connect_failure(const char *host)
+{
+	static char why[1200];
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	int rc = getaddrinfo(host, NULL, &hints, &ai);
+	if (ai)
+		freeaddrinfo(ai);
+	if (rc == EAI_NONAME || rc == EAI_AGAIN || rc == EAI_FAIL
+#ifdef EAI_NODATA
+	    || rc == EAI_NODATA
+#endif
+	) {
+		snprintf(why, sizeof why, "the host name %s did not resolve (%s)", host, gai_strerror(rc));
+		return why;
+	}
+	return last_error[0] ? last_error : "login failed";
+}
+
+void
+source_set_timeouts(const struct dp_manifest *m)
+{
+	limits.login_text = dp_manifest_str(m, "source.options.login_timeout");
+	limits.query_text = dp_manifest_str(m, "source.options.query_timeout");
+	limits.login_s = dp_duration_seconds(limits.login_text);
+	limits.query_s = dp_duration_seconds(limits.query_text);
+}
+
 void
 source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp, size_t max_row_bytes)
 {
@@ -153,11 +244,15 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 		DBSETLDBNAME(login, db);
 	char server[600];
 	snprintf(server, sizeof server, "%s:%d", conn->host, conn->port);
+	dbsetlogintime((int)limits.login_s);
+	limits.logging_in = 1;
 	s->db = dbopen(login, server);
+	limits.logging_in = 0;
 	dbloginfree(login);
 	if (!s->db)
-		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s", conn->id, server,
-		       last_error[0] ? last_error : "login failed");
+		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s", conn->id, server, connect_failure(conn->host));
+	dbsettime((int)limits.query_s);
+	dbsetinterrupt(s->db, interrupt_due, interrupt_now);
 	/* (max) values would be cut at db-lib's default text size otherwise;
 	 * and no value longer than a message may be is read whole: twice the
 	 * limit in bytes (UTF-16 takes at most twice the UTF-8 of the JSON), so

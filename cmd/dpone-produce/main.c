@@ -74,8 +74,10 @@ struct run {
 	unsigned long long rows, deletes, messages;
 	double start, last_progress;
 	int progress;
+	int quiet;                /* -q: an idle run exits without a word */
 	int started;              /* the header was read and the format built */
 	int checks_failed;        /* a checks message said they did not pass */
+	int idle;                 /* ... only because the run read no rows (min_rows) */
 	int hashing;              /* hash_reconciliation is configured */
 	size_t max_message_bytes; /* sink.options.delivery.max_message_bytes */
 	uint64_t row_hash;        /* dp_row_hash summed over the rows published */
@@ -118,6 +120,8 @@ run_fail(struct run *rn, int code, const char *fmt, ...)
 		dp_warn("%s", sink_error(rn->sink));
 	if (rn->progress)
 		fputc('\n', stderr);
+	if (code == DP_EXIT_IDLE && rn->quiet)
+		dp_exit_flushing_stdout(code);
 	dp_die(code, "%s (%llu of %llu messages delivered%s%s)", why, rn->sink ? sink_delivered(rn->sink) : 0,
 	       rn->messages, txn ? "; transaction " : "", txn ? txn : "");
 }
@@ -329,9 +333,11 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 			rn->end_line = dp_xstrndup(line, len);
 		} else {
 			write_line(rn, line, len); /* not ours: passed through in place */
-			if (!strcmp(name, "checks") &&
-			    json_is_false(json_object_get(json_array_get(dp_reader_control(rn->r), 1), "passed")))
+			json_t *body = json_array_get(dp_reader_control(rn->r), 1);
+			if (!strcmp(name, "checks") && json_is_false(json_object_get(body, "passed"))) {
 				rn->checks_failed = 1;
+				rn->idle = json_is_true(json_object_get(body, "idle"));
+			}
 		}
 		if (dp_interrupted)
 			run_fail(rn, DP_EXIT_INTERRUPTED, "interrupted at stdin line %llu", dp_reader_lineno(rn->r));
@@ -352,6 +358,8 @@ finish(struct run *rn)
 		run_fail(rn, dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SINK, "%s",
 		         sink_error(rn->sink) ? sink_error(rn->sink) : "a message was not delivered");
 	/* Checks decided before the data is visible keep it invisible. */
+	if (rn->checks_failed && rn->idle && !rn->messages)
+		run_fail(rn, DP_EXIT_IDLE, "nothing new (no rows; min_rows wants some): nothing was published");
 	if (rn->checks_failed)
 		run_fail(rn, DP_EXIT_QUALITY, "the stream's quality checks failed%s",
 		         rn->m->delivery == DP_EXACTLY_ONCE ? "; nothing becomes visible to read_committed consumers"
@@ -463,6 +471,7 @@ main(int argc, char **argv)
 	struct run rn = {.m = m,
 	                 .start = dp_now(),
 	                 .progress = !cli.quiet && isatty(2),
+	                 .quiet = cli.quiet,
 	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
 	                 .max_message_bytes =
 	                         (size_t)dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000),

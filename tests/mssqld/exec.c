@@ -1066,7 +1066,15 @@ stream_rows(struct conn *c, sqlite3_stmt *st, struct select_plan *plan, struct s
 			}
 			if (stall_after >= 0 && (long)*rows == stall_after && fault_fire()) {
 				tds_flush(c, 0);
-				usleep((useconds_t)stall_ms * 1000);
+				/* A real server's wait (a lock, a slow plan) ends at an
+				 * ATTENTION: sleep in slices, watching for one. */
+				for (int slept = 0; slept < stall_ms; slept += 20) {
+					if (tds_attention_pending(c)) {
+						*attn = 1;
+						return 0;
+					}
+					usleep(20 * 1000);
+				}
 			}
 		}
 		if (tok_row(c, plan->cols, plan->ncols, st, 0, e))
