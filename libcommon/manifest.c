@@ -390,6 +390,50 @@ rule_strategy(struct check *c, json_t *root)
 	return 0;
 }
 
+/* Options that mean something to some strategies only. Written for
+ * another they would be ignored, which the README promises never happens:
+ * an error, naming the strategies they are for. */
+static const struct {
+	const char *path, *strategies; /* space-separated */
+} strategy_options[] = {
+	{"source.options.incremental_column", "incremental_append incremental_merge snapshot_reconciliation"},
+	{"source.options.lookback", "incremental_append incremental_merge"},
+	{"source.options.capture_instance", "cdc"},
+	{"source.options.snapshot", "cdc"},
+	{"source.options.row_filter_option", "cdc"},
+	{"sink.strategy.merge_policy", "incremental_merge"},
+	{"sink.strategy.duplicate_policy", "incremental_merge"},
+	{"sink.strategy.delete_mode", "snapshot_reconciliation"},
+	{"sink.strategy.soft_delete_column", "snapshot_reconciliation"},
+	{"sink.strategy.max_delete_pct", "snapshot_reconciliation"},
+	{"sink.strategy.reconcile_memory_mb", "snapshot_reconciliation"},
+	{"sink.strategy.window", "replace"},
+};
+
+static int
+word_in(const char *word, const char *words)
+{
+	size_t n = strlen(word);
+	for (const char *p = words; (p = strstr(p, word)); p += n)
+		if ((p == words || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+			return 1;
+	return 0;
+}
+
+static int
+rule_strategy_options(struct check *c, json_t *root)
+{
+	const char *mode = sget(root, "sink.strategy.mode");
+	for (size_t i = 0; i < sizeof strategy_options / sizeof *strategy_options; i++) {
+		const char *path = strategy_options[i].path;
+		/* Written in the file (a default is not the user's choice). */
+		if (json_object_get(c->marks, path) && !word_in(mode, strategy_options[i].strategies))
+			return cfail(c, path, path, "does not apply to strategy %s (it is for %s): remove it", mode,
+			             strategy_options[i].strategies);
+	}
+	return 0;
+}
+
 static int
 rule_columns(struct check *c, json_t *root)
 {
@@ -457,6 +501,25 @@ rule_key(struct check *c, json_t *root)
 	return 0;
 }
 
+/* Keys holding a duration (30s, 15m, 2h, 1d), read with one parser when
+ * the manifest loads; lookback and checks' max_age have their own rules
+ * (lookback may be a number, max_age is per check). */
+static int
+rule_durations(struct check *c, json_t *root)
+{
+	static const char *const paths[] = {"source.options.login_timeout", "source.options.query_timeout",
+	                                    "state.lease_ttl"};
+	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+		const char *t = sget(root, paths[i]);
+		if (t && dp_duration_seconds(t) <= 0)
+			return cfail(c, paths[i], paths[i],
+			             "'%s' is not a duration: write a whole number above 0 and s, m, h or d (30s, 15m, 2h, "
+			             "1d)",
+			             t);
+	}
+	return 0;
+}
+
 static int
 rule_state(struct check *c, json_t *root)
 {
@@ -515,15 +578,6 @@ rule_source_options(struct check *c, json_t *root)
 			"'%s' is neither a number (integer columns) nor a duration (30s, 15m, 2h, 1d: date and time "
 			"columns)",
 			lookback);
-	static const char *const timeouts[] = {"source.options.login_timeout", "source.options.query_timeout"};
-	for (size_t i = 0; i < sizeof timeouts / sizeof *timeouts; i++) {
-		const char *t = sget(root, timeouts[i]);
-		if (t && dp_duration_seconds(t) <= 0)
-			return cfail(c, timeouts[i], timeouts[i],
-			             "'%s' is not a duration: write a whole number above 0 and s, m, h or d (30s, 15m, 2h, "
-			             "1d)",
-			             t);
-	}
 	const char *predicate = sget(root, "source.options.source_custom_predicate");
 	char why[384];
 	if (predicate && dp_sql_predicate_check(predicate, why, sizeof why) < 0)
@@ -614,9 +668,10 @@ rule_name(struct check *c, json_t *root)
 static int
 apply_rules(struct check *c, json_t *root)
 {
-	int (*rules[])(struct check *, json_t *) = {rule_name,      rule_types,          rule_topic, rule_strategy,
-	                                            rule_columns,   rule_source_options, rule_key,   rule_state,
-	                                            rule_artifacts, rule_checks};
+	int (*rules[])(struct check *, json_t *) = {rule_name,       rule_types,          rule_topic,
+	                                            rule_strategy,   rule_strategy_options, rule_columns,
+	                                            rule_source_options, rule_durations, rule_key,  rule_state,
+	                                            rule_artifacts,  rule_checks};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
 		if (rules[i](c, root))
 			return -1;

@@ -140,6 +140,7 @@ static const struct key state_keys[] = {ENUM("type", 0, "file", dp_state_type_na
                                         ENUM("connection_type", 0, "env", connection_types),
                                         MAP("table", AUTO, state_table_keys),
                                         STR("path", 0, NULL), /* default depends on name */
+                                        STR("lease_ttl", 0, "6h"),
                                         END};
 
 static const struct key tolerance_keys[] = {ENUM("mode", REQUIRED, NULL, tolerance_modes),

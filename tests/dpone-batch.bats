@@ -427,11 +427,14 @@ wait_for_stage() {
 	[ -f .dpone/pending/batch_$T/summary.ndjson ]
 	[ "$(messages)" -eq 6 ]
 	[ -z "$(watermark)" ]
-	# The lease could not be given back while the database was down: it
-	# lapses, or is taken away by hand.
-	dpone-state -q m.yaml unlock --force
+	# The lease could not be given back while the database was down; its
+	# holder is gone, so the next run takes it over, no manual step.
+	run dpone-state -q m.yaml get
+	jq -e '.lease.owner != null' <<< "$output" > /dev/null || flunk "no lease left behind: $output"
 	run dpone batch run m.yaml
 	assert_success
+	assert_output_contains "taking over the lease of run "
+	assert_output_contains "that process is gone"
 	assert_output_contains "committing an earlier run that delivered but was not committed"
 	# exactly what was delivered once: no row published twice
 	[ "$(keys | wc -l)" -eq 6 ] && [ "$(messages)" -eq 6 ] || flunk "$(messages) messages"
@@ -800,4 +803,19 @@ observability: {artifacts: {path: runs}}'
 	run dpone runs show m.yaml latest
 	assert_success
 	assert_output_contains "error dpone-check: not_null check failed"
+}
+
+@test "a misspelled check column: doctor and batch run refuse it before anything is published (exit 2)" {
+	orders 3
+	batch_manifest "" 'quality:
+  checks:
+    - {type: not_null, columns: [custmer]}'
+	run dpone doctor m.yaml
+	assert_failure
+	assert_output_contains "column 'custmer' is not in dbo.$T (did you mean 'customer'?)"
+	run dpone batch run m.yaml
+	assert_failure 2
+	assert_output_contains "quality.checks[0].columns[0]: column 'custmer' is not in dbo.$T (did you mean 'customer'?)"
+	[ "$(messages)" -eq 0 ] || flunk "$(messages) messages were published"
+	[ -z "$(watermark)" ]
 }

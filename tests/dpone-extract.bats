@@ -286,14 +286,15 @@ SQL
 	run dpone-extract m.yaml
 	assert_failure 4
 	assert_output_contains "m.yaml:5:17: source.table.name: table dbo.nosuch_table does not exist"
+	# A column the manifest names is a usage error (2), with the closest.
 	extract_manifest "$T" incremental_append "incremental_column: nope"
 	run dpone-extract m.yaml
-	assert_failure 4
-	assert_output_contains "source.options.incremental_column: column 'nope' is not in dbo.$T"
+	assert_failure 2
+	assert_output_contains "source.options.incremental_column: column 'nope' is not in dbo.$T (did you mean"
 	extract_manifest "$T" incremental_merge "incremental_column: updated_at" "[id, nope]"
 	run dpone-extract m.yaml
-	assert_failure 4
-	assert_output_contains "sink.strategy.unique_key: column 'nope' is not in dbo.$T"
+	assert_failure 2
+	assert_output_contains "sink.strategy.unique_key[1]: column 'nope' is not in dbo.$T"
 }
 
 @test "a failed login exits 4 and writes nothing" {

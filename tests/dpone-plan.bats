@@ -270,6 +270,37 @@ assert extremes("amt") == ("7.50", "1000.75"), extremes("amt")
 PY
 }
 
+@test "every column the manifest names is checked at plan: exit 2 with the key, the name and the closest column" {
+	orders_job
+	cases=(
+		"s/incremental_column: updated_at/incremental_column: updatedat/|source.options.incremental_column: column 'updatedat' is not in dbo.$T (did you mean 'updated_at'?)"
+		"s/unique_key: \[order_id\]/unique_key: [order_id, custmer]/|sink.strategy.unique_key[1]: column 'custmer' is not in dbo.$T (did you mean 'customer'?)"
+		"s/columns: \[customer\]}/columns: [custmer]}/|quality.checks[1].columns[0]: column 'custmer' is not in dbo.$T (did you mean 'customer'?)"
+		"s/batch_size: 1000}/batch_size: 1000, columns: [order_id, ORDERID, updated_at]}/|source.options.columns[1]: column 'ORDERID' is not in dbo.$T (did you mean 'order_id'?)"
+		"s/delivery: {mode: at_least_once}}/delivery: {mode: at_least_once}, key: {fields: [Customer, id]}}/|sink.options.key.fields[1]: column 'id' is not in dbo.$T"
+	)
+	cp m.yaml good.yaml
+	for c in "${cases[@]}"; do
+		sed "${c%%|*}" good.yaml > m.yaml
+		run dpone plan m.yaml
+		assert_failure 2
+		assert_output_contains "${c#*|}"
+		run dpone-extract -q m.yaml
+		assert_failure 2
+		assert_output_contains "${c#*|}"
+	done
+	# Names are matched as SQL Server matches them: without case.
+	sed 's/columns: \[customer\]}/columns: [CUSTOMER]}/' good.yaml > m.yaml
+	run dpone plan m.yaml
+	assert_success
+	# The contract's columns too, named with their file.
+	printf 'contract:\n  columns:\n    order_id: {logical_type: integer}\n    amount: {logical_type: decimal}\n' > contract.yaml
+	{ cat good.yaml; echo "contract: contract.yaml"; } > m.yaml
+	run dpone plan m.yaml
+	assert_failure 2
+	assert_output_contains "$(pwd -P)/contract.yaml: contract.columns.amount: column 'amount' is not in dbo.$T"
+}
+
 @test "dpone schema physical-plan: partitions, cleanup policy and message size from the source and the strategy" {
 	orders_job
 	run dpone schema physical-plan --manifest m.yaml --format json

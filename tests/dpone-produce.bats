@@ -31,13 +31,15 @@ make_topic() {
 # produce_manifest STRATEGY-MODE [SINK-OPTIONS-YAML] [STRATEGY-EXTRA]: ./m.yaml
 # publishing to $TOPIC, keyed on id.
 produce_manifest() {
+	local options=
+	case $1 in incremental_*) options="incremental_column: updated_at" ;; esac
 	cat > m.yaml <<YAML
 name: produce_test
 source:
   type: mssql
   connection_id: mssql_dwh
   table: {name: orders}
-  options: {incremental_column: updated_at}
+  options: {$options}
 sink:
   type: kafka
   connection_id: kafka_cluster
@@ -191,12 +193,14 @@ dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermar
 	run consume -o 2 -f '%K\n'
 	assert_output "-1"
 	# Unkeyed on purpose: no warning.
-	sed -i 's/options: {}/options: {key: {mode: "null"}}/' m.yaml
+	produce_manifest full_refresh 'key: {mode: "null"}'
+	sed -i 's/, unique_key: \[id\]//' m.yaml
 	run dpone-produce -q m.yaml < nokey.ndjson
 	assert_success
 	refute_output_contains "no primary key"
 	# A tombstone needs a key the table does not have.
-	sed -i 's/options: {key: {mode: "null"}}/options: {deletes: {enabled: true, tombstone: true}}/' m.yaml
+	produce_manifest full_refresh 'deletes: {enabled: true, tombstone: true}'
+	sed -i 's/, unique_key: \[id\]//' m.yaml
 	run dpone-produce -q m.yaml < nokey.ndjson
 	assert_failure 2
 	assert_output_contains "a tombstone deletes a key, and the table has no primary key"
@@ -673,4 +677,31 @@ as_user() {
 		exec 7>&-
 		wait "$pid" || true
 	done
+}
+
+@test "a stream from another job, table or strategy is refused before anything is sent, unless --force" {
+	make_topic "$TOPIC" 1
+	produce_manifest full_refresh
+	stream 2 > in.ndjson
+	sed 's/^name: produce_test/name: other_job/' m.yaml > job.yaml
+	run dpone-produce -q job.yaml < in.ndjson
+	assert_failure 2
+	assert_output_contains "stdin:1: the stream is from job produce_test (dbo.orders, strategy ?) and the manifest is job other_job (dbo.orders, strategy full_refresh): the job differs, so it is not published here (--force publishes it anyway)"
+	sed 's/table: {name: orders}/table: {name: customers}/' m.yaml > table.yaml
+	run dpone-produce -q table.yaml < in.ndjson
+	assert_failure 2
+	assert_output_contains "the table differs"
+	sed '1s/"job":"produce_test",/"job":"produce_test","strategy":"incremental_merge",/' in.ndjson > merge.ndjson
+	run dpone-produce -q m.yaml < merge.ndjson
+	assert_failure 2
+	assert_output_contains "the strategy differs"
+	run consume -f '%k\n'
+	assert_output ""
+	# Table names compare as SQL Server compares them; --force publishes anyway.
+	sed 's/table: {name: orders}/table: {name: ORDERS}/' m.yaml > upper.yaml
+	run dpone-produce -q upper.yaml < in.ndjson
+	assert_success
+	run dpone-produce -q --force job.yaml < in.ndjson
+	assert_success
+	[ "$(consume -f '%k\n' | wc -l)" -eq 4 ]
 }

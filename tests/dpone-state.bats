@@ -27,13 +27,14 @@ state_manifest() {
 }
 
 # summary RUN_ID FROM HIGH [DELIVERED]: the summary dpone-produce writes
-# for a run that started from FROM (JSON or "") and read up to HIGH.
+# for a run that started from FROM (JSON or "") and read up to HIGH
+# ($ROWS rows, 2 unless set).
 summary() {
 	local from=${2:+,\"from\":$2}
 	printf '["header",{"protocol":1,"run_id":"%s","columns":[{"name":"id","sql_type":"int"},{"name":"updated_at","sql_type":"%s"}],"key":["id"],"boundary":{"kind":"incremental","column":"updated_at"%s}}]\n' \
 		"$1" "${SQL_TYPE:-datetime2(7)}" "$from"
-	printf '["delivery",{"messages":2,"delivered":%s,"failed":0}]\n' "${4:-2}"
-	printf '["end",{"rows":2,"watermark":{"column":"updated_at","low":%s,"high":%s}}]\n' "$3" "$3"
+	printf '["delivery",{"messages":%s,"delivered":%s,"failed":0}]\n' "${ROWS:-2}" "${4:-2}"
+	printf '["end",{"rows":%s,"watermark":{"column":"updated_at","low":%s,"high":%s}}]\n' "${ROWS:-2}" "$3" "$3"
 }
 
 @test "dpone-state --help prints the usage on stdout and exits 0" {
@@ -184,9 +185,9 @@ r5	100	300" ] || flunk "$output"
 # lease_contract BACKEND
 lease_contract() {
 	state_manifest "$1"
-	run dpone-state m.yaml lock --run-id a
+	run dpone-state m.yaml lock --run-id a --holder-pid $$
 	assert_success
-	run dpone-state m.yaml lock --run-id b
+	run dpone-state m.yaml lock --run-id b --holder-pid $$
 	assert_failure 7
 	assert_output_contains "the job is locked by run a"
 	# A commit by another run while a holds the lease is refused.
@@ -323,4 +324,75 @@ lease_contract() {
 	assert_success
 	run dpone-state m.yaml get --watermark
 	assert_output '0'
+}
+
+@test "dpone-state: a lease whose holder is gone is taken over; a live one is refused naming host, pid, run, age and the command" {
+	state_manifest file
+	sleep 60 &
+	alive=$!
+	run dpone-state m.yaml lock --run-id a --holder-pid "$alive"
+	assert_success
+	run dpone-state m.yaml get
+	jq -e --arg h "$(hostname)" --argjson p "$alive" '.lease.owner == "a" and .lease.host == $h and .lease.pid == $p
+		and (.lease.pid_start | length > 0) and .lease.expires_at - .lease.acquired_at == 21600' <<< "$output" > /dev/null ||
+		flunk "$output"
+	run dpone-state m.yaml lock --run-id b
+	assert_failure 7
+	assert_output_contains "the job is locked by run a (host $(hostname), pid $alive, taken "
+	assert_output_contains "if that run is gone: dpone-state $(pwd -P)/m.yaml unlock --force"
+	kill "$alive"
+	wait "$alive" || true
+	run dpone-state m.yaml lock --run-id b --holder-pid $$
+	assert_success
+	assert_output_contains "taking over the lease of run a (host $(hostname), pid $alive, taken "
+	assert_output_contains "that process is gone"
+	# A pid that runs another process since is gone too (its start time differs).
+	jq --argjson p $$ '.lease.pid = $p | .lease.pid_start = "1" | .lease.owner = "c"' "$(dpone-plan --get state.path m.yaml | tr -d '"')" > s.json
+	cp s.json "$(dpone-plan --get state.path m.yaml | tr -d '"')"
+	run dpone-state m.yaml lock --run-id d --holder-pid $$
+	assert_success
+	assert_output_contains "taking over the lease of run c"
+	# A holder on another machine is never assumed gone.
+	jq '.lease.host = "elsewhere" | .lease.owner = "e" | .lease.pid = 1' s.json > "$(dpone-plan --get state.path m.yaml | tr -d '"')"
+	run dpone-state m.yaml lock --run-id f
+	assert_failure 7
+	assert_output_contains "locked by run e (host elsewhere, pid 1"
+}
+
+@test "dpone-state: state.lease_ttl sets the lease's length; it is a duration checked at load" {
+	state_manifest file
+	printf 'state: {lease_ttl: 90m}\n' >> m.yaml
+	run dpone-state m.yaml lock --run-id a --holder-pid $$
+	assert_success
+	run dpone-state m.yaml get
+	jq -e '.lease.expires_at - .lease.acquired_at == 5400' <<< "$output" > /dev/null || flunk "$output"
+	sed -i 's/lease_ttl: 90m/lease_ttl: 90 minutes/' m.yaml
+	run dpone-state m.yaml get
+	assert_failure 2
+	assert_output_contains "state.lease_ttl: '90 minutes' is not a duration"
+}
+
+# fold_contract BACKEND
+fold_contract() {
+	state_manifest "$1"
+	dpone-state -q m.yaml commit < <(summary r1 "" 5) > /dev/null
+	for r in r2 r3 r4; do
+		dpone-state -q m.yaml commit < <(ROWS=0 summary "$r" 5 5 0) > /dev/null || flunk "commit $r"
+	done
+	run dpone-state m.yaml history
+	[ "${#lines[@]}" -eq 2 ] || flunk "$output"
+	jq -e -s '.[1].run_id == "r2" and .[1].empty_runs == 3 and .[1].last_run_id == "r4" and .[1].rows == 0' <<< "$output" > /dev/null ||
+		flunk "$output"
+	dpone-state -q m.yaml commit < <(summary r5 5 7) > /dev/null
+	dpone-state -q m.yaml commit < <(ROWS=0 summary r6 7 7 0) > /dev/null
+	run dpone-state m.yaml history
+	[ "${#lines[@]}" -eq 4 ] || flunk "$output"
+}
+
+@test "dpone-state: consecutive commits that found nothing are one history entry with a count (file)" {
+	fold_contract file
+}
+
+@test "dpone-state: consecutive commits that found nothing are one history entry with a count (postgres)" {
+	fold_contract postgres
 }

@@ -204,7 +204,7 @@ YAML
 
 @test "columns must include the key and the incremental column" {
 	write_manifest
-	sed -i 's/^    name: orders/    name: orders\n  options:\n    columns: [a, b]\n    incremental_column: c/' m.yaml
+	sed -i 's/^    name: orders/    name: orders\n  options:\n    columns: [a, b]\n    incremental_column: c/; s/mode: full_refresh/mode: incremental_append/' m.yaml
 	run dpone-extract m.yaml
 	assert_failure 2
 	assert_output_contains "source.options.incremental_column: 'c' is not in source.options.columns"
@@ -390,4 +390,31 @@ YAML
 		run resolved m.yaml
 		assert_success
 	done
+}
+
+@test "an option that does not apply to the strategy is an error naming the strategies it is for" {
+	use_env_connections
+	cases=(
+		"full_refresh|  options: {incremental_column: updated_at}|source.options.incremental_column: does not apply to strategy full_refresh (it is for incremental_append incremental_merge snapshot_reconciliation): remove it"
+		"incremental_append|  options: {incremental_column: updated_at, capture_instance: dbo_orders}|source.options.capture_instance: does not apply to strategy incremental_append (it is for cdc)"
+		"full_refresh|  options: {lookback: 2h}|source.options.lookback: does not apply to strategy full_refresh"
+	)
+	for c in "${cases[@]}"; do
+		IFS='|' read -r mode options want <<< "$c"
+		write_manifest
+		sed -i "s/mode: full_refresh/mode: $mode/; s/^    name: orders/    name: orders\n$options/" m.yaml
+		run dpone-extract m.yaml
+		assert_failure 2
+		assert_output_contains "$want"
+	done
+	write_manifest
+	printf '    merge_policy: event_upsert\n' >> m.yaml
+	run dpone-extract m.yaml
+	assert_failure 2
+	assert_output_contains "sink.strategy.merge_policy: does not apply to strategy full_refresh (it is for incremental_merge)"
+	write_manifest
+	printf '    window: {column: d}\n' >> m.yaml
+	run dpone-extract m.yaml
+	assert_failure 2
+	assert_output_contains "sink.strategy.window: does not apply to strategy full_refresh (it is for replace)"
 }

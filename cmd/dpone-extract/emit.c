@@ -57,8 +57,9 @@ json_t *
 stream_header(const struct source *s, const struct dp_manifest *m, const char *run_id, json_t *boundary,
               const struct encoding *enc)
 {
-	return json_pack("{s:i, s:s, s:s, s:o, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol", DP_STREAM_PROTOCOL, "run_id",
-	                 run_id, "job", dp_manifest_str(m, "name"), "source", source_object(s), "columns",
+	return json_pack("{s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:{s:s, s:s}}", "protocol", DP_STREAM_PROTOCOL,
+	                 "run_id", run_id, "job", dp_manifest_str(m, "name"), "strategy",
+	                 dp_manifest_str(m, "sink.strategy.mode"), "source", source_object(s), "columns",
 	                 header_columns(s), "key", key_names(s), "boundary", boundary, "encoding", "bigint",
 	                 enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
 }

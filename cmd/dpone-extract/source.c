@@ -463,12 +463,144 @@ read_primary_key(struct source *s, char ***names, int *n)
 		dp_die(DP_EXIT_SOURCE, "reading the primary key of %s.%s: %s", s->schema, s->table, source_error());
 }
 
+/* Edit distance between two names, ignoring case (SQL Server's default
+ * collations do); names are short, so the O(n*m) table is fine. */
+static size_t
+name_distance(const char *a, const char *b)
+{
+	size_t na = strlen(a), nb = strlen(b);
+	size_t *row = dp_xcalloc(nb + 1, sizeof *row);
+	for (size_t j = 0; j <= nb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= na; i++) {
+		size_t diag = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= nb; j++) {
+			size_t up = row[j];
+			size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			size_t best = diag + cost;
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	size_t d = row[nb];
+	free(row);
+	return d;
+}
+
+/* The table's column closest to name (borrowed). */
+static const char *
+closest_column(const struct source *s, const char *name)
+{
+	const char *best = NULL;
+	size_t best_d = (size_t)-1;
+	for (int i = 0; i < s->ncols; i++) {
+		size_t d = name_distance(name, s->cols[i].name);
+		if (d < best_d) {
+			best_d = d;
+			best = s->cols[i].name;
+		}
+	}
+	return best;
+}
+
+/* One name the manifest (or its contract) gives as a column of the table. */
+static void
+check_column_name(const struct source *s, const char *where, const char *name)
+{
+	if (!name || source_column(s, name) >= 0)
+		return;
+	const char *near = closest_column(s, name);
+	dp_die(DP_EXIT_USAGE, "%scolumn '%s' is not in %s.%s%s%s%s", where, name, s->schema, s->table,
+	       near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+}
+
+/* A string or a list of strings at path; list entries are path[i]. */
+static void
+check_column_value(const struct source *s, const struct dp_manifest *m, const char *path, json_t *v)
+{
+	char at[256], where[1024];
+	if (json_is_string(v)) {
+		check_column_name(s, dp_manifest_where(m, path, where, sizeof where), json_string_value(v));
+		return;
+	}
+	size_t i;
+	json_t *item;
+	json_array_foreach(v, i, item) {
+		snprintf(at, sizeof at, "%s[%zu]", path, i);
+		check_column_name(s, dp_manifest_where(m, at, where, sizeof where), json_string_value(item));
+	}
+}
+
+/* The contract's columns (contract.columns in its own file). */
+static void
+check_contract_columns(const struct source *s, const struct dp_manifest *m)
+{
+	const char *path = dp_manifest_str(m, "contract");
+	if (!path)
+		return;
+	char err[1024], where[1200];
+	json_t *marks = json_object();
+	json_t *doc = dp_yaml_load_file(path, marks, err, sizeof err);
+	if (!doc)
+		dp_die(DP_EXIT_USAGE, "%s", err);
+	const char *name;
+	json_t *spec;
+	json_object_foreach(json_object_get(json_object_get(doc, "contract"), "columns"), name, spec) {
+		snprintf(where, sizeof where, "%s: contract.columns.%s: ", path, name);
+		check_column_name(s, where, name);
+	}
+	json_decref(doc);
+	json_decref(marks);
+}
+
+/*
+ * Every column the manifest names is checked against the table before
+ * anything is read, so that a misspelling is a usage error at plan, doctor
+ * and run start, not a run that publishes and then fails (a not_null
+ * check on a missing column would count every value as null).
+ */
+static void
+check_column_references(const struct source *s, const struct dp_manifest *m)
+{
+	static const char *const paths[] = {"source.options.incremental_column", "source.options.columns",
+	                                    "sink.strategy.unique_key", "sink.options.key.fields",
+	                                    "sink.strategy.window.column"};
+	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+		check_column_value(s, m, paths[i], dp_manifest_get(m, paths[i]));
+	size_t i;
+	json_t *check;
+	char path[128];
+	json_array_foreach(dp_manifest_get(m, "quality.checks"), i, check) {
+		snprintf(path, sizeof path, "quality.checks[%zu].column", i);
+		check_column_value(s, m, path, json_object_get(check, "column"));
+		snprintf(path, sizeof path, "quality.checks[%zu].columns", i);
+		check_column_value(s, m, path, json_object_get(check, "columns"));
+	}
+	check_contract_columns(s, m);
+	/* soft_delete's flag is added to each message: a column of that name
+	 * would be there twice. */
+	const char *flag = dp_manifest_str(m, "sink.strategy.soft_delete_column");
+	const char *mode = dp_manifest_str(m, "sink.strategy.delete_mode");
+	char where[1024];
+	if (flag && mode && !strcmp(mode, "soft_delete") && source_column(s, flag) >= 0)
+		dp_die(DP_EXIT_USAGE, "%s'%s' is a column of %s.%s, so the soft-delete flag would be in each message twice: "
+		                      "choose a name the table does not have",
+		       dp_manifest_where(m, "sink.strategy.soft_delete_column", where, sizeof where), flag, s->schema,
+		       s->table);
+}
+
 void
 source_discover(struct source *s, const struct dp_manifest *m)
 {
 	snprintf(s->schema, sizeof s->schema, "%s", dp_manifest_str(m, "source.table.schema"));
 	snprintf(s->table, sizeof s->table, "%s", dp_manifest_str(m, "source.table.name"));
 	read_columns(s, m);
+	check_column_references(s, m);
 	apply_allow_list(s, m);
 	char where[1024];
 	const char *inc = dp_manifest_str(m, "source.options.incremental_column");

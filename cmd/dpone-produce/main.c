@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "produce.h"
@@ -19,7 +20,7 @@
 static const char usage_text[] =
 	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run] [--check]\n"
 	"                     [--create-topic DESIGN] [--drain-timeout SECONDS] [--transactional-id ID]\n"
-	"                     [--commit-record FILE] MANIFEST < STREAM\n"
+	"                     [--commit-record FILE] [--force] MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
 	DP_CLI_COMMON_HELP
 	"      --dry-run       read and check the stream, build every message, send nothing\n"
@@ -28,13 +29,14 @@ static const char usage_text[] =
 	"      --drain-timeout SECONDS  after SIGINT/SIGTERM, wait this long for deliveries (10)\n"
 	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
 	"      --commit-record FILE     once delivered (committed), write the summary to FILE durably\n"
+	"      --force         publish a stream another job, table or strategy wrote\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
 /* clang-format on */
 
-enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC, OPT_COMMIT_RECORD };
+enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC, OPT_COMMIT_RECORD, OPT_FORCE };
 
 struct options {
-	int dry_run, check;
+	int dry_run, check, force;
 	double drain_timeout;
 	const char *transactional_id, *create_topic, *commit_record;
 };
@@ -50,6 +52,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_CREATE_TOPIC: o->create_topic = arg; return 0;
 	case OPT_TXN_ID: o->transactional_id = arg; return 0;
 	case OPT_COMMIT_RECORD: o->commit_record = arg; return 0;
+	case OPT_FORCE: o->force = 1; return 0;
 	case OPT_DRAIN:
 		o->drain_timeout = strtod(arg, &end);
 		if (end == arg || *end || o->drain_timeout < 0) {
@@ -75,6 +78,7 @@ struct run {
 	double start, last_progress;
 	int progress;
 	int quiet;                /* -q: an idle run exits without a word */
+	int force;                /* --force: publish a stream from another job */
 	int started;              /* the header was read and the format built */
 	int checks_failed;        /* a checks message said they did not pass */
 	int idle;                 /* ... only because the run read no rows (min_rows) */
@@ -290,10 +294,58 @@ record_publish(struct run *rn)
 		record_lost(rn, rn->record_path);
 }
 
+/* The header's member NAME differs from WANT (case-insensitively for SQL
+ * Server names); an absent member or want matches anything. */
+static int
+differs(json_t *obj, const char *name, const char *want, int fold_case)
+{
+	const char *got = json_string_value(json_object_get(obj, name));
+	if (!got || !want)
+		return 0;
+	return fold_case ? strcasecmp(got, want) != 0 : strcmp(got, want) != 0;
+}
+
+static const char *
+member_or_unknown(json_t *obj, const char *name)
+{
+	const char *v = json_string_value(json_object_get(obj, name));
+	return v ? v : "?";
+}
+
+/* A stream replayed into the wrong manifest would publish one table's rows
+ * to another's topic, or merge rows cut for another strategy: refused
+ * unless --force. */
+static void
+check_origin(const struct run *rn, json_t *header)
+{
+	const struct dp_manifest *m = rn->m;
+	json_t *src = json_object_get(header, "source");
+	static const struct {
+		const char *what, *member, *path;
+		int in_source, fold_case;
+	} origin[] = {{"job", "job", "name", 0, 0},
+	              {"table", "table", "source.table.name", 1, 1},
+	              {"schema", "schema", "source.table.schema", 1, 1},
+	              {"database", "database", "source.table.database", 1, 1},
+	              {"strategy", "strategy", "sink.strategy.mode", 0, 0}};
+	for (size_t i = 0; i < sizeof origin / sizeof *origin && !rn->force; i++)
+		if (differs(origin[i].in_source ? src : header, origin[i].member, dp_manifest_str(m, origin[i].path),
+		            origin[i].fold_case))
+			dp_die(DP_EXIT_USAGE,
+			       "stdin:1: the stream is from job %s (%s.%s, strategy %s) and the manifest is job %s (%s.%s, "
+			       "strategy %s): the %s differs, so it is not published here (--force publishes it anyway)",
+			       member_or_unknown(header, "job"), member_or_unknown(src, "schema"),
+			       member_or_unknown(src, "table"), member_or_unknown(header, "strategy"),
+			       dp_manifest_str(m, "name"), dp_manifest_str(m, "source.table.schema"),
+			       dp_manifest_str(m, "source.table.name"), dp_manifest_str(m, "sink.strategy.mode"),
+			       origin[i].what);
+}
+
 /* After the header: the message format and, unless dry, the producer. */
 static void
 start(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 {
+	check_origin(rn, dp_reader_header(rn->r));
 	format_init(&rn->fmt, rn->m, dp_reader_header(rn->r));
 	dp_reader_want(rn->r, rn->fmt.scan_names, rn->fmt.nscan);
 	rn->started = 1;
@@ -422,6 +474,7 @@ main(int argc, char **argv)
 	                                      {"check", no_argument, NULL, OPT_CHECK},
 	                                      {"create-topic", required_argument, NULL, OPT_CREATE_TOPIC},
 	                                      {"commit-record", required_argument, NULL, OPT_COMMIT_RECORD},
+	                                      {"force", no_argument, NULL, OPT_FORCE},
 	                                      {NULL, 0, NULL, 0}};
 	struct options o = {.drain_timeout = 10};
 	struct dp_cli cli;
@@ -472,6 +525,7 @@ main(int argc, char **argv)
 	                 .start = dp_now(),
 	                 .progress = !cli.quiet && isatty(2),
 	                 .quiet = cli.quiet,
+	                 .force = o.force,
 	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
 	                 .max_message_bytes =
 	                         (size_t)dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000),

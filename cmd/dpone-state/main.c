@@ -4,7 +4,11 @@
  * job apart, and the history of commits. The rules (compare-and-set,
  * leases) are here; where the state lives is store_file.c / store_pg.c.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -17,7 +21,7 @@
 /* clang-format off */
 static const char usage_text[] =
 	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] [--run-id ID] [--ttl SECONDS]\n"
-	"                   [--to VALUE] [--force] [--watermark] [--clear] MANIFEST COMMAND\n"
+	"                   [--holder-pid PID] [--to VALUE] [--force] [--watermark] [--clear] MANIFEST COMMAND\n"
 	"Read and advance the state of the manifest's job.\n"
 	"Commands:\n"
 	"  get            the committed state as JSON (--watermark: only its value)\n"
@@ -32,7 +36,8 @@ static const char usage_text[] =
 	"                 (--clear: forget it; the next run deletes nothing)\n"
 	DP_CLI_COMMON_HELP
 	"      --run-id ID     the run taking or giving back the lease (commit: whose lease it is made under)\n"
-	"      --ttl SECONDS   how long a lease lasts unless given back (21600)\n"
+	"      --ttl SECONDS   how long a lease lasts unless given back (default: state.lease_ttl)\n"
+	"      --holder-pid PID  lock: the process holding the lease (default: this one's parent)\n"
 	"      --to VALUE      reset: the new watermark, as JSON or as text\n"
 	"      --force         unlock a lease another run holds\n"
 	"      --watermark     get: print only the watermark's value\n"
@@ -40,13 +45,15 @@ static const char usage_text[] =
 	"See dpone-state(1); exit codes are listed there.\n";
 /* clang-format on */
 
-enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK, OPT_CLEAR };
+enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK, OPT_CLEAR, OPT_HOLDER_PID };
 
 struct options {
 	const char *run_id, *to;
-	long long ttl;
+	long long ttl;        /* 0: state.lease_ttl */
+	long long holder_pid; /* lock: the process that holds the lease (0: this one's parent) */
 	int force, watermark_only, clear, quiet;
 	const struct dp_manifest *m;
+	const char *manifest_path; /* as given, for the commands a message suggests */
 };
 
 static int
@@ -62,6 +69,12 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_TTL:
 		if (dp_parse_ll(arg, &o->ttl) < 0 || o->ttl < 1) {
 			dp_warn("--ttl %s: expected a number of seconds", arg);
+			return -1;
+		}
+		return 0;
+	case OPT_HOLDER_PID:
+		if (dp_parse_ll(arg, &o->holder_pid) < 0 || o->holder_pid < 1 || o->holder_pid > INT_MAX) {
+			dp_warn("--holder-pid %s: expected a process id", arg);
 			return -1;
 		}
 		return 0;
@@ -524,6 +537,88 @@ cmd_schema(struct store *s, const struct options *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- leases ---- */
+
+/* What identifies a process across pid reuse: its start time in clock ticks
+ * since boot (/proc/PID/stat, field 22), "" if unknown. */
+static void
+process_start(long long pid, char *out, size_t len)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%lld/stat", pid);
+	out[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		snprintf(out, len, "%.*s", (int)strcspn(p + 1, " "), p + 1);
+}
+
+static void
+read_line_file(const char *path, char *out, size_t len)
+{
+	out[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (f && fgets(out, (int)len, f))
+		out[strcspn(out, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/* This machine: host name and boot id (a reboot ends every process). */
+struct machine {
+	char host[256], boot_id[64];
+};
+
+static void
+this_machine(struct machine *mc)
+{
+	if (gethostname(mc->host, sizeof mc->host) < 0)
+		snprintf(mc->host, sizeof mc->host, "?");
+	mc->host[sizeof mc->host - 1] = '\0';
+	read_line_file("/proc/sys/kernel/random/boot_id", mc->boot_id, sizeof mc->boot_id);
+}
+
+static const char *
+lease_str(json_t *lease, const char *name)
+{
+	const char *v = json_string_value(json_object_get(lease, name));
+	return v ? v : "?";
+}
+
+/* The holder is provably gone: a process of this machine and this boot,
+ * whose pid no longer runs, or runs another program since (start time). A
+ * holder on another machine is never assumed dead. */
+static int
+holder_is_gone(json_t *lease, const struct machine *mc)
+{
+	json_int_t pid = json_integer_value(json_object_get(lease, "pid"));
+	if (!pid || strcmp(lease_str(lease, "host"), mc->host))
+		return 0;
+	if (*mc->boot_id && strcmp(lease_str(lease, "boot_id"), mc->boot_id))
+		return 1;
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return 1;
+	char start[32];
+	process_start(pid, start, sizeof start);
+	return *start && strcmp(start, lease_str(lease, "pid_start")) != 0;
+}
+
+/* "run R (host H, pid P, taken N s ago)" */
+static void
+describe_holder(json_t *lease, time_t now, char *out, size_t len)
+{
+	snprintf(out, len, "run %s (host %s, pid %lld, taken %lld s ago)", lease_str(lease, "owner"),
+	         lease_str(lease, "host"), (long long)json_integer_value(json_object_get(lease, "pid")),
+	         (long long)(now - json_integer_value(json_object_get(lease, "acquired_at"))));
+}
+
 static int
 lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
 {
@@ -532,16 +627,31 @@ lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t
 	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
 	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
 	time_t now = time(NULL);
-	if (owner && strcmp(owner, o->run_id) && expires > (json_int_t)now) {
-		snprintf(err, errlen,
-		         "the job is locked by run %s for %lld more seconds; wait, or if that run is gone: "
-		         "dpone-state MANIFEST unlock --force",
-		         owner, (long long)(expires - now));
-		return DP_EXIT_CONFLICT;
+	struct machine mc;
+	this_machine(&mc);
+	char holder[512];
+	if (owner && strcmp(owner, o->run_id)) {
+		describe_holder(st->lease, now, holder, sizeof holder);
+		if (expires <= (json_int_t)now)
+			dp_warn("taking over the lease of %s: it expired %lld s ago", holder, (long long)(now - expires));
+		else if (holder_is_gone(st->lease, &mc))
+			dp_warn("taking over the lease of %s: that process is gone", holder);
+		else {
+			snprintf(err, errlen,
+			         "the job is locked by %s for %lld more seconds; wait for it, or if that run is gone: "
+			         "dpone-state %s unlock --force",
+			         holder, (long long)(expires - now), o->manifest_path);
+			return DP_EXIT_CONFLICT;
+		}
 	}
+	long long pid = o->holder_pid ? o->holder_pid : (long long)getppid();
+	long long ttl = o->ttl ? o->ttl : dp_duration_seconds(dp_manifest_str(o->m, "state.lease_ttl"));
+	char start[32];
+	process_start(pid, start, sizeof start);
 	json_decref(st->lease);
-	st->lease = json_pack("{s:s, s:I, s:I}", "owner", o->run_id, "acquired_at", (json_int_t)now, "expires_at",
-	                      (json_int_t)(now + o->ttl));
+	st->lease = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I}", "owner", o->run_id, "host", mc.host, "pid",
+	                      (json_int_t)pid, "pid_start", start, "boot_id", mc.boot_id, "acquired_at",
+	                      (json_int_t)now, "expires_at", (json_int_t)(now + ttl));
 	return 0;
 }
 
@@ -552,8 +662,12 @@ unlock_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	const struct options *o = ctx;
 	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
 	if (owner && !o->force && (!o->run_id || strcmp(owner, o->run_id))) {
-		snprintf(err, errlen, "the lock belongs to run %s, not %s; nothing was changed (--force takes it away)",
-		         owner, o->run_id ? o->run_id : "(no --run-id)");
+		char holder[512];
+		describe_holder(st->lease, time(NULL), holder, sizeof holder);
+		snprintf(err, errlen,
+		         "the lock belongs to %s, not %s; nothing was changed (if that run is gone: dpone-state %s "
+		         "unlock --force)",
+		         holder, o->run_id ? o->run_id : "(no --run-id)", o->manifest_path);
 		return DP_EXIT_CONFLICT;
 	}
 	json_decref(st->lease);
@@ -660,12 +774,13 @@ main(int argc, char **argv)
 {
 	static const struct option extra[] = {{"run-id", required_argument, NULL, OPT_RUN_ID},
 	                                      {"ttl", required_argument, NULL, OPT_TTL},
+	                                      {"holder-pid", required_argument, NULL, OPT_HOLDER_PID},
 	                                      {"to", required_argument, NULL, OPT_TO},
 	                                      {"force", no_argument, NULL, OPT_FORCE},
 	                                      {"watermark", no_argument, NULL, OPT_WATERMARK},
 	                                      {"clear", no_argument, NULL, OPT_CLEAR},
 	                                      {NULL, 0, NULL, 0}};
-	struct options o = {.ttl = 21600};
+	struct options o = {0};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 1, extra, handle_option, &o, &cli);
 	const char *command = cli.nmore ? cli.more[0] : NULL;
@@ -681,12 +796,15 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_USAGE, "%s", cmd->missing);
 	o.quiet = cli.quiet;
 	o.m = m;
+	char *manifest_abs = realpath(cli.manifest_path, NULL); /* owned */
+	o.manifest_path = manifest_abs ? manifest_abs : cli.manifest_path;
 
 	struct store *s = open_store(m);
 	char err[1024] = "";
 	int rc = cmd->run(s, &o, err, sizeof err);
 	s->ops->close(s);
 	dp_manifest_free(m);
+	free(manifest_abs);
 	if (rc)
 		dp_die(rc, "%s %s: %s", command, rc == DP_EXIT_CONFLICT ? "refused" : "failed", err);
 	dp_exit_flushing_stdout(0);

@@ -61,6 +61,13 @@ int key_index_verify(const char *path, long long keys, char *err, size_t errlen)
 /* Copy in to out (fds) to the end; 0 or -1 with errno. */
 int copy_fd(int in, int out);
 
+/* record.c: consecutive commits that found nothing (0 rows, watermark
+ * unchanged) are one history entry, or history would grow by one line per
+ * idle cron tick: the first's, with "empty_runs" (how many) and the newest
+ * one's "last_run_id" and "last_committed_at". The entry that replaces
+ * last (a new one), or NULL to append entry. */
+json_t *history_fold(json_t *last, json_t *entry);
+
 /* record.c: <0, 0, >0 as a is below, equal to, above b in the order of
  * the column's SQL type (sql_type may be NULL). */
 int compare_watermarks(const json_t *a, const json_t *b, const char *sql_type);

@@ -161,7 +161,12 @@ file_update(struct store *s, state_update_fn fn, void *ctx, char *err, size_t er
 			json_t *list = json_object_get(doc, "history");
 			if (!json_is_array(list))
 				json_object_set_new(doc, "history", list = json_array());
-			json_array_append(list, history);
+			size_t n = json_array_size(list);
+			json_t *folded = n ? history_fold(json_array_get(list, n - 1), history) : NULL;
+			if (folded)
+				json_array_set_new(list, n - 1, folded);
+			else
+				json_array_append(list, history);
 		}
 		rc = save_doc(f, doc, err, errlen) < 0 ? DP_EXIT_STATE : 0;
 	}

@@ -208,6 +208,80 @@ dump_or_null(json_t *v)
 	return v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 }
 
+/* The job's newest history entry and its id (inside the update's
+ * transaction, under its lock); *last NULL when there is none. */
+static int
+last_history(struct pg_store *p, json_t **last, char **id, char *err, size_t errlen)
+{
+	char *sql = dp_strfmt("SELECT id, entry FROM %s WHERE job = $1 ORDER BY id DESC LIMIT 1", p->history_table);
+	const char *params[] = {p->base.job};
+	PGresult *res = run(p, sql, 1, params, "read the history", err, errlen);
+	free(sql);
+	if (!res)
+		return DP_EXIT_STATE;
+	*last = NULL;
+	*id = NULL;
+	if (pq.PQntuples(res) == 1) {
+		*id = dp_xstrdup(pq.PQgetvalue(res, 0, 0));
+		*last = json_loads(pq.PQgetvalue(res, 0, 1), 0, NULL);
+	}
+	pq.PQclear(res);
+	return 0;
+}
+
+static int
+append_history(struct pg_store *p, json_t *history, char *err, size_t errlen)
+{
+	char *entry = dump_or_null(history);
+	char *before = dump_or_null(json_object_get(history, "watermark_before"));
+	char *after = dump_or_null(json_object_get(history, "watermark_after"));
+	const char *hp[] = {p->base.job,
+	                    json_string_value(json_object_get(history, "run_id")),
+	                    json_string_value(json_object_get(history, "kind")),
+	                    before,
+	                    after,
+	                    entry};
+	char *sql = dp_strfmt("INSERT INTO %s (job, run_id, kind, watermark_before, watermark_after, entry) "
+	                      "VALUES ($1, $2, $3, $4, $5, $6)",
+	                      p->history_table);
+	PGresult *res = run(p, sql, 6, hp, "write the history", err, errlen);
+	int rc = res ? 0 : DP_EXIT_STATE;
+	pq.PQclear(res);
+	free(sql);
+	free(entry);
+	free(before);
+	free(after);
+	return rc;
+}
+
+/* Appended, or folded into the newest entry (history_fold). */
+static int
+write_history(struct pg_store *p, json_t *history, char *err, size_t errlen)
+{
+	json_t *last;
+	char *id;
+	int rc = last_history(p, &last, &id, err, errlen);
+	if (rc)
+		return rc;
+	json_t *folded = history_fold(last, history);
+	if (folded) {
+		char *entry = dump_or_null(folded);
+		const char *fp[] = {id, entry};
+		char *sql = dp_strfmt("UPDATE %s SET entry = $2 WHERE id = $1", p->history_table);
+		PGresult *res = run(p, sql, 2, fp, "write the history", err, errlen);
+		rc = res ? 0 : DP_EXIT_STATE;
+		pq.PQclear(res);
+		free(sql);
+		free(entry);
+	} else {
+		rc = append_history(p, history, err, errlen);
+	}
+	json_decref(folded);
+	json_decref(last);
+	free(id);
+	return rc;
+}
+
 static int
 write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err, size_t errlen)
 {
@@ -223,27 +297,8 @@ write_state(struct pg_store *p, struct job_state *st, json_t *history, char *err
 	free(sql);
 	int rc = res ? 0 : DP_EXIT_STATE;
 	pq.PQclear(res);
-	if (!rc && history) {
-		char *entry = dump_or_null(history);
-		char *before = dump_or_null(json_object_get(history, "watermark_before"));
-		char *after = dump_or_null(json_object_get(history, "watermark_after"));
-		const char *hp[] = {p->base.job,
-		                    json_string_value(json_object_get(history, "run_id")),
-		                    json_string_value(json_object_get(history, "kind")),
-		                    before,
-		                    after,
-		                    entry};
-		sql = dp_strfmt("INSERT INTO %s (job, run_id, kind, watermark_before, watermark_after, entry) "
-		                "VALUES ($1, $2, $3, $4, $5, $6)",
-		                p->history_table);
-		res = run(p, sql, 6, hp, "write the history", err, errlen);
-		rc = res ? 0 : DP_EXIT_STATE;
-		pq.PQclear(res);
-		free(sql);
-		free(entry);
-		free(before);
-		free(after);
-	}
+	if (!rc && history)
+		rc = write_history(p, history, err, errlen);
 	free(record);
 	free(lease);
 	free(wm_text);
