@@ -512,10 +512,11 @@ rule_durations(struct check *c, json_t *root)
 	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
 		const char *t = sget(root, paths[i]);
 		if (t && dp_duration_seconds(t) <= 0)
-			return cfail(c, paths[i], paths[i],
-			             "'%s' is not a duration: write a whole number above 0 and s, m, h or d (30s, 15m, 2h, "
-			             "1d)",
-			             t);
+			return cfail(
+				c, paths[i], paths[i],
+				"'%s' is not a duration: write a whole number above 0 and s, m, h or d (30s, 15m, 2h, "
+				"1d)",
+				t);
 	}
 	return 0;
 }
@@ -668,10 +669,9 @@ rule_name(struct check *c, json_t *root)
 static int
 apply_rules(struct check *c, json_t *root)
 {
-	int (*rules[])(struct check *, json_t *) = {rule_name,       rule_types,          rule_topic,
-	                                            rule_strategy,   rule_strategy_options, rule_columns,
-	                                            rule_source_options, rule_durations, rule_key,  rule_state,
-	                                            rule_artifacts,  rule_checks};
+	int (*rules[])(struct check *, json_t *) = {
+		rule_name,           rule_types,     rule_topic, rule_strategy, rule_strategy_options, rule_columns,
+		rule_source_options, rule_durations, rule_key,   rule_state,    rule_artifacts,        rule_checks};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
 		if (rules[i](c, root))
 			return -1;

@@ -143,7 +143,7 @@ fake_bin() {
 	grep '^state' log > state.log
 	[ "$(head -n 1 state.log | cut -d' ' -f2-4)" = "-q m.yaml lock" ] || flunk "$(cat log)"
 	[ "$(tail -n 1 log | cut -d' ' -f2-4)" = "-q m.yaml unlock" ] || flunk "$(cat log)"
-	run_id=$(head -n 1 state.log | awk '{print $NF}')
+	run_id=$(head -n 1 state.log | sed -n 's/.*--run-id \([^ ]*\).*/\1/p')
 	assert_file_contains log "extract m.yaml --run-id $run_id"
 	assert_file_contains log "unlock --run-id $run_id"
 }

@@ -386,7 +386,8 @@ verdict(struct run *rn, int *passed, int *idle, int quiet)
 			        json_string_value(json_object_get(r, "detail")));
 	}
 	if (contract) {
-		if (contract_failed || (!quiet && !strcmp(json_string_value(json_object_get(contract, "status")), "warn")))
+		if (contract_failed ||
+		    (!quiet && !strcmp(json_string_value(json_object_get(contract, "status")), "warn")))
 			dp_warn("contract %s: %s", contract_failed ? "failed" : "broken (enforcement: warn)",
 			        json_string_value(json_object_get(contract, "detail")));
 		json_array_append_new(results, contract);

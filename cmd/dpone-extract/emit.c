@@ -68,12 +68,13 @@ void
 print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
            const struct plan_queries *q, json_t *reconciliation)
 {
-	json_t *doc = json_pack(
-		"{s:o, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}", "source", source_object(s), "columns", header_columns(s), "key", key_names(s), "boundary",
-		boundary, "sql", q->sql, "count_sql", q->count_sql, "rows", json_loads(q->rows, JSON_DECODE_ANY, NULL),
-		"export_mode", dp_manifest_str(m, "source.options.export_mode"), "batch_size",
-		(json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000), "encoding", "bigint",
-		enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
+	json_t *doc =
+		json_pack("{s:o, s:o, s:o, s:O, s:s, s:s, s:o, s:s, s:I, s:{s:s, s:s}}", "source", source_object(s),
+	                  "columns", header_columns(s), "key", key_names(s), "boundary", boundary, "sql", q->sql,
+	                  "count_sql", q->count_sql, "rows", json_loads(q->rows, JSON_DECODE_ANY, NULL), "export_mode",
+	                  dp_manifest_str(m, "source.options.export_mode"), "batch_size",
+	                  (json_int_t)dp_manifest_int(m, "source.options.batch_size", 50000), "encoding", "bigint",
+	                  enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
 	if (reconciliation)
 		json_object_set(doc, "reconciliation", reconciliation);
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);

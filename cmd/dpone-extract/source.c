@@ -53,8 +53,8 @@ static int
 on_timeout(void)
 {
 	if (limits.logging_in) {
-		snprintf(last_error, sizeof last_error, "no answer to the login within source.options.login_timeout (%s)",
-		         limits.login_text);
+		snprintf(last_error, sizeof last_error,
+		         "no answer to the login within source.options.login_timeout (%s)", limits.login_text);
 		failed = 1;
 		return INT_CANCEL;
 	}
@@ -588,8 +588,9 @@ check_column_references(const struct source *s, const struct dp_manifest *m)
 	const char *mode = dp_manifest_str(m, "sink.strategy.delete_mode");
 	char where[1024];
 	if (flag && mode && !strcmp(mode, "soft_delete") && source_column(s, flag) >= 0)
-		dp_die(DP_EXIT_USAGE, "%s'%s' is a column of %s.%s, so the soft-delete flag would be in each message twice: "
-		                      "choose a name the table does not have",
+		dp_die(DP_EXIT_USAGE,
+		       "%s'%s' is a column of %s.%s, so the soft-delete flag would be in each message twice: "
+		       "choose a name the table does not have",
 		       dp_manifest_where(m, "sink.strategy.soft_delete_column", where, sizeof where), flag, s->schema,
 		       s->table);
 }

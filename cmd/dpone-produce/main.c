@@ -20,7 +20,7 @@
 static const char usage_text[] =
 	"usage: dpone-produce [-hqV] [--registry FILE] [--print-manifest] [--dry-run] [--check]\n"
 	"                     [--create-topic DESIGN] [--drain-timeout SECONDS] [--transactional-id ID]\n"
-	"                     [--commit-record FILE] [--force] MANIFEST < STREAM\n"
+	"                     [--force] [--progress MODE] [--commit-record FILE] MANIFEST < STREAM\n"
 	"Publish the dpone stream on stdin to the manifest's Kafka topic.\n"
 	DP_CLI_COMMON_HELP
 	"      --dry-run       read and check the stream, build every message, send nothing\n"
@@ -30,13 +30,24 @@ static const char usage_text[] =
 	"      --transactional-id ID    exactly_once: the transactional id (default dpone.NAME)\n"
 	"      --commit-record FILE     once delivered (committed), write the summary to FILE durably\n"
 	"      --force         publish a stream another job, table or strategy wrote\n"
+	"      --progress MODE tty (one line drawn in place), lines (one every 10 s) or none\n"
 	"See dpone-produce(1); exit codes are listed there.\n";
 /* clang-format on */
 
-enum { OPT_DRY_RUN = OPT_EXTRA, OPT_DRAIN, OPT_TXN_ID, OPT_CHECK, OPT_CREATE_TOPIC, OPT_COMMIT_RECORD, OPT_FORCE };
+enum {
+	OPT_DRY_RUN = OPT_EXTRA,
+	OPT_DRAIN,
+	OPT_TXN_ID,
+	OPT_CHECK,
+	OPT_CREATE_TOPIC,
+	OPT_COMMIT_RECORD,
+	OPT_FORCE,
+	OPT_PROGRESS
+};
 
 struct options {
 	int dry_run, check, force;
+	int progress; /* enum progress_mode, or -1: tty on a terminal */
 	double drain_timeout;
 	const char *transactional_id, *create_topic, *commit_record;
 };
@@ -53,6 +64,16 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_TXN_ID: o->transactional_id = arg; return 0;
 	case OPT_COMMIT_RECORD: o->commit_record = arg; return 0;
 	case OPT_FORCE: o->force = 1; return 0;
+	case OPT_PROGRESS:
+		o->progress = !strcmp(arg, "tty")     ? PROGRESS_TTY
+		              : !strcmp(arg, "lines") ? PROGRESS_LINES
+		              : !strcmp(arg, "none")  ? PROGRESS_NONE
+		                                      : -2;
+		if (o->progress == -2) {
+			dp_warn("--progress %s: expected tty, lines or none", arg);
+			return -1;
+		}
+		return 0;
 	case OPT_DRAIN:
 		o->drain_timeout = strtod(arg, &end);
 		if (end == arg || *end || o->drain_timeout < 0) {
@@ -75,8 +96,8 @@ struct run {
 	struct msgbufs bufs;
 	struct change chg; /* the change message the next row belongs to (cdc) */
 	unsigned long long rows, deletes, messages;
-	double start, last_progress;
-	int progress;
+	double start;
+	struct progress progress;
 	int quiet;                /* -q: an idle run exits without a word */
 	int force;                /* --force: publish a stream from another job */
 	int started;              /* the header was read and the format built */
@@ -122,8 +143,7 @@ run_fail(struct run *rn, int code, const char *fmt, ...)
 	}
 	if (rn->sink && sink_error(rn->sink) && code != DP_EXIT_SINK && strcmp(why, sink_error(rn->sink)))
 		dp_warn("%s", sink_error(rn->sink));
-	if (rn->progress)
-		fputc('\n', stderr);
+	progress_stop(&rn->progress, 0);
 	if (code == DP_EXIT_IDLE && rn->quiet)
 		dp_exit_flushing_stdout(code);
 	dp_die(code, "%s (%llu of %llu messages delivered%s%s)", why, rn->sink ? sink_delivered(rn->sink) : 0,
@@ -172,21 +192,11 @@ send_message(struct run *rn, const struct message *msg)
 }
 
 static void
-show_progress(struct run *rn)
-{
-	if (!rn->progress || (rn->messages & 4095) || dp_now() - rn->last_progress < 1)
-		return;
-	rn->last_progress = dp_now();
-	fprintf(stderr, "\r%s: %llu rows read, %llu delivered", dp_progname, rn->rows,
-	        rn->sink ? sink_delivered(rn->sink) : 0);
-}
-
-static void
 handle_row(struct run *rn, const char *line, size_t len)
 {
 	char err[256];
 	struct message msg;
-	rn->rows++;
+	__atomic_store_n(&rn->rows, rn->rows + 1, __ATOMIC_RELAXED); /* progress.c reads it */
 	if (rn->dedupe && !dedupe_keep(rn->dedupe, line, len, 0, dp_reader_lineno(rn->r)))
 		return;
 	const struct change *chg = rn->chg.pending ? &rn->chg : NULL;
@@ -332,8 +342,10 @@ check_origin(const struct run *rn, json_t *header)
 		if (differs(origin[i].in_source ? src : header, origin[i].member, dp_manifest_str(m, origin[i].path),
 		            origin[i].fold_case))
 			dp_die(DP_EXIT_USAGE,
-			       "stdin:1: the stream is from job %s (%s.%s, strategy %s) and the manifest is job %s (%s.%s, "
-			       "strategy %s): the %s differs, so it is not published here (--force publishes it anyway)",
+			       "stdin:1: the stream is from job %s (%s.%s, strategy %s) and the manifest is job %s "
+			       "(%s.%s, "
+			       "strategy %s): the %s differs, so it is not published here (--force publishes it "
+			       "anyway)",
 			       member_or_unknown(header, "job"), member_or_unknown(src, "schema"),
 			       member_or_unknown(src, "table"), member_or_unknown(header, "strategy"),
 			       dp_manifest_str(m, "name"), dp_manifest_str(m, "source.table.schema"),
@@ -352,7 +364,9 @@ start(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 	if (so) {
 		rn->sink = sink_open(rn->m, conn, so);
 		sink_set_headers(rn->sink, rn->fmt.headers, rn->fmt.nheaders);
+		progress_set_delivered(&rn->progress, sink_delivered_counter(rn->sink));
 	}
+	progress_phase(&rn->progress, PHASE_PUBLISHING);
 }
 
 static void
@@ -364,7 +378,6 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 		const char *line = dp_reader_line(rn->r, &len);
 		if (dp_reader_kind(rn->r) == DP_LINE_ROW) {
 			handle_row(rn, line, len);
-			show_progress(rn);
 			continue;
 		}
 		const char *name = dp_reader_control_name(rn->r);
@@ -404,8 +417,7 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 static void
 finish(struct run *rn)
 {
-	if (rn->progress)
-		fprintf(stderr, "\r%s: %llu rows read, flushing...          \r", dp_progname, rn->rows);
+	progress_phase(&rn->progress, PHASE_FLUSHING);
 	if (rn->sink && sink_flush(rn->sink) < 0)
 		run_fail(rn, dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SINK, "%s",
 		         sink_error(rn->sink) ? sink_error(rn->sink) : "a message was not delivered");
@@ -446,9 +458,8 @@ finish(struct run *rn)
 				record_write(rn, rn->record_path, summary);
 		}
 	}
-	if (rn->progress)
-		fprintf(stderr, "\r%s: %llu rows, %llu messages delivered in %.1f s\n", dp_progname, rn->rows,
-		        rn->sink ? sink_delivered(rn->sink) : 0, dp_now() - rn->start);
+	progress_phase(&rn->progress, PHASE_DONE);
+	progress_stop(&rn->progress, 1);
 	rn->record_path = NULL; /* what follows on stdout is in the record */
 	if (dp_writer_control(rn->out, "delivery", summary) < 0)
 		run_fail(rn, DP_EXIT_FAILURE, "%s", dp_writer_error(rn->out));
@@ -475,8 +486,9 @@ main(int argc, char **argv)
 	                                      {"create-topic", required_argument, NULL, OPT_CREATE_TOPIC},
 	                                      {"commit-record", required_argument, NULL, OPT_COMMIT_RECORD},
 	                                      {"force", no_argument, NULL, OPT_FORCE},
+	                                      {"progress", required_argument, NULL, OPT_PROGRESS},
 	                                      {NULL, 0, NULL, 0}};
-	struct options o = {.drain_timeout = 10};
+	struct options o = {.drain_timeout = 10, .progress = -1};
 	struct dp_cli cli;
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &o, &cli);
 	struct dp_manifest *m = dp_cli_load_manifest(cli.manifest_path);
@@ -523,7 +535,6 @@ main(int argc, char **argv)
 	                          .quiet = cli.quiet};
 	struct run rn = {.m = m,
 	                 .start = dp_now(),
-	                 .progress = !cli.quiet && isatty(2),
 	                 .quiet = cli.quiet,
 	                 .force = o.force,
 	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
@@ -546,10 +557,13 @@ main(int argc, char **argv)
 	}
 	rn.r = dp_reader_open(in, "stdin", DP_READ_VALIDATE_ROWS);
 	rn.out = dp_writer_open(1, "stdout", 0);
+	if (o.progress < 0)
+		o.progress = !cli.quiet && isatty(2) ? PROGRESS_TTY : PROGRESS_NONE;
+	progress_start(&rn.progress, (enum progress_mode)o.progress, &rn.rows, NULL);
 	publish(&rn, &conn, o.dry_run ? NULL : &so);
 	finish(&rn);
 
-	if (!cli.quiet && !rn.progress)
+	if (!cli.quiet && o.progress == PROGRESS_NONE)
 		dp_warn("%llu rows, %llu messages %s to %s", rn.rows, rn.messages,
 		        rn.sink ? "delivered" : "built (dry run)", topic);
 	sink_close(rn.sink);

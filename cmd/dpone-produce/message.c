@@ -54,8 +54,11 @@ key_mode_of(const struct dp_manifest *m)
 	static const struct {
 		const char *name;
 		enum key_mode mode;
-	} modes[] = {{"unique_key", KEY_UNIQUE}, {"primary_key", KEY_PRIMARY}, {"fields", KEY_FIELDS},
-	             {"hash_row", KEY_HASH_ROW}, {"null", KEY_NULL}};
+	} modes[] = {{"unique_key", KEY_UNIQUE},
+	             {"primary_key", KEY_PRIMARY},
+	             {"fields", KEY_FIELDS},
+	             {"hash_row", KEY_HASH_ROW},
+	             {"null", KEY_NULL}};
 	const char *mode = dp_manifest_str(m, "sink.options.key.mode");
 	for (size_t i = 0; mode && i < sizeof modes / sizeof *modes; i++)
 		if (!strcmp(mode, modes[i].name))
@@ -76,7 +79,7 @@ primary_key_names(struct format *f, const struct dp_manifest *m, json_t *header)
 	if (json_is_true(dp_manifest_get(m, "sink.options.deletes.tombstone")))
 		dp_die(DP_EXIT_USAGE, "a tombstone deletes a key, and the table has no primary key: name the key "
 		                      "(sink.strategy.unique_key or sink.options.key.fields)");
-	dp_warn("the table has no primary key and the manifest names no key: messages are unkeyed (set "
+	dp_warn("warning: the table has no primary key and the manifest names no key: messages are unkeyed (set "
 	        "sink.options.key.fields, or key.mode: null to say unkeyed is meant)");
 	f->key_mode = KEY_NULL;
 	return NULL;

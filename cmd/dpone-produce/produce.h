@@ -141,10 +141,36 @@ int sink_commit(struct sink *s);
 void sink_abort(struct sink *s);
 unsigned long long sink_failed(const struct sink *s);
 unsigned long long sink_delivered(const struct sink *s);
+/* The delivered count itself, for a reader on another thread (stored
+ * atomically by the delivery callback). */
+const unsigned long long *sink_delivered_counter(const struct sink *s);
 /* Why the run failed on the Kafka side, or NULL. */
 const char *sink_error(const struct sink *s);
 /* The delivery summary (counts, bytes, partitions, offsets); caller owns it. */
 json_t *sink_summary(struct sink *s);
 void sink_close(struct sink *s);
+
+/* progress.c: the run's progress on stderr while it runs. */
+#include <pthread.h>
+enum progress_mode { PROGRESS_NONE, PROGRESS_TTY, PROGRESS_LINES };
+enum progress_phase { PHASE_WAITING, PHASE_PUBLISHING, PHASE_FLUSHING, PHASE_DONE };
+struct progress {
+	enum progress_mode mode;
+	const unsigned long long *rows;      /* the run's counter (borrowed) */
+	const unsigned long long *delivered; /* the sink's, once there is one (borrowed) */
+	int phase;                           /* enum progress_phase */
+	double start;
+	int stop;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+};
+/* Start drawing (nothing for PROGRESS_NONE); counters are read atomically. */
+void progress_start(struct progress *p, enum progress_mode mode, const unsigned long long *rows,
+                    const unsigned long long *delivered);
+void progress_phase(struct progress *p, enum progress_phase phase);
+void progress_set_delivered(struct progress *p, const unsigned long long *delivered);
+/* Stop the thread; say_last: draw the final line, else clear the line. */
+void progress_stop(struct progress *p, int say_last);
 
 #endif

@@ -64,7 +64,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		          (unsigned long long)(uintptr_t)m->_private, rd_kafka_err2str(m->err));
 		return;
 	}
-	s->delivered++;
+	__atomic_store_n(&s->delivered, s->delivered + 1, __ATOMIC_RELAXED); /* progress.c reads it */
 	s->bytes += m->len + m->key_len;
 	if (m->partition >= s->partitions) {
 		s->parts = dp_xrealloc(s->parts, (size_t)(m->partition + 1) * sizeof *s->parts);
@@ -686,6 +686,12 @@ sink_failed(const struct sink *s)
 {
 	return s->failed;
 }
+const unsigned long long *
+sink_delivered_counter(const struct sink *s)
+{
+	return &s->delivered;
+}
+
 unsigned long long
 sink_delivered(const struct sink *s)
 {

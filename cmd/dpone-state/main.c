@@ -395,10 +395,11 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	if (!rc) {
 		json_object_set_new(c.result, "job", json_string(s->job));
 		print_json(c.result);
+		long long rows = (long long)json_integer_value(json_object_get(c.result, "rows"));
 		if (!o->quiet)
-			dp_warn("committed run %s: watermark %s, %lld rows",
-			        json_string_value(json_object_get(c.result, "run_id")), c.moved,
-			        (long long)json_integer_value(json_object_get(c.result, "rows")));
+			dp_warn("committed run %s: watermark %s, %lld row%s",
+			        json_string_value(json_object_get(c.result, "run_id")), c.moved, rows,
+			        rows == 1 ? "" : "s");
 	}
 	json_decref(c.result);
 	free(c.moved);
@@ -633,7 +634,8 @@ lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t
 	if (owner && strcmp(owner, o->run_id)) {
 		describe_holder(st->lease, now, holder, sizeof holder);
 		if (expires <= (json_int_t)now)
-			dp_warn("taking over the lease of %s: it expired %lld s ago", holder, (long long)(now - expires));
+			dp_warn("taking over the lease of %s: it expired %lld s ago", holder,
+			        (long long)(now - expires));
 		else if (holder_is_gone(st->lease, &mc))
 			dp_warn("taking over the lease of %s: that process is gone", holder);
 		else {
