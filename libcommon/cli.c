@@ -6,7 +6,9 @@
 
 #include "dpone.h"
 
-enum { OPT_REGISTRY = 256, OPT_PRINT_MANIFEST };
+enum { OPT_REGISTRY = 256, OPT_PRINT_MANIFEST, OPT_LOG_FORMAT };
+
+static int log_format_given; /* --log-format was on the command line */
 
 void
 dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, const struct option *extra,
@@ -16,7 +18,8 @@ dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, con
 	                                       {"version", no_argument, NULL, 'V'},
 	                                       {"quiet", no_argument, NULL, 'q'},
 	                                       {"registry", required_argument, NULL, OPT_REGISTRY},
-	                                       {"print-manifest", no_argument, NULL, OPT_PRINT_MANIFEST}};
+	                                       {"print-manifest", no_argument, NULL, OPT_PRINT_MANIFEST},
+	                                       {"log-format", required_argument, NULL, OPT_LOG_FORMAT}};
 	size_t nextra = 0;
 	while (extra && extra[nextra].name)
 		nextra++;
@@ -36,6 +39,14 @@ dp_cli_parse_ex(int argc, char **argv, const char *usage_text, int max_more, con
 		case 'q': cli->quiet = 1; break;
 		case OPT_REGISTRY: dp_registry_set_path(optarg); break;
 		case OPT_PRINT_MANIFEST: cli->print_manifest = 1; break;
+		case OPT_LOG_FORMAT:
+			if (strcmp(optarg, "text") && strcmp(optarg, "json")) {
+				dp_warn("--log-format %s: expected text or json", optarg);
+				exit(DP_EXIT_USAGE);
+			}
+			dp_log_set_format(optarg);
+			log_format_given = 1;
+			break;
 		case ':':
 			dp_warn("option %s needs a value", argv[optind - 1]);
 			fputs(usage_text, stderr);
@@ -79,6 +90,11 @@ dp_cli_load_manifest(const char *path)
 	struct dp_manifest *m = dp_manifest_load(path, err, sizeof err);
 	if (!m)
 		dp_die(DP_EXIT_USAGE, "%s", err);
+	dp_log_set_job(dp_manifest_str(m, "name"));
+	/* The manifest's log_format, unless --log-format or DPONE_LOG_FORMAT said. */
+	const char *env = getenv("DPONE_LOG_FORMAT");
+	if (!log_format_given && !(env && *env))
+		dp_log_set_format(dp_manifest_str(m, "observability.log_format"));
 	return m;
 }
 

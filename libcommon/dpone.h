@@ -36,6 +36,15 @@ void dp_setprogname(const char *argv0);
 /* Print "prog: message" on stderr as one line. An errno is reported one
  * way everywhere: "...: %s", strerror(errno) in the message itself. */
 void dp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Diagnostics as text ("prog: message") or as one JSON object per line
+ * (--log-format json, observability.log_format, DPONE_LOG_FORMAT=json):
+ * time, level (error, warning: a message starting "warning: ", else info),
+ * stage, job, run_id (DPONE_RUN_ID unless set), message, and what the
+ * message names (file/line/column/key, stream_line, exit_code). */
+void dp_log_set_format(const char *format);
+void dp_log_set_job(const char *job);
+void dp_log_set_run_id(const char *run_id);
+int dp_log_json(void);
 /* Print "prog: message" and _exit(code), after the cleanup set by dp_on_die.
  * (noreturn twice: cppcheck reads the attribute, not C11's keyword.) */
 _Noreturn void dp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
@@ -398,11 +407,39 @@ int dp_manifest_has_check(const struct dp_manifest *m, enum dp_check_type type);
  * integers, floats; quoted scalars stay strings). marks may be NULL. */
 json_t *dp_yaml_load_file(const char *path, json_t *marks, char *err, size_t errlen);
 
+/* ---- HTTP through libcurl, opened on first use (http.c) ---- */
+
+struct dp_http_request {
+	const char *method; /* NULL: GET, or POST when there is a body */
+	const char *url;
+	const char *const *headers; /* "Name: value" lines, NULL-terminated (an entry NULL ends it too) */
+	const char *body;           /* or NULL */
+	size_t body_len;
+	const char *user, *password;   /* basic auth, or NULL */
+	const char *cacert;            /* a CA file, or NULL for the system's */
+	long connect_timeout, timeout; /* seconds; 0: 10 and 30 */
+};
+struct dp_http_answer {
+	long status;
+	char *body; /* owned, NUL-terminated, or NULL */
+	size_t len;
+	int too_big;
+};
+/* 0 with the answer (any HTTP status), or -1 with why in err (no answer). */
+int dp_http_request(const struct dp_http_request *rq, struct dp_http_answer *a, char *err, size_t errlen);
+void dp_http_answer_free(struct dp_http_answer *a);
+/* path with each segment URL-escaped, slashes kept; the caller frees it
+ * (NULL if libcurl cannot be loaded). */
+char *dp_http_escape_path(const char *path);
+/* The libcurl version, or NULL with why in err. */
+const char *dp_http_library_version(char *err, size_t errlen);
+
 /* ---- connection registry (registry.c, vault.c); see dpone-manifest(5) ---- */
 struct dp_conn {
 	char *id;
-	char *kind; /* "mssql", "kafka" or "postgres" */
-	char *host; /* first host (mssql, postgres) */
+	char *kind; /* "mssql", "kafka", "postgres", "http" or "https" */
+	char *host; /* first host (mssql, postgres, http) */
+	char *url;  /* http(s): the URL without user and password, safe to print */
 	int port;
 	char *user;
 	char *password; /* secret: never printed */
@@ -453,12 +490,13 @@ struct dp_cli {
 	int print_manifest;
 };
 /* The --help lines of the options dp_cli_parse handles, for usage texts. */
-#define DP_CLI_COMMON_HELP                                                      \
-	"  -h, --help          show this help and exit\n"                       \
-	"  -V, --version       show the version and exit\n"                     \
-	"  -q, --quiet         no progress on stderr\n"                         \
-	"      --registry FILE connection registry for connection_type: file\n" \
-	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n"
+#define DP_CLI_COMMON_HELP                                                                  \
+	"  -h, --help          show this help and exit\n"                                   \
+	"  -V, --version       show the version and exit\n"                                 \
+	"  -q, --quiet         no progress on stderr\n"                                     \
+	"      --registry FILE connection registry for connection_type: file\n"             \
+	"      --print-manifest  print the resolved manifest (secrets redacted) and exit\n" \
+	"      --log-format text|json  diagnostics as text or one JSON object per line\n"
 /* Parse the options every command shares (-h, -V, -q, --registry FILE,
  * --print-manifest), a MANIFEST operand and at most max_more operands after
  * it. usage_text is printed by --help on stdout (exit 0) and after a usage

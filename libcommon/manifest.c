@@ -540,8 +540,11 @@ rule_state(struct check *c, json_t *root)
 	}
 	/* Where a job keeps things does not depend on where it is started
 	 * from (cron starts it in HOME): relative paths are the manifest's. */
-	static const char *const paths[][2] = {
-		{"state", "path"}, {"observability.artifacts", "path"}, {"", "contract"}};
+	static const char *const paths[][2] = {{"state", "path"},
+	                                       {"observability.artifacts", "path"},
+	                                       {"", "contract"},
+	                                       {"observability.metrics", "textfile_dir"},
+	                                       {"observability.lineage", "file"}};
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		json_t *parent = *paths[i][0] ? json_at(root, paths[i][0]) : root;
 		const char *value = json_string_value(json_object_get(parent, paths[i][1]));

@@ -166,7 +166,20 @@ static const struct key evolution_keys[] = {BOOL("enabled", "true"),
 static const struct key artifact_keys[] = {BOOL("enabled", "true"), STR("path", 0, NULL), /* default depends on name */
                                            INT("keep", 0, "20", 0, 100000), END};
 
-static const struct key observability_keys[] = {MAP("artifacts", AUTO, artifact_keys), END};
+static const struct key endpoint_keys[] = {STR("connection_id", REQUIRED, NULL),
+                                           ENUM("connection_type", 0, "env", connection_types), END};
+
+static const struct key metrics_keys[] = {STR("textfile_dir", 0, NULL), MAP("pushgateway", 0, endpoint_keys), END};
+
+static const struct key lineage_keys[] = {STR("connection_id", 0, NULL),
+                                          ENUM("connection_type", 0, "env", connection_types), STR("file", 0, NULL),
+                                          STR("namespace", 0, "dpone"), END};
+
+static const char *const log_formats[] = {"text", "json", NULL};
+
+static const struct key observability_keys[] = {MAP("artifacts", AUTO, artifact_keys), MAP("metrics", 0, metrics_keys),
+                                                MAP("lineage", 0, lineage_keys),
+                                                ENUM("log_format", 0, "text", log_formats), END};
 
 const struct key manifest_schema[] = {STR("name", REQUIRED, NULL),
                                       STR("description", 0, NULL),

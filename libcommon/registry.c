@@ -105,6 +105,7 @@ dp_conn_free(struct dp_conn *c)
 	free(c->id);
 	free(c->kind);
 	free(c->host);
+	free(c->url);
 	free(c->user);
 	if (c->password) {
 		/* Do not leave the secret in freed heap memory. */
@@ -190,6 +191,10 @@ default_port(const char *kind)
 		return 1433;
 	if (!strcmp(kind, "postgres"))
 		return 5432;
+	if (!strcmp(kind, "http"))
+		return 80;
+	if (!strcmp(kind, "https"))
+		return 443;
 	return 9092;
 }
 
@@ -263,11 +268,8 @@ parse_url(struct dp_conn *c, const char *url, char *err, size_t errlen)
 {
 	static const struct {
 		const char *scheme, *kind;
-	} schemes[] = {{"mssql", "mssql"},
-	               {"sqlserver", "mssql"},
-	               {"kafka", "kafka"},
-	               {"postgres", "postgres"},
-	               {"postgresql", "postgres"}};
+	} schemes[] = {{"mssql", "mssql"},         {"sqlserver", "mssql"}, {"kafka", "kafka"}, {"postgres", "postgres"},
+	               {"postgresql", "postgres"}, {"http", "http"},       {"https", "https"}};
 	const char *sep = strstr(url, "://");
 	if (!sep) {
 		snprintf(err, errlen, "connection %s (%s): not a URL (expected mssql://, kafka:// or postgres://)",
@@ -279,7 +281,8 @@ parse_url(struct dp_conn *c, const char *url, char *err, size_t errlen)
 		    !strncmp(url, schemes[i].scheme, (size_t)(sep - url)))
 			c->kind = dp_xstrdup(schemes[i].kind);
 	if (!c->kind) {
-		snprintf(err, errlen, "connection %s (%s): unknown URL scheme (expected mssql, kafka or postgres)",
+		snprintf(err, errlen,
+		         "connection %s (%s): unknown URL scheme (expected mssql, kafka, postgres, http or https)",
 		         c->id, c->origin);
 		return -1;
 	}
@@ -309,6 +312,12 @@ parse_url(struct dp_conn *c, const char *url, char *err, size_t errlen)
 		c->brokers = dp_xstrndup(rest, auth_len);
 	} else if (set_host_port(c, rest, auth_len, err, errlen)) {
 		return -1;
+	}
+	if (!strcmp(c->kind, "http") || !strcmp(c->kind, "https")) {
+		/* An HTTP endpoint (Pushgateway, OpenLineage): the URL without its
+		 * user and password, which go in an Authorization header. */
+		c->url = dp_strfmt("%s://%.*s%s", c->kind, (int)auth_len, rest, rest + auth_len);
+		return 0;
 	}
 	rest += auth_len;
 	if (*rest == '/') {

@@ -117,7 +117,7 @@ print("ok")'
 	orders_table
 	extract_manifest "$T" full_refresh
 	run bash -c 'dpone-extract m.yaml | head -n 1 | jq -c ".[1] | {protocol, job, source, key, boundary, cols: [.columns[] | [.name, .sql_type, .logical_type, .nullable]]}"'
-	assert_output '{"protocol":1,"job":"extract_test","source":{"type":"mssql","database":"'"$DPONE_TEST_MSSQL_DATABASE"'","schema":"dbo","table":"'$T'"},"key":["id"],"boundary":{"kind":"full"},"cols":[["id","int","integer",false],["v","nvarchar(20)","string",true],["updated_at","datetime2(7)","timestamp",false],["rv","timestamp","binary",false]]}'
+	assert_output '{"protocol":1,"job":"extract_test","source":{"type":"mssql","server":"'"$DPONE_TEST_MSSQL_HOST:$DPONE_TEST_MSSQL_PORT"'","database":"'"$DPONE_TEST_MSSQL_DATABASE"'","schema":"dbo","table":"'$T'"},"key":["id"],"boundary":{"kind":"full"},"cols":[["id","int","integer",false],["v","nvarchar(20)","string",true],["updated_at","datetime2(7)","timestamp",false],["rv","timestamp","binary",false]]}'
 }
 
 @test "bigint as string and binary as hex when the manifest asks" {

@@ -46,6 +46,8 @@ static json_t *
 source_object(const struct source *s)
 {
 	json_t *o = json_pack("{s:s}", "type", "mssql");
+	if (*s->server)
+		json_object_set_new(o, "server", json_string(s->server));
 	if (*s->database)
 		json_object_set_new(o, "database", json_string(s->database));
 	json_object_set_new(o, "schema", json_string(s->schema));

@@ -55,6 +55,7 @@ const char *logical_type(const char *data_type);
 struct source {
 	DBPROCESS *db;
 	char database[260]; /* the one the session uses, "" if the server named none */
+	char server[600];   /* host:port connected to (no secret; for lineage) */
 	char schema[260], table[260];
 	struct column *cols;
 	int ncols;

@@ -251,6 +251,7 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 	dbloginfree(login);
 	if (!s->db)
 		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s", conn->id, server, connect_failure(conn->host));
+	snprintf(s->server, sizeof s->server, "%s", server);
 	dbsettime((int)limits.query_s);
 	dbsetinterrupt(s->db, interrupt_due, interrupt_now);
 	/* (max) values would be cut at db-lib's default text size otherwise;

@@ -100,6 +100,7 @@ struct run {
 	struct progress progress;
 	int quiet;                /* -q: an idle run exits without a word */
 	int force;                /* --force: publish a stream from another job */
+	char bootstrap[256];      /* the first broker, host:port (for lineage; no secret) */
 	int started;              /* the header was read and the format built */
 	int checks_failed;        /* a checks message said they did not pass */
 	int idle;                 /* ... only because the run read no rows (min_rows) */
@@ -160,6 +161,8 @@ run_summary(const struct run *rn)
 	if (rn->dedupe)
 		json_object_set_new(o, "duplicates_dropped", json_integer((json_int_t)dedupe_dropped(rn->dedupe)));
 	json_object_set_new(o, "mode", json_string(dp_manifest_str(rn->m, "sink.options.delivery.mode")));
+	if (rn->bootstrap[0])
+		json_object_set_new(o, "bootstrap", json_string(rn->bootstrap));
 	if (rn->hashing) {
 		char hex[17];
 		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rn->row_hash);
@@ -560,6 +563,8 @@ main(int argc, char **argv)
 	if (o.progress < 0)
 		o.progress = !cli.quiet && isatty(2) ? PROGRESS_TTY : PROGRESS_NONE;
 	progress_start(&rn.progress, (enum progress_mode)o.progress, &rn.rows, NULL);
+	if (conn.brokers)
+		snprintf(rn.bootstrap, sizeof rn.bootstrap, "%.*s", (int)strcspn(conn.brokers, ","), conn.brokers);
 	publish(&rn, &conn, o.dry_run ? NULL : &so);
 	finish(&rn);
 

@@ -31,6 +31,12 @@ draw(struct progress *p, int last)
 	int phase = __atomic_load_n(&p->phase, __ATOMIC_RELAXED);
 	char line[512];
 	double rate = elapsed > 0 ? (double)rows / elapsed : 0.0;
+	if (dp_log_json()) { /* a log line like any other (never drawn in place) */
+		dp_warn("progress: %llu row%s read, %llu delivered, %.*f rows/s, %.1f s: %s", rows,
+		        rows == 1 ? "" : "s", delivered, rate > 0 && rate < 10 ? 1 : 0, rate, elapsed,
+		        phase_names[phase]);
+		return;
+	}
 	int n = snprintf(line, sizeof line, "%s%s: %llu row%s read, %llu delivered, %.*f rows/s, %.1f s: %s%s",
 	                 p->mode == PROGRESS_TTY ? "\r" : "", dp_progname, rows, rows == 1 ? "" : "s", delivered,
 	                 rate > 0 && rate < 10 ? 1 : 0, rate, elapsed, phase_names[phase],

@@ -34,6 +34,8 @@ static const char usage_text[] =
 	"  check          can runs read and write the state? JSON on stdout\n"
 	"  keys           the committed key index of snapshot_reconciliation, on stdout\n"
 	"                 (--clear: forget it; the next run deletes nothing)\n"
+	"  report         metrics and lineage for run --run-id (--event start, or its end:\n"
+	"                 --exit-code N, --started EPOCH, --error TEXT, the summary on stdin)\n"
 	DP_CLI_COMMON_HELP
 	"      --run-id ID     the run taking or giving back the lease (commit: whose lease it is made under)\n"
 	"      --ttl SECONDS   how long a lease lasts unless given back (default: state.lease_ttl)\n"
@@ -42,10 +44,26 @@ static const char usage_text[] =
 	"      --force         unlock a lease another run holds\n"
 	"      --watermark     get: print only the watermark's value\n"
 	"      --clear         schema, keys: forget the published schema or the key index\n"
+	"      --event start|end  report: the run begins, or it ended (default)\n"
+	"      --exit-code N   report: the run's exit status\n"
+	"      --started EPOCH report: when the run began, in seconds since the epoch\n"
+	"      --error TEXT    report: the cause of a failed run\n"
 	"See dpone-state(1); exit codes are listed there.\n";
 /* clang-format on */
 
-enum { OPT_RUN_ID = OPT_EXTRA, OPT_TTL, OPT_TO, OPT_FORCE, OPT_WATERMARK, OPT_CLEAR, OPT_HOLDER_PID };
+enum {
+	OPT_RUN_ID = OPT_EXTRA,
+	OPT_TTL,
+	OPT_TO,
+	OPT_FORCE,
+	OPT_WATERMARK,
+	OPT_CLEAR,
+	OPT_HOLDER_PID,
+	OPT_EVENT,
+	OPT_EXIT_CODE,
+	OPT_STARTED,
+	OPT_ERROR
+};
 
 struct options {
 	const char *run_id, *to;
@@ -54,6 +72,7 @@ struct options {
 	int force, watermark_only, clear, quiet;
 	const struct dp_manifest *m;
 	const char *manifest_path; /* as given, for the commands a message suggests */
+	struct report_options report;
 };
 
 static int
@@ -72,6 +91,32 @@ handle_option(int id, const char *arg, void *ctx)
 			return -1;
 		}
 		return 0;
+	case OPT_EVENT:
+		if (strcmp(arg, "start") && strcmp(arg, "end")) {
+			dp_warn("--event %s: expected start or end", arg);
+			return -1;
+		}
+		o->report.start = !strcmp(arg, "start");
+		return 0;
+	case OPT_EXIT_CODE: {
+		long long code;
+		if (dp_parse_ll(arg, &code) < 0 || code < 0 || code > 255) {
+			dp_warn("--exit-code %s: expected 0 to 255", arg);
+			return -1;
+		}
+		o->report.exit_code = (int)code;
+		return 0;
+	}
+	case OPT_STARTED: {
+		char *end;
+		o->report.started = strtod(arg, &end);
+		if (end == arg || *end || o->report.started < 0) {
+			dp_warn("--started %s: expected epoch seconds", arg);
+			return -1;
+		}
+		return 0;
+	}
+	case OPT_ERROR: o->report.error = arg; return 0;
 	case OPT_HOLDER_PID:
 		if (dp_parse_ll(arg, &o->holder_pid) < 0 || o->holder_pid < 1 || o->holder_pid > INT_MAX) {
 			dp_warn("--holder-pid %s: expected a process id", arg);
@@ -730,6 +775,7 @@ static const struct command {
 	{"schema", cmd_schema, NEEDS_NOTHING, NULL},
 	{"check", cmd_check, NEEDS_NOTHING, NULL},
 	{"keys", cmd_keys, NEEDS_NOTHING, NULL},
+	{"report", NULL, NEEDS_RUN_ID, "report needs --run-id ID"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -750,25 +796,53 @@ find_command(const char *name)
 	dp_die(DP_EXIT_USAGE, "unknown command '%s'", name);
 }
 
+/* The store, or NULL with an exit code in *code and why in err. */
 static struct store *
-open_store(const struct dp_manifest *m)
+try_open_store(const struct dp_manifest *m, int *code, char *err, size_t errlen)
 {
-	char err[1024];
-	int code = 0;
 	struct store *s;
 	const char *job = dp_manifest_str(m, "name");
 	if (m->state_type == DP_STATE_POSTGRES) {
 		struct dp_conn conn;
 		dp_cli_resolve(m, "state", "postgres", &conn);
 		s = store_pg_open(&conn, dp_manifest_str(m, "state.table.schema"),
-		                  dp_manifest_str(m, "state.table.name"), job, &code, err, sizeof err);
+		                  dp_manifest_str(m, "state.table.name"), job, code, err, errlen);
 		dp_conn_free(&conn);
 	} else {
-		s = store_file_open(dp_manifest_str(m, "state.path"), job, &code, err, sizeof err);
+		s = store_file_open(dp_manifest_str(m, "state.path"), job, code, err, errlen);
 	}
+	return s;
+}
+
+static struct store *
+open_store(const struct dp_manifest *m)
+{
+	char err[1024];
+	int code = 0;
+	struct store *s = try_open_store(m, &code, err, sizeof err);
 	if (!s)
 		dp_die(code, "%s", err);
 	return s;
+}
+
+/* report: the state is read for the metrics (watermark, last success) if
+ * it can be; a state backend that is down makes them fewer, not a failure. */
+static _Noreturn void
+report(const struct dp_manifest *m, const struct options *o)
+{
+	char err[1024];
+	int code = 0;
+	struct job_state st = {0};
+	struct store *s = o->report.start ? NULL : try_open_store(m, &code, err, sizeof err);
+	if (!o->report.start && (!s || s->ops->read(s, &st, err, sizeof err)))
+		dp_warn("warning: report: the state could not be read (%s): no watermark metrics", err);
+	if (s)
+		s->ops->close(s);
+	struct report_options ro = o->report;
+	ro.run_id = o->run_id;
+	report_run(m, st.record, &ro);
+	job_state_clear(&st);
+	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
 
 int
@@ -777,6 +851,10 @@ main(int argc, char **argv)
 	static const struct option extra[] = {{"run-id", required_argument, NULL, OPT_RUN_ID},
 	                                      {"ttl", required_argument, NULL, OPT_TTL},
 	                                      {"holder-pid", required_argument, NULL, OPT_HOLDER_PID},
+	                                      {"event", required_argument, NULL, OPT_EVENT},
+	                                      {"exit-code", required_argument, NULL, OPT_EXIT_CODE},
+	                                      {"started", required_argument, NULL, OPT_STARTED},
+	                                      {"error", required_argument, NULL, OPT_ERROR},
 	                                      {"to", required_argument, NULL, OPT_TO},
 	                                      {"force", no_argument, NULL, OPT_FORCE},
 	                                      {"watermark", no_argument, NULL, OPT_WATERMARK},
@@ -801,6 +879,8 @@ main(int argc, char **argv)
 	char *manifest_abs = realpath(cli.manifest_path, NULL); /* owned */
 	o.manifest_path = manifest_abs ? manifest_abs : cli.manifest_path;
 
+	if (!cmd->run)
+		report(m, &o); /* does not return */
 	struct store *s = open_store(m);
 	char err[1024] = "";
 	int rc = cmd->run(s, &o, err, sizeof err);

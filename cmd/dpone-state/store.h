@@ -72,4 +72,17 @@ json_t *history_fold(json_t *last, json_t *entry);
  * the column's SQL type (sql_type may be NULL). */
 int compare_watermarks(const json_t *a, const json_t *b, const char *sql_type);
 
+/* report.c: dpone-state report. */
+struct report_options {
+	int start;          /* --event start: the run begins */
+	const char *run_id; /* --run-id */
+	int exit_code;      /* --exit-code: the run's status */
+	double started;     /* --started: epoch seconds the run began (0: now) */
+	const char *error;  /* --error: the cause of a failed run, or NULL */
+};
+/* Metrics and lineage for the run (its summary on stdin at the end);
+ * prints what went where as JSON. Always 0: a destination that is down is
+ * a warning and a count, not a failed run. record: the state after the run. */
+int report_run(const struct dp_manifest *m, json_t *record, const struct report_options *ro);
+
 #endif
