@@ -11,6 +11,10 @@ INSTALL     ?= install
 PKG_CONFIG  ?= pkg-config
 BATS        ?= bats
 
+# The version, from one place: VERSION (dpone --version, the man pages'
+# footers and debian/changelog agree with it; make man-sync, tests/man.bats).
+VERSION := $(shell cat VERSION)
+
 # Build directories: objects in O, programs in BIN.
 O   ?= build
 BIN ?= bin
@@ -20,7 +24,7 @@ WERROR   ?= -Werror
 SANFLAGS ?=
 DP_CFLAGS   = -std=c11 -Wall -Wextra $(WERROR) -Wshadow -Wstrict-prototypes \
               -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral $(SANFLAGS)
-DP_CPPFLAGS = -D_GNU_SOURCE -Ilibcommon $(shell $(PKG_CONFIG) --cflags $(COMMON_PKGS) $(STAGE_PKGS))
+DP_CPPFLAGS = -D_GNU_SOURCE -DDPONE_VERSION='"$(VERSION)"' -Ilibcommon $(shell $(PKG_CONFIG) --cflags $(COMMON_PKGS) $(STAGE_PKGS))
 
 COMMON_PKGS = yaml-0.1 jansson libzstd libcurl
 STAGE_PKGS  = rdkafka libpq
@@ -36,7 +40,7 @@ LIBCOMMON_OBJ = $(LIBCOMMON_SRC:%.c=$(O)/%.o)
 LIBCOMMON = $(O)/libcommon.a
 TESTTOOLS = stream-relay json-agree
 FUZZERS = stream manifest encode state
-HEADERS = libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h $(wildcard cmd/*/*.h) tests/fuzz/fuzz.h
+HEADERS = VERSION libcommon/dpone.h libcommon/exit_codes.def libcommon/manifest_schema.h $(wildcard cmd/*/*.h) tests/fuzz/fuzz.h
 
 MANPAGES = $(wildcard man/*.[0-9])
 
@@ -46,7 +50,7 @@ state_LIBS   =
 plan_LIBS    = -lm
 
 .PHONY: all testtools check check-asan check-valgrind lint format fuzz chaos deps demo bench install uninstall clean \
-        man-sync
+        man-sync deb
 
 all: $(PROGRAMS:%=$(BIN)/%) $(BIN)/dpone
 
@@ -66,10 +70,10 @@ endef
 $(foreach p,$(PROGRAMS),$(eval $(call program_rule,$(p))))
 
 # The wrapper is generated so that its exit-code table is exit_codes.def.
-$(BIN)/dpone: cmd/dpone/dpone.in libcommon/exit_codes.def scripts/exit-codes
+$(BIN)/dpone: cmd/dpone/dpone.in libcommon/exit_codes.def scripts/exit-codes VERSION
 	@mkdir -p $(BIN)
 	sh scripts/exit-codes sh < libcommon/exit_codes.def > $@.table
-	sed -e '/@EXIT_CODES@/{r $@.table' -e 'd;}' -e 's/@VERSION@/$(shell sed -n 's/^#define DPONE_VERSION "\(.*\)"/\1/p' libcommon/dpone.h)/' cmd/dpone/dpone.in > $@.tmp
+	sed -e '/@EXIT_CODES@/{r $@.table' -e 'd;}' -e 's/@VERSION@/$(VERSION)/' cmd/dpone/dpone.in > $@.tmp
 	rm -f $@.table
 	chmod 755 $@.tmp
 	mv $@.tmp $@
@@ -190,9 +194,24 @@ chaos: deps
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) tests/chaos/run -n $(CHAOS_FAULTS) -d at_least_once
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) tests/chaos/run -n $(CHAOS_FAULTS) -d exactly_once
 
-# Rewrite every man page's EXIT STATUS from exit_codes.def.
+# The Debian package (debian/), built from a copy of the tracked files (a
+# clean checkout, with this tree's edits) with dpkg-buildpackage; the .deb
+# lands in $(O)/deb/.
+deb:
+	rm -rf $(O)/deb
+	mkdir -p $(O)/deb/src
+	git ls-files -z | xargs -0 tar -cf - | tar -xf - -C $(O)/deb/src
+	dpkg-checkbuilddeps $(O)/deb/src/debian/control
+	# Not this make's variables (O=...): the package builds as a checkout would.
+	cd $(O)/deb/src && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u O -u BIN \
+		DEB_BUILD_OPTIONS="parallel=$$(nproc) $${DEB_BUILD_OPTIONS:-}" dpkg-buildpackage -us -uc -b
+	ls $(O)/deb/*.deb
+
+# Rewrite every man page's EXIT STATUS from exit_codes.def, and its footer's
+# version from VERSION.
 man-sync:
 	sh scripts/exit-codes sync $(MANPAGES)
+	sed -i 's/^\(\.TH [^"]*\)"dpone [^"]*"/\1"dpone $(VERSION)"/' $(MANPAGES)
 
 install: all
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7

@@ -19,7 +19,10 @@
 
 #include <jansson.h>
 
-#define DPONE_VERSION "0.1.0"
+/* From the file VERSION, through the Makefile (-DDPONE_VERSION): one place. */
+#ifndef DPONE_VERSION
+#define DPONE_VERSION "unknown"
+#endif
 
 /* ---- exit codes (exit_codes.def is the single table) ---- */
 enum dp_exit {
@@ -177,6 +180,9 @@ int dp_timestamp_utc(const char *text, long long *seconds);
 FILE *dp_tmpfile(const char *prefix);
 /* All n bytes of data to fd, through short writes and EINTR; 0, or -1 with errno. */
 int dp_write_all(int fd, const void *data, size_t n);
+/* The libpq dpone-state opens (and dpone doctor looks for); the Debian
+ * package Recommends libpq5 for it. */
+#define DP_LIBPQ_SONAME "libpq.so.5"
 /* Libraries only some runs need (libcurl for Vault, libpq for a postgres
  * state) are opened on first use rather than linked: loading one with its
  * dependencies costs every process ~6 ms at start-up. The first of sonames

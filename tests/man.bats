@@ -64,3 +64,18 @@ synopsis() {
 	assert_success
 	assert_output_contains "A stream without its end is truncated"
 }
+
+@test "the version comes from VERSION: every command's --version, every page's footer, debian/changelog" {
+	version=$(cat "$SRCDIR/VERSION")
+	[ -n "$version" ]
+	for cmd in dpone dpone-extract dpone-produce dpone-state dpone-check dpone-plan; do
+		run "$cmd" --version
+		assert_output "$cmd $version"
+	done
+	for page in "$SRCDIR"/man/*.[0-9]; do
+		grep -q "^\.TH [^\"]*\"dpone $version\"" "$page" || flunk "$page: footer is not dpone $version: $(grep '^\.TH' "$page")"
+	done
+	# Debian's version is VERSION and a Debian revision.
+	changelog=$(sed -n '1s/^dpone (\([^)]*\)).*/\1/p' "$SRCDIR/debian/changelog")
+	[ "${changelog%-*}" = "$version" ] || flunk "debian/changelog says $changelog, VERSION $version"
+}

@@ -146,14 +146,15 @@ server, db, table, topic = sys.argv[1:]
 events = [json.loads(l) for l in open("lineage.ndjson")]
 assert [e["eventType"] for e in events] == ["START", "COMPLETE", "START", "FAIL"], [e["eventType"] for e in events]
 def facet_ok(f):
-    assert isinstance(f["_producer"], str) and re.match(r"https?://", f["_producer"]), f
-    assert isinstance(f["_schemaURL"], str) and re.match(r"https?://", f["_schemaURL"]), f
+    # format uri: a scheme, then what it names (RFC 3986).
+    assert isinstance(f["_producer"], str) and re.match(r"[a-z][a-z0-9+.-]*:\S+$", f["_producer"]), f
+    assert isinstance(f["_schemaURL"], str) and re.match(r"[a-z][a-z0-9+.-]*:\S+$", f["_schemaURL"]), f
 for e in events:
     # RunEvent: run, job, eventTime, producer required.
     for k in ("run", "job", "eventTime", "producer"):
         assert k in e, (k, e)
     datetime.datetime.fromisoformat(e["eventTime"].replace("Z", "+00:00"))
-    assert re.match(r"https?://", e["producer"])
+    assert re.match(r"[a-z][a-z0-9+.-]*:\S+$", e["producer"]), e["producer"]
     uuid.UUID(e["run"]["runId"])
     assert isinstance(e["job"]["namespace"], str) and e["job"]["name"] == "obs_" + table
     for f in e["run"].get("facets", {}).values():

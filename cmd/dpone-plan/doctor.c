@@ -73,15 +73,24 @@ probe(struct report *r, const char *check, char *const argv[], const char *fix)
 	return doc;
 }
 
+/* The libraries opened only when a run needs them (the package's
+ * Recommends): each one's absence is a warning naming what needs it. */
 static void
 check_libraries(struct report *r)
 {
-	char why[256];
+	char why[256], pq_why[256];
 	const char *curl = dp_vault_curl_version(why, sizeof why);
-	char *text = dp_strfmt("jansson %s, libyaml %s, zstd %s, libcurl %s", JANSSON_VERSION,
-	                       yaml_get_version_string(), ZSTD_versionString(), curl ? curl : why);
-	add(r, "libraries", curl ? "ok" : "warn", text,
-	    curl ? NULL : "install libcurl (Debian: libcurl4) if a connection uses connection_type: vault", 0);
+	static const char *const pq_sonames[] = {DP_LIBPQ_SONAME, NULL};
+	void *pq = dp_library_open("libpq", pq_sonames, pq_why, sizeof pq_why);
+	char *text = dp_strfmt("jansson %s, libyaml %s, zstd %s, libcurl %s, libpq %s", JANSSON_VERSION,
+	                       yaml_get_version_string(), ZSTD_versionString(), curl ? curl : why,
+	                       pq ? DP_LIBPQ_SONAME : pq_why);
+	const char *fix = !curl && !pq ? "install libcurl4 (Vault connections, Pushgateway, OpenLineage) and libpq5 "
+	                                 "(state type postgres) if the jobs use them"
+	                  : !curl      ? "install libcurl4 if a job uses Vault connections, a Pushgateway or OpenLineage"
+	                  : !pq        ? "install libpq5 if a job keeps its state in PostgreSQL"
+	                               : NULL;
+	add(r, "libraries", fix ? "warn" : "ok", text, fix, 0);
 	free(text);
 }
 

@@ -19,9 +19,11 @@
 
 #include "store.h"
 
-#define PRODUCER_URI "https://github.com/PaulKov/dpone/tree/" DPONE_VERSION
+/* dpone has no public home to point at: URNs, which the spec's "uri"
+ * format allows. The dpone facet is described in dpone(1), LINEAGE. */
+#define PRODUCER_URI "urn:dpone:" DPONE_VERSION
 #define LINEAGE_SCHEMA "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
-#define DPONE_FACET_SCHEMA "https://github.com/PaulKov/dpone/blob/main/man/dpone-state.1#DponeRunFacet"
+#define DPONE_FACET_SCHEMA "urn:dpone:facet:run:1"
 
 /* What the run's summary says (each member owned, NULL when absent). */
 struct run_summary {

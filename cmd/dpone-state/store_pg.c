@@ -67,7 +67,7 @@ static struct {
 static int
 load_libpq(char *err, size_t errlen)
 {
-	static const char *const sonames[] = {"libpq.so.5", NULL};
+	static const char *const sonames[] = {DP_LIBPQ_SONAME, NULL};
 	static int loaded;
 	if (loaded)
 		return 0;
