@@ -75,7 +75,7 @@ deb() {
 	# Every file, and the package's own directories; shared ones (/usr/bin,
 	# /usr/share/lintian/overrides) stay for their other packages.
 	while IFS= read -r f; do
-		case $f in */dpone* | */dpone*/*) [ ! -e "$f" ] || flunk "$f is left after purge" ;; esac
+		case $f in */dpone*) [ ! -e "$f" ] || flunk "$f is left after purge" ;; esac
 		[ -d "$f" ] || [ ! -e "$f" ] || flunk "$f is left after purge"
 	done < files.txt
 	[ "$(grep -c . files.txt)" -gt 20 ] || flunk "dpkg -L listed $(cat files.txt)"

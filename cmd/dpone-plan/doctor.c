@@ -87,9 +87,9 @@ check_libraries(struct report *r)
 	                       pq ? DP_LIBPQ_SONAME : pq_why);
 	const char *fix = !curl && !pq ? "install libcurl4 (Vault connections, Pushgateway, OpenLineage) and libpq5 "
 	                                 "(state type postgres) if the jobs use them"
-	                  : !curl      ? "install libcurl4 if a job uses Vault connections, a Pushgateway or OpenLineage"
-	                  : !pq        ? "install libpq5 if a job keeps its state in PostgreSQL"
-	                               : NULL;
+	                  : !curl ? "install libcurl4 if a job uses Vault connections, a Pushgateway or OpenLineage"
+	                  : !pq   ? "install libpq5 if a job keeps its state in PostgreSQL"
+	                          : NULL;
 	add(r, "libraries", fix ? "warn" : "ok", text, fix, 0);
 	free(text);
 }

@@ -84,12 +84,12 @@ static const struct {
 	int exit_code;
 	const char *outcome;
 } outcomes[] = {
-	{DP_EXIT_OK, "success"},           {DP_EXIT_IDLE, "nothing_new"},       {DP_EXIT_QUALITY, "quality_failed"},
-	{DP_EXIT_SOURCE, "source_failed"}, {DP_EXIT_STREAM, "source_failed"},   {DP_EXIT_SINK, "sink_failed"},
-	{DP_EXIT_STATE, "state_failed"},   {DP_EXIT_CONFLICT, "state_failed"},  {DP_EXIT_INTERRUPTED, "interrupted"},
+	{DP_EXIT_OK, "success"},           {DP_EXIT_IDLE, "nothing_new"},      {DP_EXIT_QUALITY, "quality_failed"},
+	{DP_EXIT_SOURCE, "source_failed"}, {DP_EXIT_STREAM, "source_failed"},  {DP_EXIT_SINK, "sink_failed"},
+	{DP_EXIT_STATE, "state_failed"},   {DP_EXIT_CONFLICT, "state_failed"}, {DP_EXIT_INTERRUPTED, "interrupted"},
 };
-static const char *const outcome_names[] = {"success",     "nothing_new", "quality_failed", "source_failed",
-                                            "sink_failed", "state_failed", "interrupted",   "failed"};
+static const char *const outcome_names[] = {"success",     "nothing_new",  "quality_failed", "source_failed",
+                                            "sink_failed", "state_failed", "interrupted",    "failed"};
 
 static const char *
 outcome_of(int exit_code, const struct run_summary *rs)
@@ -199,14 +199,14 @@ watermark_metrics(struct metrics *mt, json_t *record, double now)
 		label_value(&extra, json_string_value(value));
 		dp_buf_add(&extra, "\"", 1);
 		dp_buf_char(&extra, '\0');
-		metric_head(mt, "dpone_watermark_info", "gauge", "The committed watermark, as a label (binary values).");
+		metric_head(mt, "dpone_watermark_info", "gauge",
+		            "The committed watermark, as a label (binary values).");
 		metric_sample(mt, "dpone_watermark_info", extra.p, 1);
 		free(extra.p);
 		return;
 	}
 	metric(mt, "dpone_watermark", "gauge",
-	       "The committed watermark as a number: epoch seconds for date and time columns, else the value.",
-	       number);
+	       "The committed watermark as a number: epoch seconds for date and time columns, else the value.", number);
 	if (is_time)
 		metric(mt, "dpone_watermark_lag_seconds", "gauge",
 		       "Now minus the committed watermark (date and time columns, read as UTC).", now - number);
@@ -414,8 +414,8 @@ lineage_run_uuid(const char *job, const char *run_id, char out[37])
 	free(seed);
 	h[6] = (unsigned char)((h[6] & 0x0f) | 0x80);
 	h[8] = (unsigned char)((h[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2], h[3],
-	         h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", h[0], h[1], h[2],
+	         h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]);
 }
 
 static char *
@@ -456,10 +456,10 @@ input_dataset(const struct dp_manifest *m, json_t *header)
 	json_t *c;
 	json_array_foreach(json_object_get(header, "columns"), i, c)
 		json_array_append_new(fields, json_pack("{s:O?, s:O?}", "name", json_object_get(c, "name"), "type",
-	                                                json_object_get(c, "sql_type")));
-	json_t *ds = json_pack(
-		"{s:s, s:s, s:{s:o}}", "namespace", ns, "name", name, "facets", "schema",
-		facet(json_pack("{s:o}", "fields", fields), "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json"));
+		                                        json_object_get(c, "sql_type")));
+	json_t *ds = json_pack("{s:s, s:s, s:{s:o}}", "namespace", ns, "name", name, "facets", "schema",
+	                       facet(json_pack("{s:o}", "fields", fields),
+	                             "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json"));
 	free(ns);
 	free(name);
 	return ds;
@@ -499,18 +499,19 @@ lineage_event(const struct dp_manifest *m, const struct run_report *rr)
 	json_t *run_facets = json_object();
 	if (rr->outcome) {
 		const struct run_summary *rs = rr->summary;
-		json_object_set_new(
-			run_facets, "dpone",
-			facet(json_pack("{s:s, s:s, s:i, s:O?, s:O?, s:O?, s:O?}", "dpone_run_id", rr->run_id, "outcome",
-		                        rr->outcome, "exit_code", rr->exit_code, "rows",
-		                        json_object_get(rs->end, "rows"), "messages_delivered",
-		                        json_object_get(rs->delivery, "delivered"), "boundary",
-		                        json_object_get(rs->header, "boundary"), "checks", json_object_get(rs->checks, "results")),
-		              DPONE_FACET_SCHEMA));
+		json_object_set_new(run_facets, "dpone",
+		                    facet(json_pack("{s:s, s:s, s:i, s:O?, s:O?, s:O?, s:O?}", "dpone_run_id",
+		                                    rr->run_id, "outcome", rr->outcome, "exit_code", rr->exit_code,
+		                                    "rows", json_object_get(rs->end, "rows"), "messages_delivered",
+		                                    json_object_get(rs->delivery, "delivered"), "boundary",
+		                                    json_object_get(rs->header, "boundary"), "checks",
+		                                    json_object_get(rs->checks, "results")),
+		                          DPONE_FACET_SCHEMA));
 		if (rr->error)
-			json_object_set_new(run_facets, "errorMessage",
-			                    facet(json_pack("{s:s, s:s}", "message", rr->error, "programmingLanguage", "C"),
-			                          "https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json"));
+			json_object_set_new(
+				run_facets, "errorMessage",
+				facet(json_pack("{s:s, s:s}", "message", rr->error, "programmingLanguage", "C"),
+			              "https://openlineage.io/spec/facets/1-0-0/ErrorMessageRunFacet.json"));
 	}
 	json_t *inputs = json_array(), *outputs = json_array();
 	json_t *in = rr->outcome ? input_dataset(m, rr->summary->header) : NULL;
@@ -520,10 +521,10 @@ lineage_event(const struct dp_manifest *m, const struct run_report *rr)
 	if (out)
 		json_array_append_new(outputs, out);
 	json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:o}, s:{s:s, s:s}, s:o, s:o}", "eventType",
-	                       event_type(rr), "eventTime", when, "producer", PRODUCER_URI, "schemaURL",
-	                       LINEAGE_SCHEMA, "run", "runId", uuid, "facets", run_facets, "job", "namespace",
-	                       dp_manifest_str(m, "observability.lineage.namespace"), "name", dp_manifest_str(m, "name"),
-	                       "inputs", inputs, "outputs", outputs);
+	                       event_type(rr), "eventTime", when, "producer", PRODUCER_URI, "schemaURL", LINEAGE_SCHEMA,
+	                       "run", "runId", uuid, "facets", run_facets, "job", "namespace",
+	                       dp_manifest_str(m, "observability.lineage.namespace"), "name",
+	                       dp_manifest_str(m, "name"), "inputs", inputs, "outputs", outputs);
 	free(when);
 	return ev;
 }
