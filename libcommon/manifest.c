@@ -501,6 +501,37 @@ rule_key(struct check *c, json_t *root)
 	return 0;
 }
 
+/* sink.options.dpone_headers: which dpone.* headers messages carry
+ * (dpone-produce(1), Headers); the default is what a run can be traced by
+ * at the least cost measured (README, Benchmarks). */
+static const char *const dpone_header_names[] = {"run_id", "source", "watermark", "change", NULL};
+#define DPONE_HEADERS_DEFAULT "[]"
+
+static int
+rule_dpone_headers(struct check *c, json_t *root)
+{
+	json_t *opts = json_at(root, "sink.options");
+	json_t *list = json_object_get(opts, "dpone_headers");
+	if (!list) {
+		json_object_set_new(opts, "dpone_headers", json_loads(DPONE_HEADERS_DEFAULT, 0, NULL));
+		return 0;
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(list, i, v) {
+		int known = 0;
+		for (const char *const *n = dpone_header_names; *n; n++)
+			known |= !strcmp(*n, json_string_value(v));
+		if (!known) {
+			char path[64];
+			snprintf(path, sizeof path, "sink.options.dpone_headers[%zu]", i);
+			return cfail(c, path, path, "'%s' is not one of run_id, source, watermark, change",
+			             json_string_value(v));
+		}
+	}
+	return 0;
+}
+
 /* Keys holding a duration (30s, 15m, 2h, 1d), read with one parser when
  * the manifest loads; lookback and checks' max_age have their own rules
  * (lookback may be a number, max_age is per check). */
@@ -673,8 +704,9 @@ static int
 apply_rules(struct check *c, json_t *root)
 {
 	int (*rules[])(struct check *, json_t *) = {
-		rule_name,           rule_types,     rule_topic, rule_strategy, rule_strategy_options, rule_columns,
-		rule_source_options, rule_durations, rule_key,   rule_state,    rule_artifacts,        rule_checks};
+		rule_name,    rule_types,          rule_topic,     rule_strategy,      rule_strategy_options,
+		rule_columns, rule_source_options, rule_durations, rule_dpone_headers, rule_key,
+		rule_state,   rule_artifacts,      rule_checks};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
 		if (rules[i](c, root))
 			return -1;

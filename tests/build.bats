@@ -54,9 +54,9 @@ build_vars=("O=$(dirname "$DPONE_TEST_BIN")" "BIN=$DPONE_BIN")
 		*libcurl* | *libpq*) flunk "$prog links: $output" ;;
 		esac
 	done
-	# ... and they are there when asked for: the doctor reports libcurl's version.
+	# ... and they are there when asked for: the doctor reports libcurl's version and libpq.
 	run dpone-plan --doctor --format json "$SRCDIR/examples/mssql_to_kafka.yaml"
-	echo "$output" | grep -q '"detail": "jansson .*, libcurl [0-9][0-9.]*"' || flunk "no libcurl version: $output"
+	echo "$output" | grep -q '"detail": "jansson .*, libcurl [0-9][0-9.]*, libpq libpq.so.5"' || flunk "no libcurl version or libpq: $output"
 }
 
 @test "make lint's style check flags a misformatted file and passes a formatted one" {

@@ -56,7 +56,7 @@ sink:
   connection_id: kafka_cluster
   topic: $TOPIC
   strategy: {mode: cdc}
-  options: {topic_config: {auto_create: true, partitions: 3}, deletes: {enabled: true, tombstone: true}${2:+, $2}}
+  options: {topic_config: {auto_create: true, partitions: 3}, deletes: {enabled: true, tombstone: true}, dpone_headers: [run_id, change]${2:+, $2}}
 state: {type: file, path: state.json}
 YAML
 }

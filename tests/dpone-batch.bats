@@ -54,7 +54,7 @@ sink:
   connection_id: kafka_cluster
   topic: $TOPIC
   strategy: {mode: incremental_append, unique_key: [order_id]}
-  options: {topic_config: {auto_create: true, partitions: 3}${1:+, $1}}
+  options: {topic_config: {auto_create: true, partitions: 3}, dpone_headers: [run_id, source, watermark]${1:+, $1}}
 ${2:-}
 YAML
 }
@@ -93,6 +93,8 @@ watermark() {
 	[ "$(messages)" -eq 25 ]
 	run dpone-state m.yaml history
 	[ "$(jq -r .rows <<< "$output" | tr '\n' ' ')" = "20 5 0 " ] || flunk "$output"
+	# Each commit says where its messages are: a message is traced to its run by them.
+	[ "$(jq -r '[.partitions[].messages] | add // 0' <<< "$output" | tr '\n' ' ')" = "20 5 0 " ] || flunk "$output"
 	# The lease was given back after each run.
 	run dpone-state m.yaml get
 	jq -e '.lease == null' <<< "$output" > /dev/null || flunk "$output"

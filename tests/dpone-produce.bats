@@ -141,14 +141,27 @@ consume() {
 	[ "$(wc -l < keys.txt)" -eq 50 ]
 }
 
-@test "headers: run id, source table, the row's watermark and the manifest's static headers" {
+@test "headers: run id, source table, the row's watermark as dpone_headers asks, and the manifest's static headers" {
 	make_topic "$TOPIC" 1
-	produce_manifest full_refresh 'headers: {team: dwh, version: 3}'
+	produce_manifest full_refresh 'headers: {team: dwh, version: 3}, dpone_headers: [run_id, source, watermark]'
 	stream 2 | dpone-produce -q m.yaml > /dev/null
 	run consume -f '%h\n'
 	assert_success
 	assert_output "dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermark=2026-11-26T08:00:01.1234561
 dpone.run_id=run-7,dpone.source=dwh.dbo.orders,team=dwh,version=3,dpone.watermark=2026-11-26T08:00:02.1234562"
+	# The default: none (each costs CPU per message; dpone-produce(1), Headers).
+	produce_manifest full_refresh
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -o 2 -f '[%h]\n'
+	assert_output "[]"
+	produce_manifest full_refresh 'dpone_headers: [run_id]'
+	stream 1 | dpone-produce -q m.yaml > /dev/null
+	run consume -o 3 -f '%h\n'
+	assert_output "dpone.run_id=run-7"
+	produce_manifest full_refresh 'dpone_headers: [run_id, lsn]'
+	run dpone-produce -q m.yaml < <(stream 1)
+	assert_failure 2
+	assert_output_contains "sink.options.dpone_headers[1]: 'lsn' is not one of run_id, source, watermark, change"
 }
 
 @test "keys: bare value of a one-column key, key.fields, hash_row (SHA-256 of the row line) and null" {

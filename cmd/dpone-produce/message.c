@@ -143,12 +143,35 @@ add_header(struct format *f, const char *name, const char *value)
 	f->headers[f->nheaders++] = (struct header_kv){dp_xstrdup(name), dp_xstrdup(value)};
 }
 
+/* sink.options.dpone_headers, one table: name in the manifest, bit. */
+static const struct {
+	const char *name;
+	unsigned bit;
+} dpone_header_names[] = {{"run_id", HEADER_RUN_ID},
+                          {"source", HEADER_SOURCE},
+                          {"watermark", HEADER_WATERMARK},
+                          {"change", HEADER_CHANGE}};
+
+static unsigned
+dpone_headers_of(const struct dp_manifest *m)
+{
+	unsigned bits = 0;
+	size_t i;
+	json_t *v;
+	json_array_foreach(dp_manifest_get(m, "sink.options.dpone_headers"), i, v)
+		for (size_t k = 0; k < sizeof dpone_header_names / sizeof *dpone_header_names; k++)
+			if (!strcmp(json_string_value(v), dpone_header_names[k].name))
+				bits |= dpone_header_names[k].bit;
+	return bits;
+}
+
 static void
 init_headers(struct format *f, const struct dp_manifest *m, json_t *header)
 {
 	json_t *src = json_object_get(header, "source");
 	const char *run_id = json_string_value(json_object_get(header, "run_id"));
-	if (run_id)
+	f->dpone_headers = dpone_headers_of(m);
+	if (run_id && (f->dpone_headers & HEADER_RUN_ID))
 		add_header(f, "dpone.run_id", run_id);
 	struct dp_buf table = {0}; /* database.schema.table, as far as known */
 	static const char *const parts[] = {"database", "schema", "table"};
@@ -160,7 +183,8 @@ init_headers(struct format *f, const struct dp_manifest *m, json_t *header)
 		dp_buf_str(&table, part);
 	}
 	dp_buf_add(&table, "", 1);
-	add_header(f, "dpone.source", table.p);
+	if (f->dpone_headers & HEADER_SOURCE)
+		add_header(f, "dpone.source", table.p);
 	free(table.p);
 	const char *k;
 	json_t *v;
@@ -241,9 +265,9 @@ format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 	const char *wm = json_string_value(json_object_get(json_object_get(header, "boundary"), "column"));
 	if (!wm)
 		wm = dp_manifest_str(m, "source.options.incremental_column");
-	if (wm && dp_header_column(header, wm))
-		f->watermark_column = dp_xstrdup(wm);
 	init_headers(f, m, header);
+	if (wm && dp_header_column(header, wm) && (f->dpone_headers & HEADER_WATERMARK))
+		f->watermark_column = dp_xstrdup(wm);
 	/* The scanner looks for the key columns and the watermark column at once. */
 	f->scan_names = dp_xcalloc(f->nkey + 2, sizeof *f->scan_names);
 	for (size_t i = 0; i < f->nkey; i++)
@@ -494,7 +518,7 @@ format_row(const struct format *f, const char *line, size_t len, const struct dp
 		dp_buf_value_text(&b->aux, sp[f->nkey]);
 		add_line_header(msg, "dpone.watermark", b->aux.p, b->aux.len);
 	}
-	if (chg) {
+	if (chg && (f->dpone_headers & HEADER_CHANGE)) {
 		add_line_header(msg, "dpone.lsn", chg->lsn, strlen(chg->lsn));
 		add_line_header(msg, "dpone.seqval", chg->seqval, strlen(chg->seqval));
 		add_line_header(msg, "dpone.op", chg->op, strlen(chg->op));
@@ -588,12 +612,14 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 		msgs[*nmsg].value = b->value.p;
 		msgs[*nmsg].value_len = b->value.len;
 		msgs[*nmsg].has_value = 1;
-		delete_headers(meta, &b->aux, &msgs[*nmsg]);
+		if (f->dpone_headers & HEADER_CHANGE)
+			delete_headers(meta, &b->aux, &msgs[*nmsg]);
 		(*nmsg)++;
 	}
 	if (f->tombstone) {
 		msgs[*nmsg] = key_only; /* a null value: compaction removes the key */
-		delete_headers(meta, &b->aux, &msgs[*nmsg]);
+		if (f->dpone_headers & HEADER_CHANGE)
+			delete_headers(meta, &b->aux, &msgs[*nmsg]);
 		(*nmsg)++;
 	}
 	json_decref(msgj);

@@ -605,23 +605,35 @@ int
 sink_send(struct sink *s, const struct message *msg, unsigned long long lineno)
 {
 	for (;;) {
-		/* Room for the line's own headers, so adding them does not regrow. */
-		rd_kafka_headers_t *hdrs = rd_kafka_headers_new(s->nfixed + MAX_LINE_HEADERS);
-		for (size_t i = 0; i < s->nfixed; i++)
+		/* Room for the line's own headers, so adding them does not regrow;
+		 * none at all when there are none (each header list is allocated
+		 * per message by librdkafka). */
+		rd_kafka_headers_t *hdrs =
+			s->nfixed + (size_t)msg->nh ? rd_kafka_headers_new(s->nfixed + MAX_LINE_HEADERS) : NULL;
+		for (size_t i = 0; hdrs && i < s->nfixed; i++)
 			rd_kafka_header_add(hdrs, s->fixed[i].name, -1, s->fixed[i].value, -1);
-		for (int i = 0; i < msg->nh; i++)
+		for (int i = 0; hdrs && i < msg->nh; i++)
 			rd_kafka_header_add(hdrs, msg->hname[i], -1, msg->hval[i], (ssize_t)msg->hval_len[i]);
-		rd_kafka_resp_err_t err = rd_kafka_producev(
-			s->rk, RD_KAFKA_V_RKT(s->rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_KEY(msg->has_key ? msg->key : NULL, msg->has_key ? msg->key_len : 0),
-			RD_KAFKA_V_VALUE(msg->has_value ? (void *)msg->value : NULL,
-		                         msg->has_value ? msg->value_len : 0),
-			RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)lineno), RD_KAFKA_V_END);
+		const void *key = msg->has_key ? msg->key : NULL;
+		size_t key_len = msg->has_key ? msg->key_len : 0;
+		void *value = msg->has_value ? (void *)msg->value : NULL;
+		size_t value_len = msg->has_value ? msg->value_len : 0;
+		void *opaque = (void *)(uintptr_t)lineno;
+		rd_kafka_resp_err_t err =
+			hdrs ? rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt),
+		                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+		                                 RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_HEADERS(hdrs),
+		                                 RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END)
+			     : rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(s->rkt),
+		                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+		                                 RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_OPAQUE(opaque),
+		                                 RD_KAFKA_V_END);
 		if (!err) {
 			s->sent++;
 			return 0;
 		}
-		rd_kafka_headers_destroy(hdrs); /* not taken on failure */
+		if (hdrs)
+			rd_kafka_headers_destroy(hdrs); /* not taken on failure */
 		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
 			sink_fail(s,
 			          "stdin line %llu: a message of %zu bytes is more than sink.options.delivery."

@@ -344,9 +344,12 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 		      : json_null());
 	if (c->key_index)
 		json_object_set(record, "key_index", c->key_index);
-	*history = json_pack("{s:s, s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", "commit", "run_id", run_id,
+	/* Where the run's messages are (partition, first and last offset): a
+	 * message is traced to its run by them, without a header on each. */
+	*history = json_pack("{s:s, s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "kind", "commit", "run_id", run_id,
 	                     "committed_at", now, "watermark_before", before, "watermark_after", after, "rows",
-	                     json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks);
+	                     json_object_get(end, "rows"), "boundary", boundary, "checks", c->sum->checks, "partitions",
+	                     json_object_get(c->sum->delivery, "partitions"));
 	if (json_object_get(header, "schema_changes"))
 		json_object_set(*history, "schema_changes", json_object_get(header, "schema_changes"));
 	json_t *recon = c->sum->reconciliation;
