@@ -556,6 +556,47 @@ int dp_spawn_wait(pid_t pid);
  * NULL with dpone-state's exit status in *code when it failed. */
 json_t *dp_committed_state(const struct dp_manifest *m, const char *manifest_path, int *code);
 
+/* checks.c: what dpone-check and dpone-produce share about checks. */
+/* 1 when a run needs dpone-check between extract and produce: a check that
+ * reads rows or the source, a type contract, or variant columns; min_rows
+ * and max_rows alone are decided by dpone-produce from the rows it read. */
+int dp_manifest_check_stage(const struct dp_manifest *m);
+/* min_rows or max_rows (kind) on rows: ok, and why (owned, for the result). */
+int dp_rows_check(int kind, const json_t *spec, unsigned long long rows, char **why);
+/* A check's result object {type, severity, name?} (owned), then its status
+ * and detail (why, which this frees) once decided. */
+json_t *dp_check_result(const struct dp_manifest *m, const json_t *spec);
+void dp_check_verdict(const struct dp_manifest *m, json_t *r, int ok, char *why);
+/* The checks message's body from the decided results (taken) and the
+ * contract's result (taken, or NULL); says each failure on stderr; sets
+ * *passed, and *idle when the run read no rows and only min_rows failed. */
+json_t *dp_checks_message(const struct dp_manifest *m, json_t *results, json_t *contract, int contract_failed,
+                          unsigned long long rows, int quiet, int *passed, int *idle);
+/* The same for a manifest whose checks are min_rows and max_rows only. */
+json_t *dp_rows_checks_message(const struct dp_manifest *m, unsigned long long rows, int quiet, int *passed, int *idle);
+
+/* evolve.c: schema evolution against the schema last published (kept in
+ * the job's state by dpone-state commit). */
+struct dp_evolution {
+	json_t *published;  /* the columns last published, or NULL; owned */
+	char *published_by; /* the run that published them; owned */
+	char **from, **to;  /* on_breaking: variant renames, owned */
+	size_t nrename;
+};
+/* Read the published schema from state, before the stream: the run's
+ * lease keeps it from changing meanwhile. Dies when state cannot be read.
+ * Nothing to do when schema_evolution is disabled. */
+void dp_evolve_prepare(const struct dp_manifest *m, const char *manifest_path, struct dp_evolution *ev);
+/* Compare the header's columns with the published schema. Breaking changes
+ * stop the run here (exit 8), before a row reaches dpone-produce, unless
+ * on_breaking is variant. Returns the header to pass on (owned): the
+ * input's, with schema_changes added when something changed. */
+json_t *dp_evolve_header(const struct dp_manifest *m, const json_t *header, struct dp_evolution *ev);
+/* A row as it goes on: with variant columns renamed (into out, returns 1),
+ * or unchanged (returns 0). */
+int dp_evolve_row(const struct dp_evolution *ev, const char *line, size_t len, struct dp_buf *out);
+void dp_evolution_free(struct dp_evolution *ev);
+
 /* Close stdout, turning a failed write into DP_EXIT_FAILURE, and exit. */
 _Noreturn void dp_exit_flushing_stdout(int code);
 

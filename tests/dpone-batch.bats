@@ -250,9 +250,11 @@ watermark() {
 	assert_success
 	[ "$(sed -n 2p <<< "$output" | awk '{print $2, $3}')" = "committed 0" ] || flunk "$output"
 	dir=$(ls -d .dpone/runs/batch_$T/*/)
-	for f in manifest.json state-before.json state-after.json summary.ndjson extract.stderr check.stderr produce.stderr status; do
+	for f in manifest.json state-before.json state-after.json summary.ndjson extract.stderr produce.stderr status; do
 		[ -f "$dir/$f" ] || flunk "no $f in $dir"
 	done
+	# No check needs the rows: no dpone-check ran, so it left no stderr.
+	[ ! -e "$dir/check.stderr" ] || flunk "a check stage ran"
 	grep -q '^commit 0$' "$dir/status"
 	jq -e '.watermark.value == "2026-11-26T08:00:04.1234567"' "$dir/state-after.json" > /dev/null
 	grep -q '^\["delivery"' "$dir/summary.ndjson"
@@ -388,7 +390,9 @@ wait_for_stage() {
 	use_fault_stand_ins
 	orders 4
 	export DPONE_CONN_POSTGRES_STATE="$DPONE_TEST_PG_URL"
-	batch_manifest "" "state: {type: postgres, connection_id: postgres_state, table: {schema: env_$T}}"
+	# A check that reads rows, so that dpone-check runs too.
+	batch_manifest "" "state: {type: postgres, connection_id: postgres_state, table: {schema: env_$T}}
+quality: {checks: [{type: not_null, columns: [customer]}]}"
 	export DPONE_CONN_UNRELATED="mssql://u:Pl4nted-unrelated@127.0.0.1:9/x"
 	control "$MSSQLD_CONTROL" "fault stall-after-rows 2 2000 customer" > /dev/null
 	dpone batch run m.yaml > out.txt 2>&1 &
@@ -565,7 +569,7 @@ kill_stage() {
 @test "batch run: SIGTERM to any one stage -> that stage is named, exit 130, state kept" {
 	use_fault_stand_ins
 	orders 6
-	batch_manifest
+	batch_manifest "" "quality: {checks: [{type: not_null, columns: [customer]}]}"
 	for stage in extract check produce; do
 		control "$MSSQLD_CONTROL" "fault stall-after-rows 2 3000 customer" > /dev/null
 		dpone batch run m.yaml > out.txt 2>&1 &
@@ -768,7 +772,8 @@ YAML
 	before=$(dpone-state -q m.yaml get)
 	run dpone batch run m.yaml
 	assert_failure 11
-	assert_line "dpone-check: nothing new: no rows, and min_rows wants some; nothing is published and state does not advance (exit 11, idle)"
+	# min_rows alone: dpone-produce decides it (no check stage), saying so once.
+	assert_line "dpone-produce: nothing new (no rows; min_rows wants some): nothing was published (0 of 0 messages delivered)"
 	refute_output_contains "the rows were published"
 	refute_output_contains "consequence"
 	refute_output_contains "min_rows check failed"
@@ -846,4 +851,72 @@ observability: {artifacts: {path: runs}}'
 	assert_output_contains "dpone-produce: 1 row read, 1 delivered, "
 	assert_output_contains ": done"
 	[[ "$output" != *$'\r'* ]] || flunk "a carriage return in a log"
+}
+
+# checks_of CMD: the checks message a pipeline writes, as compact JSON.
+checks_of() {
+	sh -c "$1" 2> /dev/null | grep '^\["checks"' | jq -c '.[1]'
+}
+
+@test "min_rows and max_rows alone: no dpone-check process; produce decides them with the same verdicts as dpone-check" {
+	orders 3
+	batch_manifest "" 'quality:
+  checks:
+    - {type: min_rows, threshold: 1}
+    - {type: max_rows, threshold: 100}
+observability: {artifacts: {path: runs}}'
+	run dpone-plan --get run.check_stage m.yaml
+	assert_output false
+	run dpone batch run --dry-run m.yaml
+	refute_output_contains "dpone-check"
+	# The same checks message either way: pass, fail, warn.
+	for t in 100 2; do
+		sed -i "s/max_rows, threshold: [0-9]*}/max_rows, threshold: $t}/" m.yaml
+		with=$(checks_of "dpone-extract -q m.yaml | dpone-check -q m.yaml | dpone-produce -q --dry-run m.yaml")
+		without=$(checks_of "dpone-extract -q m.yaml | dpone-produce -q --dry-run m.yaml")
+		[ -n "$with" ] && [ "$with" = "$without" ] || flunk "threshold $t: with dpone-check $with, without $without"
+	done
+	[ "$(jq -r .passed <<< "$without")" = false ]
+	dpone-extract -q m.yaml | dpone-produce -q --dry-run m.yaml > /dev/null 2>&1 && flunk "a failed max_rows passed" || [ $? -eq 8 ]
+	# A real run: no check stage, the verdict in state's history.
+	sed -i "s/max_rows, threshold: [0-9]*}/max_rows, threshold: 100}/" m.yaml
+	run dpone batch run m.yaml
+	assert_success
+	dir=$(ls -d runs/*/ | tail -n 1)
+	[ ! -e "$dir/check.stderr" ] || flunk "a check stage ran"
+	dpone-state -q m.yaml history | jq -e -s '.[0].checks.passed == true and ([.[0].checks.results[].type] == ["min_rows", "max_rows"])' > /dev/null ||
+		flunk "$(dpone-state -q m.yaml history)"
+	# Nothing new: idle, as with dpone-check.
+	run dpone batch run m.yaml
+	assert_failure 11
+	assert_output_contains "nothing new"
+	# A failed max_rows fails the run, state kept.
+	add_orders 4 6
+	sed -i "s/max_rows, threshold: [0-9]*}/max_rows, threshold: 2}/" m.yaml
+	run dpone batch run m.yaml
+	assert_failure 8
+	assert_output_contains "batch run failed: dpone-produce exited 8 (quality): max_rows check failed: 3 rows, at most 2 wanted"
+	[ "$(watermark)" = '"2026-11-26T08:00:03.1234567"' ] || flunk "state moved: $(watermark)"
+	# A check that reads rows brings dpone-check back.
+	printf '    - {type: not_null, columns: [customer]}\n' > extra.yaml
+	sed -i '/max_rows, threshold/r extra.yaml' m.yaml
+	run dpone-plan --get run.check_stage m.yaml
+	assert_output true
+}
+
+@test "no check stage: schema evolution is decided by dpone-extract on the header, a breaking change before any row" {
+	orders 2
+	batch_manifest
+	run dpone-plan --get run.check_stage m.yaml
+	assert_output false
+	run dpone batch run m.yaml
+	assert_success
+	# Narrowing a column is breaking: exit 8, nothing published, state kept.
+	sql <<< "ALTER TABLE $T ALTER COLUMN customer nvarchar(20) NOT NULL" > /dev/null
+	add_orders 3 3
+	run dpone batch run m.yaml
+	assert_failure 8
+	assert_output_contains "dpone-extract: schema evolution: breaking change since run"
+	[ "$(messages)" -eq 2 ] || flunk "$(messages) messages"
+	[ "$(watermark)" = '"2026-11-26T08:00:02.1234567"' ]
 }

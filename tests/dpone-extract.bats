@@ -615,3 +615,30 @@ print(s.getsockname()[1], flush=True); time.sleep(60)' > port.txt &
 	assert_output '45s
 2h'
 }
+
+@test "connection parameters packet_size and application_intent reach the login: the server's answer says so" {
+	orders_table
+	extract_manifest "$T" full_refresh
+	run dpone-extract -q --check m.yaml
+	assert_success
+	jq -e '.packet_size == 4096 and .updateability == "READ_WRITE"' <<< "$output" > /dev/null || flunk "$output"
+	base=$DPONE_CONN_MSSQL_DWH
+	DPONE_CONN_MSSQL_DWH="$base?packet_size=32767&application_intent=read_only" run dpone-extract -q --check m.yaml
+	assert_success
+	# The server negotiated the size; the stand-in treats a read-only intent
+	# session as an availability group's readable secondary does (a real
+	# primary without one answers READ_WRITE).
+	jq -e '.packet_size == 32767' <<< "$output" > /dev/null || flunk "$output"
+	if [ -z "${DPONE_TEST_MSSQL_URL:-}" ]; then
+		jq -e '.updateability == "READ_ONLY"' <<< "$output" > /dev/null || flunk "$output"
+	fi
+	DPONE_CONN_MSSQL_DWH="$base?packet_size=32767" run dpone-extract -q m.yaml
+	assert_success
+	[ "$(grep -c '^{' <<< "$output")" -eq 5 ]
+	DPONE_CONN_MSSQL_DWH="$base?packet_size=100" run dpone-extract -q m.yaml
+	assert_failure 10
+	assert_output_contains "packet_size '100': expected 512 to 32767 bytes"
+	DPONE_CONN_MSSQL_DWH="$base?application_intent=readonly" run dpone-extract -q m.yaml
+	assert_failure 10
+	assert_output_contains "application_intent 'readonly': expected read_only or read_write"
+}

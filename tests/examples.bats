@@ -102,7 +102,7 @@ topic_ids() {
 	sql <<< "INSERT INTO ex${BATS_TEST_NUMBER}_orders VALUES (4, N'd', '2026-12-01 00:00:04')" > /dev/null
 	run cron
 	assert_failure 8
-	assert_output_contains "dpone: batch run failed: dpone-check exited 8 (quality): max_rows check failed"
+	assert_output_contains "dpone: batch run failed: dpone-produce exited 8 (quality): max_rows check failed"
 }
 
 @test "examples/systemd: the service and timer pass systemd-analyze verify; the service's command runs the job" {

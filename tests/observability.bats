@@ -215,8 +215,8 @@ print(s.getsockname()[1], flush=True); time.sleep(60)' > port.txt &
 	jq -e -s --arg job "obs_$T" 'length > 0 and all(.[]; (.time | test("^[0-9-]+T[0-9:.]+Z$")) and (.level | IN("info", "warning", "error"))
 		and (.stage | startswith("dpone")) and .job == $job and (.run_id | length > 0) and (.message | type == "string"))' log.ndjson > /dev/null ||
 		flunk "$output"
-	jq -e -s 'any(.[]; .stage == "dpone-check" and .level == "error" and .exit_code == 8 and .exit == "quality")' log.ndjson > /dev/null || flunk "$output"
-	jq -e -s 'any(.[]; .stage == "dpone" and .level == "error" and .exit_code == 8 and (.message | startswith("batch run failed: dpone-check exited 8 (quality): max_rows check failed")))' log.ndjson > /dev/null ||
+	jq -e -s 'any(.[]; .stage == "dpone-produce" and .level == "error" and .exit_code == 8 and .exit == "quality")' log.ndjson > /dev/null || flunk "$output"
+	jq -e -s 'any(.[]; .stage == "dpone" and .level == "error" and .exit_code == 8 and (.message | startswith("batch run failed: dpone-produce exited 8 (quality): max_rows check failed")))' log.ndjson > /dev/null ||
 		flunk "$output"
 	[ "$(jq -r -s '[.[].run_id] | unique | length' log.ndjson)" = 1 ]
 	# A manifest error names the file, line, column and key.

@@ -275,23 +275,12 @@ static json_t *
 decide(struct run *rn, struct check *c)
 {
 	json_t *spec = c->spec;
-	const char *type = json_string_value(json_object_get(spec, "type"));
-	const char *severity = json_string_value(json_object_get(spec, "severity"));
-	json_t *r = json_pack("{s:s, s:s}", "type", type, "severity", severity ? severity : "error");
-	if (json_object_get(spec, "name"))
-		json_object_set(r, "name", json_object_get(spec, "name"));
+	json_t *r = dp_check_result(rn->m, spec);
 	int ok = 1;
-	double threshold = json_number_value(json_object_get(spec, "threshold"));
 	char *why = NULL;
 	switch (c->kind) {
 	case DP_CHECK_MIN_ROWS:
-		ok = rn->rows >= threshold;
-		why = dp_strfmt("%llu rows, at least %g wanted", rn->rows, threshold);
-		break;
-	case DP_CHECK_MAX_ROWS:
-		ok = rn->rows <= threshold;
-		why = dp_strfmt("%llu rows, at most %g wanted", rn->rows, threshold);
-		break;
+	case DP_CHECK_MAX_ROWS: ok = dp_rows_check(c->kind, spec, rn->rows, &why); break;
 	case DP_CHECK_NOT_NULL:
 	case DP_CHECK_UNIQUE:
 		ok = c->violations <= allowed(spec, rn->rows);
@@ -342,61 +331,21 @@ decide(struct run *rn, struct check *c)
 		break;
 	}
 	}
-	const char *status = ok ? "pass" : "fail";
-	if (!ok && (rn->m->quality == DP_QUALITY_WARN ||
-	            !strcmp(json_string_value(json_object_get(r, "severity")), "warning")))
-		status = "warn";
-	json_object_set_new(r, "status", json_string(status));
-	json_object_set_new(r, "detail", json_string(why));
-	free(why);
+	dp_check_verdict(rn->m, r, ok, why);
 	return r;
 }
 
-/* The checks message; sets *passed, and *idle when the run read no rows
- * and only min_rows failed: nothing new, which a scheduler may not want
- * to hear about (exit DP_EXIT_IDLE, not DP_EXIT_QUALITY). */
+/* The checks message (libcommon's dp_checks_message, as dpone-produce
+ * builds it when no check stage runs); sets *passed and *idle. */
 static json_t *
 verdict(struct run *rn, int *passed, int *idle, int quiet)
 {
 	json_t *results = json_array();
-	*passed = 1;
-	*idle = rn->rows == 0;
-	for (size_t i = 0; i < rn->nchecks; i++) {
-		json_t *r = decide(rn, &rn->checks[i]);
-		const char *status = json_string_value(json_object_get(r, "status"));
-		if (!strcmp(status, "fail"))
-			*passed = 0;
-		if (!strcmp(status, "fail") && rn->checks[i].kind != DP_CHECK_MIN_ROWS)
-			*idle = 0;
-		json_array_append_new(results, r);
-	}
+	for (size_t i = 0; i < rn->nchecks; i++)
+		json_array_append_new(results, decide(rn, &rn->checks[i]));
 	int contract_failed;
 	json_t *contract = contract_result(rn->contract, rn->header, &contract_failed);
-	if (contract_failed)
-		*passed = *idle = 0;
-	*idle &= !*passed;
-	/* An idle run's min_rows failure is said once, by the exit message. */
-	size_t i;
-	json_t *r;
-	json_array_foreach(results, i, r) {
-		const char *status = json_string_value(json_object_get(r, "status"));
-		if ((!strcmp(status, "fail") && !*idle) || (!quiet && !strcmp(status, "warn")))
-			dp_warn("%s check %s: %s", json_string_value(json_object_get(r, "type")),
-			        !strcmp(status, "fail") ? "failed" : "failed (warning only)",
-			        json_string_value(json_object_get(r, "detail")));
-	}
-	if (contract) {
-		if (contract_failed ||
-		    (!quiet && !strcmp(json_string_value(json_object_get(contract, "status")), "warn")))
-			dp_warn("contract %s: %s", contract_failed ? "failed" : "broken (enforcement: warn)",
-			        json_string_value(json_object_get(contract, "detail")));
-		json_array_append_new(results, contract);
-	}
-	json_t *v = json_pack("{s:s, s:b, s:I, s:o}", "mode", dp_manifest_str(rn->m, "quality.mode"), "passed", *passed,
-	                      "rows", (json_int_t)rn->rows, "results", results);
-	if (*idle)
-		json_object_set_new(v, "idle", json_true());
-	return v;
+	return dp_checks_message(rn->m, results, contract, contract_failed, rn->rows, quiet, passed, idle);
 }
 
 static void
@@ -429,8 +378,8 @@ main(int argc, char **argv)
 	                 .manifest_path = cli.manifest_path,
 	                 .hashing = dp_manifest_has_check(m, DP_CHECK_HASH),
 	                 .contract = contract_load(m)};
-	struct evolution ev = {0};
-	evolve_prepare(m, cli.manifest_path, &ev);
+	struct dp_evolution ev = {0};
+	dp_evolve_prepare(m, cli.manifest_path, &ev);
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_VALIDATE_ROWS);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
 	int got, passed = 1, idle = 0;
@@ -444,13 +393,13 @@ main(int argc, char **argv)
 				line = nulled.p;
 				len = nulled.len;
 			}
-			if (evolve_row(&ev, line, len, &renamed)) {
+			if (dp_evolve_row(&ev, line, len, &renamed)) {
 				line = renamed.p;
 				len = renamed.len;
 			}
 		} else if (!strcmp(dp_reader_control_name(r), "header")) {
 			/* Decided before any row passes: a breaking change stops here. */
-			json_t *header = evolve_header(m, dp_reader_header(r), &ev);
+			json_t *header = dp_evolve_header(m, dp_reader_header(r), &ev);
 			plan_checks(&rn, dp_reader_header(r));
 			dp_reader_want(r, rn.scan_names, rn.nscan);
 			rn.header = dp_reader_header(r);
@@ -479,7 +428,7 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_FAILURE, "stdout: write error");
 	dp_reader_close(r);
 	run_free(&rn);
-	evolution_free(&ev);
+	dp_evolution_free(&ev);
 	contract_free(rn.contract);
 	free(renamed.p);
 	free(nulled.p);

@@ -735,7 +735,7 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 		json_decref(p.boundary);
 		return DP_EXIT_OK;
 	}
-	json_t *header = stream_header(s, m, rq->run_id, json_incref(p.boundary), enc);
+	json_t *header = run_header(s, m, rq->manifest_path, rq->run_id, json_incref(p.boundary), enc);
 	struct dp_writer *w = dp_writer_open(1, "stdout", 0);
 	dp_writer_control(w, "header", header);
 	double start = dp_now();

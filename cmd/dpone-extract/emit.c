@@ -66,6 +66,21 @@ stream_header(const struct source *s, const struct dp_manifest *m, const char *r
 	                 enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
 }
 
+json_t *
+run_header(const struct source *s, const struct dp_manifest *m, const char *manifest_path, const char *run_id,
+           json_t *boundary, const struct encoding *enc)
+{
+	json_t *header = stream_header(s, m, run_id, boundary, enc);
+	if (dp_manifest_check_stage(m) || !json_is_true(dp_manifest_get(m, "schema_evolution.enabled")))
+		return header;
+	struct dp_evolution ev = {0};
+	dp_evolve_prepare(m, manifest_path, &ev);
+	json_t *out = dp_evolve_header(m, header, &ev);
+	dp_evolution_free(&ev);
+	json_decref(header);
+	return out;
+}
+
 void
 print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary, const struct encoding *enc,
            const struct plan_queries *q, json_t *reconciliation)

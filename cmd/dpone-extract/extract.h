@@ -103,6 +103,11 @@ json_t *header_columns(const struct source *s);
 /* The stream header; takes the reference to boundary. */
 json_t *stream_header(const struct source *s, const struct dp_manifest *m, const char *run_id, json_t *boundary,
                       const struct encoding *enc);
+/* The header a run writes: stream_header's, and when no check stage runs
+ * (dp_manifest_check_stage) with schema evolution decided here on it, as
+ * dpone-check would (breaking changes exit 8 before any row). */
+json_t *run_header(const struct source *s, const struct dp_manifest *m, const char *manifest_path, const char *run_id,
+                   json_t *boundary, const struct encoding *enc);
 /* What --plan shows of the queries a run would send (borrowed strings). */
 struct plan_queries {
 	const char *sql;       /* the rows' SELECT */

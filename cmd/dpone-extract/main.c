@@ -498,13 +498,24 @@ run_check(struct job *j)
 	                     .logical = "timestamp",
 	                     .scale = 7};
 	char *now = source_scalar_json(s, "SELECT SYSUTCDATETIME()", &utc, &j->enc);
-	json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:I}", "library", dbversion(), "schema", s->schema,
-	                        "table", s->table, "columns", s->ncols, "key", key_names(s), "server_utc",
-	                        json_loads(now, JSON_DECODE_ANY, NULL), "local_epoch", (json_int_t)time(NULL));
+	/* READ_ONLY on an availability-group secondary (application_intent). */
+	struct column as_text = {.name = "Updateability",
+	                         .data_type = "nvarchar",
+	                         .sql_type = "nvarchar(128)",
+	                         .logical = "string",
+	                         .max_length = 128};
+	char *updateability = source_scalar_json(
+		s, "SELECT CAST(DATABASEPROPERTYEX(DB_NAME(), 'Updateability') AS nvarchar(128))", &as_text, &j->enc);
+	json_t *doc =
+		json_pack("{s:s, s:i, s:o, s:s, s:s, s:i, s:o, s:o, s:I}", "library", dbversion(), "packet_size",
+	                  dbgetpacket(s->db), "updateability", json_loads(updateability, JSON_DECODE_ANY, NULL),
+	                  "schema", s->schema, "table", s->table, "columns", s->ncols, "key", key_names(s),
+	                  "server_utc", json_loads(now, JSON_DECODE_ANY, NULL), "local_epoch", (json_int_t)time(NULL));
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
 	puts(text);
 	free(text);
 	free(now);
+	free(updateability);
 	json_decref(doc);
 	exit_answered(j);
 }
@@ -616,7 +627,8 @@ run_rows(struct job *j, struct plan *p, int bcp)
 	char *run_id = j->o.run_id ? dp_xstrdup(j->o.run_id) : new_run_id();
 	int out = bcp ? stage_open(j->m, run_id) : 1;
 	struct dp_writer *w = dp_writer_open(out, bcp ? staged.artifact : "stdout", bcp ? 1 : 0);
-	dp_writer_control(w, "header", stream_header(&j->s, j->m, run_id, json_incref(p->boundary), &j->enc));
+	dp_writer_control(w, "header",
+	                  run_header(&j->s, j->m, j->cli.manifest_path, run_id, json_incref(p->boundary), &j->enc));
 	struct row_writer rw;
 	row_writer_init(&rw, w, &j->s, &j->enc, 1);
 	struct reconcile *rc = reconcile_start(&j->s, j->m, j->cli.manifest_path, run_id);

@@ -224,6 +224,31 @@ source_set_timeouts(const struct dp_manifest *m)
 	limits.query_s = dp_duration_seconds(limits.query_text);
 }
 
+/* The connection's SQL Server parameters (URL query or registry fields),
+ * applied to the login: packet_size (512..32767: TDS packets; bigger ones
+ * read faster, Microsoft's bcp guidance) and application_intent
+ * (read_only: may be routed to a readable availability-group secondary). */
+static void
+apply_login_params(LOGINREC *login, const struct dp_conn *conn)
+{
+	const char *packet = json_string_value(json_object_get(conn->params, "packet_size"));
+	if (packet) {
+		long long n;
+		if (dp_parse_ll(packet, &n) < 0 || n < 512 || n > 32767)
+			dp_die(DP_EXIT_CONNECTION, "connection %s (%s): packet_size '%s': expected 512 to 32767 bytes",
+			       conn->id, conn->origin, packet);
+		DBSETLPACKET(login, (int)n);
+	}
+	const char *intent = json_string_value(json_object_get(conn->params, "application_intent"));
+	if (intent) {
+		if (strcmp(intent, "read_only") && strcmp(intent, "read_write"))
+			dp_die(DP_EXIT_CONNECTION,
+			       "connection %s (%s): application_intent '%s': expected read_only or read_write",
+			       conn->id, conn->origin, intent);
+		DBSETLREADONLY(login, !strcmp(intent, "read_only"));
+	}
+}
+
 void
 source_connect(struct source *s, const struct dp_conn *conn, const char *database, int bcp, size_t max_row_bytes)
 {
@@ -239,6 +264,7 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 	DBSETLVERSION(login, DBVERSION_74);
 	if (bcp)
 		BCP_SETL(login, TRUE);
+	apply_login_params(login, conn);
 	const char *db = database ? database : conn->database;
 	if (db && *db)
 		DBSETLDBNAME(login, db);

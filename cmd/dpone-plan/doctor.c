@@ -119,11 +119,14 @@ check_source(struct report *r, const char *manifest)
 	                    "that the login may read the table, and the table's name in source.table");
 	if (!doc)
 		return;
-	char *detail = dp_strfmt("logged in; %s.%s readable, %d columns (%s)",
+	const char *updateability = json_string_value(json_object_get(doc, "updateability"));
+	char *detail = dp_strfmt("logged in; %s.%s readable, %d columns (%s, %d-byte packets%s%s)",
 	                         json_string_value(json_object_get(doc, "schema")),
 	                         json_string_value(json_object_get(doc, "table")),
 	                         (int)json_integer_value(json_object_get(doc, "columns")),
-	                         json_string_value(json_object_get(doc, "library")));
+	                         json_string_value(json_object_get(doc, "library")),
+	                         (int)json_integer_value(json_object_get(doc, "packet_size")),
+	                         updateability ? ", database " : "", updateability ? updateability : "");
 	add(r, "source", "ok", detail, NULL, 0);
 	free(detail);
 	check_skew(r, "SQL Server", json_string_value(json_object_get(doc, "server_utc")));

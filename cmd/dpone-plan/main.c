@@ -88,7 +88,8 @@ handle_option(int id, const char *arg, void *ctx)
  * from (empty for another type): the wrapper gives each stage only its own.
  * run.pending_path, no manifest key either, is where a delivered run that
  * could not commit waits for the next run: beside the manifest, like every
- * path of the job. */
+ * path of the job. run.check_stage: whether dpone-check runs between extract
+ * and produce (dp_manifest_check_stage). */
 static _Noreturn void
 print_values(const struct dp_manifest *m, const char *const *keys, int n)
 {
@@ -104,6 +105,10 @@ print_values(const struct dp_manifest *m, const char *const *keys, int n)
 			char *var = id && type && !strcmp(type, "env") ? dp_conn_env_name(id) : NULL;
 			puts(var ? var : "");
 			free(var);
+			continue;
+		}
+		if (!strcmp(keys[i], "run.check_stage")) {
+			puts(dp_manifest_check_stage(m) ? "true" : "false");
 			continue;
 		}
 		if (!strcmp(keys[i], "run.pending_path")) {

@@ -102,6 +102,7 @@ struct run {
 	int force;                /* --force: publish a stream from another job */
 	char bootstrap[256];      /* the first broker, host:port (for lineage; no secret) */
 	int started;              /* the header was read and the format built */
+	int saw_checks;           /* the stream had a checks message (dpone-check ran) */
 	int checks_failed;        /* a checks message said they did not pass */
 	int idle;                 /* ... only because the run read no rows (min_rows) */
 	int hashing;              /* hash_reconciliation is configured */
@@ -145,8 +146,10 @@ run_fail(struct run *rn, int code, const char *fmt, ...)
 	if (rn->sink && sink_error(rn->sink) && code != DP_EXIT_SINK && strcmp(why, sink_error(rn->sink)))
 		dp_warn("%s", sink_error(rn->sink));
 	progress_stop(&rn->progress, 0);
-	if (code == DP_EXIT_IDLE && rn->quiet)
-		dp_exit_flushing_stdout(code);
+	if (code == DP_EXIT_IDLE && rn->quiet) { /* as dp_die, without a word */
+		fflush(stdout);
+		_exit(code);
+	}
 	dp_die(code, "%s (%llu of %llu messages delivered%s%s)", why, rn->sink ? sink_delivered(rn->sink) : 0,
 	       rn->messages, txn ? "; transaction " : "", txn ? txn : "");
 }
@@ -402,6 +405,7 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 		} else {
 			write_line(rn, line, len); /* not ours: passed through in place */
 			json_t *body = json_array_get(dp_reader_control(rn->r), 1);
+			rn->saw_checks |= !strcmp(name, "checks");
 			if (!strcmp(name, "checks") && json_is_false(json_object_get(body, "passed"))) {
 				rn->checks_failed = 1;
 				rn->idle = json_is_true(json_object_get(body, "idle"));
@@ -417,9 +421,29 @@ publish(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 	}
 }
 
+/* No check stage ran (dp_manifest_check_stage: only min_rows and max_rows
+ * are configured): they are decided here from the rows read, with the
+ * functions dpone-check uses, and the checks message written as it would. */
+static void
+decide_count_checks(struct run *rn)
+{
+	if (rn->saw_checks || dp_manifest_check_stage(rn->m) || rn->m->quality == DP_QUALITY_OFF ||
+	    !json_array_size(dp_manifest_get(rn->m, "quality.checks")))
+		return;
+	int passed, idle;
+	json_t *msg = json_pack("[s, o]", "checks", dp_rows_checks_message(rn->m, rn->rows, rn->quiet, &passed, &idle));
+	char *line = json_dumps(msg, JSON_COMPACT);
+	write_line(rn, line, strlen(line)); /* into the commit record too */
+	free(line);
+	json_decref(msg);
+	rn->checks_failed = !passed;
+	rn->idle = idle;
+}
+
 static void
 finish(struct run *rn)
 {
+	decide_count_checks(rn);
 	progress_phase(&rn->progress, PHASE_FLUSHING);
 	if (rn->sink && sink_flush(rn->sink) < 0)
 		run_fail(rn, dp_interrupted ? DP_EXIT_INTERRUPTED : DP_EXIT_SINK, "%s",

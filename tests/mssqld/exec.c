@@ -489,6 +489,11 @@ translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 		return text_frag(f, "dbo", 1);
 	if (!strcmp(base, "suser_sname") || !strcmp(base, "user_name") || !strcmp(base, "system_user"))
 		return text_frag(f, x->c->user, 1);
+	/* DATABASEPROPERTYEX(db, 'Updateability'): READ_ONLY for a read-only
+	 * intent session (a readable secondary's answer), else READ_WRITE. */
+	if (!strcmp(base, "databasepropertyex") && ex->nargs == 2 && ex->args[1]->kind == E_LIT &&
+	    ex->args[1]->lit.kind == V_TEXT && !strcasecmp(ex->args[1]->lit.text, "Updateability"))
+		return text_frag(f, x->c->read_only_intent ? "READ_ONLY" : "READ_WRITE", 1);
 	if (!strcmp(base, "serverproperty") && ex->nargs == 1 && ex->args[0]->kind == E_LIT &&
 	    ex->args[0]->lit.kind == V_TEXT) {
 		const char *v = server_property(ex->args[0]->lit.text);

@@ -193,6 +193,9 @@ do_login(struct conn *c)
 		rc = login_failed(c, user, 4060, msg);
 	} else {
 		snprintf(c->user, sizeof c->user, "%s", user);
+		/* ApplicationIntent=ReadOnly (TypeFlags, bit 5): the stand-in plays
+		 * the readable secondary such a login is routed to. */
+		c->read_only_intent = (d[26] & 0x20) != 0;
 		if (packet >= 512 && packet <= 32767)
 			c->packet_size = packet;
 		char msg[300], size[16];

@@ -381,6 +381,7 @@ struct conn {
 	struct variable *vars;
 	int nvars;
 	int in_tran;
+	int read_only_intent; /* LOGIN7 TypeFlags fReadOnlyIntent: an AG secondary's session */
 	int fmtonly;
 	int nocount;
 	long long textsize; /* SET TEXTSIZE: (max) values are cut to it; 0: no limit */

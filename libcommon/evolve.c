@@ -1,5 +1,7 @@
 /*
- * evolve.c: schema evolution before the load (the guide's five steps): the
+ * evolve.c: schema evolution before the load (the guide's five steps), for
+ * dpone-check, or for dpone-extract when no check stage runs (see
+ * dp_manifest_check_stage): the
  * target schema is the one this job last published, recorded with its
  * state by dpone-state commit; the stream header is compared with it
  * before any row passes. Additions and widening are applied and recorded
@@ -11,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "dpone.h"
 
 static void
 describe_breaking(const json_t *changes, struct dp_buf *b)
@@ -46,7 +48,7 @@ is_key(const json_t *header, const char *column)
 /* on_breaking: variant: the published column stays as it was (its values
  * absent from now on) and the new values go to a variant column. */
 static void
-route_to_variants(const json_t *published, json_t *header, json_t *changes, struct evolution *ev)
+route_to_variants(const json_t *published, json_t *header, json_t *changes, struct dp_evolution *ev)
 {
 	json_t *columns = json_object_get(header, "columns");
 	size_t i;
@@ -89,7 +91,7 @@ route_to_variants(const json_t *published, json_t *header, json_t *changes, stru
 }
 
 void
-evolve_prepare(const struct dp_manifest *m, const char *manifest_path, struct evolution *ev)
+dp_evolve_prepare(const struct dp_manifest *m, const char *manifest_path, struct dp_evolution *ev)
 {
 	if (!json_is_true(dp_manifest_get(m, "schema_evolution.enabled")))
 		return;
@@ -110,7 +112,7 @@ evolve_prepare(const struct dp_manifest *m, const char *manifest_path, struct ev
 }
 
 json_t *
-evolve_header(const struct dp_manifest *m, const json_t *header, struct evolution *ev)
+dp_evolve_header(const struct dp_manifest *m, const json_t *header, struct dp_evolution *ev)
 {
 	json_t *out = json_deep_copy(header);
 	if (!ev->published)
@@ -140,7 +142,7 @@ evolve_header(const struct dp_manifest *m, const json_t *header, struct evolutio
 }
 
 int
-evolve_row(const struct evolution *ev, const char *line, size_t len, struct dp_buf *out)
+dp_evolve_row(const struct dp_evolution *ev, const char *line, size_t len, struct dp_buf *out)
 {
 	if (!ev->nrename)
 		return 0;
@@ -151,7 +153,7 @@ evolve_row(const struct evolution *ev, const char *line, size_t len, struct dp_b
 }
 
 void
-evolution_free(struct evolution *ev)
+dp_evolution_free(struct dp_evolution *ev)
 {
 	json_decref(ev->published);
 	free(ev->published_by);
