@@ -25,10 +25,40 @@ dp_manifest_check_stage(const struct dp_manifest *m)
 	json_t *spec;
 	json_array_foreach(dp_manifest_get(m, "quality.checks"), i, spec) {
 		int kind = dp_check_type(json_string_value(json_object_get(spec, "type")));
+		/* source_target_count: dpone-extract counts the source after the
+		 * rows (end's source_rows), except for cdc, whose count dpone-check
+		 * makes from the change boundary. */
+		if (kind == DP_CHECK_SOURCE_COUNT && m->strategy != DP_CDC)
+			continue;
 		if (kind != DP_CHECK_MIN_ROWS && kind != DP_CHECK_MAX_ROWS)
-			return 1; /* reads rows (not_null, unique, freshness, hash) or the source (source_target_count) */
+			return 1; /* reads rows: not_null, unique, freshness, hash_reconciliation */
 	}
 	return 0;
+}
+
+double
+dp_check_allowed(const json_t *spec, unsigned long long rows)
+{
+	json_t *tol = json_object_get(spec, "tolerance");
+	if (tol) {
+		double v = json_number_value(json_object_get(tol, "value"));
+		const char *mode = json_string_value(json_object_get(tol, "mode"));
+		return mode && !strcmp(mode, "pct") ? rows * v / 100 : v;
+	}
+	json_t *pct = json_object_get(spec, "tolerance_pct");
+	return pct ? rows * json_number_value(pct) / 100 : 0;
+}
+
+int
+dp_source_count_check(const json_t *spec, long long source, unsigned long long rows, char **why)
+{
+	unsigned long long diff =
+		(unsigned long long)(source > (long long)rows ? source - (long long)rows : (long long)rows - source);
+	double limit = dp_check_allowed(spec, (unsigned long long)source);
+	*why = dp_strfmt("the source has %lld rows in the boundary, the stream %llu (difference %llu, %g allowed); "
+	                 "every one of them must then be delivered for the commit",
+	                 source, rows, diff, limit);
+	return diff <= limit;
 }
 
 int
@@ -59,7 +89,8 @@ void
 dp_check_verdict(const struct dp_manifest *m, json_t *r, int ok, char *why)
 {
 	const char *status = ok ? "pass" : "fail";
-	if (!ok && (m->quality == DP_QUALITY_WARN || !strcmp(json_string_value(json_object_get(r, "severity")), "warning")))
+	if (!ok &&
+	    (m->quality == DP_QUALITY_WARN || !strcmp(json_string_value(json_object_get(r, "severity")), "warning")))
 		status = "warn";
 	json_object_set_new(r, "status", json_string(status));
 	json_object_set_new(r, "detail", json_string(why));
@@ -94,7 +125,8 @@ dp_checks_message(const struct dp_manifest *m, json_t *results, json_t *contract
 			        json_string_value(json_object_get(r, "detail")));
 	}
 	if (contract) {
-		if (contract_failed || (!quiet && !strcmp(json_string_value(json_object_get(contract, "status")), "warn")))
+		if (contract_failed ||
+		    (!quiet && !strcmp(json_string_value(json_object_get(contract, "status")), "warn")))
 			dp_warn("contract %s: %s", contract_failed ? "failed" : "broken (enforcement: warn)",
 			        json_string_value(json_object_get(contract, "detail")));
 		json_array_append_new(results, contract);
@@ -107,16 +139,27 @@ dp_checks_message(const struct dp_manifest *m, json_t *results, json_t *contract
 }
 
 json_t *
-dp_rows_checks_message(const struct dp_manifest *m, unsigned long long rows, int quiet, int *passed, int *idle)
+dp_rows_checks_message(const struct dp_manifest *m, unsigned long long rows, long long source_rows, int quiet,
+                       int *passed, int *idle)
 {
 	json_t *results = json_array();
 	size_t i;
 	json_t *spec;
 	if (m->quality != DP_QUALITY_OFF)
 		json_array_foreach(dp_manifest_get(m, "quality.checks"), i, spec) {
+			int kind = dp_check_type(json_string_value(json_object_get(spec, "type")));
 			char *why;
-			int ok = dp_rows_check(dp_check_type(json_string_value(json_object_get(spec, "type"))), spec, rows, &why);
 			json_t *r = dp_check_result(m, spec);
+			int ok;
+			if (kind != DP_CHECK_SOURCE_COUNT) {
+				ok = dp_rows_check(kind, spec, rows, &why);
+			} else if (source_rows < 0) {
+				ok = 0;
+				why = dp_strfmt("the source could not be counted: the stream's end has no source_rows");
+			} else {
+				ok = dp_source_count_check(spec, source_rows, rows, &why);
+				json_object_set_new(r, "source_rows", json_integer(source_rows));
+			}
 			dp_check_verdict(m, r, ok, why);
 			json_array_append_new(results, r);
 		}

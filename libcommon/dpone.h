@@ -558,8 +558,9 @@ json_t *dp_committed_state(const struct dp_manifest *m, const char *manifest_pat
 
 /* checks.c: what dpone-check and dpone-produce share about checks. */
 /* 1 when a run needs dpone-check between extract and produce: a check that
- * reads rows or the source, a type contract, or variant columns; min_rows
- * and max_rows alone are decided by dpone-produce from the rows it read. */
+ * reads rows, a type contract, variant columns, or cdc's source count;
+ * min_rows and max_rows are decided by dpone-produce from the rows it read,
+ * source_target_count from the count dpone-extract puts in its end. */
 int dp_manifest_check_stage(const struct dp_manifest *m);
 /* min_rows or max_rows (kind) on rows: ok, and why (owned, for the result). */
 int dp_rows_check(int kind, const json_t *spec, unsigned long long rows, char **why);
@@ -572,8 +573,15 @@ void dp_check_verdict(const struct dp_manifest *m, json_t *r, int ok, char *why)
  * *passed, and *idle when the run read no rows and only min_rows failed. */
 json_t *dp_checks_message(const struct dp_manifest *m, json_t *results, json_t *contract, int contract_failed,
                           unsigned long long rows, int quiet, int *passed, int *idle);
-/* The same for a manifest whose checks are min_rows and max_rows only. */
-json_t *dp_rows_checks_message(const struct dp_manifest *m, unsigned long long rows, int quiet, int *passed, int *idle);
+/* What a check with a tolerance allows on rows (tolerance, tolerance_pct). */
+double dp_check_allowed(const json_t *spec, unsigned long long rows);
+/* source_target_count: the source's count against the stream's rows. */
+int dp_source_count_check(const json_t *spec, long long source, unsigned long long rows, char **why);
+/* The same for a manifest whose checks need no check stage: min_rows,
+ * max_rows, and source_target_count from source_rows (the count
+ * dpone-extract put in the end message; -1 when there is none). */
+json_t *dp_rows_checks_message(const struct dp_manifest *m, unsigned long long rows, long long source_rows, int quiet,
+                               int *passed, int *idle);
 
 /* evolve.c: schema evolution against the schema last published (kept in
  * the job's state by dpone-state commit). */

@@ -330,8 +330,18 @@ watermark() {
 	run bash -c 'dpone-check m.yaml < lost.ndjson > out.ndjson'
 	assert_failure 8
 	assert_output_contains "source_target_count check failed: the source has 3 rows in the boundary, the stream 2 (difference 1, 0 allowed)"
+	# No check stage needed: dpone-extract counted the source into its end,
+	# and dpone-produce decides the check from it, the same way.
+	run dpone-plan --get run.check_stage m.yaml
+	assert_output false
+	jq -e 'select(.[0]? == "end") | .[1].source_rows == 3' in.ndjson > /dev/null || flunk "$(tail -n 1 in.ndjson)"
+	run bash -c 'dpone-produce --dry-run m.yaml < lost.ndjson > out.ndjson'
+	assert_failure 8
+	assert_output_contains "source_target_count check failed: the source has 3 rows in the boundary, the stream 2 (difference 1, 0 allowed)"
 	sed -i 's/{type: source_target_count}/{type: source_target_count, tolerance: {mode: absolute, value: 1}}/' m.yaml
 	run bash -c 'dpone-check m.yaml < lost.ndjson > out.ndjson'
+	assert_success
+	run bash -c 'dpone-produce --dry-run m.yaml < lost.ndjson > out.ndjson'
 	assert_success
 }
 

@@ -249,19 +249,6 @@ take_row(struct run *rn, const char *line, size_t len, const struct dp_span *sp,
 /* ---- deciding ---- */
 
 /* Violations allowed: tolerance {mode, value}, tolerance_pct, or none. */
-static double
-allowed(const json_t *spec, unsigned long long rows)
-{
-	json_t *tol = json_object_get(spec, "tolerance");
-	if (tol) {
-		double v = json_number_value(json_object_get(tol, "value"));
-		const char *mode = json_string_value(json_object_get(tol, "mode"));
-		return mode && !strcmp(mode, "pct") ? rows * v / 100 : v;
-	}
-	json_t *pct = json_object_get(spec, "tolerance_pct");
-	return pct ? rows * json_number_value(pct) / 100 : 0;
-}
-
 /* Seconds since a timestamp (see dp_timestamp_utc), or -1. */
 static long long
 age_of(const char *ts)
@@ -283,10 +270,10 @@ decide(struct run *rn, struct check *c)
 	case DP_CHECK_MAX_ROWS: ok = dp_rows_check(c->kind, spec, rn->rows, &why); break;
 	case DP_CHECK_NOT_NULL:
 	case DP_CHECK_UNIQUE:
-		ok = c->violations <= allowed(spec, rn->rows);
+		ok = c->violations <= dp_check_allowed(spec, rn->rows);
 		why = dp_strfmt("%llu %s in %llu rows (%g allowed)%s%.*s", c->violations,
 		                c->kind == DP_CHECK_UNIQUE ? "duplicate keys" : "nulls", rn->rows,
-		                allowed(spec, rn->rows),
+		                dp_check_allowed(spec, rn->rows),
 		                c->sample.len ? c->kind == DP_CHECK_UNIQUE ? ", first duplicate " : ", first in " : "",
 		                (int)c->sample.len, c->sample.p ? c->sample.p : "");
 		json_object_set_new(r, "violations", json_integer((json_int_t)c->violations));
@@ -318,15 +305,7 @@ decide(struct run *rn, struct check *c)
 			why = dp_strfmt("the source could not be counted: %s", fail_why);
 			break;
 		}
-		unsigned long long diff =
-			(unsigned long long)(source > (long long)rn->rows ? source - (long long)rn->rows
-		                                                          : (long long)rn->rows - source);
-		double limit = allowed(spec, (unsigned long long)source);
-		ok = diff <= limit;
-		why = dp_strfmt(
-			"the source has %lld rows in the boundary, the stream %llu (difference %llu, %g allowed); "
-			"every one of them must then be delivered for the commit",
-			source, rn->rows, diff, limit);
+		ok = dp_source_count_check(spec, source, rn->rows, &why);
 		json_object_set_new(r, "source_rows", json_integer(source));
 		break;
 	}

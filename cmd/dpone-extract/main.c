@@ -599,6 +599,25 @@ run_count_or_plan(struct job *j, struct plan *p)
 }
 
 /* The end message: rows, deletes, elapsed time, the watermark seen. */
+/* source_target_count without a check stage: the source counted for the
+ * boundary after the rows were read, as dpone-check counts it (rows
+ * committed inside the boundary meanwhile show as a difference). */
+static void
+add_source_count(struct job *j, const struct plan *p, json_t *end)
+{
+	if (!dp_manifest_has_check(j->m, DP_CHECK_SOURCE_COUNT) || dp_manifest_check_stage(j->m))
+		return;
+	char *table = source_table_name(&j->s);
+	char *count_sql = select_sql("COUNT_BIG(*)", table, p->where, NULL);
+	struct column as = {.logical = "integer"};
+	struct encoding as_number = {.binary_as_hex = j->enc.binary_as_hex}; /* a count, even with bigint_as: string */
+	char *n = source_scalar_json(&j->s, count_sql, &as, &as_number);
+	json_object_set_new(end, "source_rows", json_loads(n, JSON_DECODE_ANY, NULL));
+	free(n);
+	free(count_sql);
+	free(table);
+}
+
 static json_t *
 end_message(const struct job *j, const struct row_writer *rw, unsigned long long deletes, double start)
 {
@@ -646,7 +665,9 @@ run_rows(struct job *j, struct plan *p, int bcp)
 	free(sql);
 	unsigned long long deletes = rc ? reconcile_finish(rc, w) : 0;
 	reconcile_free(rc);
-	dp_writer_control(w, "end", end_message(j, &rw, deletes, start));
+	json_t *end = end_message(j, &rw, deletes, start);
+	add_source_count(j, p, end);
+	dp_writer_control(w, "end", end);
 	int code = dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK;
 	if (bcp)
 		stage_finish(code == DP_EXIT_OK);

@@ -431,7 +431,12 @@ decide_count_checks(struct run *rn)
 	    !json_array_size(dp_manifest_get(rn->m, "quality.checks")))
 		return;
 	int passed, idle;
-	json_t *msg = json_pack("[s, o]", "checks", dp_rows_checks_message(rn->m, rn->rows, rn->quiet, &passed, &idle));
+	json_t *end = rn->end_line ? json_loads(rn->end_line, 0, NULL) : NULL;
+	json_t *counted = json_object_get(json_array_get(end, 1), "source_rows");
+	long long source_rows = json_is_integer(counted) ? (long long)json_integer_value(counted) : -1;
+	json_decref(end);
+	json_t *msg = json_pack("[s, o]", "checks",
+	                        dp_rows_checks_message(rn->m, rn->rows, source_rows, rn->quiet, &passed, &idle));
 	char *line = json_dumps(msg, JSON_COMPACT);
 	write_line(rn, line, strlen(line)); /* into the commit record too */
 	free(line);
