@@ -52,6 +52,9 @@ int dp_log_json(void);
  * (noreturn twice: cppcheck reads the attribute, not C11's keyword.) */
 _Noreturn void dp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 void dp_on_die(void (*cleanup)(void));
+/* A command's classification of its error exits: dp_die's code goes
+ * through it (dpone-extract maps a transient source failure to 12). */
+void dp_on_die_classify(int (*classify)(int code));
 void *dp_xmalloc(size_t n);
 void *dp_xcalloc(size_t nmemb, size_t n);
 void *dp_xrealloc(void *p, size_t n);

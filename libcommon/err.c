@@ -204,11 +204,29 @@ dp_warn(const char *fmt, ...)
 }
 
 static void (*die_cleanup)(void);
+static int (*die_classify)(int code);
 
 void
 dp_on_die(void (*cleanup)(void))
 {
 	die_cleanup = cleanup;
+}
+
+void
+dp_on_die_classify(int (*classify)(int code))
+{
+	die_classify = classify;
+}
+
+/* The status an error exit leaves with: 130 once interrupted (whatever
+ * failed then failed because of it), else the command's classification
+ * (dpone-extract: a transient source failure is 12, not 4). */
+static int
+exit_status(int code)
+{
+	if (dp_interrupted && code != DP_EXIT_USAGE)
+		return DP_EXIT_INTERRUPTED;
+	return die_classify ? die_classify(code) : code;
 }
 
 /* An error exit: say why, undo what was staged, and leave at once. _exit,
@@ -217,15 +235,15 @@ dp_on_die(void (*cleanup)(void))
 void
 dp_die(int code, const char *fmt, ...)
 {
+	code = exit_status(code);
 	va_list ap;
 	va_start(ap, fmt);
-	vwarn(dp_interrupted && code != DP_EXIT_USAGE ? DP_EXIT_INTERRUPTED : code, fmt, ap);
+	vwarn(code, fmt, ap);
 	va_end(ap);
 	if (die_cleanup)
 		die_cleanup();
 	fflush(stderr);
-	/* Whatever failed after SIGINT/SIGTERM failed because of it. */
-	_exit(dp_interrupted && code != DP_EXIT_USAGE ? DP_EXIT_INTERRUPTED : code);
+	_exit(code);
 }
 
 void *

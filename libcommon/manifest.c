@@ -539,7 +539,7 @@ static int
 rule_durations(struct check *c, json_t *root)
 {
 	static const char *const paths[] = {"source.options.login_timeout", "source.options.query_timeout",
-	                                    "state.lease_ttl"};
+	                                    "source.options.retry_backoff", "state.lease_ttl"};
 	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
 		const char *t = sget(root, paths[i]);
 		if (t && dp_duration_seconds(t) <= 0)

@@ -59,6 +59,8 @@ static const struct key source_options[] = {STR("incremental_column", 0, NULL),
                                             STR("capture_instance", 0, NULL),
                                             ENUM("snapshot", 0, "initial", snapshot_modes),
                                             ENUM("row_filter_option", 0, "all", row_filter_options),
+                                            INT("retries", 0, "3", 0, 10),
+                                            STR("retry_backoff", 0, "2s"),
                                             STR("login_timeout", 0, "30s"),
                                             STR("query_timeout", 0, "1h"),
                                             END};

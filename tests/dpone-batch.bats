@@ -930,3 +930,54 @@ observability: {artifacts: {path: runs}}'
 	[ "$(messages)" -eq 2 ] || flunk "$(messages) messages"
 	[ "$(watermark)" = '"2026-11-26T08:00:02.1234567"' ]
 }
+
+@test "transient source failures: a deadlock victim or a lost connection is exit 12 and retried with the same boundary; a permanent one is not" {
+	use_fault_stand_ins
+	orders 10
+	batch_manifest "" 'observability: {artifacts: {path: runs}}'
+	sed -i 's/options: {incremental_column: updated_at}/options: {incremental_column: updated_at, retries: 2, retry_backoff: 1s}/' m.yaml
+	# The extract alone: a deadlock victim (1205) is transient, exit 12.
+	control "$MSSQLD_CONTROL" "fault error-after-rows 3 customer" > /dev/null
+	run dpone-extract -q m.yaml
+	assert_failure 12
+	assert_output_contains "SQL Server error 1205"
+	# A run: the first attempt fails, the retry delivers every row once
+	# more at most, and commits; the artifacts show the attempt.
+	control "$MSSQLD_CONTROL" "fault error-after-rows 3 customer" > /dev/null
+	run dpone batch run m.yaml
+	assert_success
+	assert_output_contains "batch run: attempt 1: dpone-extract exited 12 (transient): reading failed after"
+	assert_output_contains "trying again in "
+	[ "$(keys | tr '\n' ' ')" = "$(seq 1 10 | tr '\n' ' ')" ] || flunk "$(keys | tr '\n' ' ')"
+	[ "$(watermark)" = '"2026-11-26T08:00:10.1234567"' ]
+	dir=$(ls -d runs/*/ | tail -n 1)
+	grep -q '^attempt 1 exit 12 error dpone-extract: ' "$dir/status" || flunk "$(cat "$dir/status")"
+	[ -f "$dir/extract.stderr.attempt1" ] && grep -q "1205" "$dir/extract.stderr.attempt1"
+	grep -q '^result committed$' "$dir/status"
+	# The same boundary: rows that arrive between the attempts wait for the
+	# next run (a lost connection this time).
+	add_orders 11 12
+	control "$MSSQLD_CONTROL" "fault drop-after-rows 1 customer" > /dev/null
+	dpone batch run m.yaml > out.txt 2>&1 &
+	pid=$!
+	while ! grep -q "trying again" out.txt 2> /dev/null; do sleep 0.1; done
+	add_orders 13 13
+	wait "$pid" || flunk "$(cat out.txt)"
+	[ "$(watermark)" = '"2026-11-26T08:00:12.1234567"' ] || flunk "the retry read past the first attempt's boundary: $(watermark): $(cat out.txt)"
+	run dpone batch run m.yaml
+	assert_success
+	[ "$(watermark)" = '"2026-11-26T08:00:13.1234567"' ]
+	# Retries run out: exit 12.
+	control "$MSSQLD_CONTROL" "fault error-after-rows 0" > /dev/null
+	add_orders 14 14
+	sed -i 's/retries: 2/retries: 0/' m.yaml
+	run dpone batch run m.yaml
+	assert_failure 12
+	assert_output_contains "batch run failed: dpone-extract exited 12 (transient)"
+	# A permanent failure is not retried: the table is gone.
+	sed -i 's/retries: 0/retries: 2/' m.yaml
+	sql <<< "DROP TABLE $T" > /dev/null
+	run dpone batch run m.yaml
+	assert_failure
+	refute_output_contains "trying again"
+}

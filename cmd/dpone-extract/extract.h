@@ -64,6 +64,8 @@ struct source {
 	int inc; /* index of the incremental column, or -1 */
 };
 
+/* The source failed in a way a retry may pass (source.c's list). */
+int source_transient(void);
 /* source.options.login_timeout and query_timeout, for source_connect. */
 void source_set_timeouts(const struct dp_manifest *m);
 /* Connect with db-lib (bulk copy enabled when bcp), values cut a little

@@ -24,7 +24,7 @@
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
 	"                     [--chunk I/N] [--count] [--plan] [--check] [--infer] [--sample N] [--run-id ID]\n"
-	"                     [--missing-keys] MANIFEST\n"
+	"                     [--missing-keys] [--boundary-file FILE] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
 	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
@@ -37,6 +37,7 @@ static const char usage_text[] =
 	"      --sample N      rows --infer reads (10000)\n"
 	"      --run-id ID     the run id written into the stream header\n"
 	"      --missing-keys  snapshot_reconciliation: print every key a run would find deleted and exit\n"
+	"      --boundary-file FILE  reuse the high watermark FILE holds (a retried run), else write it there\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
 /* clang-format on */
 
@@ -50,11 +51,13 @@ enum {
 	OPT_INFER,
 	OPT_SAMPLE,
 	OPT_RUN_ID,
-	OPT_MISSING_KEYS
+	OPT_MISSING_KEYS,
+	OPT_BOUNDARY_FILE
 };
 
 struct options {
 	const char *from, *to, *run_id;
+	const char *boundary_file; /* --boundary-file: the first attempt's boundary, for a retry */
 	int chunk_i, chunk_n;
 	int count, plan, check, infer, missing_keys;
 	long long sample;
@@ -73,6 +76,7 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_CHECK: o->check = 1; return 0;
 	case OPT_INFER: o->infer = 1; return 0;
 	case OPT_MISSING_KEYS: o->missing_keys = 1; return 0;
+	case OPT_BOUNDARY_FILE: o->boundary_file = arg; return 0;
 	case OPT_SAMPLE:
 		if (dp_parse_ll(arg, &o->sample) < 0 || o->sample < 1) {
 			dp_warn("--sample %s: expected a number of rows", arg);
@@ -88,6 +92,13 @@ handle_option(int id, const char *arg, void *ctx)
 		return 0;
 	}
 	return -1;
+}
+
+/* A source failure a retry may pass (source_transient) is exit 12. */
+static int
+classify_exit(int code)
+{
+	return code == DP_EXIT_SOURCE && source_transient() ? DP_EXIT_TRANSIENT : code;
 }
 
 /* A watermark given on the command line, as JSON for the column's type. */
@@ -248,14 +259,45 @@ plan_low(struct job *j, const struct column *c, struct plan *p)
 	free(low);
 }
 
+/* The high watermark a first attempt of this run read to (JSON, owned), or
+ * NULL: --boundary-file names no file yet, or one without a high. */
+static char *
+retried_high(const struct job *j)
+{
+	if (!j->o.boundary_file)
+		return NULL;
+	json_t *b = json_load_file(j->o.boundary_file, 0, NULL);
+	json_t *high = json_object_get(b, "high");
+	char *text = high ? json_dumps(high, JSON_ENCODE_ANY) : NULL;
+	json_decref(b);
+	return text;
+}
+
+/* The boundary, for a retry of this run (--boundary-file): written once,
+ * by the first attempt. */
+static void
+keep_boundary(const struct job *j, const struct plan *p)
+{
+	if (!j->o.boundary_file || access(j->o.boundary_file, F_OK) == 0)
+		return;
+	char *tmp = dp_strfmt("%s.tmp", j->o.boundary_file);
+	if (json_dump_file(p->boundary, tmp, JSON_COMPACT) < 0 || rename(tmp, j->o.boundary_file) < 0)
+		dp_die(DP_EXIT_FAILURE, "--boundary-file %s: %s", j->o.boundary_file, strerror(errno));
+	free(tmp);
+}
+
 /* (low, high] of the incremental column. */
 static void
 plan_incremental(struct job *j, struct plan *p)
 {
 	const struct column *c = &j->s.cols[j->s.inc];
 	/* The high watermark is read once, before the rows: rows committed
-	 * while the run reads are left for the next run. */
-	char *high = j->o.to ? option_json(c, j->o.to) : plan_aggregate(&j->s, p, "MAX", c, &j->enc);
+	 * while the run reads are left for the next run. A retried run reads
+	 * to the high its first attempt read to (--boundary-file). */
+	char *earlier = retried_high(j);
+	char *high = earlier   ? earlier
+	             : j->o.to ? option_json(c, j->o.to)
+	                       : plan_aggregate(&j->s, p, "MAX", c, &j->enc);
 	json_object_set_new(p->boundary, "kind", json_string("incremental"));
 	json_object_set_new(p->boundary, "column", json_string(c->name));
 	if (j->o.from)
@@ -638,6 +680,7 @@ end_message(const struct job *j, const struct row_writer *rw, unsigned long long
 static int
 run_rows(struct job *j, struct plan *p, int bcp)
 {
+	keep_boundary(j, p);
 	char *table = source_table_name(&j->s);
 	char *sql = rows_sql(&j->s, table, p);
 	free(table);
@@ -705,6 +748,7 @@ main(int argc, char **argv)
 	                                      {"sample", required_argument, NULL, OPT_SAMPLE},
 	                                      {"run-id", required_argument, NULL, OPT_RUN_ID},
 	                                      {"missing-keys", no_argument, NULL, OPT_MISSING_KEYS},
+	                                      {"boundary-file", required_argument, NULL, OPT_BOUNDARY_FILE},
 	                                      {NULL, 0, NULL, 0}};
 	struct job j = {0};
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &j.o, &j.cli);
@@ -714,6 +758,7 @@ main(int argc, char **argv)
 	int cdc = j.m->strategy == DP_CDC;
 	int bcp = !cdc && j.m->export_mode == DP_EXPORT_BCP;
 	dp_catch_interrupts();
+	dp_on_die_classify(classify_exit);
 	job_open(&j, bcp);
 	if (j.o.check)
 		run_check(&j);

@@ -14,6 +14,17 @@
 
 static char last_error[1024];
 static int failed;
+static int transient; /* the failure is one a retry may pass */
+
+/* SQL Server errors a retry may pass: deadlock victim (1205) and Azure SQL's
+ * transient errors (40197, 40501, 40613, 49918-49920). */
+static const int transient_errors[] = {1205, 40197, 40501, 40613, 49918, 49919, 49920};
+
+int
+source_transient(void)
+{
+	return transient;
+}
 
 /* source.options.login_timeout / query_timeout, and the state of a query
  * being cancelled: by SIGINT/SIGTERM or by the query timeout. */
@@ -97,6 +108,9 @@ on_error(DBPROCESS *db, int severity, int dberr, int oserr, char *dberrstr, char
 	(void)severity;
 	if (dberr == SYBETIME)
 		return on_timeout();
+	/* The connection went away mid-result (reset, EOF, dead process). */
+	if (dberr == SYBESEOF || dberr == SYBEREAD || dberr == SYBEDDNE)
+		transient = 1;
 	/* Keep the first cause; later errors are usually its consequences. */
 	if (!failed) {
 		if (oserr && oserr != DBNOERR && oserrstr)
@@ -122,6 +136,8 @@ on_message(DBPROCESS *db, DBINT number, int state, int severity, char *text, cha
 		return 0; /* informational: "Changed database context to ..." */
 	if (!failed || !strncmp(last_error, "General SQL Server error", 24) || strstr(last_error, "(db-lib 20018)"))
 		snprintf(last_error, sizeof last_error, "SQL Server error %d: %s", (int)number, text ? text : "");
+	for (size_t i = 0; i < sizeof transient_errors / sizeof *transient_errors; i++)
+		transient |= number == transient_errors[i];
 	failed = 1;
 	return 0;
 }

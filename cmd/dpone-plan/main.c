@@ -89,7 +89,8 @@ handle_option(int id, const char *arg, void *ctx)
  * run.pending_path, no manifest key either, is where a delivered run that
  * could not commit waits for the next run: beside the manifest, like every
  * path of the job. run.check_stage: whether dpone-check runs between extract
- * and produce (dp_manifest_check_stage). */
+ * and produce (dp_manifest_check_stage). run.retry_backoff_seconds:
+ * source.options.retry_backoff in seconds, for the wrapper's arithmetic. */
 static _Noreturn void
 print_values(const struct dp_manifest *m, const char *const *keys, int n)
 {
@@ -105,6 +106,10 @@ print_values(const struct dp_manifest *m, const char *const *keys, int n)
 			char *var = id && type && !strcmp(type, "env") ? dp_conn_env_name(id) : NULL;
 			puts(var ? var : "");
 			free(var);
+			continue;
+		}
+		if (!strcmp(keys[i], "run.retry_backoff_seconds")) {
+			printf("%lld\n", dp_duration_seconds(dp_manifest_str(m, "source.options.retry_backoff")));
 			continue;
 		}
 		if (!strcmp(keys[i], "run.check_stage")) {
