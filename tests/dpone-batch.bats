@@ -138,15 +138,17 @@ watermark() {
 	[ "$(keys | wc -l)" -eq 10 ] && [ "$(messages)" -eq 10 ]
 }
 
-@test "batch run: the extract dies mid-stream -> exit 4, state kept; the rerun delivers the rest" {
+@test "batch run: the extract dies mid-stream -> exit 12 (transient), state kept; the rerun delivers the rest" {
 	use_fault_stand_ins
 	orders 10
 	batch_manifest
+	# No retry within the run: the next run delivers the rest.
+	sed -i 's/options: {incremental_column: updated_at}/options: {incremental_column: updated_at, retries: 0}/' m.yaml
 	dpone batch run m.yaml > /dev/null 2>&1
 	add_orders 11 30
 	control "$MSSQLD_CONTROL" "fault drop-after-rows 7 ORDER BY"
 	run dpone batch run m.yaml
-	assert_failure 4
+	assert_failure 12
 	assert_output_contains "state not advanced"
 	[ "$(watermark)" = '"2026-11-26T08:00:10.1234567"' ]
 	run dpone batch run m.yaml
@@ -264,13 +266,15 @@ watermark() {
 	assert_success
 	assert_output_contains "result committed"
 	assert_output_contains "summary.ndjson"
-	# A failed run is recorded as failed, with the failing stage's stderr.
+	# A failed run is recorded as failed, with the failing stage's stderr
+	# (no retry: a deadlock victim would be retried).
+	sed -i 's/options: {incremental_column: updated_at}/options: {incremental_column: updated_at, retries: 0}/' m.yaml
 	control "$MSSQLD_CONTROL" "fault error-after-rows 1 ORDER BY" > /dev/null
 	add_orders 5 6
 	run dpone batch run m.yaml
-	assert_failure 4
+	assert_failure 12
 	failed=$(ls -d .dpone/runs/batch_$T/*/ | tail -n 1)
-	grep -q '^result failed$' "$failed/status" && grep -q '^exit 4$' "$failed/status"
+	grep -q '^result failed$' "$failed/status" && grep -q '^exit 12$' "$failed/status"
 	grep -q "SQL Server error 1205" "$failed/extract.stderr"
 	# keep: 2 leaves the two newest.
 	run dpone batch run m.yaml

@@ -307,13 +307,13 @@ SQL
 	refute_output_contains "wrong"
 }
 
-@test "the connection dropping mid-stream: exit 4, no end message" {
+@test "the connection dropping mid-stream: exit 12 (transient: a retry may pass), no end message" {
 	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh
 	control "$MSSQLD_CONTROL" "fault drop-after-rows 2 dbo.$T"
 	run bash -c 'dpone-extract m.yaml > out.ndjson'
-	assert_failure 4
+	assert_failure 12
 	assert_output_contains "reading failed after 2 rows"
 	assert_output_contains "the stream has no end message"
 	if grep -q '^\["end"' out.ndjson; then flunk "out.ndjson has an end message"; fi
@@ -321,13 +321,13 @@ SQL
 	assert_failure 3
 }
 
-@test "a server error mid-result: exit 4, no end message" {
+@test "a server error mid-result (a deadlock victim): exit 12 (transient), no end message" {
 	use_fault_stand_ins
 	orders_table
 	extract_manifest "$T" full_refresh
 	control "$MSSQLD_CONTROL" "fault error-after-rows 3 dbo.$T"
 	run bash -c 'dpone-extract m.yaml > out.ndjson'
-	assert_failure 4
+	assert_failure 12
 	assert_output_contains "SQL Server error 1205"
 	[ "$(wc -l < out.ndjson)" -eq 4 ] || flunk "$(cat out.ndjson)"
 }
@@ -440,7 +440,7 @@ staging_dirs() {
 	printf 'observability:\n  artifacts: {enabled: false}\n' >> m.yaml
 	before=$(staging_dirs)
 	run sh -c 'dpone-extract m.yaml > out.ndjson'
-	assert_failure 4
+	assert_failure 12 # the connection dropped: transient
 	assert_output_contains "bulk copy out failed"
 	[ ! -s out.ndjson ] || flunk "stdout got: $(cat out.ndjson)"
 	[ "$(staging_dirs)" = "$before" ] || flunk "a failed run left its staging directory"
