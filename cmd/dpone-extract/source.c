@@ -506,33 +506,16 @@ read_primary_key(struct source *s, char ***names, int *n)
 		dp_die(DP_EXIT_SOURCE, "reading the primary key of %s.%s: %s", s->schema, s->table, source_error());
 }
 
-/* Edit distance between two names, ignoring case (SQL Server's default
- * collations do); names are short, so the O(n*m) table is fine. */
-static size_t
-name_distance(const char *a, const char *b)
+/* name in lower case into buf (SQL Server's default collations ignore
+ * case, so the suggestion does too). */
+static const char *
+folded(const char *name, char *buf, size_t len)
 {
-	size_t na = strlen(a), nb = strlen(b);
-	size_t *row = dp_xcalloc(nb + 1, sizeof *row);
-	for (size_t j = 0; j <= nb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= na; i++) {
-		size_t diag = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= nb; j++) {
-			size_t up = row[j];
-			size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-			size_t best = diag + cost;
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	size_t d = row[nb];
-	free(row);
-	return d;
+	size_t i = 0;
+	for (; name[i] && i + 1 < len; i++)
+		buf[i] = (char)tolower((unsigned char)name[i]);
+	buf[i] = '\0';
+	return buf;
 }
 
 /* The table's column closest to name (borrowed). */
@@ -541,8 +524,9 @@ closest_column(const struct source *s, const char *name)
 {
 	const char *best = NULL;
 	size_t best_d = (size_t)-1;
+	char a[260], b[260];
 	for (int i = 0; i < s->ncols; i++) {
-		size_t d = name_distance(name, s->cols[i].name);
+		size_t d = dp_edit_distance(folded(name, a, sizeof a), folded(s->cols[i].name, b, sizeof b));
 		if (d < best_d) {
 			best_d = d;
 			best = s->cols[i].name;

@@ -361,24 +361,26 @@ endpoint(const struct dp_manifest *m, const char *section, struct dp_conn *out, 
 	return 0;
 }
 
-/* PUT to the Pushgateway's group job="dpone", dpone_job=NAME: the
- * Prometheus pattern for batch jobs (the group holds the last run). */
+/* Send body to the http(s) endpoint of the manifest's section (to url,
+ * or to the connection's own URL when NULL): 0 on a 2xx answer, else -1
+ * with "what URL: why" in err. The URL in messages has no credentials. */
 static int
-push_metrics(const struct dp_manifest *m, const struct dp_buf *text, char *err, size_t errlen)
+send_to_endpoint(const struct dp_manifest *m, const char *section, const char *what, const char *method,
+                 const char *path, const char *content_type, const char *body, size_t len, char *err, size_t errlen)
 {
 	struct dp_conn conn;
-	if (endpoint(m, "observability.metrics.pushgateway", &conn, err, errlen) < 0)
+	if (endpoint(m, section, &conn, err, errlen) < 0)
 		return -1;
-	char *job = dp_http_escape_path(dp_manifest_str(m, "name"));
 	size_t ul = strlen(conn.url);
-	char *url = dp_strfmt("%.*s/metrics/job/dpone/dpone_job/%s", (int)(ul && conn.url[ul - 1] == '/' ? ul - 1 : ul),
-	                      conn.url, job ? job : "");
-	const char *headers[] = {"Content-Type: text/plain; version=0.0.4", NULL};
-	struct dp_http_request rq = {.method = "PUT",
+	char *url = path ? dp_strfmt("%.*s%s", (int)(ul && conn.url[ul - 1] == '/' ? ul - 1 : ul), conn.url, path)
+	                 : dp_xstrdup(conn.url);
+	char *type = dp_strfmt("Content-Type: %s", content_type);
+	const char *headers[] = {type, NULL};
+	struct dp_http_request rq = {.method = method,
 	                             .url = url,
 	                             .headers = headers,
-	                             .body = text->p,
-	                             .body_len = text->len,
+	                             .body = body,
+	                             .body_len = len,
 	                             .user = conn.user,
 	                             .password = conn.password,
 	                             .cacert = json_string_value(json_object_get(conn.params, "cacert"))};
@@ -386,14 +388,28 @@ push_metrics(const struct dp_manifest *m, const struct dp_buf *text, char *err, 
 	char why[512];
 	int rc = dp_http_request(&rq, &a, why, sizeof why);
 	if (rc < 0)
-		snprintf(err, errlen, "pushgateway %s: %s", conn.url, why);
+		snprintf(err, errlen, "%s %s: %s", what, conn.url, why);
 	else if (a.status / 100 != 2)
-		snprintf(err, errlen, "pushgateway %s: HTTP %ld", conn.url, a.status);
+		snprintf(err, errlen, "%s %s: HTTP %ld", what, conn.url, a.status);
 	rc = rc < 0 || a.status / 100 != 2 ? -1 : 0;
 	dp_http_answer_free(&a);
+	free(type);
 	free(url);
-	free(job);
 	dp_conn_free(&conn);
+	return rc;
+}
+
+/* PUT to the Pushgateway's group job="dpone", dpone_job=NAME: the
+ * Prometheus pattern for batch jobs (the group holds the last run). */
+static int
+push_metrics(const struct dp_manifest *m, const struct dp_buf *text, char *err, size_t errlen)
+{
+	char *job = dp_http_escape_path(dp_manifest_str(m, "name"));
+	char *path = dp_strfmt("/metrics/job/dpone/dpone_job/%s", job ? job : "");
+	int rc = send_to_endpoint(m, "observability.metrics.pushgateway", "pushgateway", "PUT", path,
+	                          "text/plain; version=0.0.4", text->p, text->len, err, errlen);
+	free(path);
+	free(job);
 	return rc;
 }
 
@@ -547,28 +563,8 @@ append_lineage_file(const char *path, const char *text, char *err, size_t errlen
 static int
 post_lineage(const struct dp_manifest *m, const char *text, char *err, size_t errlen)
 {
-	struct dp_conn conn;
-	if (endpoint(m, "observability.lineage", &conn, err, errlen) < 0)
-		return -1;
-	const char *headers[] = {"Content-Type: application/json", NULL};
-	struct dp_http_request rq = {.url = conn.url,
-	                             .headers = headers,
-	                             .body = text,
-	                             .body_len = strlen(text),
-	                             .user = conn.user,
-	                             .password = conn.password,
-	                             .cacert = json_string_value(json_object_get(conn.params, "cacert"))};
-	struct dp_http_answer a;
-	char why[512];
-	int rc = dp_http_request(&rq, &a, why, sizeof why);
-	if (rc < 0)
-		snprintf(err, errlen, "lineage %s: %s", conn.url, why);
-	else if (a.status / 100 != 2)
-		snprintf(err, errlen, "lineage %s: HTTP %ld", conn.url, a.status);
-	rc = rc < 0 || a.status / 100 != 2 ? -1 : 0;
-	dp_http_answer_free(&a);
-	dp_conn_free(&conn);
-	return rc;
+	return send_to_endpoint(m, "observability.lineage", "lineage", NULL, NULL, "application/json", text,
+	                        strlen(text), err, errlen);
 }
 
 /* ---- the command ---- */
