@@ -74,14 +74,13 @@ dp_rows_check(int kind, const json_t *spec, unsigned long long rows, char **why)
 }
 
 json_t *
-dp_check_result(const struct dp_manifest *m, const json_t *spec)
+dp_check_result(const json_t *spec)
 {
 	const char *type = json_string_value(json_object_get(spec, "type"));
 	const char *severity = json_string_value(json_object_get(spec, "severity"));
 	json_t *r = json_pack("{s:s, s:s}", "type", type, "severity", severity ? severity : "error");
 	if (json_object_get(spec, "name"))
 		json_object_set(r, "name", json_object_get(spec, "name"));
-	(void)m;
 	return r;
 }
 
@@ -149,7 +148,7 @@ dp_rows_checks_message(const struct dp_manifest *m, unsigned long long rows, lon
 		json_array_foreach(dp_manifest_get(m, "quality.checks"), i, spec) {
 			int kind = dp_check_type(json_string_value(json_object_get(spec, "type")));
 			char *why;
-			json_t *r = dp_check_result(m, spec);
+			json_t *r = dp_check_result(spec);
 			int ok;
 			if (kind != DP_CHECK_SOURCE_COUNT) {
 				ok = dp_rows_check(kind, spec, rows, &why);

@@ -370,6 +370,15 @@ enum dp_export_mode { DP_EXPORT_MODES(DP_ENUM_ID) };
 enum dp_bigint_mode { DP_BIGINT_MODES(DP_ENUM_ID) };
 enum dp_binary_mode { DP_BINARY_MODES(DP_ENUM_ID) };
 enum dp_breaking_policy { DP_BREAKING_POLICIES(DP_ENUM_ID) };
+/* sink.options.dpone_headers: the dpone.* headers a message may carry
+ * (dpone-produce(1), Headers). */
+#define DP_DPONE_HEADERS(X)                 \
+	X(DP_HEADER_RUN_ID, "run_id")       \
+	X(DP_HEADER_SOURCE, "source")       \
+	X(DP_HEADER_WATERMARK, "watermark") \
+	X(DP_HEADER_CHANGE, "change")
+enum dp_dpone_header { DP_DPONE_HEADERS(DP_ENUM_ID) };
+extern const char *const dp_dpone_header_names[];
 enum dp_check_type { DP_CHECK_TYPES(DP_ENUM_ID) };
 
 struct dp_manifest {
@@ -409,6 +418,8 @@ int dp_manifest_incremental(const struct dp_manifest *m);
  * clause (source_custom_predicate); else -1 with why and where in why. */
 int dp_sql_predicate_check(const char *text, char *why, size_t whylen);
 /* Nonzero if quality.checks has a check of type and quality.mode is not off. */
+/* The manifest's sink.options.dpone_headers as bits, 1 << enum dp_dpone_header each. */
+unsigned dp_manifest_dpone_headers(const struct dp_manifest *m);
 int dp_manifest_has_check(const struct dp_manifest *m, enum dp_check_type type);
 
 /* Generic YAML loading shared by the manifest and the connection registry.
@@ -569,7 +580,7 @@ int dp_manifest_check_stage(const struct dp_manifest *m);
 int dp_rows_check(int kind, const json_t *spec, unsigned long long rows, char **why);
 /* A check's result object {type, severity, name?} (owned), then its status
  * and detail (why, which this frees) once decided. */
-json_t *dp_check_result(const struct dp_manifest *m, const json_t *spec);
+json_t *dp_check_result(const json_t *spec);
 void dp_check_verdict(const struct dp_manifest *m, json_t *r, int ok, char *why);
 /* The checks message's body from the decided results (taken) and the
  * contract's result (taken, or NULL); says each failure on stderr; sets

@@ -504,7 +504,6 @@ rule_key(struct check *c, json_t *root)
 /* sink.options.dpone_headers: which dpone.* headers messages carry
  * (dpone-produce(1), Headers); the default is what a run can be traced by
  * at the least cost measured (README, Benchmarks). */
-static const char *const dpone_header_names[] = {"run_id", "source", "watermark", "change", NULL};
 #define DPONE_HEADERS_DEFAULT "[]"
 
 static int
@@ -520,7 +519,7 @@ rule_dpone_headers(struct check *c, json_t *root)
 	json_t *v;
 	json_array_foreach(list, i, v) {
 		int known = 0;
-		for (const char *const *n = dpone_header_names; *n; n++)
+		for (const char *const *n = dp_dpone_header_names; *n; n++)
 			known |= !strcmp(*n, json_string_value(v));
 		if (!known) {
 			char path[64];
@@ -815,6 +814,19 @@ dp_manifest_incremental(const struct dp_manifest *m)
 	const char *mode = dp_manifest_str(m, "sink.strategy.mode");
 	return !strcmp(mode, "cdc") || (dp_manifest_str(m, "source.options.incremental_column") &&
 	                                (!strcmp(mode, "incremental_append") || !strcmp(mode, "incremental_merge")));
+}
+
+unsigned
+dp_manifest_dpone_headers(const struct dp_manifest *m)
+{
+	unsigned bits = 0;
+	size_t i;
+	json_t *v;
+	json_array_foreach(dp_manifest_get(m, "sink.options.dpone_headers"), i, v)
+		for (unsigned k = 0; dp_dpone_header_names[k]; k++)
+			if (!strcmp(json_string_value(v), dp_dpone_header_names[k]))
+				bits |= 1u << k;
+	return bits;
 }
 
 int

@@ -41,6 +41,7 @@ static const char *const compression_types[] = {"none", "gzip", "snappy", "lz4",
 const char *const dp_state_type_names[] = {DP_STATE_TYPES(DP_ENUM_NAME) NULL};
 const char *const dp_quality_mode_names[] = {DP_QUALITY_MODES(DP_ENUM_NAME) NULL};
 const char *const dp_check_type_names[] = {DP_CHECK_TYPES(DP_ENUM_NAME) NULL};
+const char *const dp_dpone_header_names[] = {DP_DPONE_HEADERS(DP_ENUM_NAME) NULL};
 static const char *const severities[] = {"error", "warning", NULL};
 static const char *const tolerance_modes[] = {"absolute", "pct", NULL};
 const char *const dp_breaking_policy_names[] = {DP_BREAKING_POLICIES(DP_ENUM_NAME) NULL};

@@ -542,11 +542,6 @@ print("exit", p.returncode, "maxrss_kib", resource.getrusage(resource.RUSAGE_CHI
 	assert_output "600000"
 }
 
-# elapsed_ms SINCE-NS: milliseconds since a `date +%s%N` stamp.
-elapsed_ms() {
-	echo $((($(date +%s%N) - $1) / 1000000))
-}
-
 @test "SIGINT while the server is silent cancels the query: exit 130 within seconds, not when the stall ends" {
 	use_fault_stand_ins
 	orders_table

@@ -134,3 +134,9 @@ use_env_connections() {
 	export DPONE_CONN_MSSQL_DWH="mssql://loader:${1:-pw}@127.0.0.1:1433/dwh"
 	export DPONE_CONN_KAFKA_CLUSTER="kafka://127.0.0.1:9092"
 }
+
+# elapsed_ms SINCE-NS: milliseconds since a `date +%s%N` stamp (for upper
+# bounds with slack, never performance thresholds).
+elapsed_ms() {
+	echo $((($(date +%s%N) - $1) / 1000000))
+}

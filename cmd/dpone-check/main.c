@@ -262,7 +262,7 @@ static json_t *
 decide(struct run *rn, struct check *c)
 {
 	json_t *spec = c->spec;
-	json_t *r = dp_check_result(rn->m, spec);
+	json_t *r = dp_check_result(spec);
 	int ok = 1;
 	char *why = NULL;
 	switch (c->kind) {

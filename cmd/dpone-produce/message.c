@@ -143,35 +143,13 @@ add_header(struct format *f, const char *name, const char *value)
 	f->headers[f->nheaders++] = (struct header_kv){dp_xstrdup(name), dp_xstrdup(value)};
 }
 
-/* sink.options.dpone_headers, one table: name in the manifest, bit. */
-static const struct {
-	const char *name;
-	unsigned bit;
-} dpone_header_names[] = {{"run_id", HEADER_RUN_ID},
-                          {"source", HEADER_SOURCE},
-                          {"watermark", HEADER_WATERMARK},
-                          {"change", HEADER_CHANGE}};
-
-static unsigned
-dpone_headers_of(const struct dp_manifest *m)
-{
-	unsigned bits = 0;
-	size_t i;
-	json_t *v;
-	json_array_foreach(dp_manifest_get(m, "sink.options.dpone_headers"), i, v)
-		for (size_t k = 0; k < sizeof dpone_header_names / sizeof *dpone_header_names; k++)
-			if (!strcmp(json_string_value(v), dpone_header_names[k].name))
-				bits |= dpone_header_names[k].bit;
-	return bits;
-}
-
 static void
 init_headers(struct format *f, const struct dp_manifest *m, json_t *header)
 {
 	json_t *src = json_object_get(header, "source");
 	const char *run_id = json_string_value(json_object_get(header, "run_id"));
-	f->dpone_headers = dpone_headers_of(m);
-	if (run_id && (f->dpone_headers & HEADER_RUN_ID))
+	f->dpone_headers = dp_manifest_dpone_headers(m);
+	if (run_id && (f->dpone_headers & HEADER_BIT(DP_HEADER_RUN_ID)))
 		add_header(f, "dpone.run_id", run_id);
 	struct dp_buf table = {0}; /* database.schema.table, as far as known */
 	static const char *const parts[] = {"database", "schema", "table"};
@@ -183,7 +161,7 @@ init_headers(struct format *f, const struct dp_manifest *m, json_t *header)
 		dp_buf_str(&table, part);
 	}
 	dp_buf_add(&table, "", 1);
-	if (f->dpone_headers & HEADER_SOURCE)
+	if (f->dpone_headers & HEADER_BIT(DP_HEADER_SOURCE))
 		add_header(f, "dpone.source", table.p);
 	free(table.p);
 	const char *k;
@@ -266,7 +244,7 @@ format_init(struct format *f, const struct dp_manifest *m, json_t *header)
 	if (!wm)
 		wm = dp_manifest_str(m, "source.options.incremental_column");
 	init_headers(f, m, header);
-	if (wm && dp_header_column(header, wm) && (f->dpone_headers & HEADER_WATERMARK))
+	if (wm && dp_header_column(header, wm) && (f->dpone_headers & HEADER_BIT(DP_HEADER_WATERMARK)))
 		f->watermark_column = dp_xstrdup(wm);
 	/* The scanner looks for the key columns and the watermark column at once. */
 	f->scan_names = dp_xcalloc(f->nkey + 2, sizeof *f->scan_names);
@@ -518,7 +496,7 @@ format_row(const struct format *f, const char *line, size_t len, const struct dp
 		dp_buf_value_text(&b->aux, sp[f->nkey]);
 		add_line_header(msg, "dpone.watermark", b->aux.p, b->aux.len);
 	}
-	if (chg && (f->dpone_headers & HEADER_CHANGE)) {
+	if (chg && (f->dpone_headers & HEADER_BIT(DP_HEADER_CHANGE))) {
 		add_line_header(msg, "dpone.lsn", chg->lsn, strlen(chg->lsn));
 		add_line_header(msg, "dpone.seqval", chg->seqval, strlen(chg->seqval));
 		add_line_header(msg, "dpone.op", chg->op, strlen(chg->op));
@@ -612,13 +590,13 @@ format_delete(const struct format *f, const char *line, size_t len, struct msgbu
 		msgs[*nmsg].value = b->value.p;
 		msgs[*nmsg].value_len = b->value.len;
 		msgs[*nmsg].has_value = 1;
-		if (f->dpone_headers & HEADER_CHANGE)
+		if (f->dpone_headers & HEADER_BIT(DP_HEADER_CHANGE))
 			delete_headers(meta, &b->aux, &msgs[*nmsg]);
 		(*nmsg)++;
 	}
 	if (f->tombstone) {
 		msgs[*nmsg] = key_only; /* a null value: compaction removes the key */
-		if (f->dpone_headers & HEADER_CHANGE)
+		if (f->dpone_headers & HEADER_BIT(DP_HEADER_CHANGE))
 			delete_headers(meta, &b->aux, &msgs[*nmsg]);
 		(*nmsg)++;
 	}

@@ -15,8 +15,8 @@
 #include "dpone.h"
 
 enum envelope { ENV_FLAT, ENV_DEBEZIUM, ENV_DPONE };
-/* sink.options.dpone_headers: the dpone.* headers a message may carry. */
-enum { HEADER_RUN_ID = 1, HEADER_SOURCE = 2, HEADER_WATERMARK = 4, HEADER_CHANGE = 8 };
+/* Bits of struct format's dpone_headers (dp_manifest_dpone_headers). */
+#define HEADER_BIT(h) (1u << (h))
 /* KEY_PRIMARY becomes KEY_UNIQUE or KEY_NULL once the header is read. */
 enum key_mode { KEY_UNIQUE, KEY_PRIMARY, KEY_FIELDS, KEY_HASH_ROW, KEY_NULL };
 
@@ -41,7 +41,7 @@ struct format {
 	char *source_json;         /* envelope "source" object, owned */
 	char *metadata_json;       /* dpone envelope "metadata" object, owned */
 	char *watermark_column;    /* boundary column for the watermark header, or NULL */
-	unsigned dpone_headers;    /* which dpone.* headers each message carries (HEADER_* bits) */
+	unsigned dpone_headers;    /* which dpone.* headers each message carries (HEADER_BIT bits) */
 	struct header_kv *headers; /* fixed headers (run id, source, manifest map) */
 	size_t nheaders;
 	char **scan_names; /* key columns then the watermark column (borrowed strings) */

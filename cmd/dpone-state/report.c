@@ -257,8 +257,7 @@ metrics_labels(const struct dp_manifest *m)
 	dp_buf_char(&b, '.');
 	label_value(&b, dp_manifest_str(m, "source.table.name"));
 	dp_buf_add(&b, "\",topic=\"", 9);
-	const char *topic = dp_manifest_str(m, "sink.topic");
-	label_value(&b, topic ? topic : dp_manifest_str(m, "sink.options.topic"));
+	label_value(&b, dp_manifest_str(m, "sink.topic")); /* the loader puts sink.options.topic there */
 	dp_buf_add(&b, "\"", 1);
 	dp_buf_char(&b, '\0');
 	return b.p;
@@ -483,13 +482,12 @@ input_dataset(const struct dp_manifest *m, json_t *header)
 
 /* kafka://bootstrap-host:port, the topic. */
 static json_t *
-output_dataset(const struct dp_manifest *m, json_t *delivery)
+output_dataset(json_t *delivery)
 {
 	const char *bootstrap = json_string_value(json_object_get(delivery, "bootstrap"));
 	const char *topic = json_string_value(json_object_get(delivery, "topic"));
 	if (!bootstrap || !topic)
 		return NULL;
-	(void)m;
 	char *ns = dp_strfmt("kafka://%s", bootstrap);
 	json_t *ds = json_pack("{s:s, s:s}", "namespace", ns, "name", topic);
 	free(ns);
@@ -531,7 +529,7 @@ lineage_event(const struct dp_manifest *m, const struct run_report *rr)
 	}
 	json_t *inputs = json_array(), *outputs = json_array();
 	json_t *in = rr->outcome ? input_dataset(m, rr->summary->header) : NULL;
-	json_t *out = rr->outcome ? output_dataset(m, rr->summary->delivery) : NULL;
+	json_t *out = rr->outcome ? output_dataset(rr->summary->delivery) : NULL;
 	if (in)
 		json_array_append_new(inputs, in);
 	if (out)
