@@ -173,6 +173,9 @@ const char *dp_did_you_mean(const char *word, const char *const *candidates);
 int dp_parse_ll(const char *s, long long *out);
 /* Nonzero if p..end is not empty and holds only the digits 0-9. */
 int dp_all_digits(const char *p, const char *end);
+/* watermark.c: <0, 0, >0 as a is below, equal to, above b in the order of
+ * the column's SQL type (sql_type may be NULL). */
+int dp_compare_watermarks(const json_t *a, const json_t *b, const char *sql_type);
 /* Seconds in a duration written 30s, 15m, 2h or 1d; -1 for anything else. */
 long long dp_duration_seconds(const char *s);
 /* Seconds since the epoch of a timestamp written YYYY-MM-DD[THH:MM:SS[.f]]

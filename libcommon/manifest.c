@@ -408,6 +408,10 @@ static const struct {
 	{"sink.strategy.max_delete_pct", "snapshot_reconciliation"},
 	{"sink.strategy.reconcile_memory_mb", "snapshot_reconciliation"},
 	{"sink.strategy.window", "replace"},
+	/* Ranges of a boundary: cdc reads changes in LSN order, and a range's
+	 * keys are not the table's for snapshot_reconciliation. */
+	{"source.options.parallelism", "full_refresh incremental_append incremental_merge replace"},
+	{"source.options.split_column", "full_refresh incremental_append incremental_merge replace"},
 };
 
 static int

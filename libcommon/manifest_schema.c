@@ -64,6 +64,8 @@ static const struct key source_options[] = {STR("incremental_column", 0, NULL),
                                             STR("retry_backoff", 0, "2s"),
                                             STR("login_timeout", 0, "30s"),
                                             STR("query_timeout", 0, "1h"),
+                                            INT("parallelism", 0, "1", 1, 64),
+                                            STR("split_column", 0, NULL),
                                             END};
 
 static const struct key source_keys[] = {STR("type", REQUIRED, NULL),

@@ -728,7 +728,7 @@ cdc_extract(struct source *s, const struct dp_manifest *m, const struct cdc_requ
 		if (rq->count)
 			printf("%s\n", n);
 		else
-			print_plan(s, m, p.boundary, enc, &(struct plan_queries){sql, count_sql, n}, NULL);
+			print_plan(s, m, p.boundary, enc, &(struct plan_queries){sql, count_sql, n, NULL}, NULL);
 		free(n);
 		free(count_sql);
 		free(sql);

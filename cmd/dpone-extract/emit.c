@@ -94,6 +94,8 @@ print_plan(const struct source *s, const struct dp_manifest *m, json_t *boundary
 	                  enc->bigint_as_string ? "string" : "number", "binary", enc->binary_as_hex ? "hex" : "base64");
 	if (reconciliation)
 		json_object_set(doc, "reconciliation", reconciliation);
+	if (q->ranges)
+		json_object_set(doc, "ranges", q->ranges);
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
 	puts(text);
 	free(text);

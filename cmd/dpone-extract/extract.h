@@ -115,6 +115,7 @@ struct plan_queries {
 	const char *sql;       /* the rows' SELECT */
 	const char *count_sql; /* its COUNT_BIG(*) */
 	const char *rows;      /* the count it returned, as JSON */
+	json_t *ranges;        /* parallelism: each range's where, sql, rows; or NULL */
 };
 /* --plan: what a run would read, as one JSON document on stdout (dpone-plan's
  * input); reconciliation may be NULL. */
@@ -178,6 +179,17 @@ void row_emit(struct row_writer *rw, const struct dp_buf *row);
  * flushed, so a reader downstream sees the rows in batches of that size at
  * most. */
 unsigned long long stream_rows(struct source *s, struct row_writer *rw, int progress, long long batch_size);
+
+/* ---- parallel.c ---- */
+/* Read range i (1-based) of the boundary on a connection of its own and
+ * write its rows, then ["end",{"rows":N,"watermark":{"low":..,"high":..}}],
+ * to fd; exit 0, or with the error's status. Runs in a child process. */
+typedef void (*read_range_fn)(void *ctx, int i, int fd);
+/* Run n children of read_range concurrently and copy their rows, line by
+ * line, to rw's writer (rw->rows counts them; rw->wm becomes the lowest
+ * low and the highest high of theirs). A child that fails stops the
+ * others, and the process exits with its status. */
+void parallel_read(int n, read_range_fn read_range, void *ctx, struct row_writer *rw, int progress);
 
 /* ---- cdc.c ---- */
 struct cdc_request {

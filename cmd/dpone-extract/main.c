@@ -24,7 +24,7 @@
 static const char usage_text[] =
 	"usage: dpone-extract [-hqV] [--registry FILE] [--print-manifest] [--from VALUE] [--to VALUE]\n"
 	"                     [--chunk I/N] [--count] [--plan] [--check] [--infer] [--sample N] [--run-id ID]\n"
-	"                     [--missing-keys] [--boundary-file FILE] MANIFEST\n"
+	"                     [--missing-keys] [--boundary-file FILE] [--boundary] [--parallel N] MANIFEST\n"
 	"Write the rows of the manifest's SQL Server table as a dpone stream on stdout.\n"
 	DP_CLI_COMMON_HELP
 	"      --from VALUE    exclusive low watermark of an incremental run (else: from the start)\n"
@@ -37,7 +37,10 @@ static const char usage_text[] =
 	"      --sample N      rows --infer reads (10000)\n"
 	"      --run-id ID     the run id written into the stream header\n"
 	"      --missing-keys  snapshot_reconciliation: print every key a run would find deleted and exit\n"
-	"      --boundary-file FILE  reuse the high watermark FILE holds (a retried run), else write it there\n"
+	"      --boundary-file FILE  reuse the boundary FILE holds (a retried run, a chunk), else write it there\n"
+	"      --boundary      print the planned boundary (with --chunk: its split) as JSON and exit\n"
+	"      --parallel N    read N ranges of the boundary at once, each on its own connection\n"
+	"                      (source.options.parallelism)\n"
 	"See dpone-extract(1); exit codes are listed there.\n";
 /* clang-format on */
 
@@ -52,14 +55,17 @@ enum {
 	OPT_SAMPLE,
 	OPT_RUN_ID,
 	OPT_MISSING_KEYS,
-	OPT_BOUNDARY_FILE
+	OPT_BOUNDARY_FILE,
+	OPT_BOUNDARY,
+	OPT_PARALLEL
 };
 
 struct options {
 	const char *from, *to, *run_id;
 	const char *boundary_file; /* --boundary-file: the first attempt's boundary, for a retry */
 	int chunk_i, chunk_n;
-	int count, plan, check, infer, missing_keys;
+	long long parallel; /* --parallel; 0: source.options.parallelism */
+	int count, plan, check, infer, missing_keys, boundary_only;
 	long long sample;
 };
 
@@ -77,6 +83,13 @@ handle_option(int id, const char *arg, void *ctx)
 	case OPT_INFER: o->infer = 1; return 0;
 	case OPT_MISSING_KEYS: o->missing_keys = 1; return 0;
 	case OPT_BOUNDARY_FILE: o->boundary_file = arg; return 0;
+	case OPT_BOUNDARY: o->boundary_only = 1; return 0;
+	case OPT_PARALLEL:
+		if (dp_parse_ll(arg, &o->parallel) < 0 || o->parallel < 1 || o->parallel > 64) {
+			dp_warn("--parallel %s: expected a number of ranges from 1 to 64", arg);
+			return -1;
+		}
+		return 0;
 	case OPT_SAMPLE:
 		if (dp_parse_ll(arg, &o->sample) < 0 || o->sample < 1) {
 			dp_warn("--sample %s: expected a number of rows", arg);
@@ -146,15 +159,25 @@ struct job {
 	struct dp_cli cli;
 	struct dp_manifest *m; /* owned */
 	struct encoding enc;
-	struct source s; /* connected and discovered; owned */
+	struct dp_conn conn; /* the source's connection, for the ranges' own; owned */
+	struct source s;     /* connected and discovered; owned */
+};
+
+/* The boundary split into n ranges of an integer column's [min, max]. */
+struct split {
+	int col; /* index into the source's columns */
+	int n;
+	int empty; /* the column has no value inside the boundary */
+	long long min, max;
 };
 
 /* What a run reads: the boundary's predicate and order, and its header
  * object. All owned; plan_free. */
 struct plan {
-	char *where;      /* the boundary predicate, or NULL for the whole table */
-	char *order;      /* ORDER BY list */
-	json_t *boundary; /* the header's boundary object */
+	char *where;        /* the boundary predicate, or NULL for the whole table */
+	char *order;        /* ORDER BY list */
+	json_t *boundary;   /* the header's boundary object */
+	struct split split; /* split.n > 1: read in that many ranges at once */
 };
 
 static void
@@ -366,56 +389,158 @@ plan_boundary(struct job *j, struct plan *p)
 		plan_order_by(p, j->s.cols[j->s.key[k]].name);
 }
 
-/* The column --chunk splits on: an integer key, else an integer
- * incremental column. */
+/* The column ranges split on: source.options.split_column, else an
+ * integer key, else an integer incremental column. `why` says what asked
+ * (--chunk, parallelism) for the message. */
 static int
-chunk_column(const struct source *s)
+split_column(const struct job *j, const char *why)
 {
+	const struct source *s = &j->s;
+	const char *named = dp_manifest_str(j->m, "source.options.split_column");
+	char where[1024];
+	if (named) {
+		int k = source_column(s, named);
+		if (k < 0 || strcmp(s->cols[k].logical, "integer"))
+			dp_die(DP_EXIT_USAGE, "%scolumn '%s' %s: ranges split an integer column",
+			       dp_manifest_where(j->m, "source.options.split_column", where, sizeof where), named,
+			       k < 0 ? "is not in the table" : "is not an integer column");
+		return k;
+	}
 	if (s->nkey > 0 && !strcmp(s->cols[s->key[0]].logical, "integer"))
 		return s->key[0];
 	if (s->inc >= 0 && !strcmp(s->cols[s->inc].logical, "integer"))
 		return s->inc;
-	dp_die(DP_EXIT_USAGE, "--chunk needs an integer key or incremental column to split on");
+	dp_die(DP_EXIT_USAGE,
+	       "%s needs an integer column to split on: the key is not one; name one with "
+	       "source.options.split_column",
+	       why);
 }
 
-/* --chunk I/N: split the range of an integer key (or incremental column)
- * into N disjoint parts; NULLs go to the first. */
+/* The split a first attempt or the first chunk planned (--boundary-file),
+ * if it is one of n ranges of column col: 1 with *sp filled, else 0. */
+static int
+recorded_split(const struct job *j, int col, int n, struct split *sp)
+{
+	if (!j->o.boundary_file)
+		return 0;
+	json_t *b = json_load_file(j->o.boundary_file, 0, NULL);
+	json_t *split = json_object_get(b, "split");
+	const char *name = json_string_value(json_object_get(split, "column"));
+	json_t *min = json_object_get(split, "min"), *max = json_object_get(split, "max");
+	int ok = name && !strcasecmp(name, j->s.cols[col].name) &&
+	         json_integer_value(json_object_get(split, "ranges")) == n &&
+	         ((json_is_integer(min) && json_is_integer(max)) || (json_is_null(min) && json_is_null(max)));
+	if (ok)
+		*sp = (struct split){.col = col,
+		                     .n = n,
+		                     .empty = json_is_null(min),
+		                     .min = json_integer_value(min),
+		                     .max = json_integer_value(max)};
+	json_decref(b);
+	return ok;
+}
+
+/* Split the planned boundary into n ranges of an integer column, from its
+ * MIN and MAX inside the boundary (two queries on the index, planned once:
+ * a retry and every chunk of a recorded plan reuse them). Equal widths:
+ * skewed keys make uneven ranges, never wrong ones. Recorded in the
+ * boundary as "split". */
+static void
+plan_split(struct job *j, struct plan *p, int n, const char *why, struct split *sp)
+{
+	int col = split_column(j, why);
+	if (!recorded_split(j, col, n, sp)) {
+		const struct column *c = &j->s.cols[col];
+		struct encoding as_numbers = j->enc;
+		as_numbers.bigint_as_string = 0;
+		char *lo = plan_aggregate(&j->s, p, "MIN", c, &as_numbers);
+		char *hi = plan_aggregate(&j->s, p, "MAX", c, &as_numbers);
+		*sp = (struct split){.col = col, .n = n, .empty = !strcmp(lo, "null")};
+		if (!sp->empty) {
+			sp->min = strtoll(lo, NULL, 10);
+			sp->max = strtoll(hi, NULL, 10);
+		}
+		free(lo);
+		free(hi);
+	}
+	json_object_set_new(p->boundary, "split",
+	                    json_pack("{s:s, s:o, s:o, s:i}", "column", j->s.cols[col].name, "min",
+	                              sp->empty ? json_null() : json_integer(sp->min), "max",
+	                              sp->empty ? json_null() : json_integer(sp->max), "ranges", n));
+}
+
+/* Range i (1-based) of the split, as a predicate; NULLs of the column go
+ * to the first range. The caller frees it. */
+static char *
+range_predicate(const struct job *j, const struct split *sp, int i)
+{
+	char *col = quote_name(j->s.cols[sp->col].name), *out;
+	if (sp->empty) {
+		out = i == 1 ? dp_strfmt("%s IS NULL", col) : dp_xstrdup("1 = 0");
+	} else {
+		__int128 width = ((__int128)sp->max - sp->min) / sp->n + 1;
+		long long from = (long long)(sp->min + width * (i - 1)), to = (long long)(sp->min + width * i);
+		/* Past the maximum (more ranges than values): nothing. */
+		char *range = (__int128)sp->min + width * (i - 1) > sp->max ? dp_xstrdup("1 = 0")
+		              : i == sp->n                                  ? dp_strfmt("%s >= %lld", col, from)
+		                           : dp_strfmt("%s >= %lld AND %s < %lld", col, from, col, to);
+		out = i == 1 ? dp_strfmt("(%s) OR %s IS NULL", range, col) : dp_xstrdup(range);
+		free(range);
+	}
+	free(col);
+	return out;
+}
+
+/* The plan a chunk belongs to (batch run --chunk: the run that planned
+ * the recorded boundary), from --boundary-file into the header, so that
+ * dpone-state can refuse a chunk of another plan. */
+static void
+carry_plan_id(const struct job *j, struct plan *p)
+{
+	if (!j->o.boundary_file)
+		return;
+	json_t *b = json_load_file(j->o.boundary_file, 0, NULL);
+	json_t *plan = json_object_get(b, "plan");
+	if (json_is_string(plan))
+		json_object_set(p->boundary, "plan", plan);
+	json_decref(b);
+}
+
+/* --chunk I/N: only the I-th range of the boundary. */
 static void
 plan_chunk(struct job *j, struct plan *p)
 {
 	const struct options *o = &j->o;
 	if (!o->chunk_n)
 		return;
-	const struct column *c = &j->s.cols[chunk_column(&j->s)];
-	char *col = quote_name(c->name);
-	struct encoding as_numbers = j->enc;
-	as_numbers.bigint_as_string = 0;
-	char *lo = plan_aggregate(&j->s, p, "MIN", c, &as_numbers);
-	char *hi = plan_aggregate(&j->s, p, "MAX", c, &as_numbers);
+	carry_plan_id(j, p);
+	struct split sp;
+	plan_split(j, p, o->chunk_n, "--chunk", &sp);
 	char chunk[32];
 	snprintf(chunk, sizeof chunk, "%d/%d", o->chunk_i, o->chunk_n);
 	json_object_set_new(p->boundary, "chunk", json_string(chunk));
-	if (!strcmp(lo, "null")) {
-		if (o->chunk_i == 1)
-			plan_and(p, "%s IS NULL", col);
-		else
-			plan_and(p, "1 = 0");
-	} else {
-		__int128 min = strtoll(lo, NULL, 10), max = strtoll(hi, NULL, 10);
-		__int128 width = (max - min) / o->chunk_n + 1;
-		long long from = (long long)(min + width * (o->chunk_i - 1));
-		long long to = (long long)(min + width * o->chunk_i);
-		char *range = o->chunk_i == o->chunk_n ? dp_strfmt("%s >= %lld", col, from)
-		                                       : dp_strfmt("%s >= %lld AND %s < %lld", col, from, col, to);
-		if (o->chunk_i == 1)
-			plan_and(p, "(%s) OR %s IS NULL", range, col);
-		else
-			plan_and(p, "%s", range);
-		free(range);
-	}
-	free(lo);
-	free(hi);
-	free(col);
+	char *range = range_predicate(j, &sp, o->chunk_i);
+	plan_and(p, "%s", range);
+	free(range);
+}
+
+/* How many ranges a run reads at once: --parallel, else the manifest's
+ * source.options.parallelism; one for a chunk (a chunk is a range). */
+static int
+parallelism(const struct job *j)
+{
+	if (j->o.chunk_n)
+		return 1;
+	return (int)(j->o.parallel ? j->o.parallel : dp_manifest_int(j->m, "source.options.parallelism", 1));
+}
+
+/* parallelism N > 1: the boundary's N ranges, planned now. */
+static void
+plan_parallel(struct job *j, struct plan *p)
+{
+	int n = parallelism(j);
+	if (n > 1)
+		plan_split(j, p, n, "source.options.parallelism", &p->split);
 }
 
 /* The SELECT that reads the rows; the caller frees it. */
@@ -426,6 +551,17 @@ rows_sql(const struct source *s, const char *table, const struct plan *p)
 	char *sql = select_sql(list, table, p->where, p->order);
 	free(list);
 	return sql;
+}
+
+/* The boundary's predicate narrowed to range i of its split; the caller
+ * frees it. */
+static char *
+range_where(const struct job *j, const struct plan *p, int i)
+{
+	char *range = range_predicate(j, &p->split, i);
+	char *where = p->where ? dp_strfmt("%s AND (%s)", p->where, range) : dp_strfmt("(%s)", range);
+	free(range);
+	return where;
 }
 
 static char *
@@ -524,6 +660,7 @@ exit_answered(struct job *j)
 {
 	source_free(&j->s);
 	dbexit();
+	dp_conn_free(&j->conn);
 	dp_manifest_free(j->m);
 	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
@@ -572,8 +709,9 @@ run_infer(struct job *j)
 static int
 run_cdc(struct job *j)
 {
-	if (j->o.chunk_n)
-		dp_die(DP_EXIT_USAGE, "--chunk does not apply to strategy cdc: changes are read in LSN order");
+	if (j->o.chunk_n || j->o.parallel > 1)
+		dp_die(DP_EXIT_USAGE, "--%s does not apply to strategy cdc: changes are read in LSN order",
+		       j->o.chunk_n ? "chunk" : "parallel");
 	char *run_id = j->o.run_id ? dp_xstrdup(j->o.run_id) : new_run_id();
 	struct cdc_request rq = {.from = j->o.from,
 	                         .to = j->o.to,
@@ -603,6 +741,19 @@ reconcile_preview(struct job *j, const struct plan *p, FILE *list)
 	return recon;
 }
 
+/* --boundary: the boundary as planned, for dpone-state to record (batch
+ * run --chunk: every chunk reads the recorded one); not one chunk's. */
+static _Noreturn void
+run_boundary(struct job *j, struct plan *p)
+{
+	json_object_del(p->boundary, "chunk");
+	char *text = json_dumps(p->boundary, JSON_COMPACT | JSON_ENSURE_ASCII);
+	puts(text);
+	free(text);
+	plan_free(p);
+	exit_answered(j);
+}
+
 static _Noreturn void
 run_missing_keys(struct job *j, struct plan *p)
 {
@@ -612,6 +763,32 @@ run_missing_keys(struct job *j, struct plan *p)
 	json_decref(recon);
 	plan_free(p);
 	exit_answered(j);
+}
+
+/* --plan with parallelism: each range's predicate, SELECT and count, or
+ * NULL when the run reads one range. */
+static json_t *
+plan_ranges(struct job *j, const struct plan *p, const char *table)
+{
+	if (p->split.n < 2)
+		return NULL;
+	json_t *ranges = json_array();
+	struct column as = {.logical = "integer"};
+	struct encoding as_number = {.binary_as_hex = j->enc.binary_as_hex};
+	for (int i = 1; i <= p->split.n; i++) {
+		char *where = range_where(j, p, i);
+		struct plan range = {.where = where, .order = p->order};
+		char *sql = rows_sql(&j->s, table, &range);
+		char *count_sql = select_sql("COUNT_BIG(*)", table, where, NULL);
+		char *n = source_scalar_json(&j->s, count_sql, &as, &as_number);
+		json_array_append_new(ranges, json_pack("{s:i, s:s, s:s, s:o}", "range", i, "where", where, "sql", sql,
+		                                        "rows", json_loads(n, JSON_DECODE_ANY, NULL)));
+		free(n);
+		free(count_sql);
+		free(sql);
+		free(where);
+	}
+	return ranges;
 }
 
 /* --count and --plan: the boundary's row count, and for --plan the rest
@@ -629,7 +806,9 @@ run_count_or_plan(struct job *j, struct plan *p)
 		printf("%s\n", n);
 	} else {
 		json_t *recon = reconcile_preview(j, p, NULL);
-		print_plan(&j->s, j->m, p->boundary, &j->enc, &(struct plan_queries){sql, count_sql, n}, recon);
+		json_t *ranges = plan_ranges(j, p, table);
+		print_plan(&j->s, j->m, p->boundary, &j->enc, &(struct plan_queries){sql, count_sql, n, ranges}, recon);
+		json_decref(ranges);
 		json_decref(recon);
 	}
 	free(n);
@@ -675,6 +854,43 @@ end_message(const struct job *j, const struct row_writer *rw, unsigned long long
 	return end;
 }
 
+/* What a range's child reads (borrowed from the parent's run_rows). */
+struct range_job {
+	struct job *j;
+	const struct plan *p;
+	int bcp;
+};
+
+/* parallel.c's read_range_fn: range i of the split, on a connection of its
+ * own, as rows on fd and its end. */
+static _Noreturn void
+read_range(void *ctx, int i, int fd)
+{
+	struct range_job *rj = ctx;
+	struct job *j = rj->j;
+	dp_on_die(NULL);        /* the staged artifact is the parent's to remove */
+	struct source s = j->s; /* the columns discovered; the connection is replaced */
+	source_connect(&s, &j->conn, dp_manifest_str(j->m, "source.table.database"), rj->bcp, j->enc.max_row_bytes);
+	char *table = source_table_name(&s), *where = range_where(j, rj->p, i);
+	struct plan range = {.where = where, .order = rj->p->order};
+	char *sql = rows_sql(&s, table, &range);
+	struct dp_writer *w = dp_writer_open(fd, "a range's pipe", 0);
+	struct row_writer rw;
+	row_writer_init(&rw, w, &s, &j->enc, 1);
+	if (rj->bcp) {
+		bcp_extract(&s, sql, &rw);
+	} else {
+		if (source_query(&s, sql))
+			dp_die(DP_EXIT_SOURCE, "range %d/%d: the query failed: %s", i, rj->p->split.n, source_error());
+		stream_rows(&s, &rw, 0, dp_manifest_int(j->m, "source.options.batch_size", 50000));
+	}
+	json_t *wm =
+		json_pack("{s:o, s:o}", "low", rw.wm.low ? json_loads(rw.wm.low, JSON_DECODE_ANY, NULL) : json_null(),
+	                  "high", rw.wm.high ? json_loads(rw.wm.high, JSON_DECODE_ANY, NULL) : json_null());
+	dp_writer_control(w, "end", json_pack("{s:I, s:o}", "rows", (json_int_t)rw.rows, "watermark", wm));
+	_exit(dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK);
+}
+
 /* A run: header, rows (streamed, or bcp-copied into an artifact that goes
  * to stdout once complete), reconciliation's deletes, end. */
 static int
@@ -684,7 +900,7 @@ run_rows(struct job *j, struct plan *p, int bcp)
 	char *table = source_table_name(&j->s);
 	char *sql = rows_sql(&j->s, table, p);
 	free(table);
-	if (!bcp && source_query(&j->s, sql))
+	if (!bcp && p->split.n < 2 && source_query(&j->s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());
 	char *run_id = j->o.run_id ? dp_xstrdup(j->o.run_id) : new_run_id();
 	int out = bcp ? stage_open(j->m, run_id) : 1;
@@ -700,7 +916,9 @@ run_rows(struct job *j, struct plan *p, int bcp)
 		dp_on_die(remove_staged);
 	}
 	double start = dp_now();
-	if (bcp)
+	if (p->split.n > 1)
+		parallel_read(p->split.n, read_range, &(struct range_job){j, p, bcp}, &rw, isatty(2) && !j->cli.quiet);
+	else if (bcp)
 		bcp_extract(&j->s, sql, &rw);
 	else
 		stream_rows(&j->s, &rw, isatty(2) && !j->cli.quiet,
@@ -727,11 +945,9 @@ job_open(struct job *j, int bcp)
 		.bigint_as_string = m->bigint_as == DP_BIGINT_STRING,
 		.binary_as_hex = m->binary_as == DP_BINARY_HEX,
 		.max_row_bytes = (size_t)dp_manifest_int(m, "sink.options.delivery.max_message_bytes", 1000000)};
-	struct dp_conn conn;
-	dp_cli_resolve(m, "source", "mssql", &conn);
+	dp_cli_resolve(m, "source", "mssql", &j->conn);
 	source_set_timeouts(m);
-	source_connect(&j->s, &conn, dp_manifest_str(m, "source.table.database"), bcp, j->enc.max_row_bytes);
-	dp_conn_free(&conn);
+	source_connect(&j->s, &j->conn, dp_manifest_str(m, "source.table.database"), bcp, j->enc.max_row_bytes);
 	source_discover(&j->s, m);
 }
 
@@ -749,6 +965,8 @@ main(int argc, char **argv)
 	                                      {"run-id", required_argument, NULL, OPT_RUN_ID},
 	                                      {"missing-keys", no_argument, NULL, OPT_MISSING_KEYS},
 	                                      {"boundary-file", required_argument, NULL, OPT_BOUNDARY_FILE},
+	                                      {"parallel", required_argument, NULL, OPT_PARALLEL},
+	                                      {"boundary", no_argument, NULL, OPT_BOUNDARY},
 	                                      {NULL, 0, NULL, 0}};
 	struct job j = {0};
 	dp_cli_parse_ex(argc, argv, usage_text, 0, extra, handle_option, &j.o, &j.cli);
@@ -772,9 +990,16 @@ main(int argc, char **argv)
 			dp_die(DP_EXIT_USAGE,
 			       "--chunk does not apply to strategy snapshot_reconciliation: a chunk's keys are "
 			       "not the table's, and every other key would look deleted");
+		if (j.o.parallel > 1 && j.m->strategy == DP_SNAPSHOT_RECONCILIATION)
+			dp_die(DP_EXIT_USAGE,
+			       "--parallel does not apply to strategy snapshot_reconciliation: every key of the "
+			       "table is gathered by one reader");
 		struct plan p = {0};
 		plan_boundary(&j, &p);
 		plan_chunk(&j, &p);
+		plan_parallel(&j, &p);
+		if (j.o.boundary_only)
+			run_boundary(&j, &p);
 		if (j.o.missing_keys)
 			run_missing_keys(&j, &p);
 		if (j.o.count || j.o.plan)
@@ -784,6 +1009,7 @@ main(int argc, char **argv)
 	}
 	source_free(&j.s);
 	dbexit();
+	dp_conn_free(&j.conn);
 	dp_manifest_free(j.m);
 	return code;
 }

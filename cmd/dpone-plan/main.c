@@ -345,6 +345,8 @@ build_plan(const struct dp_manifest *m, const char *manifest_path, const struct 
 	json_object_set(boundary, "sql", json_object_get(extract, "sql"));
 	json_object_set(boundary, "count_sql", json_object_get(extract, "count_sql"));
 	json_object_set(boundary, "rows", json_object_get(extract, "rows"));
+	if (json_object_get(extract, "ranges"))
+		json_object_set(boundary, "ranges", json_object_get(extract, "ranges"));
 	json_t *strategy = json_deep_copy(dp_manifest_get(m, "sink.strategy"));
 	json_t *source =
 		json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O}", "type",

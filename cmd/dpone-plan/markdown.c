@@ -124,6 +124,28 @@ boundary(FILE *out, const json_t *plan)
 		if (json_object_get(b, keys[i][0]))
 			item(out, keys[i][1], json_object_get(b, keys[i][0]));
 	item(out, "rows in the boundary now", json_object_get(b, "rows"));
+	const json_t *split = json_object_get(b, "split");
+	if (json_object_get(b, "ranges")) {
+		fprintf(out,
+		        "\nRead in %lld ranges at once, each on its own connection: column %s split into equal "
+		        "widths of its MIN..MAX inside the boundary (",
+		        (long long)json_integer_value(json_object_get(split, "ranges")),
+		        json_string_value(json_object_get(split, "column")));
+		cell(out, json_object_get(split, "min"));
+		fputs("..", out);
+		cell(out, json_object_get(split, "max"));
+		fputs("):\n\n| range | rows now | SQL |\n|---|---|---|\n", out);
+		size_t i;
+		const json_t *r;
+		json_array_foreach(json_object_get(b, "ranges"), i, r) {
+			fprintf(out, "| %lld | ", (long long)json_integer_value(json_object_get(r, "range")));
+			cell(out, json_object_get(r, "rows"));
+			fputs(" | `", out);
+			cell(out, json_object_get(r, "sql"));
+			fputs("` |\n", out);
+		}
+		return;
+	}
 	fprintf(out, "\nThe rows are read with:\n\n```sql\n%s\n```\n", json_string_value(json_object_get(b, "sql")));
 }
 

@@ -88,6 +88,7 @@ handle_option(int id, const char *arg, void *ctx)
 /* One run: its inputs, the message format and where messages go. */
 struct run {
 	const struct dp_manifest *m;
+	char *chunk_txn_id; /* a chunk's transactional id, owned; or NULL */
 	struct dp_reader *r;
 	struct dp_writer *out;
 	struct dedupe *dedupe; /* duplicate_policy, or NULL */
@@ -359,11 +360,28 @@ check_origin(const struct run *rn, json_t *header)
 			       origin[i].what);
 }
 
+/* A chunk of a run spread over processes (batch run --chunk I/N) has a
+ * transactional id of its own, ID.chunk-I-of-N: chunks running at once
+ * would fence each other's transactions with one id. */
+static void
+chunk_transactional_id(struct run *rn, struct sink_options *so)
+{
+	json_t *boundary = json_object_get(dp_reader_header(rn->r), "boundary");
+	const char *chunk = json_string_value(json_object_get(boundary, "chunk"));
+	int i, n;
+	if (!so->transactional || !so->default_id || !chunk || sscanf(chunk, "%d/%d", &i, &n) != 2)
+		return;
+	rn->chunk_txn_id = dp_strfmt("%s.chunk-%d-of-%d", so->transactional_id, i, n);
+	so->transactional_id = rn->chunk_txn_id;
+}
+
 /* After the header: the message format and, unless dry, the producer. */
 static void
 start(struct run *rn, const struct dp_conn *conn, struct sink_options *so)
 {
 	check_origin(rn, dp_reader_header(rn->r));
+	if (so)
+		chunk_transactional_id(rn, so);
 	format_init(&rn->fmt, rn->m, dp_reader_header(rn->r));
 	dp_reader_want(rn->r, rn->fmt.scan_names, rn->fmt.nscan);
 	rn->started = 1;
@@ -562,6 +580,7 @@ main(int argc, char **argv)
 	struct sink_options so = {.topic = topic,
 	                          .transactional = m->delivery == DP_EXACTLY_ONCE,
 	                          .transactional_id = txn_id,
+	                          .default_id = !o.transactional_id,
 	                          .stall_timeout = flush_timeout ? json_number_value(flush_timeout) : 0,
 	                          .drain_timeout = o.drain_timeout,
 	                          .quiet = cli.quiet};
@@ -611,6 +630,7 @@ main(int argc, char **argv)
 	free(rn.record.p);
 	free(rn.prepared_path);
 	free(txn_id);
+	free(rn.chunk_txn_id);
 	dp_conn_free(&conn);
 	dp_manifest_free(m);
 	return 0;

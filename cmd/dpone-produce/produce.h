@@ -115,6 +115,7 @@ struct sink_options {
 	const char *topic;
 	int transactional;
 	const char *transactional_id;
+	int default_id;       /* transactional_id is the default: a chunk's gets its suffix */
 	double stall_timeout; /* fail a flush after this long without progress; 0: never */
 	double drain_timeout; /* after SIGINT/SIGTERM, wait this long for deliveries */
 	int quiet;

@@ -21,7 +21,8 @@
 /* clang-format off */
 static const char usage_text[] =
 	"usage: dpone-state [-hqV] [--registry FILE] [--print-manifest] [--run-id ID] [--ttl SECONDS]\n"
-	"                   [--holder-pid PID] [--to VALUE] [--force] [--watermark] [--clear] MANIFEST COMMAND\n"
+	"                   [--holder-pid PID] [--to VALUE] [--force] [--watermark] [--clear]\n"
+	"                   [--chunk I/N] [--boundary-file FILE] MANIFEST COMMAND\n"
 	"Read and advance the state of the manifest's job.\n"
 	"Commands:\n"
 	"  get            the committed state as JSON (--watermark: only its value)\n"
@@ -34,6 +35,10 @@ static const char usage_text[] =
 	"  check          can runs read and write the state? JSON on stdout\n"
 	"  keys           the committed key index of snapshot_reconciliation, on stdout\n"
 	"                 (--clear: forget it; the next run deletes nothing)\n"
+	"  chunk-plan     --chunk I/N --boundary-file FILE: the boundary of the open chunked run\n"
+	"                 into FILE, or FILE (planned by dpone-extract --boundary) recorded as it;\n"
+	"                 prints none, recorded or delivered (chunk I's receipt is in)\n"
+	"  chunk-receipt  --chunk I/N: record chunk I's summary (stdin); the last of N commits\n"
 	"  report         metrics and lineage for run --run-id (--event start, or its end:\n"
 	"                 --exit-code N, --started EPOCH, --error TEXT, the summary on stdin)\n"
 	DP_CLI_COMMON_HELP
@@ -48,6 +53,8 @@ static const char usage_text[] =
 	"      --exit-code N   report: the run's exit status\n"
 	"      --started EPOCH report: when the run began, in seconds since the epoch\n"
 	"      --error TEXT    report: the cause of a failed run\n"
+	"      --chunk I/N     chunk-plan, chunk-receipt: chunk I of a run spread over N processes\n"
+	"      --boundary-file FILE  chunk-plan: where the boundary goes, or comes from\n"
 	"See dpone-state(1); exit codes are listed there.\n";
 /* clang-format on */
 
@@ -62,7 +69,9 @@ enum {
 	OPT_EVENT,
 	OPT_EXIT_CODE,
 	OPT_STARTED,
-	OPT_ERROR
+	OPT_ERROR,
+	OPT_CHUNK,
+	OPT_BOUNDARY_FILE
 };
 
 struct options {
@@ -70,6 +79,8 @@ struct options {
 	long long ttl;        /* 0: state.lease_ttl */
 	long long holder_pid; /* lock: the process that holds the lease (0: this one's parent) */
 	int force, watermark_only, clear, quiet;
+	int chunk_i, chunk_n;      /* --chunk I/N */
+	const char *boundary_file; /* chunk-plan */
 	const struct dp_manifest *m;
 	const char *manifest_path; /* as given, for the commands a message suggests */
 	struct report_options report;
@@ -117,6 +128,14 @@ handle_option(int id, const char *arg, void *ctx)
 		return 0;
 	}
 	case OPT_ERROR: o->report.error = arg; return 0;
+	case OPT_BOUNDARY_FILE: o->boundary_file = arg; return 0;
+	case OPT_CHUNK:
+		if (sscanf(arg, "%d/%d", &o->chunk_i, &o->chunk_n) != 2 || o->chunk_n < 1 || o->chunk_i < 1 ||
+		    o->chunk_i > o->chunk_n || o->chunk_n > 10000) {
+			dp_warn("--chunk %s: expected I/N with 1 <= I <= N", arg);
+			return -1;
+		}
+		return 0;
 	case OPT_HOLDER_PID:
 		if (dp_parse_ll(arg, &o->holder_pid) < 0 || o->holder_pid < 1 || o->holder_pid > INT_MAX) {
 			dp_warn("--holder-pid %s: expected a process id", arg);
@@ -234,6 +253,8 @@ read_summary(struct summary *sum)
 	reconcile_hashes(sum);
 }
 
+static int refuse_open_chunked_run(const struct job_state *st, const struct options *o, char *err, size_t errlen);
+
 struct commit_ctx {
 	const struct options *o;
 	struct summary *sum;
@@ -285,7 +306,8 @@ check_start(struct job_state *st, json_t *boundary, const char *run_id, const ch
 	}
 	/* A job's first commit may start anywhere (dpone batch run --from on a
 	 * new job); after that, only where state stands. */
-	int first = !st->record;
+	int first = !st->record ||
+	            (!json_object_get(st->record, "committed_at") && !json_object_get(st->record, "reset_at"));
 	int from_state = kind && (!strcmp(kind, "incremental") || !strcmp(kind, "cdc"));
 	if (from_state && !first && !json_equal(current, from) && (current || from)) {
 		char *a = show(from), *b = show(current);
@@ -316,6 +338,8 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	json_t *boundary = json_object_get(header, "boundary");
 	const char *run_id = json_string_value(json_object_get(header, "run_id"));
 	int rc = check_column(c->o, st->record, err, errlen);
+	if (!rc && !json_object_get(boundary, "plan"))
+		rc = refuse_open_chunked_run(st, c->o, err, errlen);
 	if (!rc)
 		rc = check_start(st, boundary, run_id, c->lease_holder, err, errlen);
 	if (rc)
@@ -327,7 +351,7 @@ commit_update(struct job_state *st, json_t **history, void *ctx, char *err, size
 	const char *sql_type = json_string_value(json_object_get(dp_header_column(header, column), "sql_type"));
 	json_t *before = watermark_value(st->record), *after = before, *high = json_object_get(seen, "high");
 	/* Never backwards: a lookback may re-read only rows below state. */
-	if (high && !json_is_null(high) && (!before || compare_watermarks(high, before, sql_type) > 0))
+	if (high && !json_is_null(high) && (!before || dp_compare_watermarks(high, before, sql_type) > 0))
 		after = high;
 	char *now = utc_now();
 	json_t *record = json_pack("{s:s?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "run_id", run_id, "committed_at", now,
@@ -487,6 +511,11 @@ reset_update(struct job_state *st, json_t **history, void *ctx, char *err, size_
 			                    json_pack("{s:s?, s:O}", "column", column, "value", value));
 	}
 	json_object_set_new(record, "reset_at", json_string(now));
+	if (json_object_get(record, "chunked_run")) {
+		/* A reset abandons an open chunked run: its chunks are refused. */
+		json_object_set(*history, "abandoned_chunked_run", json_object_get(record, "chunked_run"));
+		json_object_del(record, "chunked_run");
+	}
 	json_object_del(record, "run_id"); /* a reset is no run: the next commit compares watermarks only */
 	json_decref(st->record);
 	st->record = record;
@@ -586,6 +615,299 @@ cmd_schema(struct store *s, const struct options *o, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- chunks: one run spread over N processes (batch run --chunk I/N) ----
+ * While its chunks are delivered, the record holds the open chunked run:
+ * {"plan": RUN_ID, "ranges": N, "boundary": {...}, "planned_at": TIME,
+ * "receipts": {"I": {...}}}. The first chunk to start records the
+ * boundary dpone-extract planned; the others read it; each delivered
+ * chunk adds its receipt; the one that completes the set commits the whole
+ * run, once, under the same compare-and-set as commit. */
+
+static json_t *
+chunked_run(const struct job_state *st)
+{
+	return json_object_get(st->record, "chunked_run");
+}
+
+/* "chunked run P (k of N chunks delivered)" */
+static void
+describe_chunked_run(const json_t *cr, char *out, size_t len)
+{
+	const char *plan = json_string_value(json_object_get(cr, "plan"));
+	snprintf(out, len, "chunked run %s (%zu of %lld chunks delivered)", plan ? plan : "?",
+	         json_object_size(json_object_get(cr, "receipts")),
+	         (long long)json_integer_value(json_object_get(cr, "ranges")));
+}
+
+/* A whole run (lock) may not start while a chunked run is open: its
+ * commit would drop the chunks' receipts. */
+static int
+refuse_open_chunked_run(const struct job_state *st, const struct options *o, char *err, size_t errlen)
+{
+	const json_t *cr = chunked_run(st);
+	if (!cr)
+		return 0;
+	char what[256];
+	describe_chunked_run(cr, what, sizeof what);
+	snprintf(err, errlen,
+	         "%s is open: deliver its missing chunks (dpone batch run %s --chunk I/%lld), or abandon it "
+	         "(dpone-state %s reset --to VALUE)",
+	         what, o->manifest_path, (long long)json_integer_value(json_object_get(cr, "ranges")),
+	         o->manifest_path);
+	return DP_EXIT_CONFLICT;
+}
+
+/* Record a newly planned boundary as the open chunked run of o->chunk_n
+ * ranges, if it starts where state is and no whole run holds the lease. */
+static int
+record_chunked_run(struct job_state *st, const struct options *o, json_t *planned, char *err, size_t errlen)
+{
+	int rc = check_column(o, st->record, err, errlen);
+	if (!rc)
+		rc = check_start(st, planned, o->run_id, NULL, err, errlen);
+	if (rc)
+		return rc;
+	json_t *boundary = json_deep_copy(planned);
+	json_object_set_new(boundary, "plan", json_string(o->run_id));
+	char *now = utc_now();
+	if (!st->record)
+		st->record = json_object();
+	json_object_set_new(st->record, "chunked_run",
+	                    json_pack("{s:s, s:i, s:o, s:s, s:{}}", "plan", o->run_id, "ranges", o->chunk_n, "boundary",
+	                              boundary, "planned_at", now, "receipts"));
+	free(now);
+	return 0;
+}
+
+struct chunk_plan_ctx {
+	const struct options *o;
+	json_t *planned;     /* the boundary dpone-extract --boundary planned, or NULL; borrowed */
+	json_t *recorded;    /* out: the open chunked run's boundary, a new reference */
+	const char *verdict; /* out: none, recorded, delivered */
+};
+
+static int
+chunk_plan_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	(void)history;
+	struct chunk_plan_ctx *c = ctx;
+	const struct options *o = c->o;
+	c->verdict = "none";
+	if (!chunked_run(st) && !c->planned)
+		return 0;
+	int rc = chunked_run(st) ? 0 : record_chunked_run(st, o, c->planned, err, errlen);
+	if (rc)
+		return rc;
+	json_t *cr = chunked_run(st);
+	if (json_integer_value(json_object_get(cr, "ranges")) != o->chunk_n) {
+		char what[256];
+		describe_chunked_run(cr, what, sizeof what);
+		snprintf(err, errlen,
+		         "%s is open, of %lld chunks, not %d: run its chunks as I/%lld, or abandon it "
+		         "(dpone-state %s reset --to VALUE)",
+		         what, (long long)json_integer_value(json_object_get(cr, "ranges")), o->chunk_n,
+		         (long long)json_integer_value(json_object_get(cr, "ranges")), o->manifest_path);
+		return DP_EXIT_CONFLICT;
+	}
+	char key[16];
+	snprintf(key, sizeof key, "%d", o->chunk_i);
+	c->verdict = json_object_get(json_object_get(cr, "receipts"), key) ? "delivered" : "recorded";
+	c->recorded = json_incref(json_object_get(cr, "boundary"));
+	return 0;
+}
+
+/* chunk-plan: the open chunked run's boundary into --boundary-file, or the
+ * boundary that file holds (planned by dpone-extract --boundary) recorded
+ * as the open run; prints none, recorded or delivered. */
+static int
+cmd_chunk_plan(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	json_t *planned = NULL;
+	if (access(o->boundary_file, F_OK) == 0) {
+		json_error_t jerr;
+		planned = json_load_file(o->boundary_file, 0, &jerr);
+		if (!json_is_object(planned) || !o->run_id) {
+			snprintf(err, errlen, "%s: %s", o->boundary_file,
+			         !o->run_id ? "recording a plan needs --run-id ID, the plan's name"
+			                    : "not a boundary (dpone-extract --boundary writes one)");
+			json_decref(planned);
+			return DP_EXIT_USAGE;
+		}
+	}
+	struct chunk_plan_ctx c = {o, planned, NULL, NULL};
+	int rc = s->ops->update(s, chunk_plan_update, &c, err, errlen);
+	if (!rc && c.recorded) {
+		char *tmp = dp_strfmt("%s.tmp", o->boundary_file);
+		if (json_dump_file(c.recorded, tmp, JSON_COMPACT) < 0 || rename(tmp, o->boundary_file) < 0) {
+			snprintf(err, errlen, "%s: %s", o->boundary_file, strerror(errno));
+			rc = DP_EXIT_FAILURE;
+		}
+		free(tmp);
+	}
+	if (!rc)
+		puts(c.verdict);
+	json_decref(c.recorded);
+	json_decref(planned);
+	return rc;
+}
+
+/* The summary of the whole chunked run, from its receipts, for
+ * commit_update: the planned boundary, rows and messages summed, the
+ * highest watermark any chunk saw. Members owned by sum. */
+static void
+whole_run_summary(const json_t *cr, const json_t *chunk_header, struct summary *sum)
+{
+	json_t *receipts = json_object_get(cr, "receipts");
+	json_int_t rows = 0, messages = 0;
+	json_t *high = NULL, *partitions = json_array(), *checks = json_object(), *r;
+	const char *key;
+	json_t *boundary = json_object_get(cr, "boundary");
+	const char *column = json_string_value(json_object_get(boundary, "column"));
+	const char *sql_type = json_string_value(json_object_get(dp_header_column(chunk_header, column), "sql_type"));
+	int passed = 1;
+	json_object_foreach(receipts, key, r) {
+		rows += json_integer_value(json_object_get(r, "rows"));
+		messages += json_integer_value(json_object_get(r, "delivered"));
+		json_t *h = json_object_get(r, "high");
+		if (h && !json_is_null(h) && (!high || dp_compare_watermarks(h, high, sql_type) > 0))
+			high = h;
+		json_array_extend(partitions, json_object_get(r, "partitions"));
+		if (json_object_get(r, "checks")) {
+			json_object_set(checks, key, json_object_get(r, "checks"));
+			passed &= !json_is_false(json_object_get(json_object_get(r, "checks"), "passed"));
+		}
+	}
+	sum->header = json_deep_copy(chunk_header);
+	json_object_set(sum->header, "boundary", boundary);
+	json_object_set(sum->header, "run_id", json_object_get(cr, "plan"));
+	sum->end = json_pack("{s:I}", "rows", rows);
+	if (high)
+		json_object_set_new(sum->end, "watermark", json_pack("{s:s?, s:O}", "column", column, "high", high));
+	sum->delivery = json_pack("{s:I, s:I, s:I, s:o}", "messages", messages, "delivered", messages, "failed",
+	                          (json_int_t)0, "partitions", partitions);
+	sum->checks = json_object_size(checks) ? json_pack("{s:b, s:o}", "passed", passed, "chunks", checks) : NULL;
+	if (!sum->checks)
+		json_decref(checks);
+}
+
+struct chunk_receipt_ctx {
+	const struct options *o;
+	struct summary *sum; /* the chunk's */
+	json_t *result;      /* out: what to print */
+	char *moved;         /* out: the watermark's move, when the run completed */
+};
+
+/* A summary that is not chunk o's of the open chunked run is refused: a
+ * stale chunk (of a run completed, abandoned or planned again). */
+static int
+check_receipt(const struct job_state *st, const struct chunk_receipt_ctx *c, char *err, size_t errlen)
+{
+	json_t *boundary = json_object_get(c->sum->header, "boundary");
+	const char *plan = json_string_value(json_object_get(boundary, "plan"));
+	const char *chunk = json_string_value(json_object_get(boundary, "chunk"));
+	char want[32];
+	snprintf(want, sizeof want, "%d/%d", c->o->chunk_i, c->o->chunk_n);
+	if (!plan || !chunk || strcmp(chunk, want)) {
+		snprintf(err, errlen,
+		         "stdin: the summary is not of chunk %s of a chunked run (its boundary: chunk %s, plan %s)",
+		         want, chunk ? chunk : "none", plan ? plan : "none");
+		return DP_EXIT_STREAM;
+	}
+	const char *open = json_string_value(json_object_get(chunked_run(st), "plan"));
+	if (open && !strcmp(open, plan))
+		return 0;
+	const char *last = json_string_value(json_object_get(st->record, "run_id"));
+	snprintf(err, errlen,
+	         "chunk %s of run %s is stale: %s%s; its rows were published, state does not take them "
+	         "(nothing was changed)",
+	         want, plan,
+	         last && !strcmp(last, plan) ? "that run is complete and committed already"
+	         : open                      ? "the open chunked run is "
+	                                     : "no chunked run is open (abandoned by a reset)",
+	         last && !strcmp(last, plan) ? ""
+	         : open                      ? open
+	                                     : "");
+	return DP_EXIT_CONFLICT;
+}
+
+static int
+chunk_receipt_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t errlen)
+{
+	struct chunk_receipt_ctx *c = ctx;
+	int rc = check_receipt(st, c, err, errlen);
+	if (rc)
+		return rc;
+	json_t *cr = chunked_run(st), *receipts = json_object_get(cr, "receipts");
+	char key[16], *now = utc_now();
+	snprintf(key, sizeof key, "%d", c->o->chunk_i);
+	json_t *seen = json_object_get(c->sum->end, "watermark");
+	json_object_set_new(receipts, key,
+	                    json_pack("{s:O?, s:s, s:O?, s:O?, s:O?, s:O?, s:O?}", "run_id",
+	                              json_object_get(c->sum->header, "run_id"), "received_at", now, "rows",
+	                              json_object_get(c->sum->end, "rows"), "delivered",
+	                              json_object_get(c->sum->delivery, "delivered"), "high",
+	                              json_object_get(seen, "high"), "partitions",
+	                              json_object_get(c->sum->delivery, "partitions"), "checks", c->sum->checks));
+	free(now);
+	json_int_t ranges = json_integer_value(json_object_get(cr, "ranges"));
+	size_t have = json_object_size(receipts);
+	if ((json_int_t)have < ranges) {
+		c->result = json_pack("{s:O, s:i, s:I, s:I, s:b}", "plan", json_object_get(cr, "plan"), "chunk",
+		                      c->o->chunk_i, "receipts", (json_int_t)have, "ranges", ranges, "complete", 0);
+		return 0;
+	}
+	struct summary whole = {0};
+	whole_run_summary(cr, c->sum->header, &whole);
+	json_t *all = json_incref(receipts);
+	struct commit_ctx cc = {c->o, &whole, NULL, NULL, NULL, NULL};
+	rc = commit_update(st, history, &cc, err, errlen);
+	if (!rc) {
+		json_object_set(*history, "chunks", all);
+		c->result = cc.result;
+		json_object_set_new(c->result, "complete", json_true());
+		c->moved = cc.moved;
+	} else {
+		json_decref(cc.result);
+		free(cc.moved);
+	}
+	json_decref(all);
+	json_decref(whole.header);
+	json_decref(whole.end);
+	json_decref(whole.delivery);
+	json_decref(whole.checks);
+	return rc;
+}
+
+/* chunk-receipt: chunk I's summary (stdin) recorded; the last of the N
+ * commits the whole run. */
+static int
+cmd_chunk_receipt(struct store *s, const struct options *o, char *err, size_t errlen)
+{
+	struct summary sum = {0};
+	read_summary(&sum);
+	struct chunk_receipt_ctx c = {o, &sum, NULL, NULL};
+	int rc = s->ops->update(s, chunk_receipt_update, &c, err, errlen);
+	if (!rc) {
+		print_json(c.result);
+		if (!o->quiet && c.moved)
+			dp_warn("committed run %s (%d chunks): watermark %s, %lld rows",
+			        json_string_value(json_object_get(c.result, "run_id")), o->chunk_n, c.moved,
+			        (long long)json_integer_value(json_object_get(c.result, "rows")));
+		else if (!o->quiet)
+			dp_warn("chunk %d/%d of run %s delivered: %lld of %d chunks in; state moves when all are",
+			        o->chunk_i, o->chunk_n, json_string_value(json_object_get(c.result, "plan")),
+			        (long long)json_integer_value(json_object_get(c.result, "receipts")), o->chunk_n);
+	}
+	json_decref(c.result);
+	free(c.moved);
+	json_decref(sum.header);
+	json_decref(sum.reconciliation);
+	json_decref(sum.delivery);
+	json_decref(sum.checks);
+	json_decref(sum.end);
+	return rc;
+}
+
 /* ---- leases ---- */
 
 /* What identifies a process across pid reuse: its start time in clock ticks
@@ -676,6 +998,7 @@ lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t
 	const char *owner = json_string_value(json_object_get(st->lease, "owner"));
 	json_int_t expires = json_integer_value(json_object_get(st->lease, "expires_at"));
 	time_t now = time(NULL);
+	int rc;
 	struct machine mc;
 	this_machine(&mc);
 	char holder[512];
@@ -694,6 +1017,8 @@ lock_update(struct job_state *st, json_t **history, void *ctx, char *err, size_t
 			return DP_EXIT_CONFLICT;
 		}
 	}
+	if ((rc = refuse_open_chunked_run(st, o, err, errlen)))
+		return rc;
 	long long pid = o->holder_pid ? o->holder_pid : (long long)getppid();
 	long long ttl = o->ttl ? o->ttl : dp_duration_seconds(dp_manifest_str(o->m, "state.lease_ttl"));
 	char start[32];
@@ -762,7 +1087,7 @@ cmd_unlock(struct store *s, const struct options *o, char *err, size_t errlen)
 
 /* The commands, git-style: name, what runs it, the option it cannot do
  * without (NEEDS_*), and the message when it is missing. */
-enum { NEEDS_NOTHING, NEEDS_TO, NEEDS_RUN_ID };
+enum { NEEDS_NOTHING, NEEDS_TO, NEEDS_RUN_ID, NEEDS_CHUNK };
 static const struct command {
 	const char *name;
 	int (*run)(struct store *s, const struct options *o, char *err, size_t errlen);
@@ -778,6 +1103,8 @@ static const struct command {
 	{"schema", cmd_schema, NEEDS_NOTHING, NULL},
 	{"check", cmd_check, NEEDS_NOTHING, NULL},
 	{"keys", cmd_keys, NEEDS_NOTHING, NULL},
+	{"chunk-plan", cmd_chunk_plan, NEEDS_CHUNK, "chunk-plan needs --chunk I/N and --boundary-file FILE"},
+	{"chunk-receipt", cmd_chunk_receipt, NEEDS_CHUNK, "chunk-receipt needs --chunk I/N"},
 	{"report", NULL, NEEDS_RUN_ID, "report needs --run-id ID"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -862,6 +1189,8 @@ main(int argc, char **argv)
 	                                      {"force", no_argument, NULL, OPT_FORCE},
 	                                      {"watermark", no_argument, NULL, OPT_WATERMARK},
 	                                      {"clear", no_argument, NULL, OPT_CLEAR},
+	                                      {"chunk", required_argument, NULL, OPT_CHUNK},
+	                                      {"boundary-file", required_argument, NULL, OPT_BOUNDARY_FILE},
 	                                      {NULL, 0, NULL, 0}};
 	struct options o = {0};
 	struct dp_cli cli;
@@ -875,7 +1204,8 @@ main(int argc, char **argv)
 		dp_die(DP_EXIT_USAGE, "missing COMMAND");
 	}
 	const struct command *cmd = find_command(command);
-	if ((cmd->needs == NEEDS_TO && !o.to) || (cmd->needs == NEEDS_RUN_ID && !o.run_id))
+	if ((cmd->needs == NEEDS_TO && !o.to) || (cmd->needs == NEEDS_RUN_ID && !o.run_id) ||
+	    (cmd->needs == NEEDS_CHUNK && (!o.chunk_n || (!strcmp(command, "chunk-plan") && !o.boundary_file))))
 		dp_die(DP_EXIT_USAGE, "%s", cmd->missing);
 	o.quiet = cli.quiet;
 	o.m = m;

@@ -68,10 +68,6 @@ int copy_fd(int in, int out);
  * last (a new one), or NULL to append entry. */
 json_t *history_fold(json_t *last, json_t *entry);
 
-/* record.c: <0, 0, >0 as a is below, equal to, above b in the order of
- * the column's SQL type (sql_type may be NULL). */
-int compare_watermarks(const json_t *a, const json_t *b, const char *sql_type);
-
 /* report.c: dpone-state report. */
 struct report_options {
 	int start;          /* --event start: the run begins */

@@ -25,9 +25,9 @@ static void
 check_order(const json_t *a, const json_t *b)
 {
 	for (size_t i = 0; i < sizeof sql_types / sizeof sql_types[0]; i++) {
-		if (compare_watermarks(a, a, sql_types[i]))
+		if (dp_compare_watermarks(a, a, sql_types[i]))
 			fuzz_fail("a watermark is not equal to itself as %s", sql_types[i] ? sql_types[i] : "untyped");
-		if (sign(compare_watermarks(a, b, sql_types[i])) != -sign(compare_watermarks(b, a, sql_types[i])))
+		if (sign(dp_compare_watermarks(a, b, sql_types[i])) != -sign(dp_compare_watermarks(b, a, sql_types[i])))
 			fuzz_fail("watermarks compare both ways the same as %s",
 			          sql_types[i] ? sql_types[i] : "untyped");
 	}
