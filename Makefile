@@ -165,6 +165,7 @@ bench: deps
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/headers
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/e2e
 	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/reconcile
+	DPONE_BIN=$(abspath $(BIN)) DPONE_TEST_BIN=$(abspath $(O)/test-bin) sh bench/parallel
 
 # libFuzzer (clang) with ASan and UBSan, each harness for FUZZ_SECONDS on a
 # copy of its seed corpus; a crash is written to build-fuzz/crashes/NAME/

@@ -354,3 +354,56 @@ chunk_test() {
 	run dpone batch run m.yaml --chunk 1/2 --parallel 2
 	assert_failure 2
 }
+
+@test "examples/kubernetes: the Indexed Job's command as N local processes, one killed mid-stream and rerun: every key, one commit" {
+	use_fault_stand_ins
+	range_rows 1 2000
+	python3 - "$SRCDIR/examples/kubernetes" > job.txt <<'PY'
+import sys, yaml
+d = sys.argv[1]
+job = yaml.safe_load(open(d + "/orders-job.yaml"))
+cm = yaml.safe_load(open(d + "/configmap.yaml"))
+spec = job["spec"]
+assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"], "not an Indexed Job of N"
+container = spec["template"]["spec"]["containers"][0]
+names = {e["name"] for e in container["env"]}
+assert {"DPONE_CONN_MSSQL_DWH", "DPONE_CONN_KAFKA_CLUSTER", "DPONE_CONN_POSTGRES_STATE"} <= names
+print(spec["completions"])
+print(container["command"][2])
+open("orders.yaml", "w").write(cm["data"]["orders.yaml"])
+PY
+	n=$(sed -n 1p job.txt)
+	cmd=$(sed -n 2p job.txt | sed "s|/etc/dpone/orders.yaml|$PWD/orders.yaml|")
+	[ "$n" = 4 ] && grep -q -- '--chunk "$((JOB_COMPLETION_INDEX + 1))/4"' job.txt || flunk "$(cat job.txt)"
+	# the ConfigMap's manifest, on this test's table, topic and state schema
+	sed -i "s/^name: orders/name: k8s_$T/; s/name: orders}/name: $T}/; s/topic: orders/topic: $TOPIC/; s/\[order_id\]/[id]/; s/connection_id: postgres_state/connection_id: postgres_state\n  table: {schema: k8s_$T}/" orders.yaml
+	grep -q "table: {schema: k8s_$T}" orders.yaml || flunk "$(cat orders.yaml)"
+	# one range stalls mid-stream, as a pod on a lost node would
+	control "$MSSQLD_CONTROL" "fault stall-after-rows 100 20000 updated_at" > /dev/null
+	pids=''
+	for i in $(seq 0 $((n - 1))); do
+		JOB_COMPLETION_INDEX=$i setsid sh -c "$cmd" > "pod.$i.out" 2>&1 &
+		pids="$pids $!"
+	done
+	# wait for all but the stalled one
+	for _ in $(seq 1 100); do
+		alive=0
+		for p in $pids; do kill -0 "$p" 2> /dev/null && alive=$((alive + 1)); done
+		[ "$alive" -gt 1 ] || break
+		sleep 0.2
+	done
+	[ "$alive" = 1 ] || flunk "$alive pods still running: $(cat pod.*.out)"
+	i=0
+	for p in $pids; do
+		if kill -0 "$p" 2> /dev/null; then killed=$i; kill -KILL -- "-$p"; fi
+		i=$((i + 1))
+	done
+	wait
+	[ -z "$(dpone-state -q orders.yaml get --watermark)" ] || flunk "state moved with a pod killed"
+	JOB_COMPLETION_INDEX=$killed sh -c "$cmd" > rerun.out 2>&1 || flunk "rerun of pod $killed: $(cat rerun.out)"
+	table_ids > want
+	topic_ids | uniq > got
+	cmp want got || flunk "topic: $(wc -l < got) keys of $(wc -l < want)"
+	[ "$(dpone-state -q orders.yaml history | jq -s '[.[] | select(.kind == "commit")] | length')" = 1 ]
+	[ "$(dpone-state -q orders.yaml get --watermark)" = '"2026-12-01T00:33:20.0000000"' ] || flunk "$(dpone-state -q orders.yaml get --watermark)"
+}

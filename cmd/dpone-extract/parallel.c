@@ -52,8 +52,7 @@ stop_children(struct merge *mg)
 		}
 }
 
-static _Noreturn void __attribute__((format(printf, 3, 4)))
-merge_die(struct merge *mg, int code, const char *fmt, ...)
+static _Noreturn void __attribute__((format(printf, 3, 4))) merge_die(struct merge *mg, int code, const char *fmt, ...)
 {
 	stop_children(mg);
 	dp_writer_flush(mg->rw->w);
@@ -187,15 +186,15 @@ parallel_read(int n, read_range_fn read_range, void *ctx, struct row_writer *rw,
 			break;
 		int ready = poll(pfd, (nfds_t)open, 1000);
 		if (dp_interrupted)
-			merge_die(&mg, DP_EXIT_INTERRUPTED, "interrupted after %llu rows; the stream has no end message",
-			          rw->rows);
+			merge_die(&mg, DP_EXIT_INTERRUPTED,
+			          "interrupted after %llu rows; the stream has no end message", rw->rows);
 		for (int r = 0; ready > 0 && r < open; r++)
 			if (pfd[r].revents)
 				drain(&mg, which[r]);
 		if (progress && dp_now() - last >= 1) {
 			last = dp_now();
-			fprintf(stderr, "\r%s: %llu rows, %.0f rows/s, %d of %d ranges reading   ", dp_progname, rw->rows,
-			        rw->rows / (last - start), open, n);
+			fprintf(stderr, "\r%s: %llu rows, %.0f rows/s, %d of %d ranges reading   ", dp_progname,
+			        rw->rows, rw->rows / (last - start), open, n);
 		}
 	}
 	if (progress)

@@ -16,6 +16,9 @@
  *   fault stall-after-rows N MS [TEXT]   stop MS milliseconds after N rows
  *     each applies once, to the next result set (whose SQL contains TEXT)
  *   fault refuse-logins on|off    logins fail with error 18456 while on
+ *   delay packet-us N             every reply packet waits N microseconds
+ *                                 before it is sent, on every connection
+ *                                 (a remote server; 0: none)
  *   fault clear
  *   shutdown
  * SIGTERM or SIGINT stops it.
@@ -47,6 +50,7 @@ static uint64_t lsn_counter;
 static uint64_t spid_counter = 50;
 static struct faults faults = {-1, -1, -1, 0, 0, ""};
 static volatile sig_atomic_t stopping;
+static long delay_us; /* delay packet-us; under lock */
 
 /* The next value of a server-wide counter. */
 static uint64_t
@@ -99,6 +103,15 @@ fault_fire(void)
 	faults.match[0] = '\0';
 	pthread_mutex_unlock(&lock);
 	return armed;
+}
+
+long
+packet_delay_us(void)
+{
+	pthread_mutex_lock(&lock);
+	long v = delay_us;
+	pthread_mutex_unlock(&lock);
+	return v;
 }
 
 int
@@ -323,6 +336,8 @@ control_command(char *line, char *reply, size_t len, void *ctx)
 		faults.stall_ms = atoi(w[3]);
 	} else if (n == 3 && !strcmp(w[0], "fault") && !strcmp(w[1], "refuse-logins")) {
 		faults.refuse_logins = !strcmp(w[2], "on");
+	} else if (n == 3 && !strcmp(w[0], "delay") && !strcmp(w[1], "packet-us") && atol(w[2]) >= 0) {
+		delay_us = atol(w[2]);
 	} else if (n == 2 && !strcmp(w[0], "fault") && !strcmp(w[1], "clear")) {
 		faults = (struct faults){-1, -1, -1, 0, 0, ""};
 	} else {

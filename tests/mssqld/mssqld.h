@@ -464,6 +464,9 @@ struct faults {
 int fault_peek(const char *sql, long *rows_drop, long *rows_error, long *rows_stall, int *stall_ms);
 int fault_fire(void);
 int fault_refuse_logins(void);
+/* delay packet-us: microseconds each reply packet waits before it is sent
+ * (a remote server's round trips and bandwidth), 0 for none. */
+long packet_delay_us(void);
 uint64_t next_rowversion(void);
 uint64_t next_lsn(void);
 int next_spid(void);

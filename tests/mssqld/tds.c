@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mssqld.h"
@@ -164,6 +165,13 @@ send_batch(struct conn *c)
 {
 	if (c->out_broken)
 		return -1;
+	/* A remote server: each packet takes its time (delay packet-us). */
+	long delay = packet_delay_us();
+	if (delay > 0 && c->out_len) {
+		long packets = (long)((c->out_len + c->packet_size - 1) / c->packet_size);
+		struct timespec ts = {(time_t)(delay * packets / 1000000), (delay * packets % 1000000) * 1000};
+		nanosleep(&ts, NULL);
+	}
 	if (write_full(c->fd, c->out, c->out_len)) {
 		c->out_broken = 1;
 		return -1;
