@@ -407,3 +407,46 @@ PY
 	[ "$(dpone-state -q orders.yaml history | jq -s '[.[] | select(.kind == "commit")] | length')" = 1 ]
 	[ "$(dpone-state -q orders.yaml get --watermark)" = '"2026-12-01T00:33:20.0000000"' ] || flunk "$(dpone-state -q orders.yaml get --watermark)"
 }
+
+@test "batch run --parallel: a range that fails fails the run (no state move, retried with the same ranges); the rerun delivers" {
+	use_fault_stand_ins
+	range_rows 1 1200
+	manifest incremental_append "incremental_column: updated_at, parallelism: 3, retries: 0"
+	control "$MSSQLD_CONTROL" "fault drop-after-rows 100 updated_at" > /dev/null
+	run dpone batch run m.yaml
+	assert_failure 12
+	assert_output_contains "/3 exited 12"
+	[ -z "$(dpone-state -q m.yaml get --watermark)" ] || flunk "state moved"
+	# retried: the second attempt reads the first's boundary and ranges
+	sed -i 's/retries: 0/retries: 1, retry_backoff: 1s/' m.yaml
+	control "$MSSQLD_CONTROL" "fault drop-after-rows 100 updated_at" > /dev/null
+	run dpone batch run m.yaml
+	assert_success
+	assert_output_contains "attempt 1: dpone-extract exited 12"
+	table_ids > want
+	topic_ids | uniq > got
+	cmp want got
+	[ "$(commits)" = 1 ]
+}
+
+@test "chunks: a reset abandons the open chunked run; a chunk of it is stale against the new plan" {
+	range_rows 1 300
+	manifest full_refresh ""
+	run dpone batch run m.yaml --chunk 1/2
+	assert_success
+	dpone-state -q m.yaml get | jq -r '.record.chunked_run.boundary' > old.json
+	dpone-extract -q m.yaml --chunk 2/2 --boundary-file old.json | dpone-produce -q m.yaml > old2.summary
+	run dpone-state m.yaml reset --to null
+	assert_success
+	run dpone-state m.yaml chunk-receipt --chunk 2/2 < old2.summary
+	assert_failure 7
+	assert_output_contains "no chunked run is open (abandoned by a reset)"
+	run dpone batch run m.yaml --chunk 1/2
+	assert_success
+	run dpone-state m.yaml chunk-receipt --chunk 2/2 < old2.summary
+	assert_failure 7
+	assert_output_contains "the open chunked run is "
+	run dpone batch run m.yaml --chunk 2/2
+	assert_success
+	[ "$(commits)" = 1 ]
+}

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -148,10 +149,15 @@ spawn_range(struct merge *mg, int i, read_range_fn read_range, void *ctx)
 	if (pipe2(fds, O_CLOEXEC) < 0)
 		merge_die(mg, DP_EXIT_FAILURE, "cannot create a pipe: %s", strerror(errno));
 	fflush(NULL);
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 	if (pid < 0)
 		merge_die(mg, DP_EXIT_FAILURE, "cannot start range %d/%d: %s", i + 1, mg->n, strerror(errno));
 	if (pid == 0) {
+		/* A parent killed outright (SIGKILL) takes its ranges with it,
+		 * rather than leaving them reading from the server. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(DP_EXIT_INTERRUPTED);
 		close(fds[0]);
 		for (int k = 0; k < i; k++)
 			close(mg->kids[k].fd);
