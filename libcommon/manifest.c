@@ -398,6 +398,9 @@ static const struct {
 } strategy_options[] = {
 	{"source.options.incremental_column", "incremental_append incremental_merge snapshot_reconciliation"},
 	{"source.options.lookback", "incremental_append incremental_merge"},
+	{"source.options.boundary_safety", "incremental_append incremental_merge"},
+	{"source.options.clock_margin", "incremental_append incremental_merge"},
+	{"source.options.timestamp_clock", "incremental_append incremental_merge"},
 	{"source.options.capture_instance", "cdc"},
 	{"source.options.snapshot", "cdc"},
 	{"source.options.row_filter_option", "cdc"},
@@ -542,7 +545,8 @@ static int
 rule_durations(struct check *c, json_t *root)
 {
 	static const char *const paths[] = {"source.options.login_timeout", "source.options.query_timeout",
-	                                    "source.options.retry_backoff", "state.lease_ttl"};
+	                                    "source.options.retry_backoff", "source.options.clock_margin",
+	                                    "state.lease_ttl"};
 	for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
 		const char *t = sget(root, paths[i]);
 		if (t && dp_duration_seconds(t) <= 0)
@@ -616,6 +620,11 @@ rule_source_options(struct check *c, json_t *root)
 			"'%s' is neither a number (integer columns) nor a duration (30s, 15m, 2h, 1d: date and time "
 			"columns)",
 			lookback);
+	const char *safety = sget(root, "source.options.boundary_safety");
+	if (safety && !strcmp(safety, "lookback") && !lookback)
+		return cfail(c, "source.options.boundary_safety", "source.options.boundary_safety",
+		             "lookback protects from late commits only with source.options.lookback set (how far "
+		             "back each run reads again)");
 	const char *predicate = sget(root, "source.options.source_custom_predicate");
 	char why[384];
 	if (predicate && dp_sql_predicate_check(predicate, why, sizeof why) < 0)

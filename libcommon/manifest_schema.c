@@ -28,6 +28,8 @@ const char *const dp_bigint_mode_names[] = {DP_BIGINT_MODES(DP_ENUM_NAME) NULL};
 const char *const dp_binary_mode_names[] = {DP_BINARY_MODES(DP_ENUM_NAME) NULL};
 static const char *const row_filter_options[] = {"all", "all update old", NULL};
 static const char *const snapshot_modes[] = {"initial", "never", "when_needed", NULL};
+static const char *const boundary_safeties[] = {"active_transactions", "lookback", "none", NULL};
+static const char *const timestamp_clocks[] = {"utc", "local", NULL};
 const char *const dp_strategy_names[] = {DP_STRATEGIES(DP_ENUM_NAME) NULL};
 static const char *const merge_policies[] = {"event_upsert", NULL};
 static const char *const duplicate_policies[] = {"fail", "keep_last", "keep_first", NULL};
@@ -65,6 +67,9 @@ static const struct key source_options[] = {STR("incremental_column", 0, NULL),
                                             STR("login_timeout", 0, "30s"),
                                             STR("query_timeout", 0, "1h"),
                                             INT("parallelism", 0, "1", 1, 64),
+                                            ENUM("boundary_safety", 0, "active_transactions", boundary_safeties),
+                                            STR("clock_margin", 0, "1s"),
+                                            ENUM("timestamp_clock", 0, "utc", timestamp_clocks),
                                             STR("split_column", 0, NULL),
                                             END};
 

@@ -21,3 +21,9 @@ load test_helper
 	assert_output_contains "chaos: 8 faults survived"
 	assert_output_contains " 0 lost,"
 }
+
+@test "chaos: with boundary_safety none, the late writer's rows are lost, and the chaos check says so" {
+	run "$BATS_TEST_DIRNAME/chaos/run" -n 5 -d at_least_once -b none -s "$BATS_TEST_NUMBER$$"
+	assert_failure
+	assert_output_contains "are not in the topic"
+}

@@ -303,6 +303,43 @@ flag|bit|NULL"
 	assert_output "2"
 }
 
+@test "transactions of two sessions: an open one's rows are invisible until it commits; @@TRANCOUNT, MIN_ACTIVE_ROWVERSION(), @@DBTS, the DMVs" {
+	sql <<< "CREATE TABLE $T (id int NOT NULL PRIMARY KEY, at datetime2(7) NOT NULL, rv rowversion)"
+	sql <<< "INSERT INTO $T (id, at) VALUES (1, SYSUTCDATETIME())"
+	open_transaction late "INSERT INTO $T (id, at) VALUES (2, SYSUTCDATETIME())"
+	# another session writes and commits meanwhile
+	sql <<< "INSERT INTO $T (id, at) VALUES (3, SYSUTCDATETIME())"
+	run bash -c "echo 'SELECT id FROM $T ORDER BY id' | sql"
+	assert_output "$(printf '1\n3')"
+	# the open transaction holds the rowversion below row 3's
+	IFS='|' read -r marv dbts lo hi <<< "$(echo "SELECT MIN_ACTIVE_ROWVERSION(), @@DBTS, MIN(rv), MAX(rv) FROM $T" | sql)"
+	[[ $lo < $marv && $marv < $hi && $dbts == "$hi" ]] || flunk "MIN_ACTIVE_ROWVERSION $marv, @@DBTS $dbts, rows $lo..$hi"
+	run bash -c "echo 'SELECT COUNT(*) FROM sys.dm_tran_database_transactions WHERE database_id = DB_ID() AND database_transaction_begin_time IS NOT NULL' | sql"
+	assert_output "1"
+	run bash -c "echo 'SELECT COUNT(*) FROM sys.dm_tran_active_transactions' | sql"
+	assert_output "1"
+	commit_transaction late
+	run bash -c "echo 'SELECT id FROM $T ORDER BY id' | sql"
+	assert_output "$(printf '1\n2\n3')"
+	IFS='|' read -r marv dbts count <<< "$(echo "SELECT MIN_ACTIVE_ROWVERSION(), @@DBTS, @@TRANCOUNT" | sql)"
+	[ "$((marv))" = "$((dbts + 1))" ] && [ "$count" = 0 ] || flunk "MIN_ACTIVE_ROWVERSION $marv, @@DBTS $dbts, @@TRANCOUNT $count"
+	run bash -c "echo 'SELECT COUNT(*) FROM sys.dm_tran_database_transactions' | sql"
+	assert_output "0"
+	# a duplicate key held in a transaction fails its COMMIT, and nothing of it stays
+	run bash -c "printf 'BEGIN TRAN\nINSERT INTO $T (id, at) VALUES (4, SYSUTCDATETIME())\nINSERT INTO $T (id, at) VALUES (1, SYSUTCDATETIME())\nCOMMIT\n' | sql"
+	assert_output_contains "Violation of PRIMARY KEY constraint"
+	run bash -c "echo 'SELECT COUNT(*) FROM $T' | sql"
+	assert_output "3"
+}
+
+@test "the DMVs without VIEW SERVER STATE: error 300" {
+	control "$MSSQLD_CONTROL" "permission view-server-state off" > /dev/null
+	run bash -c "echo 'SELECT COUNT(*) FROM sys.dm_tran_database_transactions' | sql"
+	control "$MSSQLD_CONTROL" "permission view-server-state on" > /dev/null
+	assert_failure
+	assert_output_contains "VIEW SERVER STATE permission was denied on object 'server', database 'master'."
+}
+
 @test "catalog views: INFORMATION_SCHEMA and sys" {
 	sql <<SQL
 CREATE TABLE $T (a int NOT NULL, b nvarchar(20), c decimal(12,3), d datetime2(4), CONSTRAINT pk_$T PRIMARY KEY (b, a))

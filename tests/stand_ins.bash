@@ -112,3 +112,48 @@ control() {
 
 # For `run bash -c "... | sql"`.
 export -f sql py control
+
+# open_transaction NAME SQL...: a second session (python3-pymssql) that
+# runs BEGIN TRANSACTION and the statements, then waits, holding the
+# transaction open, until commit_transaction NAME; NAME.ready appears once
+# it holds it. For late-commit tests: what it wrote is invisible to every
+# other session until then.
+open_transaction() {
+	local name=$1
+	shift
+	rm -f "$name.ready" "$name.go" "$name.done"
+	/usr/bin/python3 - "$name" "$@" > "$name.log" 2>&1 <<PY &
+import os, sys, time, pymssql
+name = sys.argv[1]
+conn = pymssql.connect(server="$DPONE_TEST_MSSQL_HOST", port=int("$DPONE_TEST_MSSQL_PORT"),
+                       user="$DPONE_TEST_MSSQL_USER", password="$DPONE_TEST_MSSQL_PASSWORD",
+                       database="$DPONE_TEST_MSSQL_DATABASE", tds_version="7.3", autocommit=True)
+cur = conn.cursor()
+cur.execute("BEGIN TRANSACTION")
+for stmt in sys.argv[2:]:
+    cur.execute(stmt)
+open(name + ".ready", "w").close()
+deadline = time.time() + 120
+while not os.path.exists(name + ".go") and time.time() < deadline:
+    time.sleep(0.05)
+cur.execute("COMMIT")
+open(name + ".done", "w").close()
+PY
+	for _ in $(seq 1 200); do
+		[ ! -f "$name.ready" ] || return 0
+		sleep 0.05
+	done
+	echo "open_transaction $name: the session did not start: $(cat "$name.log")" >&2
+	return 1
+}
+
+# commit_transaction NAME: let open_transaction NAME commit, and wait for it.
+commit_transaction() {
+	touch "$1.go"
+	for _ in $(seq 1 200); do
+		[ ! -f "$1.done" ] || return 0
+		sleep 0.05
+	done
+	echo "commit_transaction $1: no commit: $(cat "$1.log")" >&2
+	return 1
+}

@@ -77,6 +77,8 @@ void source_discover(struct source *s, const struct dp_manifest *m);
 /* Run a query whose one row and column is wanted as JSON (NULL → "null");
  * the caller frees it. */
 char *source_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc);
+/* The same, or NULL when the query failed (why in source_error()). */
+char *source_try_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc);
 /* A typed T-SQL literal for a watermark value given as JSON text. */
 char *sql_literal(const struct column *c, const char *json_value);
 /* "[a], [b], ...": every column, or the key columns in key order; the
@@ -179,6 +181,21 @@ void row_emit(struct row_writer *rw, const struct dp_buf *row);
  * flushed, so a reader downstream sees the rows in batches of that size at
  * most. */
 unsigned long long stream_rows(struct source *s, struct row_writer *rw, int progress, long long batch_size);
+
+/* ---- safety.c ---- */
+/* source.options.boundary_safety for an incremental column c. */
+struct late_commit {
+	char *below;   /* JSON: the column's values below it are committed; NULL: no bound (owned) */
+	json_t *about; /* what the plan shows: policy, each candidate, reason (owned) */
+};
+/* Ask the server what bounds c (MIN_ACTIVE_ROWVERSION(), the oldest open
+ * transaction); a server that will not say is a warning, never an exit. */
+void late_commit_bound(struct source *s, const struct dp_manifest *m, const struct column *c,
+                       const struct encoding *enc, struct late_commit *lc);
+/* --check: can this login see the open transactions the manifest's
+ * boundary_safety needs ({visible, column[, error]}), or NULL when the
+ * job needs none. */
+json_t *late_commit_probe(struct source *s, const struct dp_manifest *m, const struct encoding *enc);
 
 /* ---- parallel.c ---- */
 /* Read range i (1-based) of the boundary on a connection of its own and

@@ -309,6 +309,31 @@ keep_boundary(const struct job *j, const struct plan *p)
 	free(tmp);
 }
 
+/* source.options.boundary_safety: the highest value of c below the bound
+ * under which every row is committed, instead of MAX (high, taken); the
+ * boundary's "safety" says which bound, each candidate and why. */
+static char *
+bound_late_commits(struct job *j, struct plan *p, const struct column *c, char *high)
+{
+	struct late_commit lc;
+	late_commit_bound(&j->s, j->m, c, &j->enc, &lc);
+	json_object_set_new(lc.about, "max", json_loads(high, JSON_DECODE_ANY, NULL));
+	if (lc.below && strcmp(high, "null")) {
+		struct plan below = {.where = p->where ? dp_xstrdup(p->where) : NULL};
+		char *lit = sql_literal(c, lc.below), *col = quote_name(c->name);
+		plan_and(&below, "%s < %s", col, lit);
+		free(high);
+		high = plan_aggregate(&j->s, &below, "MAX", c, &j->enc);
+		free(below.where);
+		free(lit);
+		free(col);
+	}
+	json_object_set_new(lc.about, "high", json_loads(high, JSON_DECODE_ANY, NULL));
+	json_object_set_new(p->boundary, "safety", lc.about);
+	free(lc.below);
+	return high;
+}
+
 /* (low, high] of the incremental column. */
 static void
 plan_incremental(struct job *j, struct plan *p)
@@ -323,6 +348,8 @@ plan_incremental(struct job *j, struct plan *p)
 	                       : plan_aggregate(&j->s, p, "MAX", c, &j->enc);
 	json_object_set_new(p->boundary, "kind", json_string("incremental"));
 	json_object_set_new(p->boundary, "column", json_string(c->name));
+	if (!earlier && !j->o.to)
+		high = bound_late_commits(j, p, c, high);
 	if (j->o.from)
 		plan_low(j, c, p);
 	if (!strcmp(high, "null"))
@@ -690,6 +717,9 @@ run_check(struct job *j)
 	                  dbgetpacket(s->db), "updateability", json_loads(updateability, JSON_DECODE_ANY, NULL),
 	                  "schema", s->schema, "table", s->table, "columns", s->ncols, "key", key_names(s),
 	                  "server_utc", json_loads(now, JSON_DECODE_ANY, NULL), "local_epoch", (json_int_t)time(NULL));
+	json_t *late = late_commit_probe(s, j->m, &j->enc);
+	if (late)
+		json_object_set_new(doc, "late_commit", late);
 	char *text = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
 	puts(text);
 	free(text);

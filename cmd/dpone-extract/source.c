@@ -674,8 +674,19 @@ source_discover(struct source *s, const struct dp_manifest *m)
 char *
 source_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc)
 {
-	if (source_query(s, sql))
+	char *json = source_try_scalar_json(s, sql, as, enc);
+	if (!json)
 		dp_die(DP_EXIT_SOURCE, "%s", source_error());
+	return json;
+}
+
+char *
+source_try_scalar_json(struct source *s, const char *sql, const struct column *as, const struct encoding *enc)
+{
+	if (source_query(s, sql)) {
+		dbcancel(s->db);
+		return NULL;
+	}
 	struct dp_buf b = {0};
 	while (dbnextrow(s->db) == REG_ROW) {
 		if (b.len)
@@ -684,8 +695,11 @@ source_scalar_json(struct source *s, const char *sql, const struct column *as, c
 			dp_die(DP_EXIT_SOURCE, "column %s: the server sent a value no %s column can hold (%s)",
 			       as->name, as->sql_type, sql);
 	}
-	if (source_failed())
-		dp_die(DP_EXIT_SOURCE, "%s", source_error());
+	if (source_failed()) {
+		dbcancel(s->db);
+		free(b.p);
+		return NULL;
+	}
 	if (!b.len)
 		dp_buf_str(&b, "null");
 	dp_buf_char(&b, '\0');

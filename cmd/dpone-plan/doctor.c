@@ -110,6 +110,28 @@ check_skew(struct report *r, const char *who, const char *server_utc)
 	free(detail);
 }
 
+/* boundary_safety: active_transactions needs to see the open transactions. */
+static void
+check_late_commits(struct report *r, const json_t *late)
+{
+	if (!late)
+		return;
+	const char *column = json_string_value(json_object_get(late, "column"));
+	if (json_is_true(json_object_get(late, "visible"))) {
+		char *detail =
+			dp_strfmt("the open transactions are visible: runs read %s only below the oldest one", column);
+		add(r, "late commits", "ok", detail, NULL, 0);
+		free(detail);
+		return;
+	}
+	char *detail = dp_strfmt("cannot see the open transactions (%s): a late commit below a run's high watermark "
+	                         "of %s is read only within source.options.lookback",
+	                         json_string_value(json_object_get(late, "error")), column);
+	add(r, "late commits", "warn", detail,
+	    "GRANT VIEW SERVER STATE TO the login (Azure SQL: VIEW DATABASE STATE), or set source.options.lookback", 0);
+	free(detail);
+}
+
 static void
 check_source(struct report *r, const char *manifest)
 {
@@ -129,6 +151,7 @@ check_source(struct report *r, const char *manifest)
 	                         updateability ? ", database " : "", updateability ? updateability : "");
 	add(r, "source", "ok", detail, NULL, 0);
 	free(detail);
+	check_late_commits(r, json_object_get(doc, "late_commit"));
 	check_skew(r, "SQL Server", json_string_value(json_object_get(doc, "server_utc")));
 	json_decref(doc);
 }

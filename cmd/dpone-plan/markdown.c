@@ -103,6 +103,33 @@ source(FILE *out, const json_t *plan)
 	}
 }
 
+/* boundary_safety: the bound chosen, each candidate, and why. */
+static void
+late_commit_safety(FILE *out, const json_t *safety)
+{
+	if (!safety)
+		return;
+	static const char *const candidates[][2] = {{"max", "MAX now"},
+	                                            {"min_active_rowversion", "MIN_ACTIVE_ROWVERSION()"},
+	                                            {"oldest_open_transaction", "oldest open transaction began"},
+	                                            {"below", "committed below"},
+	                                            {"fallback", "fallback"}};
+	fputs("- late-commit safety (", out);
+	cell(out, json_object_get(safety, "policy"));
+	fputs("): reads up to ", out);
+	cell(out, json_object_get(safety, "high"));
+	for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+		const json_t *v = json_object_get(safety, candidates[i][0]);
+		if (!v || json_is_null(v))
+			continue;
+		fprintf(out, "; %s ", candidates[i][1]);
+		cell(out, v);
+	}
+	fputs(": ", out);
+	cell(out, json_object_get(safety, "reason"));
+	fputs("\n", out);
+}
+
 static void
 boundary(FILE *out, const json_t *plan)
 {
@@ -124,6 +151,7 @@ boundary(FILE *out, const json_t *plan)
 		if (json_object_get(b, keys[i][0]))
 			item(out, keys[i][1], json_object_get(b, keys[i][0]));
 	item(out, "rows in the boundary now", json_object_get(b, "rows"));
+	late_commit_safety(out, json_object_get(b, "safety"));
 	const json_t *split = json_object_get(b, "split");
 	if (json_object_get(b, "ranges")) {
 		fprintf(out,

@@ -213,6 +213,19 @@ static const struct {
          " 1 AS is_primary_key FROM __tds_tables WHERE pk_name IS NOT NULL",
          {"object_id int", "name nvarchar(128)", "index_id int", "type tinyint", "type_desc nvarchar(60)",
           "is_unique bit", "is_primary_key bit"}},
+	/* The open transactions (txn.c), for late-commit-safe boundaries. */
+	{"sys",
+         "dm_tran_active_transactions",
+         "SELECT transaction_id, 'user_transaction' AS name, begin_time AS transaction_begin_time,"
+         " 1 AS transaction_type, 2 AS transaction_state FROM tds_dm_tran",
+         {"transaction_id bigint", "name nvarchar(32)", "transaction_begin_time datetime", "transaction_type int",
+          "transaction_state int"}},
+	{"sys",
+         "dm_tran_database_transactions",
+         "SELECT transaction_id, database_id, begin_time AS database_transaction_begin_time,"
+         " 1 AS database_transaction_type, 4 AS database_transaction_state FROM tds_dm_tran",
+         {"transaction_id bigint", "database_id int", "database_transaction_begin_time datetime",
+          "database_transaction_type int", "database_transaction_state int"}},
 	{"sys",
          "index_columns",
          "SELECT object_id, 1 AS index_id, pk_ordinal AS index_column_id, column_id, pk_ordinal AS key_ordinal,"

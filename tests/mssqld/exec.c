@@ -298,6 +298,19 @@ int_frag(struct frag *f, long long i)
 	return lit_frag(f, &v, &t);
 }
 
+/* A rowversion value, binary(8) big-endian, as MIN_ACTIVE_ROWVERSION() and
+ * @@DBTS return it. */
+static int
+rowversion_frag(struct frag *f, uint64_t rv)
+{
+	static const struct stype t_rv = {T_BINARY, 8, 0, 0};
+	unsigned char b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)(rv >> (56 - 8 * i));
+	struct value v = {.kind = V_BLOB, .blob = b, .len = 8};
+	return lit_frag(f, &v, &t_rv);
+}
+
 static struct variable *
 find_var(struct conn *c, const char *name)
 {
@@ -319,6 +332,8 @@ translate_global(struct xlate *x, struct expr *ex, struct frag *f)
 		return int_frag(f, x->c->spid);
 	if (!strcasecmp(n, "TRANCOUNT"))
 		return int_frag(f, x->c->in_tran);
+	if (!strcasecmp(n, "DBTS"))
+		return rowversion_frag(f, current_rowversion());
 	if (!strcasecmp(n, "ROWCOUNT"))
 		return int_frag(f, x->c->rowcount);
 	if (!strcasecmp(n, "ERROR"))
@@ -485,6 +500,10 @@ translate_function(struct xlate *x, struct expr *ex, struct frag *f)
 		return simple_function(x, ex, f, "tds_newid", &t_guid);
 	if (!strcmp(base, "db_name") && ex->nargs == 0)
 		return text_frag(f, x->c->database, 1);
+	if (!strcmp(base, "db_id") && ex->nargs == 0)
+		return int_frag(f, database_id(x->c->database));
+	if (!strcmp(base, "min_active_rowversion") && ex->nargs == 0)
+		return rowversion_frag(f, min_active_rowversion());
 	if (!strcmp(base, "schema_name") && ex->nargs == 0)
 		return text_frag(f, "dbo", 1);
 	if (!strcmp(base, "suser_sname") || !strcmp(base, "user_name") || !strcmp(base, "system_user"))
@@ -1220,7 +1239,7 @@ insert_value(struct conn *c, struct table_info *t, struct column_info *col, stru
 	struct stype ty;
 	memset(v, 0, sizeof *v);
 	if (col->type.base == T_ROWVERSION) {
-		uint64_t rv = next_rowversion();
+		uint64_t rv = c->in_tran ? txn_rowversion(c) : next_rowversion();
 		v->kind = V_BLOB;
 		v->blob = malloc(8);
 		v->len = 8;
@@ -1258,6 +1277,100 @@ insert_value(struct conn *c, struct table_info *t, struct column_info *col, stru
 	if (value_convert(v, &ty, &col->type, e))
 		return -1;
 	return check_length(col, v, t, c, e);
+}
+
+/* An open transaction's INSERT: its values now (rowversion, SYSUTCDATETIME()
+ * as of the statement), its rows written when the transaction commits. */
+static int
+hold_rows(struct conn *c, struct stmt *s, struct table_info *t, const int *map, const char *sql, struct sqlerr *e)
+{
+	uint64_t rows = 0;
+	for (int r = 0; r < s->nrows; r++) {
+		if (c->nheld == c->held_cap) {
+			c->held_cap = c->held_cap ? 2 * c->held_cap : 16;
+			c->held = realloc(c->held, (size_t)c->held_cap * sizeof *c->held);
+		}
+		struct held_row *h = &c->held[c->nheld];
+		*h = (struct held_row){.sql = strdup(sql),
+		                       .vals = calloc((size_t)t->ncols, sizeof *h->vals),
+		                       .types = calloc((size_t)t->ncols, sizeof *h->types),
+		                       .n = t->ncols};
+		snprintf(h->schema, sizeof h->schema, "%s", t->schema);
+		snprintf(h->name, sizeof h->name, "%s", t->name);
+		c->nheld++;
+		for (int i = 0; i < t->ncols; i++) {
+			struct expr *ex = map[i] && s->rows[r] ? s->rows[r][map[i] - 1] : NULL;
+			h->types[i] = t->cols[i].type;
+			if (insert_value(c, t, &t->cols[i], ex, &h->vals[i], e))
+				return -1;
+		}
+		rows++;
+	}
+	c->rowcount = (long long)rows;
+	done(c, DONE_COUNT, CMD_INSERT, rows);
+	return 0;
+}
+
+static void
+drop_held(struct conn *c)
+{
+	for (int k = 0; k < c->nheld; k++) {
+		for (int i = 0; i < c->held[k].n; i++)
+			value_clear(&c->held[k].vals[i]);
+		free(c->held[k].vals);
+		free(c->held[k].types);
+		free(c->held[k].sql);
+	}
+	free(c->held);
+	c->held = NULL;
+	c->nheld = c->held_cap = 0;
+}
+
+/* Take SQLite's write lock for the open transaction and write what it
+ * held; on an error (a duplicate key) nothing of it stays. */
+static int
+lock_transaction(struct conn *c, struct sqlerr *e)
+{
+	if (c->tran_locked)
+		return 0;
+	if (sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite_error(c, e, NULL);
+		return -1;
+	}
+	c->tran_locked = 1;
+	for (int k = 0; k < c->nheld; k++) {
+		struct held_row *h = &c->held[k];
+		struct table_info t = {0};
+		snprintf(t.schema, sizeof t.schema, "%s", h->schema);
+		snprintf(t.name, sizeof t.name, "%s", h->name);
+		sqlite3_stmt *st = NULL;
+		int ok = sqlite3_prepare_v2(c->db, h->sql, -1, &st, NULL) == SQLITE_OK;
+		for (int i = 0; ok && i < h->n; i++)
+			value_bind(st, i + 1, &h->vals[i], &h->types[i]);
+		ok = ok && sqlite3_step(st) == SQLITE_DONE;
+		if (!ok)
+			sqlite_error(c, e, &t);
+		sqlite3_finalize(st);
+		if (!ok) {
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			c->tran_locked = 0;
+			drop_held(c);
+			return -1;
+		}
+	}
+	drop_held(c);
+	return 0;
+}
+
+void
+exec_session_end(struct conn *c)
+{
+	if (c->in_tran && c->tran_locked && c->db)
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	if (c->in_tran)
+		txn_end(c);
+	drop_held(c);
+	c->in_tran = c->tran_locked = 0;
 }
 
 static int
@@ -1328,6 +1441,12 @@ exec_insert(struct conn *c, struct stmt *s, struct sqlerr *e)
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		sqlite_error(c, e, &t);
+		free(sql);
+		goto out;
+	}
+	if (c->in_tran && !c->tran_locked) {
+		sqlite3_finalize(st);
+		rc = hold_rows(c, s, &t, map, sql, e);
 		free(sql);
 		goto out;
 	}
@@ -1537,15 +1656,15 @@ exec_set_option(struct conn *c, struct stmt *s)
 	return 0;
 }
 
+/* BEGIN TRAN registers the transaction (txn.c) and takes no lock: its
+ * INSERTs are held until COMMIT writes them (lock_transaction), other
+ * writes take SQLite's write lock at once. */
 static int
 exec_transaction(struct conn *c, struct stmt *s, struct sqlerr *e)
 {
 	if (s->kind == S_BEGIN) {
-		if (c->in_tran == 0 && sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-			sqlite_error(c, e, NULL);
-			return -1;
-		}
-		c->in_tran++;
+		if (c->in_tran++ == 0)
+			txn_begin(c);
 		return 0;
 	}
 	if (c->in_tran == 0) {
@@ -1559,11 +1678,17 @@ exec_transaction(struct conn *c, struct stmt *s, struct sqlerr *e)
 	}
 	if (s->kind == S_COMMIT && --c->in_tran > 0)
 		return 0;
-	c->in_tran = 0;
-	sqlite3_exec(c->db, s->kind == S_COMMIT ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
-	if (s->kind == S_ROLLBACK)
+	int rc = 0;
+	if (s->kind == S_COMMIT && !c->tran_locked && c->nheld)
+		rc = lock_transaction(c, e);
+	if (c->tran_locked)
+		sqlite3_exec(c->db, s->kind == S_COMMIT && !rc ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+	drop_held(c);
+	c->in_tran = c->tran_locked = 0;
+	txn_end(c);
+	if (s->kind == S_ROLLBACK || rc)
 		c->have_lsn = 0; /* the changes, and their LSN, are gone */
-	return 0;
+	return rc;
 }
 
 static void
@@ -1600,9 +1725,33 @@ exec_if(struct conn *c, struct stmt *s, struct sqlerr *e)
 	return 0;
 }
 
+/* Statements that write otherwise than by INSERT: inside an explicit
+ * transaction they take the write lock first. */
+static int
+writes_in_place(enum skind kind)
+{
+	switch (kind) {
+	case S_UPDATE:
+	case S_DELETE:
+	case S_TRUNCATE:
+	case S_CREATE_TABLE:
+	case S_DROP_TABLE:
+	case S_ALTER_ADD:
+	case S_ALTER_COLUMN:
+	case S_ALTER_DROP:
+	case S_CREATE_INDEX:
+	case S_CREATE_SCHEMA:
+	case S_EXEC:
+	case S_INSERT_BULK: return 1;
+	default: return 0;
+	}
+}
+
 static int
 exec_statement(struct conn *c, struct stmt *s, struct sqlerr *e)
 {
+	if (c->in_tran && writes_in_place(s->kind) && lock_transaction(c, e))
+		return -1;
 	switch (s->kind) {
 	case S_SELECT: return exec_select(c, s, e);
 	case S_INSERT: return exec_insert(c, s, e);

@@ -16,6 +16,7 @@
  *   fault stall-after-rows N MS [TEXT]   stop MS milliseconds after N rows
  *     each applies once, to the next result set (whose SQL contains TEXT)
  *   fault refuse-logins on|off    logins fail with error 18456 while on
+ *   permission view-server-state on|off   off: the DMVs answer error 300
  *   delay packet-us N             every reply packet waits N microseconds
  *                                 before it is sent, on every connection
  *                                 (a remote server; 0: none)
@@ -66,6 +67,26 @@ uint64_t
 next_rowversion(void)
 {
 	return counter_next(&rowversion_counter);
+}
+
+uint64_t
+current_rowversion(void)
+{
+	pthread_mutex_lock(&lock);
+	uint64_t v = rowversion_counter;
+	pthread_mutex_unlock(&lock);
+	return v;
+}
+
+int
+database_id(const char *name)
+{
+	if (!strcasecmp(name, "master"))
+		return 1;
+	for (int i = 0; i < server.ndatabases; i++)
+		if (!strcasecmp(server.databases[i], name))
+			return 5 + i;
+	return 0;
 }
 uint64_t
 next_lsn(void)
@@ -271,8 +292,7 @@ connection_main(void *arg)
 	struct conn *c = arg;
 	if (do_login(c) == 0)
 		serve_messages(c);
-	if (c->in_tran && c->db)
-		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	exec_session_end(c);
 	if (c->db)
 		sqlite3_close(c->db);
 	close(c->fd);
@@ -336,10 +356,13 @@ control_command(char *line, char *reply, size_t len, void *ctx)
 		faults.stall_ms = atoi(w[3]);
 	} else if (n == 3 && !strcmp(w[0], "fault") && !strcmp(w[1], "refuse-logins")) {
 		faults.refuse_logins = !strcmp(w[2], "on");
+	} else if (n == 3 && !strcmp(w[0], "permission") && !strcmp(w[1], "view-server-state")) {
+		txn_set_server_state_denied(!strcmp(w[2], "off"));
 	} else if (n == 3 && !strcmp(w[0], "delay") && !strcmp(w[1], "packet-us") && atol(w[2]) >= 0) {
 		delay_us = atol(w[2]);
 	} else if (n == 2 && !strcmp(w[0], "fault") && !strcmp(w[1], "clear")) {
 		faults = (struct faults){-1, -1, -1, 0, 0, ""};
+		txn_set_server_state_denied(0);
 	} else {
 		snprintf(reply, len, "error: unknown command (see tests/mssqld/main.c)");
 	}

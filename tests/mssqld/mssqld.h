@@ -359,6 +359,15 @@ struct variable {
 	struct value v;
 };
 
+/* One row an open transaction inserted: its INSERT and its values (owned). */
+struct held_row {
+	char *sql;
+	struct value *vals;
+	struct stype *types;
+	int n;
+	char schema[129], name[129]; /* the table, for errors */
+};
+
 struct conn {
 	int fd;
 	int spid;
@@ -381,6 +390,12 @@ struct conn {
 	struct variable *vars;
 	int nvars;
 	int in_tran;
+	/* An explicit transaction's INSERTs wait here until it commits (txn.c);
+	 * tran_locked: it took SQLite's write lock (an UPDATE, DELETE or DDL),
+	 * and what it held went in then. */
+	struct held_row *held;
+	int nheld, held_cap;
+	int tran_locked;
 	int read_only_intent; /* LOGIN7 TypeFlags fReadOnlyIntent: an AG secondary's session */
 	int fmtonly;
 	int nocount;
@@ -405,6 +420,8 @@ struct conn {
 };
 
 int exec_batch(struct conn *c, const char *sql);
+/* The end of a session: an open transaction and what it held go. */
+void exec_session_end(struct conn *c);
 int exec_rpc(struct conn *c, const unsigned char *p, size_t len);
 int exec_bulk(struct conn *c, const unsigned char *p, size_t len);
 int exec_insert_bulk_begin(struct conn *c, struct stmt *s, struct sqlerr *e);
@@ -468,6 +485,24 @@ int fault_refuse_logins(void);
  * (a remote server's round trips and bandwidth), 0 for none. */
 long packet_delay_us(void);
 uint64_t next_rowversion(void);
+/* @@DBTS: the last rowversion handed out. */
+uint64_t current_rowversion(void);
+/* DB_ID(name): master 1, the -D databases from 5 in order; 0 if unknown. */
+int database_id(const char *name);
+
+/* ---- open transactions (txn.c) ---- */
+/* An explicit transaction of session c begins or ends. */
+void txn_begin(const struct conn *c);
+void txn_end(const struct conn *c);
+/* The next rowversion, noted as c's open transaction's first if it is. */
+uint64_t txn_rowversion(const struct conn *c);
+/* MIN_ACTIVE_ROWVERSION(): the lowest rowversion an open transaction
+ * holds, else @@DBTS + 1. */
+uint64_t min_active_rowversion(void);
+/* control: permission view-server-state on|off */
+void txn_set_server_state_denied(int denied);
+/* Register the tds_dm_tran virtual table on a connection's database. */
+void txn_register(sqlite3 *db);
 uint64_t next_lsn(void);
 int next_spid(void);
 void sqlerr_set(struct sqlerr *e, int number, int cls, const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -1690,4 +1690,5 @@ types_register(sqlite3 *db)
 	sqlite3_create_function(db, "tds_now", 0, SQLITE_UTF8, NULL, fn_now, NULL, NULL);
 	sqlite3_create_function(db, "tds_newid", 0, SQLITE_UTF8, NULL, fn_newid, NULL, NULL);
 	sqlite3_create_function(db, "tds_rowversion", 0, SQLITE_UTF8, NULL, fn_rowversion, NULL, NULL);
+	txn_register(db);
 }
