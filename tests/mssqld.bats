@@ -340,6 +340,76 @@ flag|bit|NULL"
 	assert_output_contains "VIEW SERVER STATE permission was denied on object 'server', database 'master'."
 }
 
+@test "ODBC (FreeTDS tdsodbc through python3-pyodbc): parameterised INSERT and SELECT as prepared statements" {
+	local driver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so
+	[ -f "$driver" ] || flunk "tdsodbc is not installed (scripts/deps installs it)"
+	run /usr/bin/python3 - <<PY
+import pyodbc
+conn = pyodbc.connect("DRIVER=$driver;SERVER=$DPONE_TEST_MSSQL_HOST;PORT=$DPONE_TEST_MSSQL_PORT;"
+                      "UID=$DPONE_TEST_MSSQL_USER;PWD=$DPONE_TEST_MSSQL_PASSWORD;"
+                      "DATABASE=$DPONE_TEST_MSSQL_DATABASE;TDS_Version=7.4", autocommit=True)
+cur = conn.cursor()
+cur.execute("CREATE TABLE $T (id int NOT NULL PRIMARY KEY, name nvarchar(20), amount decimal(10,2))")
+cur.executemany("INSERT INTO $T (id, name, amount) VALUES (?, ?, ?)",
+                [(i, name, "%d.50" % i) for i, name in ((1, "one"), (2, "zwei, Ä"), (3, None))])
+cur.execute("SELECT id, name, amount FROM $T WHERE id >= ? AND name IS NOT NULL ORDER BY id", 1)
+print(cur.fetchall())
+cur.execute("SELECT id, name, amount FROM $T WHERE id >= ? AND name IS NOT NULL ORDER BY id", 2)
+print(cur.fetchall())
+cur.close()
+try:
+    conn.cursor().execute("SELECT nope FROM $T WHERE id = ?", 1)
+except pyodbc.Error as e:
+    print("error", e.args[0], "Invalid column name 'nope'" in str(e))
+PY
+	assert_success
+	assert_line "[(1, 'one', Decimal('1.50')), (2, 'zwei, Ä', Decimal('2.50'))]"
+	assert_line "[(2, 'zwei, Ä', Decimal('2.50'))]"
+	assert_line "error 42S22 True"
+	counts=$(control "$MSSQLD_CONTROL" rpc-counts)
+	# FreeTDS's ODBC driver prepares and executes each statement in one RPC
+	for proc in sp_prepexec sp_unprepare; do
+		[[ $counts =~ $proc=[1-9] ]] || flunk "no $proc served: $counts"
+	done
+}
+
+@test "RPC sp_prepare, sp_execute, sp_unprepare by name (python3-pymssql's db-lib RPCs), a handle as OUTPUT" {
+	run /usr/bin/python3 - <<PY
+from pymssql import _mssql
+c = _mssql.connect(server="$DPONE_TEST_MSSQL_HOST", port=int("$DPONE_TEST_MSSQL_PORT"), user="$DPONE_TEST_MSSQL_USER",
+                   password="$DPONE_TEST_MSSQL_PASSWORD", database="$DPONE_TEST_MSSQL_DATABASE", tds_version="7.3")
+c.execute_non_query("CREATE TABLE $T (id int NOT NULL PRIMARY KEY, name nvarchar(20))")
+p = c.init_procedure("sp_prepare")
+p.bind(None, _mssql.SQLINT4, "@handle", output=True, null=True)
+p.bind("@id int, @name nvarchar(20)", _mssql.SQLVARCHAR, "@params")
+p.bind("INSERT INTO $T (id, name) VALUES (@id, @name)", _mssql.SQLVARCHAR, "@stmt")
+p.execute()
+h = p.parameters["@handle"]
+print("handle", h > 0)
+for i in (1, 2):
+    e = c.init_procedure("sp_execute")
+    e.bind(h, _mssql.SQLINT4, "@handle")
+    e.bind(i, _mssql.SQLINT4)
+    e.bind("n%d" % i, _mssql.SQLVARCHAR)
+    e.execute()
+u = c.init_procedure("sp_unprepare")
+u.bind(h, _mssql.SQLINT4, "@handle")
+u.execute()
+try:
+    e = c.init_procedure("sp_execute")
+    e.bind(h, _mssql.SQLINT4, "@handle")
+    e.execute()
+except _mssql.MSSQLDatabaseException as x:
+    print("after sp_unprepare:", x.number)
+c.execute_query("SELECT id, name FROM $T ORDER BY id")
+print(" ".join("%d:%s" % (r[0], r[1]) for r in c))
+PY
+	assert_success
+	assert_line "handle True"
+	assert_line "after sp_unprepare: 8179"
+	assert_line "1:n1 2:n2"
+}
+
 @test "catalog views: INFORMATION_SCHEMA and sys" {
 	sql <<SQL
 CREATE TABLE $T (a int NOT NULL, b nvarchar(20), c decimal(12,3), d datetime2(4), CONSTRAINT pk_$T PRIMARY KEY (b, a))

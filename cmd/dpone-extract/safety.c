@@ -41,7 +41,8 @@ rowversion_bound(struct source *s, const struct column *c, const struct encoding
 	char *marv = source_try_scalar_json(s, "SELECT MIN_ACTIVE_ROWVERSION()", c, enc);
 	if (!marv) {
 		json_object_set_new(lc->about, "applied", json_false());
-		json_object_set_new(lc->about, "reason", json_sprintf("MIN_ACTIVE_ROWVERSION() failed: %s", source_error()));
+		json_object_set_new(lc->about, "reason",
+		                    json_sprintf("MIN_ACTIVE_ROWVERSION() failed: %s", source_error()));
 		return;
 	}
 	json_object_set_new(lc->about, "min_active_rowversion", json_loads(marv, JSON_DECODE_ANY, NULL));
@@ -54,8 +55,10 @@ rowversion_bound(struct source *s, const struct column *c, const struct encoding
 static long long
 server_utc_offset(struct source *s, const struct encoding *enc)
 {
-	struct column t = {.name = "now", .data_type = "datetime2", .sql_type = "datetime2(7)", .logical = "timestamp", .scale = 7};
-	char *local = source_try_scalar_json(s, "SELECT SYSDATETIME()", &t, enc), *utc = source_try_scalar_json(s, "SELECT SYSUTCDATETIME()", &t, enc);
+	struct column t = {
+		.name = "now", .data_type = "datetime2", .sql_type = "datetime2(7)", .logical = "timestamp", .scale = 7};
+	char *local = source_try_scalar_json(s, "SELECT SYSDATETIME()", &t, enc),
+	     *utc = source_try_scalar_json(s, "SELECT SYSUTCDATETIME()", &t, enc);
 	long long a = json_seconds(local), b = json_seconds(utc);
 	free(local);
 	free(utc);
@@ -66,22 +69,30 @@ server_utc_offset(struct source *s, const struct encoding *enc)
 static void
 clock_bound(struct source *s, const struct dp_manifest *m, const struct encoding *enc, struct late_commit *lc)
 {
-	struct column t = {.name = "database_transaction_begin_time", .data_type = "datetime", .sql_type = "datetime",
-	                   .logical = "timestamp", .scale = 3};
-	char *begin = source_try_scalar_json(s,
-	                         "SELECT MIN(database_transaction_begin_time) FROM sys.dm_tran_database_transactions "
-	                         "WHERE database_id = DB_ID()",
-	                         &t, enc);
+	struct column t = {.name = "database_transaction_begin_time",
+	                   .data_type = "datetime",
+	                   .sql_type = "datetime",
+	                   .logical = "timestamp",
+	                   .scale = 3};
+	char *begin = source_try_scalar_json(
+		s,
+		"SELECT MIN(database_transaction_begin_time) FROM sys.dm_tran_database_transactions "
+		"WHERE database_id = DB_ID()",
+		&t, enc);
 	if (!begin) {
 		const char *lookback = dp_manifest_str(m, "source.options.lookback");
 		json_object_set_new(lc->about, "applied", json_false());
 		json_object_set_new(lc->about, "fallback", json_string(lookback ? "lookback" : "none"));
-		json_object_set_new(lc->about, "reason", json_sprintf("cannot see the open transactions: %s", source_error()));
-		dp_warn("warning: source.options.boundary_safety: cannot see the database's open transactions (%s; grant "
-		        "VIEW SERVER STATE or VIEW DATABASE STATE): a transaction that commits late below this run's high "
+		json_object_set_new(lc->about, "reason",
+		                    json_sprintf("cannot see the open transactions: %s", source_error()));
+		dp_warn("warning: source.options.boundary_safety: cannot see the database's open transactions (%s; "
+		        "grant "
+		        "VIEW SERVER STATE or VIEW DATABASE STATE): a transaction that commits late below this run's "
+		        "high "
 		        "watermark is %s",
 		        source_error(),
-		        lookback ? "read only if it is within source.options.lookback" : "skipped for good (no source.options.lookback)");
+		        lookback ? "read only if it is within source.options.lookback"
+		                 : "skipped for good (no source.options.lookback)");
 		return;
 	}
 	json_object_set_new(lc->about, "oldest_open_transaction", json_loads(begin, JSON_DECODE_ANY, NULL));
@@ -115,11 +126,11 @@ late_commit_probe(struct source *s, const struct dp_manifest *m, const struct en
 	    strcmp(s->cols[s->inc].logical, "timestamp") || is_rowversion(&s->cols[s->inc]))
 		return NULL;
 	struct column t = {.name = "n", .data_type = "int", .sql_type = "int", .logical = "integer"};
-	char *n = source_try_scalar_json(s, "SELECT COUNT(*) FROM sys.dm_tran_database_transactions WHERE database_id = DB_ID()", &t,
-	                     enc);
-	json_t *out = n ? json_pack("{s:b, s:s}", "visible", 1, "column", s->cols[s->inc].name)
-	                : json_pack("{s:b, s:s, s:s}", "visible", 0, "column", s->cols[s->inc].name, "error",
-	                            source_error());
+	char *n = source_try_scalar_json(
+		s, "SELECT COUNT(*) FROM sys.dm_tran_database_transactions WHERE database_id = DB_ID()", &t, enc);
+	json_t *out =
+		n ? json_pack("{s:b, s:s}", "visible", 1, "column", s->cols[s->inc].name)
+		  : json_pack("{s:b, s:s, s:s}", "visible", 0, "column", s->cols[s->inc].name, "error", source_error());
 	free(n);
 	return out;
 }
@@ -131,10 +142,11 @@ late_commit_bound(struct source *s, const struct dp_manifest *m, const struct co
 	const char *policy = dp_manifest_str(m, "source.options.boundary_safety");
 	*lc = (struct late_commit){.about = json_pack("{s:s}", "policy", policy)};
 	if (strcmp(policy, "active_transactions")) {
-		json_object_set_new(lc->about, "reason",
-		                    json_string(!strcmp(policy, "lookback")
-		                                        ? "late commits are read again within source.options.lookback"
-		                                        : "no protection against late commits (boundary_safety: none)"));
+		json_object_set_new(
+			lc->about, "reason",
+			json_string(!strcmp(policy, "lookback")
+		                            ? "late commits are read again within source.options.lookback"
+		                            : "no protection against late commits (boundary_safety: none)"));
 		return;
 	}
 	if (is_rowversion(c))
@@ -143,10 +155,11 @@ late_commit_bound(struct source *s, const struct dp_manifest *m, const struct co
 		clock_bound(s, m, enc, lc);
 	else {
 		json_object_set_new(lc->about, "applied", json_false());
-		json_object_set_new(lc->about, "reason",
-		                    json_sprintf("column %s (%s) is neither a rowversion nor stamped by a clock: open "
-		                                 "transactions cannot be placed on it; late commits are read only within "
-		                                 "source.options.lookback",
-		                                 c->name, c->sql_type));
+		json_object_set_new(
+			lc->about, "reason",
+			json_sprintf("column %s (%s) is neither a rowversion nor stamped by a clock: open "
+		                     "transactions cannot be placed on it; late commits are read only within "
+		                     "source.options.lookback",
+		                     c->name, c->sql_type));
 	}
 }

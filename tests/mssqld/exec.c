@@ -332,6 +332,8 @@ translate_global(struct xlate *x, struct expr *ex, struct frag *f)
 		return int_frag(f, x->c->spid);
 	if (!strcasecmp(n, "TRANCOUNT"))
 		return int_frag(f, x->c->in_tran);
+	if (!strcasecmp(n, "MAX_PRECISION")) /* what jTDS asks at login */
+		return int_frag(f, 38);
 	if (!strcasecmp(n, "DBTS"))
 		return rowversion_frag(f, current_rowversion());
 	if (!strcasecmp(n, "ROWCOUNT"))

@@ -17,6 +17,8 @@
  *     each applies once, to the next result set (whose SQL contains TEXT)
  *   fault refuse-logins on|off    logins fail with error 18456 while on
  *   permission view-server-state on|off   off: the DMVs answer error 300
+ *   rpc-counts                    "ok sp_executesql=N sp_prepare=N ...": the
+ *                                 RPCs of prepared statements served so far
  *   delay packet-us N             every reply packet waits N microseconds
  *                                 before it is sent, on every connection
  *                                 (a remote server; 0: none)
@@ -293,6 +295,7 @@ connection_main(void *arg)
 	if (do_login(c) == 0)
 		serve_messages(c);
 	exec_session_end(c);
+	rpc_session_end(c);
 	if (c->db)
 		sqlite3_close(c->db);
 	close(c->fd);
@@ -356,6 +359,10 @@ control_command(char *line, char *reply, size_t len, void *ctx)
 		faults.stall_ms = atoi(w[3]);
 	} else if (n == 3 && !strcmp(w[0], "fault") && !strcmp(w[1], "refuse-logins")) {
 		faults.refuse_logins = !strcmp(w[2], "on");
+	} else if (n == 1 && !strcmp(w[0], "rpc-counts")) {
+		char counts[256];
+		rpc_counts(counts, sizeof counts);
+		snprintf(reply, len, "ok %s", counts);
 	} else if (n == 3 && !strcmp(w[0], "permission") && !strcmp(w[1], "view-server-state")) {
 		txn_set_server_state_denied(!strcmp(w[2], "off"));
 	} else if (n == 3 && !strcmp(w[0], "delay") && !strcmp(w[1], "packet-us") && atol(w[2]) >= 0) {
@@ -501,6 +508,7 @@ main(int argc, char **argv)
 			c->fd = fd;
 			c->spid = next_spid();
 			c->packet_size = 4096;
+			c->rpc_handle_out = -1;
 			pthread_t th;
 			if (pthread_create(&th, &attr, connection_main, c)) {
 				close(fd);

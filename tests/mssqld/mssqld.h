@@ -368,6 +368,12 @@ struct held_row {
 	char schema[129], name[129]; /* the table, for errors */
 };
 
+/* A statement sp_prepare or sp_prepexec prepared, until sp_unprepare. */
+struct prepared {
+	int handle;
+	char *decl, *sql; /* owned; decl may be "" */
+};
+
 struct conn {
 	int fd;
 	int spid;
@@ -407,6 +413,10 @@ struct conn {
 	uint64_t last_seq;
 	/* RPC and bulk load */
 	int in_rpc;
+	int rpc_handle_out;        /* sp_prepare/sp_prepexec: the handle to return (RETURNVALUE), or -1 */
+	struct prepared *prepared; /* sp_prepare'd statements, owned */
+	int nprepared;
+	int next_handle;
 	struct table_info bulk_table;
 	int bulk_ready;
 	struct outbuf rowbuf; /* one ROW token at a time */
@@ -423,6 +433,10 @@ int exec_batch(struct conn *c, const char *sql);
 /* The end of a session: an open transaction and what it held go. */
 void exec_session_end(struct conn *c);
 int exec_rpc(struct conn *c, const unsigned char *p, size_t len);
+/* The end of a session: its prepared statements go. */
+void rpc_session_end(struct conn *c);
+/* control: rpc-counts: "sp_executesql=N sp_prepare=N ..." */
+void rpc_counts(char *out, size_t len);
 int exec_bulk(struct conn *c, const unsigned char *p, size_t len);
 int exec_insert_bulk_begin(struct conn *c, struct stmt *s, struct sqlerr *e);
 const unsigned char *skip_all_headers(const unsigned char *p, const unsigned char *end);

@@ -1,8 +1,10 @@
 /*
- * rpc.c: RPC requests (sp_executesql and named procedures, [MS-TDS]
- * 2.2.6.6) and bulk load (INSERT BULK then a BULK LOAD message, 2.2.6.1),
+ * rpc.c: RPC requests (sp_executesql; the prepared statements ODBC and
+ * JDBC drivers use: sp_prepare, sp_execute, sp_prepexec, sp_unprepare;
+ * named procedures, [MS-TDS] 2.2.6.6) and bulk load (INSERT BULK then a BULK LOAD message, 2.2.6.1),
  * which is what freebcp sends to copy rows in.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +112,167 @@ run_named_proc(struct conn *c, const char *name, struct rpc_param *ps, int np)
 	return 0;
 }
 
+static void
+rpc_fail(struct conn *c, int number, const char *msg)
+{
+	struct sqlerr e;
+	sqlerr_set(&e, number, 16, "%s", msg);
+	tok_error(c, &e);
+	finish_rpc(c, 1);
+}
+
+/* Run stmt with its declarations decl ("@a int, @b nvarchar(10)") bound to
+ * the values vals[0..nv): by name, else by position; the values are taken. */
+static int
+execute_with(struct conn *c, const char *stmt, const char *decl, struct rpc_param *vals, int nv)
+{
+	struct rpc_param params[64];
+	int nd = decl && *decl ? parse_declarations(decl, params, 64) : 0;
+	struct sqlerr e;
+	if (nd < 0) {
+		sqlerr_set(&e, 102, 15, "Incorrect syntax near '%.60s'.", decl);
+		tok_error(c, &e);
+		finish_rpc(c, 1);
+		return 0;
+	}
+	c->vars = calloc((size_t)nd + 1, sizeof *c->vars);
+	c->nvars = nd;
+	for (int i = 0; i < nd; i++) {
+		struct variable *v = &c->vars[i];
+		snprintf(v->name, sizeof v->name, "%s", params[i].name);
+		v->type = params[i].type;
+		struct rpc_param *src = NULL;
+		for (int k = 0; k < nv; k++)
+			if (!strcasecmp(vals[k].name, params[i].name))
+				src = &vals[k];
+		if (!src && i < nv && !vals[i].name[0])
+			src = &vals[i];
+		if (!src)
+			continue;
+		v->v = src->v;
+		memset(&src->v, 0, sizeof src->v);
+		if (value_convert(&v->v, &src->type, &v->type, &e)) {
+			tok_error(c, &e);
+			finish_rpc(c, 1);
+			return 0;
+		}
+	}
+	return exec_batch(c, stmt);
+}
+
+static struct prepared *
+find_prepared(struct conn *c, const struct rpc_param *handle)
+{
+	for (int i = 0; handle->v.kind == V_INT && i < c->nprepared; i++)
+		if (c->prepared[i].handle == handle->v.i)
+			return &c->prepared[i];
+	return NULL;
+}
+
+/* Keep decl and stmt under a new handle, to return as the RPC's output. */
+static struct prepared *
+prepare(struct conn *c, const char *decl, const char *stmt)
+{
+	c->prepared = realloc(c->prepared, (size_t)(c->nprepared + 1) * sizeof *c->prepared);
+	struct prepared *p = &c->prepared[c->nprepared++];
+	*p = (struct prepared){++c->next_handle, strdup(decl ? decl : ""), strdup(stmt)};
+	c->rpc_handle_out = p->handle;
+	return p;
+}
+
+void
+rpc_session_end(struct conn *c)
+{
+	for (int i = 0; i < c->nprepared; i++) {
+		free(c->prepared[i].decl);
+		free(c->prepared[i].sql);
+	}
+	free(c->prepared);
+	c->prepared = NULL;
+	c->nprepared = 0;
+}
+
+/* The procedures of prepared statements, by id ([MS-TDS] 2.2.6.6) and name. */
+enum { PROC_EXECUTESQL = 10, PROC_PREPARE = 11, PROC_EXECUTE = 12, PROC_PREPEXEC = 13, PROC_UNPREPARE = 15 };
+static const struct {
+	int id;
+	const char *name;
+} procs[] = {{PROC_EXECUTESQL, "sp_executesql"},
+             {PROC_PREPARE, "sp_prepare"},
+             {PROC_EXECUTE, "sp_execute"},
+             {PROC_PREPEXEC, "sp_prepexec"},
+             {PROC_UNPREPARE, "sp_unprepare"}};
+
+/* How often each was called, server-wide (control: rpc-counts). */
+static unsigned long proc_calls[sizeof procs / sizeof *procs];
+static pthread_mutex_t calls_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+proc_id(int procid, const char *name)
+{
+	const char *base = !strncasecmp(name, "sys.", 4) ? name + 4 : name;
+	for (size_t i = 0; i < sizeof procs / sizeof *procs; i++)
+		if (procid == procs[i].id || !strcasecmp(base, procs[i].name)) {
+			pthread_mutex_lock(&calls_lock);
+			proc_calls[i]++;
+			pthread_mutex_unlock(&calls_lock);
+			return procs[i].id;
+		}
+	return 0;
+}
+
+void
+rpc_counts(char *out, size_t len)
+{
+	size_t at = 0;
+	pthread_mutex_lock(&calls_lock);
+	for (size_t i = 0; i < sizeof procs / sizeof *procs && at < len; i++)
+		at += (size_t)snprintf(out + at, len - at, "%s%s=%lu", i ? " " : "", procs[i].name, proc_calls[i]);
+	pthread_mutex_unlock(&calls_lock);
+}
+
+static int
+text_param(const struct rpc_param *ps, int np, int i)
+{
+	return i < np && (ps[i].v.kind == V_TEXT || ps[i].v.kind == V_NULL);
+}
+
+/* sp_prepare, sp_execute, sp_prepexec, sp_unprepare. */
+static int
+prepared_rpc(struct conn *c, int id, struct rpc_param *ps, int np)
+{
+	if (id == PROC_PREPARE || id == PROC_PREPEXEC) {
+		/* @handle OUTPUT, @params, @stmt[, @options | values...] */
+		if (!text_param(ps, np, 1) || !text_param(ps, np, 2) || ps[2].v.kind != V_TEXT) {
+			rpc_fail(c, 201, "Procedure or function expects parameter '@stmt', which was not supplied.");
+			return 0;
+		}
+		struct prepared *p = prepare(c, ps[1].v.kind == V_TEXT ? ps[1].v.text : "", ps[2].v.text);
+		if (id == PROC_PREPARE) {
+			finish_rpc(c, 0);
+			return 0;
+		}
+		return execute_with(c, p->sql, p->decl, ps + 3, np - 3);
+	}
+	struct prepared *p = np >= 1 ? find_prepared(c, &ps[0]) : NULL;
+	if (!p) {
+		rpc_fail(c, 8179, "Could not find prepared statement with handle.");
+		return 0;
+	}
+	if (id == PROC_EXECUTE) {
+		char *sql = strdup(p->sql), *decl = strdup(p->decl); /* the batch may unprepare it */
+		int rc = execute_with(c, sql, decl, ps + 1, np - 1);
+		free(sql);
+		free(decl);
+		return rc;
+	}
+	free(p->decl);
+	free(p->sql);
+	*p = c->prepared[--c->nprepared];
+	finish_rpc(c, 0);
+	return 0;
+}
+
 int
 exec_rpc(struct conn *c, const unsigned char *data, size_t len)
 {
@@ -147,53 +310,17 @@ exec_rpc(struct conn *c, const unsigned char *data, size_t len)
 	}
 	int rc = 0;
 	c->in_rpc = 1;
-	if (procid == 10 || !strcasecmp(name, "sp_executesql") || !strcasecmp(name, "sys.sp_executesql")) {
-		if (np < 1 || ps[0].v.kind != V_TEXT) {
-			struct sqlerr e;
-			sqlerr_set(&e, 201, 16,
-			           "Procedure or function 'sp_executesql' expects parameter '@statement', which was "
-			           "not supplied.");
-			tok_error(c, &e);
-			finish_rpc(c, 1);
-		} else {
-			struct rpc_param decl[64];
-			int nd = np >= 2 && ps[1].v.kind == V_TEXT ? parse_declarations(ps[1].v.text, decl, 64) : 0;
-			struct sqlerr e;
-			if (nd < 0) {
-				sqlerr_set(&e, 102, 15, "Incorrect syntax near '%.60s'.", ps[1].v.text);
-				tok_error(c, &e);
-				finish_rpc(c, 1);
-			} else {
-				/* Values bind to declarations by name, else by position. */
-				c->vars = calloc((size_t)nd + 1, sizeof *c->vars);
-				c->nvars = nd;
-				int bad = 0;
-				for (int i = 0; i < nd; i++) {
-					struct variable *v = &c->vars[i];
-					snprintf(v->name, sizeof v->name, "%s", decl[i].name);
-					v->type = decl[i].type;
-					struct rpc_param *src = NULL;
-					for (int k = 2; k < np; k++)
-						if (!strcasecmp(ps[k].name, decl[i].name))
-							src = &ps[k];
-					if (!src && i + 2 < np && !ps[i + 2].name[0])
-						src = &ps[i + 2];
-					if (src) {
-						v->v = src->v;
-						memset(&src->v, 0, sizeof src->v);
-						if (value_convert(&v->v, &src->type, &v->type, &e)) {
-							tok_error(c, &e);
-							bad = 1;
-							break;
-						}
-					}
-				}
-				if (bad)
-					finish_rpc(c, 1);
-				else
-					rc = exec_batch(c, ps[0].v.text);
-			}
-		}
+	int id = proc_id(procid, name);
+	if (id == PROC_EXECUTESQL) {
+		if (np < 1 || ps[0].v.kind != V_TEXT)
+			rpc_fail(c, 201,
+			         "Procedure or function 'sp_executesql' expects parameter '@statement', which was not "
+			         "supplied.");
+		else
+			rc = execute_with(c, ps[0].v.text, np >= 2 && ps[1].v.kind == V_TEXT ? ps[1].v.text : NULL,
+			                  ps + 2, np - 2);
+	} else if (id) {
+		rc = prepared_rpc(c, id, ps, np);
 	} else if (procid) {
 		struct sqlerr e;
 		sqlerr_set(&e, 2812, 16, "Could not find stored procedure 'procedure id %d'.", procid);

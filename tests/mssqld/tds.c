@@ -360,6 +360,22 @@ tok_rpc_end(struct conn *c, int failed)
 {
 	unsigned char rs[5] = {0x79, 0, 0, 0, 0};
 	tds_put(c, rs, sizeof rs);
+	if (c->rpc_handle_out >= 0) {
+		/* RETURNVALUE: ordinal 0, @handle, an output parameter, INTN(4). */
+		struct outbuf b = {0};
+		ob_byte(&b, 0xAC);
+		ob_u16(&b, 0);
+		ob_bvarchar(&b, "@handle");
+		ob_byte(&b, 0x01);
+		ob_u32(&b, 0);
+		ob_u16(&b, 0);
+		ob_byte(&b, 0x26);
+		ob_byte(&b, 4);
+		ob_byte(&b, 4);
+		ob_u32(&b, (uint32_t)c->rpc_handle_out);
+		put_outbuf(c, &b);
+		c->rpc_handle_out = -1;
+	}
 	tok_done(c, 0xFE, failed ? DONE_ERROR : 0, 0xE0, 0);
 }
 

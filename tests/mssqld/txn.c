@@ -161,8 +161,8 @@ dm_filter(sqlite3_vtab_cursor *base, int idx, const char *idx_str, int argc, sql
 	pthread_mutex_unlock(&txn_lock);
 	if (denied) {
 		sqlite3_free(base->pVtab->zErrMsg);
-		base->pVtab->zErrMsg =
-			sqlite3_mprintf("300|VIEW SERVER STATE permission was denied on object 'server', database 'master'.");
+		base->pVtab->zErrMsg = sqlite3_mprintf(
+			"300|VIEW SERVER STATE permission was denied on object 'server', database 'master'.");
 		return SQLITE_ERROR;
 	}
 	return SQLITE_OK;
