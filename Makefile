@@ -104,7 +104,7 @@ $(foreach f,$(FUZZERS),$(eval $(call fuzzer_rule,$(f))))
 MSSQLD_SRC = $(wildcard tests/mssqld/*.c)
 $(O)/test-bin/mssqld: $(MSSQLD_SRC:%.c=$(O)/%.o) $(O)/tests/common/control.o
 	@mkdir -p $(dir $@)
-	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lpthread $(LDLIBS)
+	$(CC) $(DP_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lsqlite3 -lssl -lcrypto -lpthread $(LDLIBS)
 
 $(O)/tests/mssqld/%.o: tests/mssqld/%.c tests/mssqld/mssqld.h tests/common/control.h
 	@mkdir -p $(dir $@)

@@ -182,6 +182,23 @@ void row_emit(struct row_writer *rw, const struct dp_buf *row);
  * most. */
 unsigned long long stream_rows(struct source *s, struct row_writer *rw, int progress, long long batch_size);
 
+/* ---- freetds_conf.c ---- */
+/* A connection's freetds.conf settings, while its login is made. */
+struct freetds_conf {
+	char *conf, *saved_conf; /* the private freetds.conf and the FREETDSCONF before it; owned */
+	const char *level;       /* off, request, require; NULL: the connection names no encryption */
+	const char *instance;    /* a named instance, or NULL (borrowed from the connection) */
+	int verified;            /* the certificate and host name are checked */
+};
+/* 1 when the connection names encryption (encrypt, ca_file,
+ * trust_server_certificate) or an instance: then dbopen the server
+ * "dpone"; 0 otherwise. Exits on a bad value (10) or encrypt=strict (9). */
+int freetds_conf_begin(const struct dp_conn *conn, struct freetds_conf *t);
+/* After dbopen: the private freetds.conf goes. */
+void freetds_conf_end(struct freetds_conf *t);
+/* What a failed login's message adds about encryption ("" when none). */
+const char *freetds_conf_hint(const struct dp_conn *conn, const struct freetds_conf *t);
+
 /* ---- safety.c ---- */
 /* source.options.boundary_safety for an incremental column c. */
 struct late_commit {

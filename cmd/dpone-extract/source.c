@@ -286,13 +286,17 @@ source_connect(struct source *s, const struct dp_conn *conn, const char *databas
 		DBSETLDBNAME(login, db);
 	char server[600];
 	snprintf(server, sizeof server, "%s:%d", conn->host, conn->port);
+	struct freetds_conf tls;
+	int named = freetds_conf_begin(conn, &tls);
 	dbsetlogintime((int)limits.login_s);
 	limits.logging_in = 1;
-	s->db = dbopen(login, server);
+	s->db = dbopen(login, named ? "dpone" : server);
 	limits.logging_in = 0;
+	freetds_conf_end(&tls);
 	dbloginfree(login);
 	if (!s->db)
-		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s", conn->id, server, connect_failure(conn->host));
+		dp_die(DP_EXIT_SOURCE, "cannot connect to %s (%s): %s%s", conn->id, server, connect_failure(conn->host),
+		       freetds_conf_hint(conn, &tls));
 	snprintf(s->server, sizeof s->server, "%s", server);
 	dbsettime((int)limits.query_s);
 	dbsetinterrupt(s->db, interrupt_due, interrupt_now);

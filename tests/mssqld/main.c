@@ -1,7 +1,10 @@
 /*
  * mssqld: a TDS 7.4 SQL Server stand-in over SQLite, for dpone's tests.
  *
- *   mssqld -d DIR [-p PORT] [-u USER:PASSWORD]... [-D DATABASE]...
+ *   mssqld -d DIR [-p PORT] [-u USER:PASSWORD]... [-D DATABASE]... [-c CERT -k KEY [-E]]
+ *
+ * With a certificate and key (PEM) it offers TLS in PRELOGIN (tls.c);
+ * -E forces encryption, as SQL Server's Force Encryption does.
  *
  * It listens on 127.0.0.1 (PORT 0, the default, picks a free one), keeps
  * each database in DIR/NAME.sqlite ("master" always exists), and prints on
@@ -17,6 +20,9 @@
  *     each applies once, to the next result set (whose SQL contains TEXT)
  *   fault refuse-logins on|off    logins fail with error 18456 while on
  *   permission view-server-state on|off   off: the DMVs answer error 300
+ *   tls force on|off              on: every client must encrypt (-E)
+ *   tls-sessions                  "ok logins=N sessions=M": logins over TLS,
+ *                                 and of them the sessions encrypted whole
  *   rpc-counts                    "ok sp_executesql=N sp_prepare=N ...": the
  *                                 RPCs of prepared statements served so far
  *   delay packet-us N             every reply packet waits N microseconds
@@ -148,15 +154,51 @@ fault_refuse_logins(void)
 
 /* ---- login ---- */
 
-static void
-send_prelogin_reply(struct conn *c)
+/* The client's PRELOGIN ENCRYPTION value (option 0x01), ENCRYPT_NOT_SUP
+ * when it sent none. */
+static int
+prelogin_encryption(const unsigned char *d, size_t len)
 {
-	/* VERSION, ENCRYPTION (not supported), INSTOPT, THREADID, MARS (off) */
-	static const unsigned char reply[] = {0x00, 0,    26,   0,    6,    0x01, 0,    32,   0,    1,    0x02, 0,
-	                                      33,   0,    1,    0x03, 0,    34,   0,    0,    0x04, 0,    34,   0,
-	                                      1,    0xFF, 0x0F, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x02, 0x00, 0x00};
+	for (size_t at = 0; at + 5 <= len && d[at] != 0xFF; at += 5) {
+		size_t off = (size_t)(d[at + 1] << 8 | d[at + 2]), n = (size_t)(d[at + 3] << 8 | d[at + 4]);
+		if (d[at] == 0x01 && n >= 1 && off < len)
+			return d[off];
+	}
+	return ENCRYPT_NOT_SUP;
+}
+
+static void
+send_prelogin_reply(struct conn *c, int encryption)
+{
+	/* VERSION, ENCRYPTION, INSTOPT, THREADID, MARS (off) */
+	unsigned char reply[] = {0x00, 0,    26,   0,    6,    0x01, 0,    32,   0,    1,    0x02, 0,
+	                         33,   0,    1,    0x03, 0,    34,   0,    0,    0x04, 0,    34,   0,
+	                         1,    0xFF, 0x0F, 0x00, 0x0F, 0xA0, 0x00, 0x00, 0x02, 0x00, 0x00};
+	reply[32] = (unsigned char)encryption;
 	tds_put(c, reply, sizeof reply);
 	tds_flush(c, 1);
+}
+
+static unsigned long tls_logins, tls_sessions; /* control: tls-sessions; under lock */
+
+/* PRELOGIN: answer ENCRYPTION; when both sides encrypt, the TLS handshake,
+ * then LOGIN7 over TLS (the rest of the session too, unless the client
+ * asked for login encryption only). 0, or -1 to close the connection. */
+static int
+negotiate(struct conn *c, const unsigned char *d, size_t len)
+{
+	int asked = prelogin_encryption(d, len), answer = tls_answer(asked);
+	send_prelogin_reply(c, answer);
+	if (answer == ENCRYPT_NOT_SUP)
+		return asked == ENCRYPT_ON || asked == ENCRYPT_REQ ? -1 : 0;
+	if (asked == ENCRYPT_NOT_SUP || tls_handshake(c))
+		return -1; /* a forced server, a client without TLS: SQL Server closes */
+	c->encrypt_all = answer != ENCRYPT_OFF;
+	pthread_mutex_lock(&lock);
+	tls_logins++;
+	tls_sessions += (unsigned long)c->encrypt_all;
+	pthread_mutex_unlock(&lock);
+	return 0;
 }
 
 static char *
@@ -200,9 +242,11 @@ do_login(struct conn *c)
 	if (tds_read_message(c, &type, &d, &len))
 		return -1;
 	if (type == TDS_PKT_PRELOGIN) {
-		send_prelogin_reply(c);
-		if (tds_read_message(c, &type, &d, &len))
+		if (negotiate(c, d, len) || tds_read_message(c, &type, &d, &len))
 			return -1;
+		c->encrypted = c->tls != NULL;
+		if (c->tls && !c->encrypt_all)
+			tls_end(c);
 	}
 	if (type != TDS_PKT_LOGIN7 || len < 94)
 		return -1;
@@ -359,6 +403,10 @@ control_command(char *line, char *reply, size_t len, void *ctx)
 		faults.stall_ms = atoi(w[3]);
 	} else if (n == 3 && !strcmp(w[0], "fault") && !strcmp(w[1], "refuse-logins")) {
 		faults.refuse_logins = !strcmp(w[2], "on");
+	} else if (n == 1 && !strcmp(w[0], "tls-sessions")) {
+		snprintf(reply, len, "ok logins=%lu sessions=%lu", tls_logins, tls_sessions);
+	} else if (n == 3 && !strcmp(w[0], "tls") && !strcmp(w[1], "force")) {
+		tls_set_force(!strcmp(w[2], "on"));
 	} else if (n == 1 && !strcmp(w[0], "rpc-counts")) {
 		char counts[256];
 		rpc_counts(counts, sizeof counts);
@@ -410,7 +458,8 @@ init_database(const char *name)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: mssqld -d DIR [-p PORT] [-u USER:PASSWORD]... [-D DATABASE]...\n");
+	fprintf(stderr,
+	        "usage: mssqld -d DIR [-p PORT] [-u USER:PASSWORD]... [-D DATABASE]... [-c CERT -k KEY [-E]]\n");
 	exit(2);
 }
 
@@ -419,10 +468,15 @@ main(int argc, char **argv)
 {
 	int port = 0, ch;
 	snprintf(server.databases[server.ndatabases++], sizeof server.databases[0], "master");
-	while ((ch = getopt(argc, argv, "d:p:u:D:")) != -1) {
+	const char *cert = NULL, *key = NULL;
+	int force_tls = 0;
+	while ((ch = getopt(argc, argv, "d:p:u:D:c:k:E")) != -1) {
 		switch (ch) {
 		case 'd': snprintf(server.dir, sizeof server.dir, "%s", optarg); break;
 		case 'p': port = atoi(optarg); break;
+		case 'c': cert = optarg; break;
+		case 'k': key = optarg; break;
+		case 'E': force_tls = 1; break;
 		case 'u': {
 			char *colon = strchr(optarg, ':');
 			if (!colon || server.nusers == 16)
@@ -443,8 +497,10 @@ main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (!server.dir[0])
+	if (!server.dir[0] || !cert != !key || (force_tls && !cert))
 		usage();
+	if (cert && tls_init(cert, key, force_tls))
+		exit(1);
 	if (server.nusers == 0) {
 		snprintf(server.users[0][0], 129, "sa");
 		snprintf(server.users[0][1], 129, "%s",

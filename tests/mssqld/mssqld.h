@@ -376,6 +376,10 @@ struct prepared {
 
 struct conn {
 	int fd;
+	struct ssl_st *tls;     /* TLS on the socket, or NULL */
+	int encrypt_all;        /* the session stays encrypted after LOGIN7 */
+	int encrypted;          /* LOGIN7 came over TLS (sys.dm_exec_connections) */
+	unsigned char out_type; /* the type of the packets being sent (REPLY; PRELOGIN in the TLS handshake) */
 	int spid;
 	sqlite3 *db;
 	char database[129];
@@ -435,6 +439,21 @@ void exec_session_end(struct conn *c);
 int exec_rpc(struct conn *c, const unsigned char *p, size_t len);
 /* The end of a session: its prepared statements go. */
 void rpc_session_end(struct conn *c);
+/* ---- TLS (tls.c) ---- */
+enum { ENCRYPT_OFF = 0, ENCRYPT_ON = 1, ENCRYPT_NOT_SUP = 2, ENCRYPT_REQ = 3 };
+int tls_init(const char *cert, const char *key, int force_encryption);
+void tls_set_force(int on);
+int tls_available(void);
+/* The PRELOGIN ENCRYPTION answer to the client's value. */
+int tls_answer(int client);
+/* The handshake, inside PRELOGIN packets; then c->tls is on the socket. */
+int tls_handshake(struct conn *c);
+void tls_end(struct conn *c);
+int tls_read(struct conn *c, void *p, size_t n);
+int tls_write(struct conn *c, const void *p, size_t n);
+int tls_pending(struct conn *c);
+/* tds_put, in packets of another type (PRELOGIN). */
+void tds_put_type(struct conn *c, unsigned char type, const void *p, size_t n);
 /* control: rpc-counts: "sp_executesql=N sp_prepare=N ..." */
 void rpc_counts(char *out, size_t len);
 int exec_bulk(struct conn *c, const unsigned char *p, size_t len);

@@ -92,11 +92,11 @@ ob_usvarchar(struct outbuf *b, const char *utf8)
 /* ---- packets ---- */
 
 static int
-read_full(int fd, void *p, size_t n)
+read_full(struct conn *c, void *p, size_t n)
 {
 	unsigned char *q = p;
 	while (n) {
-		ssize_t got = read(fd, q, n);
+		ssize_t got = c->tls ? tls_read(c, q, n) : read(c->fd, q, n);
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0)
@@ -108,11 +108,11 @@ read_full(int fd, void *p, size_t n)
 }
 
 static int
-write_full(int fd, const void *p, size_t n)
+write_full(struct conn *c, const void *p, size_t n)
 {
 	const unsigned char *q = p;
 	while (n) {
-		ssize_t put = write(fd, q, n);
+		ssize_t put = c->tls ? tls_write(c, q, n) : write(c->fd, q, n);
 		if (put < 0 && errno == EINTR)
 			continue;
 		if (put <= 0)
@@ -129,7 +129,7 @@ tds_read_message(struct conn *c, unsigned char *type, unsigned char **data, size
 	c->in_len = 0;
 	for (;;) {
 		unsigned char h[8];
-		if (read_full(c->fd, h, 8))
+		if (read_full(c, h, 8))
 			return -1;
 		size_t plen = (size_t)(h[2] << 8 | h[3]);
 		if (plen < 8 || plen > 65535)
@@ -139,7 +139,7 @@ tds_read_message(struct conn *c, unsigned char *type, unsigned char **data, size
 			c->in_cap = (c->in_len + plen) * 2;
 			c->in = realloc(c->in, c->in_cap);
 		}
-		if (read_full(c->fd, c->in + c->in_len, plen - 8))
+		if (read_full(c, c->in + c->in_len, plen - 8))
 			return -1;
 		c->in_len += plen - 8;
 		if (h[1] & 0x01)
@@ -172,7 +172,7 @@ send_batch(struct conn *c)
 		struct timespec ts = {(time_t)(delay * packets / 1000000), (delay * packets % 1000000) * 1000};
 		nanosleep(&ts, NULL);
 	}
-	if (write_full(c->fd, c->out, c->out_len)) {
+	if (write_full(c, c->out, c->out_len)) {
 		c->out_broken = 1;
 		return -1;
 	}
@@ -185,7 +185,7 @@ close_packet(struct conn *c, int eom)
 {
 	unsigned char *h = open_packet(c);
 	size_t total = 8 + c->out_fill;
-	h[0] = TDS_PKT_REPLY;
+	h[0] = c->out_type ? c->out_type : TDS_PKT_REPLY;
 	h[1] = eom ? 0x01 : 0x00;
 	h[2] = (unsigned char)(total >> 8);
 	h[3] = (unsigned char)total;
@@ -226,13 +226,22 @@ tds_put(struct conn *c, const void *p, size_t n)
 	}
 }
 
+void
+tds_put_type(struct conn *c, unsigned char type, const void *p, size_t n)
+{
+	c->out_type = type;
+	tds_put(c, p, n);
+}
+
 int
 tds_flush(struct conn *c, int eom)
 {
 	ensure_capacity(c);
 	if (c->out_fill || eom)
 		close_packet(c, eom);
-	return send_batch(c);
+	int rc = send_batch(c);
+	c->out_type = 0;
+	return rc;
 }
 
 int
@@ -241,10 +250,10 @@ tds_attention_pending(struct conn *c)
 	if (c->attention)
 		return 1;
 	struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-	if (poll(&pfd, 1, 0) <= 0)
+	if (!tls_pending(c) && poll(&pfd, 1, 0) <= 0)
 		return 0;
 	unsigned char h[8];
-	if (read_full(c->fd, h, 8)) {
+	if (read_full(c, h, 8)) {
 		c->out_broken = 1;
 		return 1; /* the client is gone: stop sending */
 	}
@@ -252,7 +261,7 @@ tds_attention_pending(struct conn *c)
 	unsigned char skip[512];
 	while (plen > 8) {
 		size_t n = plen - 8 < sizeof skip ? plen - 8 : sizeof skip;
-		if (read_full(c->fd, skip, n))
+		if (read_full(c, skip, n))
 			break;
 		plen -= n;
 	}
