@@ -389,6 +389,37 @@ SQL
 	tail -n 1 bcp.ndjson | grep -q '^\["end",{"rows":3'
 }
 
+@test "nchar and nvarchar, read as their UTF-16 bytes: every escape, BMP and astral characters, (max), the same as bcp's iconv and as stored" {
+	sql <<< "DROP TABLE IF EXISTS $T; CREATE TABLE $T (id int NOT NULL PRIMARY KEY, nc nchar(4), nv nvarchar(40), nm nvarchar(max))"
+	py "$T" <<'PY'
+t = sys.argv[1]
+vals = [(1, "ab", "quote\" back\\ slash/", "x" * 5000 + "\u00e9" * 3000),
+        (2, "\u00e9\u4e2d", "ctl \x01\x1f\t\n\r\x7f \u0800\uffff", "\U0001F600\U0010FFFF end"),
+        (3, None, "", None),
+        (4, "\u4e2d\u6587\u5b57\u7b26", "\U0001D11E\U0001F600\U0001F600", "")]
+for v in vals:
+    cur.execute("INSERT INTO %s (id, nc, nv, nm) VALUES (%%d, %%s, %%s, %%s)" % t, v)
+PY
+	extract_manifest "$T" full_refresh
+	dpone-extract m.yaml > stream.ndjson
+	grep -q 'CAST(\[nv\] AS varbinary(80))' <(dpone-extract --plan m.yaml) || flunk "$(dpone-extract --plan m.yaml)"
+	extract_manifest "$T" full_refresh "export_mode: bcp"
+	dpone-extract m.yaml | grep '^{' > bcp.rows
+	grep '^{' stream.ndjson | cmp - bcp.rows || flunk "stream and bcp differ"
+	dpone-extract m.yaml | stream-relay > /dev/null
+	run /usr/bin/python3 -c '
+import json
+rows = [json.loads(l) for l in open("stream.ndjson") if l.startswith("{")]
+assert rows[0]["nv"] == "quote\" back\\ slash/" and rows[0]["nm"] == "x" * 5000 + "\u00e9" * 3000, rows[0]["nv"]
+assert rows[0]["nc"] == "ab  "
+assert rows[1]["nc"] == "\u00e9\u4e2d  " and rows[1]["nv"] == "ctl \x01\x1f\t\n\r\x7f \u0800\uffff", repr(rows[1]["nv"])
+assert rows[1]["nm"] == "\U0001F600\U0010FFFF end"
+assert rows[2] == {"id": 3, "nc": None, "nv": "", "nm": None}, rows[2]
+assert rows[3]["nv"] == "\U0001D11E\U0001F600\U0001F600" and rows[3]["nm"] == ""
+print("ok")'
+	assert_output "ok"
+}
+
 @test "bcp mode stages a zstd artifact in the run's directory that replays on its own" {
 	orders_table
 	extract_manifest "$T" incremental_append "export_mode: bcp, incremental_column: updated_at"

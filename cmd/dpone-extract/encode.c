@@ -110,6 +110,58 @@ encode_string(struct dp_buf *b, const char *s, size_t n)
 	dp_buf_char(b, '"');
 }
 
+/* UTF-16LE (an nchar/nvarchar/ntext value as the server stores it, read as
+ * varbinary: source_select_list) as a JSON string: one pass, no iconv. An
+ * unpaired surrogate becomes U+FFFD. */
+static void
+encode_utf16le(struct dp_buf *b, const unsigned char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	dp_buf_reserve(b, 6 * (n / 2) + 2); /* "\\u001f" is the longest a unit becomes */
+	char *o = b->p + b->len;
+	*o++ = '"';
+	for (size_t i = 0; i + 1 < n; i += 2) {
+		unsigned u = p[i] | (unsigned)p[i + 1] << 8;
+		if (u >= 0x20 && u < 0x80 && u != '"' && u != '\\') {
+			*o++ = (char)u;
+		} else if (u < 0x80) {
+			*o++ = '\\';
+			switch (u) {
+			case '"': *o++ = '"'; break;
+			case '\\': *o++ = '\\'; break;
+			case '\n': *o++ = 'n'; break;
+			case '\t': *o++ = 't'; break;
+			case '\r': *o++ = 'r'; break;
+			default:
+				*o++ = 'u';
+				*o++ = '0';
+				*o++ = '0';
+				*o++ = hex[u >> 4];
+				*o++ = hex[u & 15];
+			}
+		} else if (u < 0x800) {
+			*o++ = (char)(0xC0 | u >> 6);
+			*o++ = (char)(0x80 | (u & 0x3F));
+		} else if (u >= 0xD800 && u < 0xDC00 && i + 3 < n && (p[i + 3] & 0xFC) == 0xDC) {
+			unsigned lo = p[i + 2] | (unsigned)p[i + 3] << 8;
+			unsigned cp = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+			*o++ = (char)(0xF0 | cp >> 18);
+			*o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+			*o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+			*o++ = (char)(0x80 | (cp & 0x3F));
+			i += 2;
+		} else {
+			if (u >= 0xD800 && u < 0xE000)
+				u = 0xFFFD;
+			*o++ = (char)(0xE0 | u >> 12);
+			*o++ = (char)(0x80 | ((u >> 6) & 0x3F));
+			*o++ = (char)(0x80 | (u & 0x3F));
+		}
+	}
+	*o++ = '"';
+	b->len = (size_t)(o - b->p);
+}
+
 /* ---- numbers ---- */
 
 /* Decimal digits without printf: this runs for every number of every row. */
@@ -482,7 +534,12 @@ encode_value(struct dp_buf *b, const struct column *c, int dbtype, const BYTE *d
 	case DP_SYBUNIQUE: encode_guid(b, data); return 0;
 	case SYBBINARY:
 	case SYBVARBINARY:
-	case SYBIMAGE: encode_binary(b, data, len, enc->binary_as_hex); return 0;
+	case SYBIMAGE:
+		if (c->logical[0] == 's') /* string: an n-type read as its UTF-16 bytes */
+			encode_utf16le(b, data, (size_t)len);
+		else
+			encode_binary(b, data, len, enc->binary_as_hex);
+		return 0;
 	default:
 		/* The character types, already UTF-8 (the login asks db-lib for it). */
 		encode_string(b, (const char *)data, (size_t)len);

@@ -84,6 +84,10 @@ char *sql_literal(const struct column *c, const char *json_value);
 /* "[a], [b], ...": every column, or the key columns in key order; the
  * caller frees it. */
 char *source_column_list(const struct source *s, int keys_only);
+/* The SELECT list of a stream-mode read: every column, nchar and nvarchar
+ * as CAST(... AS varbinary(2n)), their UTF-16 bytes, which encode.c turns
+ * into JSON in one pass instead of db-lib's iconv; the caller frees it. */
+char *source_select_list(const struct source *s);
 /* [schema].[table], quoted; the caller frees it. */
 char *source_table_name(const struct source *s);
 /* The index of the column named name (case-insensitive), or -1. */

@@ -35,8 +35,8 @@ level_of(const struct dp_conn *conn, const char *encrypt)
 	for (size_t i = 0; i < sizeof levels / sizeof *levels; i++)
 		if (!strcmp(encrypt, levels[i].name))
 			return (int)i;
-	dp_die(DP_EXIT_CONNECTION, "connection %s (%s): encrypt '%s': expected off, request, require or strict", conn->id,
-	       conn->origin, encrypt);
+	dp_die(DP_EXIT_CONNECTION, "connection %s (%s): encrypt '%s': expected off, request, require or strict",
+	       conn->id, conn->origin, encrypt);
 }
 
 /* The CA file's path, checked, or "system" (the system's trust store). */
@@ -47,7 +47,8 @@ ca_file_of(const struct dp_conn *conn)
 	if (!ca || !strcmp(ca, "system"))
 		return "system";
 	if (access(ca, R_OK) < 0)
-		dp_die(DP_EXIT_CONNECTION, "connection %s (%s): ca_file %s: %s", conn->id, conn->origin, ca, strerror(errno));
+		dp_die(DP_EXIT_CONNECTION, "connection %s (%s): ca_file %s: %s", conn->id, conn->origin, ca,
+		       strerror(errno));
 	return ca;
 }
 
@@ -102,7 +103,8 @@ freetds_conf_begin(const struct dp_conn *conn, struct freetds_conf *t)
 	t->saved_conf = before ? dp_xstrdup(before) : NULL;
 	t->conf = path;
 	t->instance = instance;
-	t->level = encrypt || param(conn, "ca_file") || param(conn, "trust_server_certificate") ? levels[lv].name : NULL;
+	t->level =
+		encrypt || param(conn, "ca_file") || param(conn, "trust_server_certificate") ? levels[lv].name : NULL;
 	t->verified = verify;
 	setenv("FREETDSCONF", path, 1);
 	return 1;

@@ -570,11 +570,12 @@ plan_parallel(struct job *j, struct plan *p)
 		plan_split(j, p, n, "source.options.parallelism", &p->split);
 }
 
-/* The SELECT that reads the rows; the caller frees it. */
+/* The SELECT that reads the rows (stream: nchar and nvarchar as their
+ * UTF-16 bytes, source_select_list); the caller frees it. */
 static char *
-rows_sql(const struct source *s, const char *table, const struct plan *p)
+rows_sql(const struct source *s, const char *table, const struct plan *p, int stream)
 {
-	char *list = source_column_list(s, 0);
+	char *list = stream ? source_select_list(s) : source_column_list(s, 0);
 	char *sql = select_sql(list, table, p->where, p->order);
 	free(list);
 	return sql;
@@ -808,7 +809,7 @@ plan_ranges(struct job *j, const struct plan *p, const char *table)
 	for (int i = 1; i <= p->split.n; i++) {
 		char *where = range_where(j, p, i);
 		struct plan range = {.where = where, .order = p->order};
-		char *sql = rows_sql(&j->s, table, &range);
+		char *sql = rows_sql(&j->s, table, &range, j->m->export_mode != DP_EXPORT_BCP);
 		char *count_sql = select_sql("COUNT_BIG(*)", table, where, NULL);
 		char *n = source_scalar_json(&j->s, count_sql, &as, &as_number);
 		json_array_append_new(ranges, json_pack("{s:i, s:s, s:s, s:o}", "range", i, "where", where, "sql", sql,
@@ -827,7 +828,7 @@ static _Noreturn void
 run_count_or_plan(struct job *j, struct plan *p)
 {
 	char *table = source_table_name(&j->s);
-	char *sql = rows_sql(&j->s, table, p);
+	char *sql = rows_sql(&j->s, table, p, j->m->export_mode != DP_EXPORT_BCP);
 	char *count_sql = select_sql("COUNT_BIG(*)", table, p->where, NULL);
 	struct column as = {.logical = "integer"};
 	struct encoding as_number = {.binary_as_hex = j->enc.binary_as_hex}; /* a count, even with bigint_as: string */
@@ -903,7 +904,7 @@ read_range(void *ctx, int i, int fd)
 	source_connect(&s, &j->conn, dp_manifest_str(j->m, "source.table.database"), rj->bcp, j->enc.max_row_bytes);
 	char *table = source_table_name(&s), *where = range_where(j, rj->p, i);
 	struct plan range = {.where = where, .order = rj->p->order};
-	char *sql = rows_sql(&s, table, &range);
+	char *sql = rows_sql(&s, table, &range, !rj->bcp);
 	struct dp_writer *w = dp_writer_open(fd, "a range's pipe", 0);
 	struct row_writer rw;
 	row_writer_init(&rw, w, &s, &j->enc, 1);
@@ -928,7 +929,7 @@ run_rows(struct job *j, struct plan *p, int bcp)
 {
 	keep_boundary(j, p);
 	char *table = source_table_name(&j->s);
-	char *sql = rows_sql(&j->s, table, p);
+	char *sql = rows_sql(&j->s, table, p, !bcp);
 	free(table);
 	if (!bcp && p->split.n < 2 && source_query(&j->s, sql))
 		dp_die(DP_EXIT_SOURCE, "the query failed: %s", source_error());

@@ -158,6 +158,29 @@ source_column_list(const struct source *s, int keys_only)
 }
 
 char *
+source_select_list(const struct source *s)
+{
+	struct dp_buf b = {0};
+	for (int i = 0; i < s->ncols; i++) {
+		const struct column *c = &s->cols[i];
+		char *q = quote_name(c->name);
+		dp_buf_str(&b, i ? ", " : "");
+		if (!strcmp(c->data_type, "nvarchar") || !strcmp(c->data_type, "nchar")) {
+			char *cast = c->max_length > 0 && c->max_length <= 4000
+			                     ? dp_strfmt("CAST(%s AS varbinary(%d))", q, 2 * c->max_length)
+			                     : dp_strfmt("CAST(%s AS varbinary(max))", q);
+			dp_buf_str(&b, cast);
+			free(cast);
+		} else {
+			dp_buf_str(&b, q);
+		}
+		free(q);
+	}
+	dp_buf_char(&b, '\0');
+	return b.p;
+}
+
+char *
 source_table_name(const struct source *s)
 {
 	char *schema = quote_name(s->schema), *table = quote_name(s->table);

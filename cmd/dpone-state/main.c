@@ -209,6 +209,17 @@ reconcile_hashes(struct summary *sum)
 }
 
 static void
+summary_free(struct summary *sum)
+{
+	json_decref(sum->header);
+	json_decref(sum->reconciliation);
+	json_decref(sum->delivery);
+	json_decref(sum->checks);
+	json_decref(sum->end);
+	*sum = (struct summary){0};
+}
+
+static void
 read_summary(struct summary *sum)
 {
 	struct dp_reader *r = dp_reader_open(0, "stdin", DP_READ_SUMMARY);
@@ -475,11 +486,7 @@ cmd_commit(struct store *s, const struct options *o, char *err, size_t errlen)
 	}
 	json_decref(c.result);
 	free(c.moved);
-	json_decref(sum.header);
-	json_decref(sum.reconciliation);
-	json_decref(sum.delivery);
-	json_decref(sum.checks);
-	json_decref(sum.end);
+	summary_free(&sum);
 	return rc;
 }
 
@@ -871,10 +878,7 @@ chunk_receipt_update(struct job_state *st, json_t **history, void *ctx, char *er
 		free(cc.moved);
 	}
 	json_decref(all);
-	json_decref(whole.header);
-	json_decref(whole.end);
-	json_decref(whole.delivery);
-	json_decref(whole.checks);
+	summary_free(&whole);
 	return rc;
 }
 
@@ -900,11 +904,7 @@ cmd_chunk_receipt(struct store *s, const struct options *o, char *err, size_t er
 	}
 	json_decref(c.result);
 	free(c.moved);
-	json_decref(sum.header);
-	json_decref(sum.reconciliation);
-	json_decref(sum.delivery);
-	json_decref(sum.checks);
-	json_decref(sum.end);
+	summary_free(&sum);
 	return rc;
 }
 

@@ -1154,7 +1154,17 @@ to_binary(struct value *v, const struct stype *from, const struct stype *to, str
 	unsigned char buf[8];
 	switch (v->kind) {
 	case V_BLOB: break;
-	case V_TEXT: set_blob(v, (unsigned char *)v->text, v->len); break;
+	case V_TEXT:
+		if (from && (from->base == T_NCHAR || from->base == T_NVARCHAR)) {
+			/* nchar/nvarchar are UTF-16LE, as SQL Server stores them */
+			unsigned char *u = malloc(2 * v->len + 2);
+			size_t n = utf8_to_utf16(v->text, v->len, u);
+			set_blob(v, u, n);
+			free(u);
+		} else {
+			set_blob(v, (unsigned char *)v->text, v->len);
+		}
+		break;
 	case V_INT: {
 		int size = from && from->base == T_BIGINT                             ? 8
 		           : from && from->base == T_SMALLINT                         ? 2
