@@ -110,7 +110,7 @@ YAML
 	assert_output_contains "# Plan: plan_$T"
 	assert_output_contains "| source | mssql_dwh | mssql | env DPONE_CONN_MSSQL_DWH | $DPONE_TEST_MSSQL_HOST | $DPONE_TEST_MSSQL_USER | *** |"
 	refute_output_contains "$DPONE_TEST_MSSQL_PASSWORD"
-	assert_output_contains "SELECT [order_id], [customer], [updated_at] FROM [dbo].[$T] WHERE ([updated_at] <= CAST(N'2026-11-26T08:00:05.1234567' AS datetime2(7))) ORDER BY [updated_at], [order_id]"
+	assert_output_contains "SELECT [order_id], CAST([customer] AS varbinary(80)), [updated_at] FROM [dbo].[$T] WHERE ([updated_at] <= CAST(N'2026-11-26T08:00:05.1234567' AS datetime2(7))) ORDER BY [updated_at], [order_id]"
 	assert_output_contains "- rows in the boundary now: 5"
 	assert_output_contains "- watermark now: none"
 	assert_output_contains "- watermark after a successful run: 2026-11-26T08:00:05.1234567"

@@ -919,7 +919,13 @@ read_range(void *ctx, int i, int fd)
 		json_pack("{s:o, s:o}", "low", rw.wm.low ? json_loads(rw.wm.low, JSON_DECODE_ANY, NULL) : json_null(),
 	                  "high", rw.wm.high ? json_loads(rw.wm.high, JSON_DECODE_ANY, NULL) : json_null());
 	dp_writer_control(w, "end", json_pack("{s:I, s:o}", "rows", (json_int_t)rw.rows, "watermark", wm));
-	_exit(dp_writer_close(w) ? DP_EXIT_FAILURE : DP_EXIT_OK);
+	int failed = dp_writer_close(w);
+	row_writer_free(&rw);
+	free(sql);
+	free(where);
+	free(table);
+	dbclose(s.db);
+	_exit(failed ? DP_EXIT_FAILURE : DP_EXIT_OK);
 }
 
 /* A run: header, rows (streamed, or bcp-copied into an artifact that goes

@@ -779,7 +779,7 @@ whole_run_summary(const json_t *cr, const json_t *chunk_header, struct summary *
 		if (h && !json_is_null(h) && (!high || dp_compare_watermarks(h, high, sql_type) > 0))
 			high = h;
 		json_array_extend(partitions, json_object_get(r, "partitions"));
-		if (json_object_get(r, "checks")) {
+		if (json_is_object(json_object_get(r, "checks"))) {
 			json_object_set(checks, key, json_object_get(r, "checks"));
 			passed &= !json_is_false(json_object_get(json_object_get(r, "checks"), "passed"));
 		}
