@@ -288,10 +288,12 @@ chunk_test() {
 	run dpone batch run m.yaml --chunk 2/3
 	assert_failure 12
 	[ -z "$(dpone-state -q m.yaml get --watermark)" ] || flunk "state moved after a failed chunk"
-	# a whole run may not start meanwhile
+	# a whole run may not start meanwhile; the plan says why
 	run dpone batch run m.yaml
 	assert_failure 7
 	assert_output_contains "(2 of 3 chunks delivered) is open"
+	run dpone plan m.yaml --format md
+	assert_output_contains ", 2 of 3 chunks delivered ([1,3]); a whole run is refused"
 	run dpone batch run m.yaml --chunk 2/3
 	assert_success
 	assert_output_contains "committed run"

@@ -260,6 +260,23 @@ state_section(const struct dp_manifest *m, json_t *current, const json_t *bounda
 	                      json_object_get(record, "committed_at"), "watermark_before", before,
 	                      "watermark_after_reason", why, "lease", json_object_get(current, "lease"));
 	json_object_set(s, "watermark_after", after ? after : json_null());
+	/* dpone batch run --chunk: the open chunked run, which a whole run waits for. */
+	json_t *chunked = json_object_get(record, "chunked_run");
+	if (chunked) {
+		/* the chunks whose receipts are in, in chunk order */
+		json_t *receipts = json_object_get(chunked, "receipts"), *done = json_array();
+		json_int_t ranges = json_integer_value(json_object_get(chunked, "ranges"));
+		for (json_int_t i = 1; i <= ranges; i++) {
+			char key[24];
+			snprintf(key, sizeof key, "%lld", (long long)i);
+			if (json_object_get(receipts, key))
+				json_array_append_new(done, json_integer(i));
+		}
+		json_object_set_new(s, "chunked_run",
+		                    json_pack("{s:O?, s:O?, s:O?, s:o}", "plan", json_object_get(chunked, "plan"),
+		                              "ranges", json_object_get(chunked, "ranges"), "planned_at",
+		                              json_object_get(chunked, "planned_at"), "delivered", done));
+	}
 	if (m->state_type == DP_STATE_FILE)
 		json_object_set_new(s, "path", json_string(dp_manifest_str(m, "state.path")));
 	else

@@ -283,6 +283,15 @@ state(FILE *out, const json_t *plan)
 	fprintf(out, " (%s)\n", json_string_value(at(plan, "state.watermark_after_reason")));
 	if (at(plan, "state.lease") && !json_is_null(at(plan, "state.lease")))
 		item(out, "lease held", at(plan, "state.lease"));
+	const json_t *chunked = at(plan, "state.chunked_run");
+	if (chunked) {
+		fputs("- a chunked run is open (dpone batch run --chunk): plan ", out);
+		cell(out, json_object_get(chunked, "plan"));
+		fprintf(out, ", %zu of %lld chunks delivered (", json_array_size(json_object_get(chunked, "delivered")),
+		        (long long)json_integer_value(json_object_get(chunked, "ranges")));
+		cell(out, json_object_get(chunked, "delivered"));
+		fputs("); a whole run is refused until the rest are delivered or a reset abandons it\n", out);
+	}
 	fputs("- state advances only when every stage exited 0, the stream ended and the checks passed\n", out);
 }
 
