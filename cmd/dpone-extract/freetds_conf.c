@@ -82,7 +82,8 @@ freetds_conf_begin(const struct dp_conn *conn, struct freetds_conf *t)
 	/* verified: require checks by default; request only with a ca_file. */
 	int verify = !trust && (levels[lv].verifies || param(conn, "ca_file"));
 	const char *tmp = getenv("TMPDIR");
-	char *path = dp_strfmt("%s/dpone-freetds.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	char *path = dp_strfmt("%s/dpone-freetds.123456", tmp && *tmp ? tmp : "/tmp");
+	memset(path + strlen(path) - 6, 'X', 6); /* mkstemp's template ends in six X */
 	int fd = mkstemp(path);
 	FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
 	if (!f)
