@@ -70,7 +70,8 @@ freetds_conf_begin(const struct dp_conn *conn, struct freetds_conf *t)
 {
 	*t = (struct freetds_conf){0};
 	const char *encrypt = param(conn, "encrypt"), *instance = param(conn, "instance");
-	if (!encrypt && !instance && !param(conn, "ca_file") && !param(conn, "trust_server_certificate"))
+	int tls = encrypt || param(conn, "ca_file") || param(conn, "trust_server_certificate");
+	if (!tls && !instance)
 		return 0;
 	int lv = level_of(conn, encrypt ? encrypt : "request");
 	if (!levels[lv].freetds)
@@ -94,7 +95,7 @@ freetds_conf_begin(const struct dp_conn *conn, struct freetds_conf *t)
 		fprintf(f, "\tinstance = %s\n", instance);
 	else
 		fprintf(f, "\tport = %d\n", conn->port);
-	if (encrypt || param(conn, "ca_file") || param(conn, "trust_server_certificate"))
+	if (tls)
 		fprintf(f, "\tencryption = %s\n", levels[lv].freetds);
 	if (verify)
 		fprintf(f, "\tca file = %s\n\tcheck certificate hostname = yes\n", ca_file_of(conn));
@@ -104,8 +105,7 @@ freetds_conf_begin(const struct dp_conn *conn, struct freetds_conf *t)
 	t->saved_conf = before ? dp_xstrdup(before) : NULL;
 	t->conf = path;
 	t->instance = instance;
-	t->level =
-		encrypt || param(conn, "ca_file") || param(conn, "trust_server_certificate") ? levels[lv].name : NULL;
+	t->level = tls ? levels[lv].name : NULL;
 	t->verified = verify;
 	setenv("FREETDSCONF", path, 1);
 	return 1;

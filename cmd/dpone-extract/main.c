@@ -160,6 +160,7 @@ struct job {
 	struct dp_manifest *m; /* owned */
 	struct encoding enc;
 	struct dp_conn conn; /* the source's connection, for the ranges' own; owned */
+	json_t *recorded;    /* the boundary --boundary-file held at start (a retry, a chunk), or NULL; owned */
 	struct source s;     /* connected and discovered; owned */
 };
 
@@ -287,13 +288,8 @@ plan_low(struct job *j, const struct column *c, struct plan *p)
 static char *
 retried_high(const struct job *j)
 {
-	if (!j->o.boundary_file)
-		return NULL;
-	json_t *b = json_load_file(j->o.boundary_file, 0, NULL);
-	json_t *high = json_object_get(b, "high");
-	char *text = high ? json_dumps(high, JSON_ENCODE_ANY) : NULL;
-	json_decref(b);
-	return text;
+	json_t *high = json_object_get(j->recorded, "high");
+	return high ? json_dumps(high, JSON_ENCODE_ANY) : NULL;
 }
 
 /* The boundary, for a retry of this run (--boundary-file): written once,
@@ -448,10 +444,7 @@ split_column(const struct job *j, const char *why)
 static int
 recorded_split(const struct job *j, int col, int n, struct split *sp)
 {
-	if (!j->o.boundary_file)
-		return 0;
-	json_t *b = json_load_file(j->o.boundary_file, 0, NULL);
-	json_t *split = json_object_get(b, "split");
+	json_t *split = json_object_get(j->recorded, "split");
 	const char *name = json_string_value(json_object_get(split, "column"));
 	json_t *min = json_object_get(split, "min"), *max = json_object_get(split, "max");
 	int ok = name && !strcasecmp(name, j->s.cols[col].name) &&
@@ -463,7 +456,6 @@ recorded_split(const struct job *j, int col, int n, struct split *sp)
 		                     .empty = json_is_null(min),
 		                     .min = json_integer_value(min),
 		                     .max = json_integer_value(max)};
-	json_decref(b);
 	return ok;
 }
 
@@ -524,13 +516,9 @@ range_predicate(const struct job *j, const struct split *sp, int i)
 static void
 carry_plan_id(const struct job *j, struct plan *p)
 {
-	if (!j->o.boundary_file)
-		return;
-	json_t *b = json_load_file(j->o.boundary_file, 0, NULL);
-	json_t *plan = json_object_get(b, "plan");
+	json_t *plan = json_object_get(j->recorded, "plan");
 	if (json_is_string(plan))
 		json_object_set(p->boundary, "plan", plan);
-	json_decref(b);
 }
 
 /* --chunk I/N: only the I-th range of the boundary. */
@@ -689,6 +677,7 @@ exit_answered(struct job *j)
 	source_free(&j->s);
 	dbexit();
 	dp_conn_free(&j->conn);
+	json_decref(j->recorded);
 	dp_manifest_free(j->m);
 	dp_exit_flushing_stdout(DP_EXIT_OK);
 }
@@ -1014,6 +1003,9 @@ main(int argc, char **argv)
 	int bcp = !cdc && j.m->export_mode == DP_EXPORT_BCP;
 	dp_catch_interrupts();
 	dp_on_die_classify(classify_exit);
+	/* Read once: the high watermark, split and plan a retry or a chunk reuse. */
+	if (j.o.boundary_file)
+		j.recorded = json_load_file(j.o.boundary_file, 0, NULL);
 	job_open(&j, bcp);
 	if (j.o.check)
 		run_check(&j);
@@ -1047,6 +1039,7 @@ main(int argc, char **argv)
 	source_free(&j.s);
 	dbexit();
 	dp_conn_free(&j.conn);
+	json_decref(j.recorded);
 	dp_manifest_free(j.m);
 	return code;
 }
